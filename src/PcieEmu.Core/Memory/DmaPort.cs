@@ -1,0 +1,99 @@
+namespace PcieEmu.Core.Memory;
+
+/// <summary>Result of translating one DMA address (VT-d §3.6 outcome).</summary>
+/// <param name="Ok">True when the access may proceed.</param>
+/// <param name="Address">Host physical address the IOVA maps to.</param>
+/// <param name="Contiguous">Bytes from <paramref name="Address"/> that stay inside the same mapping (≥ 1).</param>
+/// <param name="FaultReason">VT-d fault reason when not <paramref name="Ok"/> (0 when the fault was not a remapping fault).</param>
+public readonly record struct DmaTranslation(bool Ok, ulong Address, ulong Contiguous, byte FaultReason)
+{
+    /// <summary>A translation that maps the address to itself for the rest of its 4 KiB page.</summary>
+    public static DmaTranslation Identity(ulong address) => new(true, address, 4096 - (address & 0xFFF), 0);
+}
+
+/// <summary>Translates device DMA addresses: the DMA remapping unit, or identity when none is on.</summary>
+public interface IDmaRemapper
+{
+    /// <summary>Translates <paramref name="iova"/> for a request from <paramref name="sourceId"/>.
+    /// When <paramref name="record"/> is true a fault is recorded as hardware would.</summary>
+    DmaTranslation Translate(ushort sourceId, ulong iova, bool write, bool record = true);
+}
+
+/// <summary>No remapping: every address maps to itself.</summary>
+public sealed class IdentityRemapper : IDmaRemapper
+{
+    /// <summary>The shared instance.</summary>
+    public static readonly IdentityRemapper Instance = new();
+    /// <inheritdoc/>
+    public DmaTranslation Translate(ushort sourceId, ulong iova, bool write, bool record = true) => DmaTranslation.Identity(iova);
+}
+
+/// <summary>Why a DMA stopped.</summary>
+public enum DmaStatus
+{
+    /// <summary>All bytes moved.</summary>
+    Ok,
+    /// <summary>The function's Bus Master Enable is clear: it may not issue requests.</summary>
+    BusMasterDisabled,
+    /// <summary>The remapping unit refused the access (see <see cref="DmaResult.FaultReason"/>).</summary>
+    TranslationFault,
+    /// <summary>The (translated) address is not RAM: the request completed as Unsupported Request.</summary>
+    UnsupportedRequest,
+}
+
+/// <summary>Outcome of a DMA: bytes moved before it stopped, and why it stopped.</summary>
+public readonly record struct DmaResult(DmaStatus Status, int BytesMoved, byte FaultReason = 0, ulong FaultAddress = 0)
+{
+    /// <summary>True when the whole transfer completed.</summary>
+    public bool Ok => Status == DmaStatus.Ok;
+}
+
+/// <summary>
+/// The only way a device reaches host memory. A port belongs to one requester (its routing
+/// ID is computed when the request is made, so it follows bus renumbering). Each access
+/// checks Bus Master Enable, is split where translations end (at least at every 4 KiB page),
+/// is translated by the remapping unit and lands in RAM. A fault or an access outside RAM
+/// aborts the rest of the transfer.
+/// </summary>
+public sealed class DmaPort
+{
+    private readonly Func<ushort> _rid;
+    private readonly Func<bool> _busMaster;
+    private readonly Platform.Machine _machine;
+
+    internal DmaPort(Platform.Machine machine, Func<ushort> rid, Func<bool> busMasterEnabled)
+    {
+        _machine = machine; _rid = rid; _busMaster = busMasterEnabled;
+    }
+
+    /// <summary>Routing ID that requests from this port carry now.</summary>
+    public ushort RequesterId => _rid();
+
+    /// <summary>Reads device-visible memory at <paramref name="address"/> into <paramref name="destination"/>.</summary>
+    public DmaResult Read(ulong address, Span<byte> destination) => Transfer(address, destination, default, write: false);
+
+    /// <summary>Writes <paramref name="source"/> to device-visible memory at <paramref name="address"/>.</summary>
+    public DmaResult Write(ulong address, ReadOnlySpan<byte> source) => Transfer(address, default, source, write: true);
+
+    private DmaResult Transfer(ulong address, Span<byte> dst, ReadOnlySpan<byte> src, bool write)
+    {
+        int length = write ? src.Length : dst.Length;
+        if (!_busMaster()) return new DmaResult(DmaStatus.BusMasterDisabled, 0);
+        ushort rid = _rid();
+        var remapper = _machine.Remapper;
+        var ram = _machine.Ram;
+        int done = 0;
+        while (done < length)
+        {
+            ulong iova = address + (ulong)done;
+            var t = remapper.Translate(rid, iova, write);
+            if (!t.Ok) return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
+            int chunk = (int)Math.Min((ulong)(length - done), Math.Max(1UL, t.Contiguous));
+            if (!ram.Contains(t.Address, (ulong)chunk)) return new DmaResult(DmaStatus.UnsupportedRequest, done, 0, iova);
+            if (write) src.Slice(done, chunk).CopyTo(ram.GetSpan(t.Address, chunk));
+            else ram.GetSpan(t.Address, chunk).CopyTo(dst.Slice(done, chunk));
+            done += chunk;
+        }
+        return new DmaResult(DmaStatus.Ok, done);
+    }
+}

@@ -1,0 +1,91 @@
+using System.IO.MemoryMappedFiles;
+
+namespace PcieEmu.Core.Memory;
+
+/// <summary>
+/// Host RAM: a file mapped into this process (and mappable by local clients) that holds the
+/// machine's physical memory from <see cref="Base"/> for <see cref="Size"/> bytes. Devices
+/// never touch it directly; they go through their <see cref="DmaPort"/>.
+/// </summary>
+public sealed unsafe class HostRam : IDisposable
+{
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _ptr;
+    private readonly bool _deleteOnDispose;
+    private bool _disposed;
+
+    /// <summary>Creates (or truncates) the backing file at <paramref name="path"/> and maps it.</summary>
+    public HostRam(string path, ulong size, bool keepFile = false, ulong baseAddress = 0)
+    {
+        if (size == 0 || size % 4096 != 0) throw new ArgumentException("RAM size must be a non-zero multiple of 4096", nameof(size));
+        if (string.IsNullOrEmpty(path)) throw new ArgumentException("RAM file path is required", nameof(path));
+        Path = System.IO.Path.GetFullPath(path);
+        Size = size;
+        Base = baseAddress;
+        _deleteOnDispose = !keepFile;
+        using (var fs = new FileStream(Path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite))
+        {
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            fs.SetLength((long)size);
+        }
+        _file = MemoryMappedFile.CreateFromFile(Path, FileMode.Open, null, (long)size, MemoryMappedFileAccess.ReadWrite);
+        _view = _file.CreateViewAccessor(0, (long)size, MemoryMappedFileAccess.ReadWrite);
+        byte* p = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _ptr = p + _view.PointerOffset;
+    }
+
+    /// <summary>Default location of the RAM file: $XDG_RUNTIME_DIR, else /tmp.</summary>
+    public static string DefaultPath()
+    {
+        string dir = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR") is { Length: > 0 } d && Directory.Exists(d) ? d : System.IO.Path.GetTempPath();
+        return System.IO.Path.Combine(dir, $"pcie-emu-ram-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
+    }
+
+    /// <summary>Absolute path of the shared file.</summary>
+    public string Path { get; }
+    /// <summary>Size in bytes.</summary>
+    public ulong Size { get; }
+    /// <summary>Physical address of the first byte.</summary>
+    public ulong Base { get; }
+
+    /// <summary>True when [address, address+length) lies inside RAM.</summary>
+    public bool Contains(ulong address, ulong length) =>
+        address >= Base && length <= Size && address - Base <= Size - length;
+
+    /// <summary>A span over RAM; the caller has checked <see cref="Contains"/>.</summary>
+    public Span<byte> GetSpan(ulong address, int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!Contains(address, (ulong)length)) throw new ArgumentOutOfRangeException(nameof(address), $"[0x{address:X}, +{length}) is outside RAM");
+        return new Span<byte>(_ptr + (address - Base), length);
+    }
+
+    /// <summary>Copies RAM into <paramref name="destination"/>.</summary>
+    public void Read(ulong address, Span<byte> destination) => GetSpan(address, destination.Length).CopyTo(destination);
+
+    /// <summary>Copies <paramref name="source"/> into RAM.</summary>
+    public void Write(ulong address, ReadOnlySpan<byte> source) => source.CopyTo(GetSpan(address, source.Length));
+
+    /// <summary>Zeroes all of RAM (cold reset).</summary>
+    public void Clear()
+    {
+        for (ulong off = 0; off < Size; off += 1 << 30)
+            new Span<byte>(_ptr + off, (int)Math.Min(1UL << 30, Size - off)).Clear();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _file.Dispose();
+        if (_deleteOnDispose)
+        {
+            try { File.Delete(Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+}

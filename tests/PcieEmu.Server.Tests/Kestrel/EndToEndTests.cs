@@ -316,6 +316,13 @@ public sealed class EndToEndTests
         Assert.Contains($"{missed} event(s) were missed", ex.Status.Detail);
         Assert.Equal(Total, stuckGot + missed);
         Assert.True(stuckGot >= 256);
+
+        // The live subscriber leaving (cancelled) is routine, not a server error.
+        await cts.CancelAsync().W();
+        await Assert.ThrowsAnyAsync<Exception>(() => live.ResponseStream.MoveNext(CancellationToken.None)).W();
+        await using (var again = s.Client.OpenSession())
+            Assert.Equal(0x10C98086ul, (await again.ReadConfigAsync(0x100, 0, 4).W()).Value);
+        s.AssertNoErrors();
     }
 
     [Theory]

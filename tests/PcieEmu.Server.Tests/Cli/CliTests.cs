@@ -100,7 +100,7 @@ public sealed class CliTests
                 Assert.Equal(3u, p.Limits.MaxInterruptSubscribers);
             }
             await app.StopAsync().W();
-            await app.DisposeAsync();
+            await app.DisposeAsync().AsTask().W();
             Assert.True(File.Exists(Path.Combine(dir, "ram.bin")));   // KeepRamFile
             Assert.False(File.Exists(Path.Combine(dir, "s.sock")));   // socket removed on shutdown
 
@@ -132,7 +132,7 @@ public sealed class CliTests
         var s = await TestServer.StartAsync("unix");
         string ram = (await s.Client.GetPlatformAsync().W()).RamRegions[0].SharedFilePath;
         Assert.True(File.Exists(ram));
-        await s.DisposeAsync();
+        await s.DisposeAsync().AsTask().W();
         Assert.False(File.Exists(ram));
     }
 

@@ -244,7 +244,7 @@ public sealed class EndToEndTests
             ulong region = (ulong)(0x10_0000 + id * 0x1000);
             for (int i = 0; i < 300; i++)
             {
-                await session.PostMmioWriteAsync(region + (ulong)(i % 64) * 8, 8, (ulong)id << 32 | (uint)i);
+                await session.PostMmioWriteAsync(region + (ulong)(i % 64) * 8, 8, (ulong)id << 32 | (uint)i).AsTask().W();
                 if (i % 10 == 9)
                 {
                     var r = await session.ReadMmioAsync(region + (ulong)(i % 64) * 8, 8).W();

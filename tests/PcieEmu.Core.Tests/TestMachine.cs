@@ -13,10 +13,10 @@ internal static class TestMachine
     public static uint Read(this Machine m, ushort rid, int off, int width = 4)
     {
         var r = m.ReadConfig(rid, off, width);
-        Assert.Equal(AddressSpace.CompletionStatus.Successful, r.Status);
+        Assert.Equal(PcieEmu.Core.AddressSpace.CompletionStatus.Successful, r.Status);
         return (uint)r.Value;
     }
 
     public static void Write(this Machine m, ushort rid, int off, int width, uint value) =>
-        Assert.Equal(AddressSpace.CompletionStatus.Successful, m.WriteConfig(rid, off, width, value));
+        Assert.Equal(PcieEmu.Core.AddressSpace.CompletionStatus.Successful, m.WriteConfig(rid, off, width, value));
 }

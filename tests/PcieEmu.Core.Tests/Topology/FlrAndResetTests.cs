@@ -82,3 +82,22 @@ public class FlrAndResetTests
         Assert.Equal(CompletionStatus.Successful, m.ReadMmio(bar0, 4).Status);
     }
 }
+
+public class SecondaryBusResetTests
+{
+    [Fact]
+    public void SecondaryBusResetResetsEverythingBelowThePortOnly()
+    {
+        using var m = TestMachine.Create();
+        m.Write(0x0100, 0x170, 2, 2);
+        m.Write(0x0100, 0x168, 2, 0x9);
+        uint buses = m.Read(TestMachine.RootPort, 0x18);
+        m.Write(TestMachine.RootPort, 0x3E, 2, 0x0040);
+        Assert.Empty(m.PhysicalFunctions[0].VirtualFunctions);
+        Assert.Equal(0u, m.Read(0x0100, 0x10));
+        Assert.Equal(0u, m.Read(0x0101, 0x04, 2));
+        Assert.Equal(buses, m.Read(TestMachine.RootPort, 0x18));     // the port itself keeps its state
+        m.Write(TestMachine.RootPort, 0x3E, 2, 0);
+        Assert.Equal(0x10C98086u, m.Read(0x0100, 0));
+    }
+}

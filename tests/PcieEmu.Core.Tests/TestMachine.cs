@@ -17,6 +17,13 @@ internal static class TestMachine
         return (uint)r.Value;
     }
 
+    /// <summary>NumVFs = n, then VF Enable | VF MSE in one write (Linux's order).</summary>
+    public static void EnableVfs(this Machine m, ushort pf, int n)
+    {
+        m.Write(pf, 0x170, 2, (uint)n);
+        m.Write(pf, 0x168, 2, 0x9);
+    }
+
     public static void Write(this Machine m, ushort rid, int off, int width, uint value) =>
         Assert.Equal(PcieEmu.Core.AddressSpace.CompletionStatus.Successful, m.WriteConfig(rid, off, width, value));
 }

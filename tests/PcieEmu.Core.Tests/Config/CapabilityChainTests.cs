@@ -59,8 +59,7 @@ public class CapabilityChainTests
     public void VfRootPortAndHostBridgeChainsAreWellFormed()
     {
         using var m = TestMachine.Create();
-        m.Write(0x0100, 0x170, 2, 1);
-        m.Write(0x0100, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 1);
         Assert.Equal([(0x70, 0x11), (0xA0, 0x10)], WalkStandard(m, 0x0280));
         Assert.Equal([(0x100, 0x01), (0x150, 0x0E)], WalkExtended(m, 0x0280));
         Assert.Equal(0x10000000u, m.Read(0x0280, 0xA4) & 0x10000000);   // VF is FLR capable

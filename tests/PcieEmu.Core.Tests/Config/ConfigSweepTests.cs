@@ -17,8 +17,7 @@ public class ConfigSweepTests
         var m = TestMachine.Create();
         foreach (var pf in new ushort[] { 0x0100, 0x0101 })
         {
-            m.Write(pf, 0x170, 2, 3);
-            m.Write(pf, 0x168, 2, 0x9);
+            m.EnableVfs(pf, 3);
         }
         return m;
     }

@@ -125,8 +125,7 @@ public class DeclaredAccessTests
     public void VfRegisterHasDeclaredAccess(int off, int width, uint rw, uint w1c)
     {
         using var m = TestMachine.Create();
-        m.Write(0x0100, 0x170, 2, 2);
-        m.Write(0x0100, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 2);
         var cs = m.PhysicalFunctions[0].VirtualFunctions[1].Config;
         uint avoid = off == 0xA8 ? PcieEmu.Core.Config.Capabilities.PcieCapability.DevCtlInitiateFlr : 0u;
         Assert.Equal(rw, AccessProbe.Writable(cs, off, width, avoid));
@@ -137,8 +136,7 @@ public class DeclaredAccessTests
     public void VfHeaderReadsAsSrIovSpecifies()
     {
         using var m = TestMachine.Create();
-        m.Write(0x0100, 0x170, 2, 1);
-        m.Write(0x0100, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 1);
         ushort vf = 0x0280;
         Assert.Equal(0xFFFF_FFFFu, m.Read(vf, 0x00));
         Assert.Equal(m.Read(0x0100, 0x08), m.Read(vf, 0x08));   // revision + class as the PF

@@ -27,10 +27,8 @@ public class LspciDecodeTests
     public void LspciDecodesEveryFunctionCleanly()
     {
         using var m = TestMachine.Create();
-        m.Write(0x0100, 0x170, 2, 2);
-        m.Write(0x0100, 0x168, 2, 0x9);
-        m.Write(0x0101, 0x170, 2, 1);
-        m.Write(0x0101, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 2);
+        m.EnableVfs(0x0101, 1);
         var sb = new StringBuilder();
         foreach (var f in m.EnumerateFunctions())
         {

@@ -8,8 +8,7 @@ public class FlrAndResetTests
     public void VfFlrResetsThatVfOnly()
     {
         using var m = TestMachine.Create();
-        m.Write(0x0100, 0x170, 2, 2);
-        m.Write(0x0100, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 2);
         ushort vf0 = 0x0280, vf1 = 0x0282;
         foreach (var vf in new[] { vf0, vf1 })
         {
@@ -30,10 +29,8 @@ public class FlrAndResetTests
     public void PfFlrResetsThePfAndRemovesItsVfs()
     {
         using var m = TestMachine.Create();
-        m.Write(0x0100, 0x170, 2, 2);
-        m.Write(0x0100, 0x168, 2, 0x9);
-        m.Write(0x0101, 0x170, 2, 1);
-        m.Write(0x0101, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 2);
+        m.EnableVfs(0x0101, 1);
         uint bar0 = m.Read(0x0100, 0x10);
         Assert.NotEqual(0u, bar0);
         m.Write(0x0100, 0xA8, 2, 0x8000 | m.Read(0x0100, 0xA8, 2));
@@ -54,8 +51,7 @@ public class FlrAndResetTests
     {
         using var m = TestMachine.Create();
         uint bar0 = m.Read(0x0100, 0x10);
-        m.Write(0x0100, 0x170, 2, 2);
-        m.Write(0x0100, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 2);
         m.Write(TestMachine.RootPort, 0x68, 2, 0x20);
         m.WriteMemory(0x1000, [1, 2, 3]);
         m.Reset();
@@ -89,8 +85,7 @@ public class SecondaryBusResetTests
     public void SecondaryBusResetResetsEverythingBelowThePortOnly()
     {
         using var m = TestMachine.Create();
-        m.Write(0x0100, 0x170, 2, 2);
-        m.Write(0x0100, 0x168, 2, 0x9);
+        m.EnableVfs(0x0100, 2);
         uint buses = m.Read(TestMachine.RootPort, 0x18);
         m.Write(TestMachine.RootPort, 0x3E, 2, 0x0040);
         Assert.Empty(m.PhysicalFunctions[0].VirtualFunctions);

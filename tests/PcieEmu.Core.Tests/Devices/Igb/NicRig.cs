@@ -112,6 +112,18 @@ internal sealed class NicRig : IDisposable
         public uint Head => read(block + (tx ? Tdh : Rdh));
         public void WriteTail(uint t) { Tail = t; write(block + (tx ? Tdt : Rdt), t); }
         public ulong DescAddr(uint i) => Base + 16 * i;
+        /// <summary>RX: re-arms descriptors from the current tail up to <paramref name="newTail"/> (the
+        /// device's write-back overwrote their buffer addresses), then writes RDT.</summary>
+        public void Replenish(uint newTail)
+        {
+            for (uint i = Tail; i != newTail; i = (i + 1) % (uint)Count)
+            {
+                var d = new byte[16];
+                BinaryPrimitives.WriteUInt64LittleEndian(d, Buffers[i]);
+                rig.M.WriteMemory(DescAddr(i), d);
+            }
+            WriteTail(newTail);
+        }
         public byte[] Desc(uint i) => rig.ReadRam(DescAddr(i), 16);
     }
 

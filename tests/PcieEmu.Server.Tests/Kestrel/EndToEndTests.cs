@@ -314,7 +314,9 @@ public sealed class EndToEndTests
         long missed = long.Parse(ex.Trailers.GetValue("pcieemu-missed")!, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(missed > 0);
         Assert.Contains($"{missed} event(s) were missed", ex.Status.Detail);
-        Assert.Equal(Total, stuckGot + missed);
+        // The stream ends once the server has drained the queue; events raised after that were
+        // not meant for a subscriber that is gone, so the sum is at most what was raised.
+        Assert.True(stuckGot + missed <= Total, $"{stuckGot} received + {missed} missed > {Total} raised");
         Assert.True(stuckGot >= 256);
 
         // The live subscriber leaving (cancelled) is routine, not a server error.

@@ -394,7 +394,8 @@ bool WaitServing(const std::string& target, std::chrono::milliseconds timeout) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc::CompletionQueue cq;
-    grpc::ByteBuffer req, resp;
+    grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to zero bytes
+    grpc::ByteBuffer req(&empty, 1), resp;
     grpc::Status st;
     auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", req, &cq);
     call->StartCall();

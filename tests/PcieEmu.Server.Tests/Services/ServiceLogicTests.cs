@@ -214,6 +214,14 @@ public sealed class ServiceLogicTests : IDisposable
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[13]) }, _ctx), StatusCode.InvalidArgument, "data");
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[16385]) }, _ctx), StatusCode.InvalidArgument, "data");
         await Fails(() => eth.CaptureFrames(new CaptureFramesRequest { Port = 7 }, new ListWriter<CapturedFrame>(), _ctx), StatusCode.InvalidArgument, "port");
+        using (var a = tap.TrySubscribe(0, 4, max: 1))
+        {
+            Assert.NotNull(a);
+            Assert.Null(tap.TrySubscribe(1, 4, max: 1));
+            var limited = new EthernetGrpcService(tap, new LimitsOptions { MaxCaptureSubscribers = 1 }, NullLogger<EthernetGrpcService>.Instance);
+            await Fails(() => limited.CaptureFrames(new CaptureFramesRequest { Port = 0 }, new ListWriter<CapturedFrame>(), _ctx), StatusCode.ResourceExhausted, "subscribers");
+        }
+        Assert.NotNull(tap.TrySubscribe(1, 4, max: 1));   // the slot came back
         // A well-formed frame to a port whose receiver is off is dropped: data, not an error.
         var r = await eth.InjectFrame(new InjectFrameRequest { Port = 1, Data = ByteString.CopyFrom(new byte[60]) }, _ctx).W();
         Assert.Equal((false, 0u), (r.Accepted, r.Queues));

@@ -183,6 +183,38 @@ describe('against a real server', () => {
     await assert.rejects(within(bad.opened), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
   });
 
+  test('an MSI-X interrupt raised through the NIC arrives on the subscription', async () => {
+    const sub = c.subscribeInterrupts([PF0]);
+    try {
+    await within(sub.opened, 10_000, 'subscription headers');
+    const it = sub[Symbol.asyncIterator]();
+    const next = it.next();
+    // 82576 PF0: Memory Space + Bus Master, MSI-X entry 0 -> 0xFEE00000 / data 0x41, MSI-X on,
+    // GPIE multiple-MSI-X mode, EIMS bit 0, then EICS bit 0 sets the cause and sends vector 0.
+    const pf = (await within(c.listFunctions())).find((f) => f.rid === PF0)!;
+    const table = await within(c.readConfig32(PF0, 0x70 + 4));
+    const bar = (i: number) => BigInt(pf.bars.find((b) => b.index === i)!.address);
+    const entry = bar(table & 7) + BigInt(table & ~7);
+    await within(c.writeConfig16(PF0, Regs.COMMAND, (await c.readConfig16(PF0, Regs.COMMAND)) | 0x6));
+    for (const [off, v] of [[0n, 0xfee00000n], [4n, 0n], [8n, 0x41n], [12n, 0n]] as const)
+      assert.equal(await within(c.writeMmio(entry + off, 4, v)), OK);
+    await within(c.writeConfig16(PF0, 0x72, ((await c.readConfig16(PF0, 0x72)) | 0x8000) & ~0x4000));
+    const bar0 = bar(0);
+    await within(c.writeMmio(bar0 + 0x1514n, 4, 1n << 4n)); // GPIE.Multiple_MSIX
+    await within(c.writeMmio(bar0 + 0x1524n, 4, 1n)); // EIMS
+    await within(c.writeMmio(bar0 + 0x1520n, 4, 1n)); // EICS
+    const ev = await within(next, 10_000, 'interrupt event');
+    assert.equal(ev.done, false);
+    assert.equal(ev.value.rid, PF0);
+    assert.equal(ev.value.kind, 'INTERRUPT_KIND_MSIX');
+    assert.equal(BigInt(ev.value.address), 0xfee00000n);
+    assert.equal(ev.value.data, 0x41);
+    assert.equal(ev.value.vector, 0);
+    } finally {
+      sub.cancel();
+    }
+  });
+
   test('a bad width is INVALID_ARGUMENT naming the field', async () => {
     await assert.rejects(c.readConfig(PF0, 0, 3), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /width/.test(e.details));
     await assert.rejects(c.readConfig(PF0, 4096, 4), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /offset/.test(e.details));

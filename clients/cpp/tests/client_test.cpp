@@ -364,6 +364,19 @@ TEST_F(ClientTest, InterruptDelivered) {
   EXPECT_EQ(ev.vector(), 0u);
 }
 
+TEST_F(ClientTest, ExampleDriver) {
+  std::string cmd = std::string("timeout 60 ") + PCIEEMU_DRIVER + " " + g_tcp + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  for (const char* want : {"01:00.0 8086:10c9 class 020000", "ARI off: VFs at 02:10.0, 02:10.2\n  02:10.0 class/rev = 0x020000",
+                           "ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000", "(COMPLETION_STATUS_SUCCESSFUL)"})
+    EXPECT_NE(out.find(want), std::string::npos) << "driver output lacks '" << want << "':\n" << out;
+}
+
 TEST_F(ClientTest, InvalidArgument) {
   try {
     c->ReadConfig(kPf0, 0, 3);

@@ -3,6 +3,7 @@ package pcieemu
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -415,5 +416,25 @@ func TestInterruptDelivered(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no interrupt event within 10 s")
+	}
+}
+
+func TestExampleDriver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	// GOPATH mode (see env.sh): builds and runs pcieemu/cmd/driver against the test server.
+	out, err := exec.CommandContext(ctx, "go", "run", "pcieemu/cmd/driver", testTCP).CombinedOutput()
+	if err != nil {
+		t.Fatalf("driver: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"01:00.0 8086:10c9 class 020000",
+		"ARI off: VFs at 02:10.0, 02:10.2\n  02:10.0 class/rev = 0x020000",
+		"ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000",
+		"(COMPLETION_STATUS_SUCCESSFUL)",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("driver output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -1,6 +1,9 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
 import { startServer, TestServer, within } from './harness';
 
@@ -213,6 +216,13 @@ describe('against a real server', () => {
     } finally {
       sub.cancel();
     }
+  });
+
+  test('the example driver enables VFs and reads them with and without ARI', async () => {
+    const { stdout } = await within(promisify(execFile)(process.execPath, [join(__dirname, '../examples/driver.js'), server.tcp]), 30_000, 'driver');
+    assert.match(stdout, /^01:00\.0 8086:10c9 class 020000/m);
+    assert.match(stdout, /ARI off: VFs at 02:10\.0, 02:10\.2\n\s+02:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
+    assert.match(stdout, /ARI on : VFs at 01:10\.0, 01:10\.2\n\s+01:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
   });
 
   test('a bad width is INVALID_ARGUMENT naming the field', async () => {

@@ -11,6 +11,7 @@ public class VtdRegisterTests
         using var h = new VtdHarness();
         Assert.Equal(0x10UL, h.Reg(VtdRegs.Ver));
         ulong cap = h.Reg(VtdRegs.Cap, 8);
+        Assert.Equal(0x0012_078C_222F_0606UL, cap);
         Assert.Equal(6UL, cap & 7);                        // ND: 16-bit domain ids
         Assert.Equal(0UL, (cap >> 4) & 1);                 // RWBF
         Assert.Equal(0UL, (cap >> 7) & 1);                 // CM

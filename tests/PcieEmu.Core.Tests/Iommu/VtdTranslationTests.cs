@@ -228,4 +228,64 @@ public class VtdTranslationTests
         Assert.Equal((byte)VtdFaultReason.InterruptRange, h.Unit.Translate(Pf0, 0xFEE0_0000, write: true).FaultReason);
         Assert.True(h.Unit.Translate(Pf0, 0xFEF0_0000, write: true).Ok);
     }
+
+    [Fact]
+    public void ContiguousFramesMoveInOneRangeButStaleEntriesStillWin()
+    {
+        using var h = new VtdHarness();
+        h.Enable();
+        ulong top = h.NewDomain(Pf0, 1);
+        const ulong iova = 0x3000_0000, frame = VtdHarness.DataBase;
+        for (int i = 0; i < 4; i++) h.Map(top, iova + (ulong)i * 4096, frame + (ulong)i * 4096);
+        var t = h.Unit.TranslateRange(Pf0, iova + 0x10, 4 * 4096, write: false);
+        Assert.Equal(frame + 0x10, t.Address);
+        Assert.Equal(4 * 4096UL - 0x10, t.Contiguous);
+        Assert.Equal(4, h.Unit.IotlbCount);
+        // Page 2 is remapped without invalidation: the range still uses the cached frame.
+        h.Map(top, iova + 2 * 4096, frame + 0x10_0000);
+        Assert.Equal(4 * 4096UL, h.Unit.TranslateRange(Pf0, iova, 4 * 4096, write: false).Contiguous);
+        // After a page invalidation the range ends where the frames stop being adjacent.
+        h.SetReg(VtdRegs.Iva, 8, iova + 2 * 4096);
+        h.SetReg(VtdRegs.Iotlb, 8, VtdRegs.IotlbIvt | 3UL << 60 | 1UL << 32);
+        Assert.Equal(2 * 4096UL, h.Unit.TranslateRange(Pf0, iova, 4 * 4096, write: false).Contiguous);
+        // A fault ahead ends the range without recording; the DMA records it when it gets there.
+        h.WriteQ(h.EntryAddress(top, iova + 4 * 4096, 1), 0);
+        var r = h.DmaRead(Pf0, iova + 3 * 4096, new byte[2 * 4096]);
+        Assert.Equal(4096, r.BytesMoved);
+        Assert.Equal(iova + 4 * 4096, h.Unit.ReadFaultRecord(0).PageAddress);
+        Assert.False(h.Unit.ReadFaultRecord(1).Fault);
+    }
+
+    [Fact]
+    public void ADmaRunningOffTheEndOfRamMovesWhatFits()
+    {
+        using var h = new VtdHarness();
+        ulong end = h.M.Ram.Size;
+        var r = h.DmaRead(Pf0, end - 0x2010, new byte[0x4000]);
+        Assert.Equal(DmaStatus.UnsupportedRequest, r.Status);
+        Assert.Equal(0x2010, r.BytesMoved);
+        h.Enable();
+        h.SetContext(Pf0, 0, 1, tt: 2);
+        r = h.DmaRead(Pf0, end - 0x2010, new byte[0x4000]);
+        Assert.Equal(DmaStatus.UnsupportedRequest, r.Status);
+        Assert.Equal(0x2010, r.BytesMoved);
+    }
+
+    [Fact]
+    public void ARangeStopsAtACachedPageWithoutThePermission()
+    {
+        using var h = new VtdHarness();
+        h.Enable();
+        ulong top = h.NewDomain(Pf0, 1);
+        const ulong iova = 0x3000_0000, frame = VtdHarness.DataBase;
+        for (int i = 0; i < 3; i++) h.Map(top, iova + (ulong)i * 4096, frame + (ulong)i * 4096, write: i != 1);
+        Assert.True(h.DmaRead(Pf0, iova, new byte[3 * 4096]).Ok);          // fills the IOTLB, one range
+        Assert.Equal(3 * 4096UL, h.Unit.TranslateRange(Pf0, iova, 3 * 4096, write: false).Contiguous);
+        var r = h.DmaWrite(Pf0, iova + 8, new byte[3 * 4096 - 8]);
+        Assert.Equal(DmaStatus.TranslationFault, r.Status);
+        Assert.Equal(4096 - 8, r.BytesMoved);
+        Assert.Equal((byte)VtdFaultReason.WriteNotPermitted, r.FaultReason);
+        Assert.Equal(new VtdFaultRecord(true, Pf0, VtdFaultReason.WriteNotPermitted, false, iova + 4096), h.Unit.ReadFaultRecord(0));
+        Assert.Equal(3, h.Unit.IotlbMisses);
+    }
 }

@@ -7,7 +7,7 @@ namespace PcieEmu.Core.Iommu;
 /// the whole cache). Not thread safe: the owner serialises access (the machine lock).
 /// </summary>
 /// <typeparam name="T">The cached payload.</typeparam>
-public sealed class SetAssociativeCache<T> where T : struct
+internal sealed class SetAssociativeCache<T> where T : struct
 {
     private struct Slot
     {

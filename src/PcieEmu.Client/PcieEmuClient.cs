@@ -1,0 +1,229 @@
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Grpc.Core;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
+using PcieEmu.Protocol.V1;
+
+namespace PcieEmu.Client;
+
+/// <summary>
+/// A connection to a PcieEmu server over TCP or a Unix socket, with the generated service clients
+/// and typed helpers for what a driver does most: config access, capability walks, SR-IOV
+/// enable/disable the way Linux does it, RAM mapping and interrupt subscription.
+/// </summary>
+public sealed partial class PcieEmuClient : IDisposable
+{
+    private PcieEmuClient(GrpcChannel channel, Endpoint endpoint)
+    {
+        Channel = channel;
+        Endpoint = endpoint;
+        Platform = new PlatformService.PlatformServiceClient(channel);
+        Config = new ConfigService.ConfigServiceClient(channel);
+        Mmio = new MmioService.MmioServiceClient(channel);
+        Memory = new MemoryService.MemoryServiceClient(channel);
+        Session = new SessionService.SessionServiceClient(channel);
+        Interrupts = new InterruptService.InterruptServiceClient(channel);
+        Ethernet = new EthernetService.EthernetServiceClient(channel);
+        Iommu = new IommuService.IommuServiceClient(channel);
+        Health = new Health.HealthClient(channel);
+    }
+
+    /// <summary>
+    /// Connects to <paramref name="target"/> (<c>unix:///path</c> or <c>tcp://host:port</c>; null =
+    /// <see cref="Endpoints.DefaultTarget"/>). The connection is made lazily by the first call.
+    /// </summary>
+    public static PcieEmuClient Connect(string? target = null)
+    {
+        var ep = Endpoints.Parse(target ?? Endpoints.DefaultTarget());
+        var handler = new SocketsHttpHandler
+        {
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(60),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(30),
+        };
+        string address;
+        if (ep.Kind == EndpointKind.Unix)
+        {
+            string path = ep.Path;
+            handler.ConnectCallback = async (_, ct) =>
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), ct).ConfigureAwait(false);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+            address = "http://localhost";
+        }
+        else
+        {
+            address = $"http://{(ep.Host.Contains(':', StringComparison.Ordinal) ? $"[{ep.Host}]" : ep.Host)}:{ep.Port}";
+        }
+        var channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            MaxReceiveMessageSize = 8 << 20,
+            MaxSendMessageSize = 8 << 20,
+        });
+        return new PcieEmuClient(channel, ep);
+    }
+
+    /// <summary>The endpoint this client talks to.</summary>
+    public Endpoint Endpoint { get; }
+    /// <summary>The underlying gRPC channel.</summary>
+    public GrpcChannel Channel { get; }
+    /// <summary>PlatformService stub.</summary>
+    public PlatformService.PlatformServiceClient Platform { get; }
+    /// <summary>ConfigService stub.</summary>
+    public ConfigService.ConfigServiceClient Config { get; }
+    /// <summary>MmioService stub.</summary>
+    public MmioService.MmioServiceClient Mmio { get; }
+    /// <summary>MemoryService stub.</summary>
+    public MemoryService.MemoryServiceClient Memory { get; }
+    /// <summary>SessionService stub (see <see cref="OpenSession"/> for the wrapper).</summary>
+    public SessionService.SessionServiceClient Session { get; }
+    /// <summary>InterruptService stub.</summary>
+    public InterruptService.InterruptServiceClient Interrupts { get; }
+    /// <summary>EthernetService stub.</summary>
+    public EthernetService.EthernetServiceClient Ethernet { get; }
+    /// <summary>IommuService stub.</summary>
+    public IommuService.IommuServiceClient Iommu { get; }
+    /// <summary>grpc.health.v1 stub.</summary>
+    public Health.HealthClient Health { get; }
+
+    /// <summary>Opens an ordered transaction stream (posted writes, tagged reads).</summary>
+    public PcieSession OpenSession(CancellationToken cancellationToken = default) => new(Session.Transact(cancellationToken: cancellationToken));
+
+    /// <summary>Describes the machine.</summary>
+    public async Task<GetPlatformResponse> GetPlatformAsync(CancellationToken cancellationToken = default) =>
+        await Platform.GetPlatformAsync(new GetPlatformRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Functions that answer config requests now.</summary>
+    public async Task<IReadOnlyList<Function>> ListFunctionsAsync(CancellationToken cancellationToken = default) =>
+        (await Platform.ListFunctionsAsync(new ListFunctionsRequest(), cancellationToken: cancellationToken).ConfigureAwait(false)).Functions;
+
+    // ---------------- Config space ----------------
+
+    /// <summary>A config read with its completion status (UR: value all ones).</summary>
+    public async Task<ReadConfigResponse> ReadConfigAsync(uint rid, int offset, int width, CancellationToken cancellationToken = default) =>
+        await Config.ReadConfigAsync(new ReadConfigRequest { Rid = rid, Offset = (uint)offset, Width = (uint)width }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Reads one config byte (all ones if nothing answers, as hardware reads).</summary>
+    public async Task<byte> ReadConfig8Async(uint rid, int offset, CancellationToken cancellationToken = default) =>
+        (byte)(await ReadConfigAsync(rid, offset, 1, cancellationToken).ConfigureAwait(false)).Value;
+
+    /// <summary>Reads one config word.</summary>
+    public async Task<ushort> ReadConfig16Async(uint rid, int offset, CancellationToken cancellationToken = default) =>
+        (ushort)(await ReadConfigAsync(rid, offset, 2, cancellationToken).ConfigureAwait(false)).Value;
+
+    /// <summary>Reads one config dword.</summary>
+    public async Task<uint> ReadConfig32Async(uint rid, int offset, CancellationToken cancellationToken = default) =>
+        (await ReadConfigAsync(rid, offset, 4, cancellationToken).ConfigureAwait(false)).Value;
+
+    /// <summary>A config write; returns its completion status.</summary>
+    public async Task<CompletionStatus> WriteConfigAsync(uint rid, int offset, int width, uint value, CancellationToken cancellationToken = default) =>
+        (await Config.WriteConfigAsync(new WriteConfigRequest { Rid = rid, Offset = (uint)offset, Width = (uint)width, Value = value }, cancellationToken: cancellationToken).ConfigureAwait(false)).Status;
+
+    /// <summary>Writes one config byte.</summary>
+    public Task<CompletionStatus> WriteConfig8Async(uint rid, int offset, byte value, CancellationToken cancellationToken = default) =>
+        WriteConfigAsync(rid, offset, 1, value, cancellationToken);
+
+    /// <summary>Writes one config word.</summary>
+    public Task<CompletionStatus> WriteConfig16Async(uint rid, int offset, ushort value, CancellationToken cancellationToken = default) =>
+        WriteConfigAsync(rid, offset, 2, value, cancellationToken);
+
+    /// <summary>Writes one config dword.</summary>
+    public Task<CompletionStatus> WriteConfig32Async(uint rid, int offset, uint value, CancellationToken cancellationToken = default) =>
+        WriteConfigAsync(rid, offset, 4, value, cancellationToken);
+
+    /// <summary>Reads the whole config space (256 or 4096 bytes) in one session round trip.</summary>
+    public async Task<byte[]> DumpConfigAsync(uint rid, int length = 4096, CancellationToken cancellationToken = default)
+    {
+        if (length is <= 0 or > 4096 || length % 4 != 0) throw new ArgumentOutOfRangeException(nameof(length));
+        await using var session = OpenSession(cancellationToken);
+        var reads = new Task<SessionCompletion>[length / 4];
+        for (int i = 0; i < reads.Length; i++) reads[i] = session.QueueConfigRead(rid, 4 * i, 4);
+        await session.FlushAsync(cancellationToken).ConfigureAwait(false);
+        var bytes = new byte[length];
+        for (int i = 0; i < reads.Length; i++)
+        {
+            uint value = (uint)(await reads[i].WaitAsync(cancellationToken).ConfigureAwait(false)).Value;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(4 * i), value);
+        }
+        return bytes;
+    }
+
+    /// <summary>
+    /// Walks the capability list (PCI 3.0 §6.7) for capability <paramref name="id"/>; returns its
+    /// offset, or 0 when absent (or the function has no list). Loops are cut after 48 entries.
+    /// </summary>
+    public async Task<int> FindCapabilityAsync(uint rid, byte id, CancellationToken cancellationToken = default)
+    {
+        const int StatusCapList = 0x10;
+        if ((await ReadConfig16Async(rid, 0x06, cancellationToken).ConfigureAwait(false) & StatusCapList) == 0) return 0;
+        int pos = await ReadConfig8Async(rid, 0x34, cancellationToken).ConfigureAwait(false) & 0xFC;
+        for (int ttl = 48; ttl > 0 && pos >= 0x40; ttl--)
+        {
+            ushort header = await ReadConfig16Async(rid, pos, cancellationToken).ConfigureAwait(false);
+            if ((header & 0xFF) == 0xFF) return 0;
+            if ((header & 0xFF) == id) return pos;
+            pos = (header >> 8) & 0xFC;
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// Walks the extended capability list from 0x100 (PCIe Base §7.6) for capability
+    /// <paramref name="id"/>; returns its offset or 0. Loops are cut after 480 entries.
+    /// </summary>
+    public async Task<int> FindExtendedCapabilityAsync(uint rid, ushort id, CancellationToken cancellationToken = default)
+    {
+        int pos = 0x100;
+        for (int ttl = 480; ttl > 0 && pos >= 0x100; ttl--)
+        {
+            uint header = await ReadConfig32Async(rid, pos, cancellationToken).ConfigureAwait(false);
+            if (header is 0 or 0xFFFF_FFFF) return 0;
+            if ((header & 0xFFFF) == id) return pos;
+            pos = (int)(header >> 20) & 0xFFC;
+        }
+        return 0;
+    }
+
+    // ---------------- Interrupts ----------------
+
+    /// <summary>
+    /// Subscribes to interrupt events of <paramref name="rids"/> (null or empty = all). The sequence
+    /// ends with an <see cref="RpcException"/> (RESOURCE_EXHAUSTED) if this subscriber falls behind.
+    /// </summary>
+    public async IAsyncEnumerable<InterruptEvent> SubscribeInterruptsAsync(IEnumerable<uint>? rids = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var request = new SubscribeInterruptsRequest();
+        if (rids != null) request.Rids.AddRange(rids);
+        using var call = Interrupts.SubscribeInterrupts(request, cancellationToken: cancellationToken);
+        while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            yield return call.ResponseStream.Current;
+    }
+
+    // ---------------- RAM ----------------
+
+    /// <summary>Maps the machine's RAM file (same host only) for direct access.</summary>
+    public async Task<RamMapping> MapRamAsync(CancellationToken cancellationToken = default)
+    {
+        var platform = await GetPlatformAsync(cancellationToken).ConfigureAwait(false);
+        var region = platform.RamRegions.FirstOrDefault(r => r.SharedFilePath.Length > 0)
+            ?? throw new InvalidOperationException("the server has no shareable RAM region");
+        return new RamMapping(region.SharedFilePath, region.Base, region.Size);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => Channel.Dispose();
+}

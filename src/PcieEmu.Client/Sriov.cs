@@ -1,0 +1,95 @@
+using PcieEmu.Protocol.V1;
+
+namespace PcieEmu.Client;
+
+/// <summary>Register offsets used by the SR-IOV helpers (PCIe Base §7.5.3, SR-IOV 1.1 §3.3).</summary>
+public static class PciRegs
+{
+    /// <summary>Capability IDs.</summary>
+    public const byte CapIdPcie = 0x10, CapIdMsi = 0x05, CapIdMsix = 0x11, CapIdPm = 0x01;
+    /// <summary>Extended capability IDs.</summary>
+    public const ushort ExtCapIdAer = 0x0001, ExtCapIdDsn = 0x0003, ExtCapIdAri = 0x000E, ExtCapIdSriov = 0x0010;
+    /// <summary>PCIe capability: Device Capabilities 2 and Device Control 2 offsets.</summary>
+    public const int PcieDevCap2 = 0x24, PcieDevCtl2 = 0x28;
+    /// <summary>DevCap2 ARI Forwarding Supported / DevCtl2 ARI Forwarding Enable (bit 5).</summary>
+    public const uint AriForwarding = 1u << 5;
+    /// <summary>SR-IOV capability register offsets.</summary>
+    public const int SriovControl = 0x08, SriovStatus = 0x0A, SriovInitialVfs = 0x0C, SriovTotalVfs = 0x0E,
+        SriovNumVfs = 0x10, SriovFirstVfOffset = 0x14, SriovVfStride = 0x16, SriovVfDeviceId = 0x1A;
+    /// <summary>SR-IOV Control bits.</summary>
+    public const ushort SriovCtlVfEnable = 1 << 0, SriovCtlVfMse = 1 << 3, SriovCtlAriHierarchy = 1 << 4;
+}
+
+public sealed partial class PcieEmuClient
+{
+    /// <summary>
+    /// Enables <paramref name="numVfs"/> VFs on the PF at <paramref name="pfRid"/> the way Linux's
+    /// sriov_enable does: checks TotalVFs and that VF Enable is clear; when the upstream port
+    /// supports ARI Forwarding and the PF has an ARI capability, sets ARI Forwarding Enable in the
+    /// port and ARI Capable Hierarchy in function 0's SR-IOV capability (only legal while VF Enable
+    /// is clear); writes NumVFs, rereads First VF Offset and VF Stride (they depend on both),
+    /// checks that the VF buses fit under the port's subordinate bus, then sets VF Enable and VF
+    /// MSE in one write and waits <paramref name="settle"/> (the spec's 100 ms before VFs must
+    /// answer). Returns the VFs' routing IDs.
+    /// </summary>
+    public async Task<IReadOnlyList<ushort>> EnableSriovAsync(ushort pfRid, int numVfs, bool useAri = true,
+        TimeSpan? settle = null, CancellationToken cancellationToken = default)
+    {
+        int sriov = await FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdSriov, cancellationToken).ConfigureAwait(false);
+        if (sriov == 0) throw new InvalidOperationException($"{PciAddress.Format(pfRid)} has no SR-IOV capability");
+        ushort total = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovTotalVfs, cancellationToken).ConfigureAwait(false);
+        if (numVfs < 1 || numVfs > total) throw new ArgumentOutOfRangeException(nameof(numVfs), $"numVfs must be 1..{total} (TotalVFs)");
+        ushort ctl = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovControl, cancellationToken).ConfigureAwait(false);
+        if ((ctl & PciRegs.SriovCtlVfEnable) != 0) throw new InvalidOperationException($"{PciAddress.Format(pfRid)}: VF Enable is already set");
+
+        var port = (await GetPlatformAsync(cancellationToken).ConfigureAwait(false)).RootPorts
+            .FirstOrDefault(p => p.SecondaryBus == (uint)(pfRid >> 8));
+        if (useAri && port != null && port.AriForwardingSupported
+            && await FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdAri, cancellationToken).ConfigureAwait(false) != 0)
+        {
+            int pcie = await FindCapabilityAsync(port.Rid, PciRegs.CapIdPcie, cancellationToken).ConfigureAwait(false);
+            ushort devCtl2 = await ReadConfig16Async(port.Rid, pcie + PciRegs.PcieDevCtl2, cancellationToken).ConfigureAwait(false);
+            if ((devCtl2 & PciRegs.AriForwarding) == 0)
+                await WriteConfig16Async(port.Rid, pcie + PciRegs.PcieDevCtl2, (ushort)(devCtl2 | PciRegs.AriForwarding), cancellationToken).ConfigureAwait(false);
+            // ARI Capable Hierarchy lives in the lowest-numbered PF (RsvdP elsewhere).
+            ushort fn0 = (ushort)(pfRid & 0xFF00);
+            int fn0Sriov = await FindExtendedCapabilityAsync(fn0, PciRegs.ExtCapIdSriov, cancellationToken).ConfigureAwait(false);
+            if (fn0Sriov != 0)
+            {
+                ushort c0 = await ReadConfig16Async(fn0, fn0Sriov + PciRegs.SriovControl, cancellationToken).ConfigureAwait(false);
+                if ((c0 & PciRegs.SriovCtlAriHierarchy) == 0 && (c0 & PciRegs.SriovCtlVfEnable) == 0)
+                    await WriteConfig16Async(fn0, fn0Sriov + PciRegs.SriovControl, (ushort)(c0 | PciRegs.SriovCtlAriHierarchy), cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        await WriteConfig16Async(pfRid, sriov + PciRegs.SriovNumVfs, (ushort)numVfs, cancellationToken).ConfigureAwait(false);
+        ushort offset = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovFirstVfOffset, cancellationToken).ConfigureAwait(false);
+        ushort stride = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovVfStride, cancellationToken).ConfigureAwait(false);
+        var rids = new ushort[numVfs];
+        for (int i = 0; i < numVfs; i++) rids[i] = (ushort)(pfRid + offset + i * stride);
+        if (port != null && rids.Any(r => r >> 8 > port.SubordinateBus))
+        {
+            await WriteConfig16Async(pfRid, sriov + PciRegs.SriovNumVfs, 0, cancellationToken).ConfigureAwait(false);
+            throw new InvalidOperationException($"VFs would need bus {rids.Max() >> 8:x2}, beyond the port's subordinate bus {port.SubordinateBus:x2}");
+        }
+
+        ctl = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovControl, cancellationToken).ConfigureAwait(false);
+        await WriteConfig16Async(pfRid, sriov + PciRegs.SriovControl, (ushort)(ctl | PciRegs.SriovCtlVfEnable | PciRegs.SriovCtlVfMse), cancellationToken).ConfigureAwait(false);
+        await Task.Delay(settle ?? TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+        return rids;
+    }
+
+    /// <summary>
+    /// Disables SR-IOV on the PF as Linux's sriov_disable does: clears VF Enable and VF MSE in one
+    /// write, waits <paramref name="settle"/> (100 ms by default), then sets NumVFs to 0.
+    /// </summary>
+    public async Task DisableSriovAsync(ushort pfRid, TimeSpan? settle = null, CancellationToken cancellationToken = default)
+    {
+        int sriov = await FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdSriov, cancellationToken).ConfigureAwait(false);
+        if (sriov == 0) throw new InvalidOperationException($"{PciAddress.Format(pfRid)} has no SR-IOV capability");
+        ushort ctl = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovControl, cancellationToken).ConfigureAwait(false);
+        await WriteConfig16Async(pfRid, sriov + PciRegs.SriovControl, (ushort)(ctl & ~(PciRegs.SriovCtlVfEnable | PciRegs.SriovCtlVfMse)), cancellationToken).ConfigureAwait(false);
+        await Task.Delay(settle ?? TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+        await WriteConfig16Async(pfRid, sriov + PciRegs.SriovNumVfs, 0, cancellationToken).ConfigureAwait(false);
+    }
+}

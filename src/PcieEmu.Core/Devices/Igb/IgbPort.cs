@@ -94,8 +94,19 @@ public sealed partial class IgbPort
          .OnWrite("EIMS", (_, _, w, _) => _pfIrq.Deliver(w))
          .OnWrite("TCTL", (_, o, _, _) => { if ((o & TctlEn) == 0 && (_tctl.Value & TctlEn) != 0) KickAll(); })
          .OnWrite("VFTE", (_, o, _, _) => { if ((_vfte.Value & ~o) != 0) KickAll(); });
+        // ICR clears on read only when GPIE.NSICR is set, an interrupt was asserted
+        // (INT_ASSERTED) or IMS is 0; otherwise a read leaves the causes for the next reader.
         var icr = f["ICR"];
-        f.OnRead("ICR", () => { uint v = icr.Value; icr.Value = 0; _pfIrq.IcrRead(); icr.Value = v; return v; });
+        var ims = f["IMS"];
+        var gpie = f["GPIE"];
+        Func<bool> clears = () => (gpie.Value & GpieNsicr) != 0 || (icr.Value & IcrIntAsserted) != 0 || ims.Value == 0;
+        icr.ReadClearCondition = clears;
+        f.OnRead("ICR", () =>
+        {
+            uint v = icr.Value;
+            if (clears()) _pfIrq.IcrRead();
+            return v;
+        });
         for (int q = 0; q < Queues; q++)
         {
             int queue = q;

@@ -280,4 +280,32 @@ public class NicMailboxAndResetTests
         rig.VfWrite(0, Eics, 4);
         Assert.Contains(NicRig.Drain(sub), e => e.Rid == rig.VfRid(0) && e.Vector == 2);
     }
+
+    [Fact]
+    public void IcrClearsOnReadOnlyWhenAssertedOrUnmaskedOrNsicr()
+    {
+        using var rig = new NicRig();
+        // IMS = 0: a read always clears.
+        rig.PfWrite(Ics, IcrLsc);
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        Assert.Equal(0u, rig.PfRead(Icr));
+        // IMS ≠ 0 and the cause is masked (no interrupt asserted): the read does not clear.
+        rig.PfWrite(Ims, IcrRxdw);
+        rig.PfWrite(Ics, IcrLsc);
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        // GPIE.NSICR: every read clears.
+        rig.PfWrite(Gpie, GpieNsicr);
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        Assert.Equal(0u, rig.PfRead(Icr));
+        rig.PfWrite(Gpie, 0);
+        // An asserted interrupt (enabled cause): INT_ASSERTED set, the read clears everything.
+        rig.PfWrite(Ics, IcrLsc | IcrRxdw);
+        Assert.Equal(IcrLsc | IcrRxdw | IcrIntAsserted, rig.PfRead(Icr));
+        Assert.Equal(0u, rig.PfRead(Icr));
+        // ICR is also write-1-to-clear.
+        rig.PfWrite(Ics, IcrLsc);
+        rig.PfWrite(Icr, IcrLsc);
+        Assert.Equal(0u, rig.PfRead(Icr));
+    }
 }

@@ -491,4 +491,19 @@ public class NicTrafficTests
         }
         finally { File.Delete(path); }
     }
+
+    [Fact]
+    public void UntaggedFramesNeedVmolrAupeTaggedOnesDoNot()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        rig.PfWrite(Vmolr + 4, VmolrBam);   // pool 1: no AUPE
+        var untagged = NicRig.Frame(NicRig.Mac(1), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        Assert.Equal(0, rig.Nic.InjectFrame(untagged));
+        var tagged = (byte[])untagged.Clone();
+        tagged[12] = 0x81; tagged[13] = 0x00; tagged[14] = 0x00; tagged[15] = 0x05;
+        Assert.Equal(1, rig.Nic.InjectFrame(tagged));
+        Assert.Equal(1u, rx[1].Head);
+        Assert.Equal(tagged, rig.ReadRam(rx[1].Buffers[0], tagged.Length));
+    }
 }

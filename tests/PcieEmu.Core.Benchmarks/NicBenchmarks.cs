@@ -43,7 +43,7 @@ public class NicBenchmarks
         _vf0 = pf.VfBarWindow(vfBar0, 0).Base;
         _vf1 = pf.VfBarWindow(vfBar0, 1).Base;
         void Pf(uint o, uint v) => _m.WriteMmio(pfBar + o, 4, v);
-        Pf(CtrlExt, CtrlExtPfrstd); Pf(Mrqc, MrqcVmdq); Pf(Dtxswc, DtxswcLoopback); Pf(Rctl, RctlEn); Pf(Tctl, TctlEn);
+        Pf(CtrlExt, CtrlExtPfrstd); Pf(Mrqc, MrqcVmdq); Pf(Dtxswc, DtxswcLoopback); Pf(Rctl, RctlEn | RctlSecrc); Pf(Tctl, TctlEn);
         Pf(Vfre, 3); Pf(Vfte, 3);
         byte[] mac1 = [0x02, 0, 0, 0, 0x10, 1];
         Pf(Ral0 + 8, BinaryPrimitives.ReadUInt32LittleEndian(mac1));

@@ -26,6 +26,7 @@ public sealed partial class IgbPort
     private readonly int[] _rsList = new int[FetchBatch * 4];
     private readonly ushort[] _ctxVlan = new ushort[Queues];
     private readonly byte[] _rxDesc = new byte[DescSize];
+    private readonly byte[] _rxWithFcs = new byte[MaxFrameSize + 4];
 
     private void KickAll()
     {
@@ -206,6 +207,13 @@ public sealed partial class IgbPort
     {
         var r = _q[q];
         if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
+        if ((_rctl.Value & RctlSecrc) == 0)
+        {
+            // CRC not stripped: the FCS lands in the buffer and counts in the length.
+            frame.CopyTo(_rxWithFcs);
+            EthernetFcs.Write(frame, _rxWithFcs.AsSpan(frame.Length, 4));
+            frame = _rxWithFcs.AsSpan(0, frame.Length + 4);
+        }
         uint ringLen = r.Rdlen.Value / DescSize;
         uint head = r.Rdh.Value, tail = r.Rdt.Value;
         int bufSize = (int)(r.Srrctl.Value & SrrctlBsizePktMask) * 1024;

@@ -71,6 +71,12 @@ public sealed partial class IgbPort
         bool srcIsVf = src < ActiveVfs && source.IsVirtual;
         uint octets = (uint)frame.Length + 4;
         bool local = false, wire = true;
+        // MAC anti-spoofing (DTXSWC bit per pool): a VF may only send from a MAC the PF gave its pool.
+        if (srcIsVf && VmdqEnabled && (_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
+        {
+            TxSpoofed++;
+            return;
+        }
         if (VmdqEnabled && (_dtxswc.Value & DtxswcLoopback) != 0)
         {
             bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
@@ -123,9 +129,15 @@ public sealed partial class IgbPort
         return true;
     }
 
-    /// <summary>A frame from the wire: pool selection in VMDq mode, the PF's filters otherwise.</summary>
+    /// <summary>A frame from the wire: pool selection in VMDq mode, the PF's filters otherwise.
+    /// Runts (under 60 bytes without FCS) are counted in RUC and dropped unless RCTL.SBP.</summary>
     private int FromWire(ReadOnlySpan<byte> frame)
     {
+        if (frame.Length < 60 && (_rctl.Value & RctlSbp) == 0)
+        {
+            _ruc.Value++;
+            return 0;
+        }
         bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
         int delivered = 0;
         if (VmdqEnabled)

@@ -58,7 +58,7 @@ public sealed partial class IgbPort
 
     // Hot registers, cached by reference.
     private readonly Register _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
-    private readonly Register _mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch;
+    private readonly Register _ruc, _mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch;
     private readonly Register[] _ral = new Register[RarEntries], _rah = new Register[RarEntries], _vmolr = new Register[Pools], _mta = new Register[128];
     private readonly Register[] _p2v = new Register[Pools];
     private readonly QueueRegs[] _q = new QueueRegs[Queues];
@@ -78,6 +78,7 @@ public sealed partial class IgbPort
             IgbRegisterMaps.AliasQueue(f, f, q, q, RxLegacy + 0x100u * (uint)q, TxLegacy + 0x100u * (uint)q, " (legacy)");
         (_rctl, _tctl, _mrqc, _vtCtl, _dtxswc) = (f["RCTL"], f["TCTL"], f["MRQC"], f["VT_CTL"], f["DTXSWC"]);
         (_vfre, _vfte, _mbvficr, _mbvfimr, _vflre) = (f["VFRE"], f["VFTE"], f["MBVFICR"], f["MBVFIMR"], f["VFLRE"]);
+        _ruc = f["RUC"];
         (_mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch) = (f["MPC"], f["GPRC"], f["GPTC"], f["GORCL"], f["GORCH"], f["GOTCL"], f["GOTCH"]);
         for (int n = 0; n < RarEntries; n++) (_ral[n], _rah[n]) = (f[$"RAL[{n}]"], f[$"RAH[{n}]"]);
         for (int p = 0; p < Pools; p++) (_vmolr[p], _p2v[p]) = (f[$"VMOLR[{p}]"], f[$"P2VMAILBOX[{p}]"]);
@@ -157,6 +158,8 @@ public sealed partial class IgbPort
     public NicDmaFault? LastDmaFault { get; private set; }
     /// <summary>Transmit descriptors the port could not act on (unknown type, TSO, oversized frame) and dropped.</summary>
     public long TxDropped { get; private set; }
+    /// <summary>Frames a VF sent from a MAC address its pool does not own while MAC anti-spoofing was on (dropped).</summary>
+    public long TxSpoofed { get; private set; }
 
     internal IMmioRegion VfRegion(int index) => index < _vfFiles.Length ? _vfFiles[index] : EmptyRegion.Instance;
 

@@ -66,6 +66,7 @@ public static class IgbRegisterMaps
             .Reg("VFTE", Vfte, 0, Rw("POOLS", 0, 8))
             .Reg("DTXSWC", Dtxswc, 0, Rw("MAC_AS", 0, 8), Rw("VLAN_AS", 8, 8), Rw("LLE", 16, 8), Rw("LOOPBACK_EN", 31))
             .Reg("MPC", Mpc, 0, Rc("COUNT", 0, 32))
+            .Reg("RUC", Ruc, 0, Rc("COUNT", 0, 32))
             .Reg("GPRC", Gprc, 0, Rc("COUNT", 0, 32))
             .Reg("GPTC", Gptc, 0, Rc("COUNT", 0, 32))
             .Reg("GORCL", Gorcl, 0, Rc("COUNT", 0, 32))

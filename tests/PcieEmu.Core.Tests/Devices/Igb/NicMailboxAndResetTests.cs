@@ -235,7 +235,7 @@ public class NicMailboxAndResetTests
         rig.M.Write(NicRig.Pf0, 0x54, 4, 0xFEE0_0000);
         rig.M.Write(NicRig.Pf0, 0x5C, 2, 0x55);
         rig.M.Write(NicRig.Pf0, 0x52, 2, 1);
-        rig.PfWrite(Rctl, RctlEn | RctlBam);
+        rig.PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc);
         var rx = rig.PfRx(0);
         using var sub = rig.M.Interrupts.Subscribe([NicRig.Pf0]);
         var frame = NicRig.Frame(NicRig.Broadcast, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);

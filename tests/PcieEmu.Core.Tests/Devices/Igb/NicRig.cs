@@ -92,7 +92,7 @@ internal sealed class NicRig : IDisposable
         PfWrite(CtrlExt, CtrlExtPfrstd);
         PfWrite(Mrqc, MrqcVmdq);
         PfWrite(Dtxswc, DtxswcLoopback);
-        PfWrite(Rctl, RctlEn | RctlBam);
+        PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc);
         PfWrite(Tctl, TctlEn);
         PfWrite(Mbvfimr, 0xFF);
         uint pools = 0;

@@ -64,7 +64,7 @@ internal sealed class NicRig : IDisposable
         return (uint)r.Value;
     }
 
-    public void W(ulong a, uint v, int width = 4) => Assert.Equal(CompletionStatus.Successful, M.WriteMmio(a, width, v));
+    public void W(ulong a, ulong v, int width = 4) => Assert.Equal(CompletionStatus.Successful, M.WriteMmio(a, width, v));
 
     /// <summary>Next free RAM address (everything below it from the start was handed out).</summary>
     public ulong NextRam => _nextRam;

@@ -113,6 +113,8 @@ public sealed partial class IgbPort
             int queue = q;
             f.OnWrite(IgbRegisterMaps.Q("TDT", q), (_, _, _, _) => ProcessTx(queue));
             f.OnWrite(IgbRegisterMaps.Q("TXDCTL", q), (_, o, _, _) => { if ((o & QueueEnable) == 0) ProcessTx(queue); });
+            foreach (var name in new[] { "RDBAL", "RDBAH", "RDLEN", "RDH", "RXDCTL" })
+                f.OnWrite(IgbRegisterMaps.Q(name, q), (_, _, _, _) => InvalidateRxCache(queue));
         }
         for (int p = 0; p < Pools; p++)
         {
@@ -190,6 +192,7 @@ public sealed partial class IgbPort
     {
         PfRegisters.Reset();
         foreach (var v in _vfFiles) v.Reset();
+        for (int q = 0; q < Queues; q++) InvalidateRxCache(q);
         _pfResetDone = false;
     }
 
@@ -214,6 +217,8 @@ public sealed partial class IgbPort
         _p2v[pool].Value = 0;
         _q[pool].Reset();
         _q[pool + Pools].Reset();
+        InvalidateRxCache(pool);
+        InvalidateRxCache(pool + Pools);
         if (!keepPoolEnables)
         {
             _vfre.Value &= ~(1u << pool);

@@ -554,4 +554,38 @@ public class NicTrafficTests
         rig.PostAdv(tx[0], NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0)));   // its own MAC: fine
         Assert.Equal(1u, rx[1].Head);
     }
+
+    [Fact]
+    public void EveryFrameLandsInItsOwnDescriptorsBufferAcrossPrefetchRefillsAndWrap()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        var misses = new List<string>();
+        for (int k = 0; k < 150; k++)
+        {
+            uint idx = rx[0].Head;
+            var f = NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2), 64, (byte)k);
+            rig.PostAdv(tx[2], f);
+            if (!rig.ReadRam(rx[0].Buffers[idx], 64).SequenceEqual(f)) misses.Add($"frame {k} at {idx}");
+            if (k % 10 == 9) rx[0].Replenish((rx[0].Head + 63) % 64);
+        }
+        Assert.Empty(misses);
+    }
+
+    [Fact]
+    public void ReprogrammingTheRxRingDropsPrefetchedDescriptors()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        rig.PostAdv(tx[2], NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2)));   // the device prefetched ring A
+        Assert.Equal(1u, rx[0].Head);
+        rig.VfWrite(0, RxLegacy + Rxdctl, 0);
+        var ringB = rig.VfRx(0);                                          // new base
+        rig.VfWrite(0, RxLegacy + Rdh, 1);                                // head 1: inside what was prefetched from A
+        var f = NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2), 70);
+        rig.PostAdv(tx[2], f);
+        Assert.Equal(2u, ringB.Head);
+        Assert.Equal(f, rig.ReadRam(ringB.Buffers[1], 70));
+        Assert.NotEqual(f, rig.ReadRam(rx[0].Buffers[1], 70));
+    }
 }

@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Globalization;
+using PcieEmu.Client;
+using PcieEmu.Server.Hosting;
+
+namespace PcieEmu.Server.Cli;
+
+/// <summary>The command tree: serve, lspci, setpci, bench.</summary>
+public static class Commands
+{
+    /// <summary>Global option of the tools: the server to talk to.</summary>
+    public static readonly Option<string?> Target = new("--target")
+    {
+        Description = "Server to talk to: unix:///path or tcp://host:port (default: $PCIEEMU_TARGET, the default Unix socket if present, else tcp://127.0.0.1:50551)",
+        Recursive = true,
+    };
+
+    /// <summary>Builds the root command.</summary>
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("PcieEmu: a byte-level PCIe machine emulator (Intel 82576 SR-IOV NIC) with a gRPC wire protocol");
+        root.Options.Add(Target);
+        root.Subcommands.Add(Serve());
+        root.Subcommands.Add(LspciCommand.Create());
+        root.Subcommands.Add(SetpciCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        return root;
+    }
+
+    /// <summary>The target the tools use.</summary>
+    public static string ResolveTarget(ParseResult parse) => parse.GetValue(Target) ?? Endpoints.DefaultTarget();
+
+    private static Command Serve()
+    {
+        var listen = new Option<string[]>("--listen") { Description = "Endpoint to listen on, repeatable: unix:///path or tcp://host:port (replaces the defaults)", AllowMultipleArgumentsPerToken = false };
+        var allowRemote = new Option<bool>("--allow-remote") { Description = "Allow listening on non-loopback TCP addresses (no authentication!)" };
+        var config = new Option<string?>("--config") { Description = "JSON file with \"Machine\" and \"Limits\" sections (see docs/protocol.md)" };
+        var ramSize = new Option<string?>("--ram-size") { Description = "RAM size in bytes, or with a K/M/G suffix (default 256M)" };
+        var ramFile = new Option<string?>("--ram-file") { Description = "Path of the shared RAM file (default under $XDG_RUNTIME_DIR or /tmp)" };
+        var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
+        var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
+        var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures of the NIC ports (recorded; captures start once the NIC data path exists)" };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, config, ramSize, ramFile, keepRam, noFirmware, pcap };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var overrides = new Dictionary<string, string?>();
+            try
+            {
+                if (parse.GetValue(ramSize) is { } rs) overrides["Machine:RamSize"] = ParseSize(rs).ToString(CultureInfo.InvariantCulture);
+            }
+            catch (FormatException ex)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu serve: --ram-size: {ex.Message}").ConfigureAwait(false);
+                return 2;
+            }
+            if (parse.GetValue(ramFile) is { } rf) overrides["Machine:RamFilePath"] = Path.GetFullPath(rf);
+            if (parse.GetValue(keepRam)) overrides["Machine:KeepRamFile"] = "true";
+            if (parse.GetValue(noFirmware)) overrides["Machine:FirmwareEnumeration"] = "false";
+            var settings = new ServeSettings
+            {
+                Listen = parse.GetValue(listen) ?? [],
+                AllowRemote = parse.GetValue(allowRemote),
+                ConfigFile = parse.GetValue(config),
+                PcapDirectory = parse.GetValue(pcap),
+                Overrides = overrides,
+            };
+            Microsoft.AspNetCore.Builder.WebApplication app;
+            try
+            {
+                app = ServerHost.Build(settings);
+            }
+            catch (ServeConfigurationException ex)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu serve: {ex.Message}").ConfigureAwait(false);
+                return 2;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu serve: {ex.Message}").ConfigureAwait(false);
+                return 1;
+            }
+            try
+            {
+                await app.RunAsync().ConfigureAwait(false);
+            }
+            catch (IOException ex)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu serve: {ex.Message}").ConfigureAwait(false);
+                await app.DisposeAsync().ConfigureAwait(false);
+                return 1;
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>Parses a byte count with an optional K/M/G suffix (binary units).</summary>
+    public static ulong ParseSize(string text)
+    {
+        text = text.Trim();
+        int shift = 0;
+        if (text.Length > 0)
+        {
+            switch (char.ToUpperInvariant(text[^1]))
+            {
+                case 'K': shift = 10; break;
+                case 'M': shift = 20; break;
+                case 'G': shift = 30; break;
+            }
+        }
+        if (shift != 0) text = text[..^1];
+        bool hex = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase);
+        if (!ulong.TryParse(hex ? text[2..] : text, hex ? NumberStyles.HexNumber : NumberStyles.None, CultureInfo.InvariantCulture, out ulong v) || v > ulong.MaxValue >> shift)
+            throw new FormatException($"'{text}' is not a size (e.g. 256M, 1G, 0x1000000)");
+        return v << shift;
+    }
+}

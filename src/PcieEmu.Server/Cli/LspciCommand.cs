@@ -1,0 +1,149 @@
+using System.CommandLine;
+using System.Text;
+using Grpc.Core;
+using PcieEmu.Client;
+using PcieEmu.Protocol.V1;
+
+namespace PcieEmu.Server.Cli;
+
+/// <summary>
+/// <c>pcie-emu lspci</c>: lists functions like lspci; <c>-x/-xxx/-xxxx</c> dump 64/256/4096 bytes in
+/// lspci's dump format (so <c>lspci -F file -vvv</c> decodes it); <c>-t</c> prints the tree.
+/// </summary>
+public static class LspciCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var slot = new Option<string?>("-s") { Description = "Only this function: [0000:]bb:dd.f" };
+        var x = new Option<bool>("-x") { Description = "Dump the standard header (64 bytes)" };
+        var xxx = new Option<bool>("-xxx") { Description = "Dump the whole PCI config space (256 bytes)" };
+        var xxxx = new Option<bool>("-xxxx") { Description = "Dump the extended config space (4096 bytes)" };
+        var tree = new Option<bool>("-t") { Description = "Show the topology as a tree" };
+        var verbose = new Option<bool>("-v") { Description = "With -t: names beside the functions" };
+        var tv = new Option<bool>("-tv") { Description = "Same as -t -v" };
+        var cmd = new Command("lspci", "List the machine's PCI functions (talks to a running server)") { slot, x, xxx, xxxx, tree, verbose, tv };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            ushort? only = null;
+            if (parse.GetValue(slot) is { } s)
+            {
+                if (!PciAddress.TryParse(s, out ushort rid)) { await Console.Error.WriteLineAsync($"pcie-emu lspci: -s: '{s}' is not bb:dd.f").ConfigureAwait(false); return 2; }
+                only = rid;
+            }
+            int dump = parse.GetValue(xxxx) ? 4096 : parse.GetValue(xxx) ? 256 : parse.GetValue(x) ? 64 : 0;
+            bool showTree = parse.GetValue(tree) || parse.GetValue(tv);
+            try
+            {
+                using var client = PcieEmuClient.Connect(Commands.ResolveTarget(parse));
+                var functions = await client.ListFunctionsAsync(ct).ConfigureAwait(false);
+                string text = showTree
+                    ? Tree(functions, (await client.GetPlatformAsync(ct).ConfigureAwait(false)).RootPorts, parse.GetValue(verbose) || parse.GetValue(tv))
+                    : await ListAsync(client, functions, only, dump, ct).ConfigureAwait(false);
+                await Console.Out.WriteAsync(text).ConfigureAwait(false);
+                return 0;
+            }
+            catch (RpcException ex)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu lspci: {ex.Status.StatusCode}: {ex.Status.Detail}").ConfigureAwait(false);
+                return 1;
+            }
+            catch (FormatException ex)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu lspci: --target: {ex.Message}").ConfigureAwait(false);
+                return 2;
+            }
+        });
+        return cmd;
+    }
+
+    /// <summary>The listing (and dumps) of <paramref name="functions"/>.</summary>
+    public static async Task<string> ListAsync(PcieEmuClient client, IReadOnlyList<Function> functions, ushort? only, int dump, CancellationToken ct)
+    {
+        var sb = new StringBuilder();
+        foreach (var f in functions)
+        {
+            if (only is { } o && f.Rid != o) continue;
+            sb.Append(Describe(f)).Append('\n');
+            if (dump > 0)
+            {
+                byte[] bytes = await client.DumpConfigAsync(f.Rid, dump, ct).ConfigureAwait(false);
+                sb.Append(FormatDump(bytes)).Append('\n');
+            }
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Rows of 16 bytes, "off: xx xx ...", offsets in hex as lspci prints them.</summary>
+    public static string FormatDump(ReadOnlySpan<byte> bytes)
+    {
+        var sb = new StringBuilder();
+        for (int off = 0; off < bytes.Length; off += 16)
+        {
+            sb.Append($"{off:x2}:");
+            for (int i = 0; i < 16 && off + i < bytes.Length; i++) sb.Append($" {bytes[off + i]:x2}");
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>One lspci-style line: "bb:dd.f Class name [cccc]: Vendor Device [vvvv:dddd]".</summary>
+    public static string Describe(Function f) =>
+        $"{f.Bdf} {ClassName(f.ClassCode >> 8)} [{f.ClassCode >> 8:x4}]: {Name(f.VendorId, f.DeviceId)} [{f.VendorId:x4}:{f.DeviceId:x4}]";
+
+    private static string ClassName(uint cls) => cls switch
+    {
+        0x0600 => "Host bridge",
+        0x0604 => "PCI bridge",
+        0x0200 => "Ethernet controller",
+        _ => "Class",
+    };
+
+    private static string Name(uint vendor, uint device) => (vendor, device) switch
+    {
+        (0x8086, 0x10C9) => "Intel Corporation 82576 Gigabit Network Connection",
+        (0x8086, 0x10CA) => "Intel Corporation 82576 Virtual Function",
+        (0x8086, _) => "Intel Corporation Device",
+        _ => "Device",
+    };
+
+    /// <summary>The topology in the spirit of <c>lspci -tv</c>: bus 0, then each root port's buses.</summary>
+    public static string Tree(IReadOnlyList<Function> functions, IReadOnlyList<RootPort> ports, bool verbose)
+    {
+        var sb = new StringBuilder();
+        var bus0 = functions.Where(f => f.Rid >> 8 == 0).ToList();
+        sb.Append("-[0000:00]-");
+        string pad = new(' ', "-[0000:00]-".Length);
+        for (int i = 0; i < bus0.Count; i++)
+        {
+            var f = bus0[i];
+            bool last = i == bus0.Count - 1;
+            string lead = i == 0 ? (last ? "-" : "+") : (last ? "\\" : "+");
+            if (i > 0) sb.Append(pad);
+            sb.Append(lead).Append('-').Append(f.Bdf[3..]);
+            var port = ports.FirstOrDefault(p => p.Rid == f.Rid && p.SecondaryBus != 0);
+            if (port == null)
+            {
+                if (verbose) sb.Append("  ").Append(Name(f.VendorId, f.DeviceId));
+                sb.Append('\n');
+                continue;
+            }
+            string head = $"-[{port.SecondaryBus:x2}-{port.SubordinateBus:x2}]--";
+            sb.Append(head);
+            string childPad = (i > 0 || !last ? pad + (last ? " " : "|") : pad + " ") + new string(' ', 1 + f.Bdf[3..].Length + head.Length);
+            var below = functions.Where(c => c.Rid >> 8 >= port.SecondaryBus && c.Rid >> 8 <= port.SubordinateBus).ToList();
+            for (int j = 0; j < below.Count; j++)
+            {
+                var c = below[j];
+                bool cl = j == below.Count - 1;
+                if (j > 0) sb.Append(childPad);
+                sb.Append(j == 0 ? (cl ? "-" : "+") : (cl ? "\\" : "+")).Append('-');
+                sb.Append(c.Rid >> 8 == port.SecondaryBus ? c.Bdf[3..] : $"[{c.Bdf[..2]}]-{c.Bdf[3..]}");
+                if (verbose) sb.Append("  ").Append(Name(c.VendorId, c.DeviceId));
+                sb.Append('\n');
+            }
+            if (below.Count == 0) sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,48 @@
+namespace PcieEmu.Server.Hosting;
+
+/// <summary>Request limits (configuration section "Limits").</summary>
+public sealed class LimitsOptions
+{
+    /// <summary>Hard ceiling of <see cref="MaxMemoryTransfer"/>: 4 MiB.</summary>
+    public const int MemoryTransferCeiling = 4 << 20;
+
+    /// <summary>Largest ReadMemory length / WriteMemory data (bytes), at most 4 MiB.</summary>
+    public int MaxMemoryTransfer { get; set; } = MemoryTransferCeiling;
+    /// <summary>Largest number of transactions in one TransactRequest.</summary>
+    public int MaxTransactionsPerMessage { get; set; } = 1024;
+    /// <summary>Events each interrupt subscriber may have queued before it is cut off.</summary>
+    public int InterruptQueueCapacity { get; set; } = 1024;
+    /// <summary>Largest number of concurrent interrupt subscribers.</summary>
+    public int MaxInterruptSubscribers { get; set; } = 64;
+
+    /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
+    public void Validate()
+    {
+        if (MaxMemoryTransfer is < 1 or > MemoryTransferCeiling) throw new ArgumentException($"Limits:MaxMemoryTransfer must be 1..{MemoryTransferCeiling}", nameof(MaxMemoryTransfer));
+        if (MaxTransactionsPerMessage is < 1 or > 65536) throw new ArgumentException("Limits:MaxTransactionsPerMessage must be 1..65536", nameof(MaxTransactionsPerMessage));
+        if (InterruptQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("Limits:InterruptQueueCapacity must be 1..1048576", nameof(InterruptQueueCapacity));
+        if (MaxInterruptSubscribers is < 1 or > 4096) throw new ArgumentException("Limits:MaxInterruptSubscribers must be 1..4096", nameof(MaxInterruptSubscribers));
+    }
+}
+
+/// <summary>What <c>pcie-emu serve</c> was asked for on its command line.</summary>
+public sealed class ServeSettings
+{
+    /// <summary>Endpoints (<c>unix:///path</c>, <c>tcp://host:port</c>); empty = the defaults.</summary>
+    public IList<string> Listen { get; init; } = [];
+    /// <summary>Allow non-loopback TCP addresses.</summary>
+    public bool AllowRemote { get; init; }
+    /// <summary>A JSON file with "Machine" and "Limits" sections (layered over appsettings.json).</summary>
+    public string? ConfigFile { get; init; }
+    /// <summary>Directory for packet captures (accepted and stored; used once the NIC data path exists).</summary>
+    public string? PcapDirectory { get; init; }
+    /// <summary>Configuration keys set from the command line (highest precedence), e.g. "Machine:RamSize".</summary>
+    public IDictionary<string, string?> Overrides { get; init; } = new Dictionary<string, string?>();
+    /// <summary>Read appsettings.json next to the executable (tests turn it off).</summary>
+    public bool UseAppSettings { get; init; } = true;
+    /// <summary>Read PCIEEMU_* environment variables (tests turn it off).</summary>
+    public bool UseEnvironment { get; init; } = true;
+}
+
+/// <summary>A configuration error of <c>pcie-emu serve</c>: printed, exit code 2.</summary>
+public sealed class ServeConfigurationException(string message) : Exception(message);

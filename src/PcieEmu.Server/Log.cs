@@ -1,0 +1,37 @@
+using Microsoft.Extensions.Logging;
+
+namespace PcieEmu.Server;
+
+/// <summary>Source-generated log messages with stable event ids.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Machine ready: RAM {RamSize} bytes at {RamFile} (keep: {Keep}), {Functions} functions")]
+    public static partial void MachineReady(ILogger logger, ulong ramSize, string ramFile, bool keep, int functions);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Listening on {Endpoint}")]
+    public static partial void Listening(ILogger logger, string endpoint);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Shut down; RAM file {RamFile} {Disposition}")]
+    public static partial void ShutDown(ILogger logger, string ramFile, string disposition);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Debug, Message = "Rejected {Method}: {Field}: {Reason}")]
+    public static partial void Rejected(ILogger logger, string method, string field, string reason);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Platform reset")]
+    public static partial void PlatformReset(ILogger logger);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Debug, Message = "Interrupt subscriber {Peer} joined ({Filter})")]
+    public static partial void SubscriberJoined(ILogger logger, string peer, string filter);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Interrupt subscriber {Peer} fell behind and was cut off after missing {Missed} event(s)")]
+    public static partial void SubscriberOverflow(ILogger logger, string peer, long missed);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Packet capture directory {Directory} recorded (captures start once the NIC data path exists)")]
+    public static partial void PcapDirectory(ILogger logger, string directory);
+
+    [LoggerMessage(EventId = 9, Level = LogLevel.Debug, Message = "Session {Peer} ended after {Transactions} transactions")]
+    public static partial void SessionEnded(ILogger logger, string peer, long transactions);
+
+    [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "Removed stale Unix socket {Path}")]
+    public static partial void StaleSocket(ILogger logger, string path);
+}

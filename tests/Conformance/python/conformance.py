@@ -430,6 +430,20 @@ class Runner:
                     raise CaseFailure(f"{what}: data {c.data[:64].hex()}, expected {data_of(w['data'], self.env)[:64].hex()}")
                 if "save" in w:
                     self.env[w["save"]] = c.value
+        if "count" in expect and len(got) != evaluate(expect["count"], self.env):
+            raise CaseFailure(f"{len(got)} completion(s), expected {evaluate(expect['count'], self.env)}"
+                              + (f" (stream error {err.code().name}: {err.details()})" if err else ""))
+        if "first_tag" in expect:
+            first = evaluate(expect["first_tag"], self.env)
+            for k, c in enumerate(got):
+                if c.tag != first + k:
+                    raise CaseFailure(f"completion {k}: tag {c.tag}, expected {first + k} (completions out of order)")
+        if "all" in expect:
+            for k, c in enumerate(got):
+                what = f"completion {k} (tag {c.tag})"
+                if "status" in expect["all"]:
+                    check_status(what, c.status, expect["all"])
+                check_value(what, c.value, expect["all"], self.env)
         check_error("stream", err, expect)
 
     # -- InterruptService

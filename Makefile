@@ -1,7 +1,7 @@
 # PcieEmu: the only entry points people need.
 #   make run    start the emulator with the embedded default machine
 #   make test   build everything and run every test suite; ends with "N passed, N failed"
-#   make bench  run the benchmarks
+#   make bench  run the load generator (pcie-emu bench) and the Core benchmarks
 #   make clean  remove build outputs
 
 SHELL := /bin/bash
@@ -10,24 +10,48 @@ CONFIG ?= Release
 RESULTS := $(CURDIR)/artifacts/test-results
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-.PHONY: all build test test-dotnet bench clean
+.PHONY: all build run test test-dotnet test-buf bench bench-wire bench-core clean
+
+# buf (protobuf linter) from npm, installed locally under .tools/ (gitignored).
+BUF_VERSION := 1.75.0
+BUF := $(CURDIR)/.tools/node_modules/.bin/buf
 
 all: build
 
 build:
 	$(DOTNET) build PcieEmu.sln -c $(CONFIG) -nologo -clp:ErrorsOnly
 
+run:
+	$(DOTNET) run --project src/PcieEmu.Server -c Release -- serve
+
 test: build
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	@$(MAKE) --no-print-directory test-dotnet || true
+	@$(MAKE) --no-print-directory test-buf || true
 	@python3 .ci/summarize $(RESULTS)
+
+# buf lint counts as one suite: "1 0" when clean, "0 1" when not; a buf that cannot be installed is an error.
+test-buf:
+	@mkdir -p $(RESULTS)/buf
+	@if [ ! -x $(BUF) ]; then \
+	  npm install --prefix .tools --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION) >/dev/null 2>&1 || \
+	    { echo "buf could not be installed with npm (npm install --prefix .tools @bufbuild/buf@$(BUF_VERSION))" > $(RESULTS)/buf/buf-lint.error; exit 1; }; \
+	fi
+	@if $(BUF) lint; then echo "1 0" > $(RESULTS)/buf/buf-lint.count; echo "buf lint: clean"; \
+	  else echo "0 1" > $(RESULTS)/buf/buf-lint.count; echo "buf lint: FAILED"; exit 1; fi
 
 test-dotnet:
 	$(DOTNET) test PcieEmu.sln -c $(CONFIG) --no-build --logger "trx" --results-directory $(RESULTS)/dotnet -- RunConfiguration.TestSessionTimeout=1800000
 
-bench:
+bench: bench-wire bench-core
+
+# The wire load generator: starts an in-process server on a free TCP port and a Unix socket.
+bench-wire:
+	$(DOTNET) run --project src/PcieEmu.Server -c Release -- bench
+
+bench-core:
 	$(DOTNET) run -c Release --project tests/PcieEmu.Core.Benchmarks -- --filter '*'
 
 clean:
 	$(DOTNET) clean PcieEmu.sln -nologo -v q
-	rm -rf artifacts
+	rm -rf artifacts .tools

@@ -32,6 +32,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 9, Level = LogLevel.Debug, Message = "Session {Peer} ended after {Transactions} transactions")]
     public static partial void SessionEnded(ILogger logger, string peer, long transactions);
 
+    [LoggerMessage(EventId = 11, Level = LogLevel.Debug, Message = "Session {Peer} reset by the client after {Transactions} transactions")]
+    public static partial void SessionAborted(ILogger logger, string peer, long transactions);
+
     [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "Removed stale Unix socket {Path}")]
     public static partial void StaleSocket(ILogger logger, string path);
 }

@@ -21,8 +21,18 @@ public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, IL
     {
         long executed = 0;
         var ct = context.CancellationToken;
-        while (await requestStream.MoveNext(ct).ConfigureAwait(false))
+        while (true)
         {
+            try
+            {
+                if (!await requestStream.MoveNext(ct).ConfigureAwait(false)) break;
+            }
+            catch (IOException) when (ct.IsCancellationRequested || context.Status.StatusCode == StatusCode.OK)
+            {
+                // The client reset or abandoned the stream: nothing left to answer.
+                Log.SessionAborted(logger, context.Peer, executed);
+                return;
+            }
             var request = requestStream.Current;
             TransactResponse? response = null;
             RpcException? error = null;

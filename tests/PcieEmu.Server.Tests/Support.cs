@@ -1,0 +1,99 @@
+using System.Collections.Concurrent;
+using Grpc.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using PcieEmu.Client;
+using PcieEmu.Core.Platform;
+using PcieEmu.Server.Hosting;
+
+namespace PcieEmu.Server.Tests;
+
+/// <summary>Timeouts: every await in these tests goes through one of these.</summary>
+internal static class T
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    public static Task<TResult> W<TResult>(this Task<TResult> task) => task.WaitAsync(Timeout);
+    public static Task W(this Task task) => task.WaitAsync(Timeout);
+    public static Task<TResult> W<TResult>(this AsyncUnaryCall<TResult> call) => call.ResponseAsync.WaitAsync(Timeout);
+    public static DateTime Deadline => DateTime.UtcNow + Timeout;
+
+    public static RpcException Rpc(Func<Task> action) => Assert.ThrowsAsync<RpcException>(action).WaitAsync(Timeout).GetAwaiter().GetResult();
+}
+
+/// <summary>Collects log entries at Warning and above so tests can fail on unexpected server errors.</summary>
+internal sealed class CapturingLoggerProvider : ILoggerProvider
+{
+    public ConcurrentQueue<(LogLevel Level, string Category, string Message)> Entries { get; } = new();
+
+    public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+    public void Dispose() { }
+
+    public IEnumerable<string> Errors => Entries.Where(e => e.Level >= LogLevel.Error).Select(e => $"{e.Category}: {e.Message}");
+
+    private sealed class Logger(CapturingLoggerProvider owner, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel)) owner.Entries.Enqueue((logLevel, category, formatter(state, exception) + (exception == null ? "" : " " + exception)));
+        }
+    }
+}
+
+/// <summary>A real server (Kestrel) on a free loopback TCP port or a Unix socket in a temp directory.</summary>
+internal sealed class TestServer : IAsyncDisposable
+{
+    private readonly string _dir;
+
+    private TestServer(WebApplication app, string target, string dir, CapturingLoggerProvider logs)
+    {
+        App = app;
+        Target = target;
+        _dir = dir;
+        Logs = logs;
+        Client = PcieEmuClient.Connect(target);
+    }
+
+    public WebApplication App { get; }
+    public string Target { get; }
+    public PcieEmuClient Client { get; }
+    public CapturingLoggerProvider Logs { get; }
+    public Machine Machine => App.Services.GetRequiredService<Machine>();
+    public string SocketPath => Path.Combine(_dir, "emu.sock");
+
+    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null)
+    {
+        string dir = Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
+        var all = new Dictionary<string, string?>
+        {
+            ["Machine:RamSize"] = (16 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Machine:RamFilePath"] = Path.Combine(dir, "ram.bin"),
+        };
+        if (overrides != null) foreach (var kv in overrides) all[kv.Key] = kv.Value;
+        var logs = new CapturingLoggerProvider();
+        var app = ServerHost.Build(new ServeSettings
+        {
+            Listen = [transport == "unix" ? $"unix://{dir}/emu.sock" : "tcp://127.0.0.1:0"],
+            Overrides = all,
+            UseAppSettings = false,
+            UseEnvironment = false,
+        }, l => l.AddProvider(logs));
+        await app.StartAsync().WaitAsync(T.Timeout);
+        return new TestServer(app, ServerHost.BoundEndpoints(app).Single(), dir, logs);
+    }
+
+    public PcieEmuClient NewClient() => PcieEmuClient.Connect(Target);
+
+    public void AssertNoErrors() => Assert.Empty(Logs.Errors);
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await App.StopAsync().WaitAsync(T.Timeout);
+        await App.DisposeAsync();
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+}

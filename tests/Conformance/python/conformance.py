@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ import pcieemu  # noqa: E402
 from pcieemu import pb  # noqa: E402
 
 RPC_TIMEOUT = 10.0
+STREAM_GRACE = 0.3
 _BDF = re.compile(r"^[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
 
@@ -449,19 +451,26 @@ class Runner:
     # -- InterruptService
     def _op_subscribe_interrupts(self, step):
         req = pb.interrupt_pb2.SubscribeInterruptsRequest(rids=[evaluate(r, self.env) for r in step.get("rids", [])])
-        call = self.client.interrupt_stub.SubscribeInterrupts(req, timeout=RPC_TIMEOUT)
-        err = None
-        try:
-            call.initial_metadata()  # headers arrive once the subscription is live (or the call failed)
-            if call.done() and call.code() != grpc.StatusCode.OK:
-                err = call
-        except grpc.RpcError as e:
-            err = e
-        finally:
-            live = not call.done()
-            call.cancel()
+        err, live = self._open_stream(self.client.interrupt_stub.SubscribeInterrupts(req, timeout=RPC_TIMEOUT))
         if not check_error("subscribe", err, step.get("expect", {})) and not live:
-            raise CaseFailure(f"the subscription ended at once ({call.code().name})")
+            raise CaseFailure("the subscription ended at once")
+
+    @staticmethod
+    def _open_stream(call):
+        """(error, live) of a server stream: headers arrive once it is live; a rejected call may answer
+        with trailers only, so it must also stay open for STREAM_GRACE seconds to count as live."""
+        ended = threading.Event()
+        call.add_done_callback(lambda _: ended.set())
+        try:
+            call.initial_metadata()
+            ended.wait(STREAM_GRACE)
+            if call.done() and call.code() != grpc.StatusCode.OK:
+                return call, False
+            return None, not call.done()
+        except grpc.RpcError as e:
+            return e, False
+        finally:
+            call.cancel()
 
     # -- EthernetService / IommuService (argument checks)
     def _op_inject_frame(self, step):
@@ -470,16 +479,7 @@ class Runner:
 
     def _op_capture_frames(self, step):
         req = pb.ethernet_pb2.CaptureFramesRequest(port=self._e(step, "port"))
-        call = self.client.ethernet_stub.CaptureFrames(req, timeout=RPC_TIMEOUT)
-        err = None
-        try:
-            call.initial_metadata()
-            if call.done() and call.code() != grpc.StatusCode.OK:
-                err = call
-        except grpc.RpcError as e:
-            err = e
-        finally:
-            call.cancel()
+        err, _ = self._open_stream(self.client.ethernet_stub.CaptureFrames(req, timeout=RPC_TIMEOUT))
         check_error("capture", err, step.get("expect", {}))
 
     def _op_translate_address(self, step):

@@ -50,6 +50,8 @@ class Completion:
 class Session:
     """One Transact stream. Thread-safe for submitters; completions arrive on a reader thread."""
 
+    MAX_BATCH = 256  # transactions coalesced into one message (the server's limit is ServerLimits.max_transactions_per_message)
+
     def __init__(self, client):
         self._requests: "queue.SimpleQueue" = queue.SimpleQueue()
         self._pending: Dict[int, Future] = {}
@@ -63,11 +65,32 @@ class Session:
         self._reader.start()
 
     def _iter_requests(self):
+        """Coalesces whatever is queued (up to MAX_BATCH transactions) into one message: order is kept,
+        and pipelined callers pay one message per burst instead of one per transaction."""
         while True:
             item = self._requests.get()
             if item is _END:
                 return
-            yield item
+            items = [item]
+            end = False
+            while len(items) < self.MAX_BATCH:
+                try:
+                    nxt = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _END:
+                    end = True
+                    break
+                items.append(nxt)
+            if len(items) == 1:
+                req = pb.session_pb2.TransactRequest(tag=item.tag)
+                field = item.WhichOneof("op")
+                getattr(req, field).CopyFrom(getattr(item, field))
+                yield req
+            else:
+                yield pb.session_pb2.TransactRequest(batch=items)
+            if end:
+                return
 
     def _read(self) -> None:
         try:
@@ -106,7 +129,7 @@ class Session:
                 if self.failure is not None:
                     raise self.failure
                 self._pending[tag] = fut
-        self._requests.put(pb.session_pb2.TransactRequest(tag=tag, **{field: op}))
+        self._requests.put(pb.session_pb2.Transaction(tag=tag, **{field: op}))
         return fut
 
     # -- operations ---------------------------------------------------------------------------

@@ -13,10 +13,17 @@ internal static class TestMachine
     public static uint Read(this Machine m, ushort rid, int off, int width = 4)
     {
         var r = m.ReadConfig(rid, off, width);
-        Assert.Equal(AddressSpace.CompletionStatus.Successful, r.Status);
+        Assert.Equal(PcieEmu.Core.AddressSpace.CompletionStatus.Successful, r.Status);
         return (uint)r.Value;
     }
 
+    /// <summary>NumVFs = n, then VF Enable | VF MSE in one write (Linux's order).</summary>
+    public static void EnableVfs(this Machine m, ushort pf, int n)
+    {
+        m.Write(pf, 0x170, 2, (uint)n);
+        m.Write(pf, 0x168, 2, 0x9);
+    }
+
     public static void Write(this Machine m, ushort rid, int off, int width, uint value) =>
-        Assert.Equal(AddressSpace.CompletionStatus.Successful, m.WriteConfig(rid, off, width, value));
+        Assert.Equal(PcieEmu.Core.AddressSpace.CompletionStatus.Successful, m.WriteConfig(rid, off, width, value));
 }

@@ -93,7 +93,7 @@ internal sealed class TestServer : IAsyncDisposable
     {
         Client.Dispose();
         await App.StopAsync().WaitAsync(T.Timeout);
-        await App.DisposeAsync();
+        await App.DisposeAsync().AsTask().W();
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 }

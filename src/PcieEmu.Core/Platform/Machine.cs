@@ -3,6 +3,7 @@ using PcieEmu.Core.Config;
 using PcieEmu.Core.Config.Capabilities;
 using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.Interrupts;
+using PcieEmu.Core.Iommu;
 using PcieEmu.Core.Memory;
 using PcieEmu.Core.Topology;
 
@@ -33,9 +34,16 @@ public sealed class Machine : IDisposable
         Options = options ?? new MachineOptions();
         Options.Validate();
         Ram = new HostRam(Options.RamFilePath ?? HostRam.DefaultPath(), Options.RamSize, Options.KeepRamFile);
+        Iommu = new VtdUnit(this);
+        Remapper = Iommu;
+        IommuRegisters = Iommu;
+        PlatformReset += Iommu.Reset;
         BuildTopology();
         if (Options.FirmwareEnumeration) Firmware.Enumerate(this);
     }
+
+    /// <summary>The VT-d DMA remapping unit (also <see cref="Remapper"/> and <see cref="IommuRegisters"/>).</summary>
+    public VtdUnit Iommu { get; }
 
     /// <summary>The options the machine was built with.</summary>
     public MachineOptions Options { get; }

@@ -44,6 +44,12 @@ public sealed class RootPort : PciFunction
         Config.CaptureResetImage();
         WireCapabilities();
         Pcie = pcie;
+        // Secondary Bus Reset 0→1 is a hot reset of everything below the port (PCI-to-PCI Bridge 1.2 §3.2.5.18).
+        Config.AddHook(ConfigRegs.BridgeControl, 2, (_, o, n) =>
+        {
+            if ((o & ConfigRegs.BridgeControlSecondaryBusReset) != 0 || (n & ConfigRegs.BridgeControlSecondaryBusReset) == 0) return;
+            foreach (var f in _downstream) f.FunctionLevelReset();
+        });
     }
 
     /// <summary>The PCI Express capability.</summary>

@@ -46,7 +46,8 @@ public static class BenchCommand
                 {
                     Listen = ["tcp://127.0.0.1:0", $"unix://{sockDir}/bench.sock"],
                     Overrides = new Dictionary<string, string?> { ["Machine:RamSize"] = (64 << 20).ToString(CultureInfo.InvariantCulture) },
-                }, l => l.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole());
+                    UseAppSettings = false,
+                }, l => l.SetMinimumLevel(LogLevel.Warning).AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
                 await app.StartAsync(ct).ConfigureAwait(false);
                 targets.AddRange(ServerHost.BoundEndpoints(app).OrderBy(e => e.StartsWith("unix", StringComparison.Ordinal) ? 1 : 0));
             }

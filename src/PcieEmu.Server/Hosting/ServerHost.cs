@@ -48,23 +48,9 @@ public static class ServerHost
         if (settings.UseEnvironment) cfg.AddEnvironmentVariables(EnvironmentPrefix);
         cfg.AddInMemoryCollection(settings.Overrides);
 
-        MachineOptions machineOptions;
-        LimitsOptions limits;
-        try
-        {
-            machineOptions = cfg.GetSection("Machine").Get<MachineOptions>() ?? new MachineOptions();
-            machineOptions.Validate();
-            limits = cfg.GetSection("Limits").Get<LimitsOptions>() ?? new LimitsOptions();
-            limits.Validate();
-        }
-        catch (InvalidOperationException ex)
-        {
-            throw new ServeConfigurationException($"configuration: {ex.Message}");
-        }
-        catch (ArgumentException ex)
-        {
-            throw new ServeConfigurationException($"configuration: Machine:{ex.ParamName}: {RpcErrors.Reason(ex)}");
-        }
+        var machineOptions = Bind<MachineOptions>(cfg, "Machine", o => o.Validate(),
+            p => typeof(PcieEmu.Core.Devices.Igb.IgbOptions).GetProperty(p) != null ? "Machine:Nic:" : "Machine:");
+        var limits = Bind<LimitsOptions>(cfg, "Limits", o => o.Validate(), _ => "Limits:");
 
         builder.Logging.ClearProviders();
         if (configureLogging != null) configureLogging(builder.Logging);
@@ -137,6 +123,26 @@ public static class ServerHost
         lifetime.ApplicationStopped.Register(() =>
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
         return app;
+    }
+
+    private static TOptions Bind<TOptions>(IConfiguration cfg, string section, Action<TOptions> validate, Func<string, string> prefix)
+        where TOptions : class, new()
+    {
+        try
+        {
+            var options = cfg.GetSection(section).Get<TOptions>() ?? new TOptions();
+            validate(options);
+            return options;
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ServeConfigurationException($"configuration: {section}: {ex.Message}");
+        }
+        catch (ArgumentException ex)
+        {
+            string name = ex.ParamName ?? "?";
+            throw new ServeConfigurationException($"configuration: {prefix(name)}{name}: {RpcErrors.Reason(ex)}");
+        }
     }
 
     /// <summary>The endpoints the started server listens on, as targets (<c>unix:///p</c>, <c>tcp://h:p</c>) with real ports.</summary>

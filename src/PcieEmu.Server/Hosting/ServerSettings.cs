@@ -18,10 +18,10 @@ public sealed class LimitsOptions
     /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public void Validate()
     {
-        if (MaxMemoryTransfer is < 1 or > MemoryTransferCeiling) throw new ArgumentException($"Limits:MaxMemoryTransfer must be 1..{MemoryTransferCeiling}", nameof(MaxMemoryTransfer));
-        if (MaxTransactionsPerMessage is < 1 or > 65536) throw new ArgumentException("Limits:MaxTransactionsPerMessage must be 1..65536", nameof(MaxTransactionsPerMessage));
-        if (InterruptQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("Limits:InterruptQueueCapacity must be 1..1048576", nameof(InterruptQueueCapacity));
-        if (MaxInterruptSubscribers is < 1 or > 4096) throw new ArgumentException("Limits:MaxInterruptSubscribers must be 1..4096", nameof(MaxInterruptSubscribers));
+        if (MaxMemoryTransfer is < 1 or > MemoryTransferCeiling) throw new ArgumentException($"MaxMemoryTransfer must be 1..{MemoryTransferCeiling}", nameof(MaxMemoryTransfer));
+        if (MaxTransactionsPerMessage is < 1 or > 65536) throw new ArgumentException("MaxTransactionsPerMessage must be 1..65536", nameof(MaxTransactionsPerMessage));
+        if (InterruptQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("InterruptQueueCapacity must be 1..1048576", nameof(InterruptQueueCapacity));
+        if (MaxInterruptSubscribers is < 1 or > 4096) throw new ArgumentException("MaxInterruptSubscribers must be 1..4096", nameof(MaxInterruptSubscribers));
     }
 }
 

@@ -244,7 +244,7 @@ public sealed class EndToEndTests
             ulong region = (ulong)(0x10_0000 + id * 0x1000);
             for (int i = 0; i < 300; i++)
             {
-                await session.PostMmioWriteAsync(region + (ulong)(i % 64) * 8, 8, (ulong)id << 32 | (uint)i);
+                await session.PostMmioWriteAsync(region + (ulong)(i % 64) * 8, 8, (ulong)id << 32 | (uint)i).AsTask().W();
                 if (i % 10 == 9)
                 {
                     var r = await session.ReadMmioAsync(region + (ulong)(i % 64) * 8, 8).W();
@@ -314,8 +314,17 @@ public sealed class EndToEndTests
         long missed = long.Parse(ex.Trailers.GetValue("pcieemu-missed")!, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(missed > 0);
         Assert.Contains($"{missed} event(s) were missed", ex.Status.Detail);
-        Assert.Equal(Total, stuckGot + missed);
+        // The stream ends once the server has drained the queue; events raised after that were
+        // not meant for a subscriber that is gone, so the sum is at most what was raised.
+        Assert.True(stuckGot + missed <= Total, $"{stuckGot} received + {missed} missed > {Total} raised");
         Assert.True(stuckGot >= 256);
+
+        // The live subscriber leaving (cancelled) is routine, not a server error.
+        await cts.CancelAsync().W();
+        await Assert.ThrowsAnyAsync<Exception>(() => live.ResponseStream.MoveNext(CancellationToken.None)).W();
+        await using (var again = s.Client.OpenSession())
+            Assert.Equal(0x10C98086ul, (await again.ReadConfigAsync(0x100, 0, 4).W()).Value);
+        s.AssertNoErrors();
     }
 
     [Theory]

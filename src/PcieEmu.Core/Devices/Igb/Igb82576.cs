@@ -100,7 +100,11 @@ public sealed class IgbPhysicalFunction : PhysicalFunction
         _vfTemplateCaps = VfCapabilities();
         _vfTemplateCaps.Build(_vfTemplate);
         _vfTemplate.CaptureResetImage();
+        Nic = new IgbPort(this);
     }
+
+    /// <summary>The NIC port behind this PF: BAR0 registers, queues, switch, mailboxes, wire.</summary>
+    public IgbPort Nic { get; }
 
     /// <summary>Options the NIC was built with.</summary>
     public IgbOptions Options { get; }
@@ -122,13 +126,22 @@ public sealed class IgbPhysicalFunction : PhysicalFunction
     /// <inheritdoc/>
     public override IMmioRegion GetBarRegion(int index) => index switch
     {
+        0 => Nic.PfRegisters,
         3 => _bar3 ??= new MsixBarRegion(MsixTable!, 0, Igb82576.MsixPbaOffset),
         _ => EmptyRegion.Instance,
     };
     private MsixBarRegion? _bar3;
 
     /// <inheritdoc/>
-    protected override VirtualFunction CreateVf(int index) => new IgbVirtualFunction(this, index, _vfTemplate, _vfTemplateCaps);
+    protected override void OnDeviceReset() => Nic.DeviceReset();
+
+    /// <inheritdoc/>
+    protected override VirtualFunction CreateVf(int index)
+    {
+        // A VF that appears starts from reset state (its pool's enables are the PF driver's).
+        Nic.ResetVf(index, signalPf: false, keepPoolEnables: true);
+        return new IgbVirtualFunction(this, index, _vfTemplate, _vfTemplateCaps);
+    }
 }
 
 /// <summary>A virtual function of the 82576 (device 0x10CA).</summary>
@@ -146,6 +159,16 @@ public sealed class IgbVirtualFunction : VirtualFunction
 
     internal static void InstallHeader(ConfigSpace cs, IgbPhysicalFunction pf) => InstallVfHeader(cs, pf);
 
+    private IgbPort Nic => ((IgbPhysicalFunction)PhysicalFunction).Nic;
+
     /// <inheritdoc/>
-    public override IMmioRegion GetBarRegion(int index) => index == 3 ? _bar3 : EmptyRegion.Instance;
+    public override IMmioRegion GetBarRegion(int index) => index switch
+    {
+        0 => Nic.VfRegion(Index),
+        3 => _bar3,
+        _ => EmptyRegion.Instance,
+    };
+
+    /// <summary>VF FLR: the VF's registers and queues reset, VFLRE set, the PF signalled.</summary>
+    protected override void OnDeviceReset() => Nic.ResetVf(Index);
 }

@@ -1,0 +1,272 @@
+using System.Buffers.Binary;
+using PcieEmu.Core.Memory;
+using PcieEmu.Core.Topology;
+using static PcieEmu.Core.Devices.Igb.IgbRegs;
+
+namespace PcieEmu.Core.Devices.Igb;
+
+/// <summary>Descriptor rings: transmit (legacy, advanced data, advanced context) and receive
+/// (legacy, advanced one-buffer).</summary>
+public sealed partial class IgbPort
+{
+    /// <summary>Largest frame the port gathers or accepts (bytes, without FCS).</summary>
+    public const int MaxFrameSize = 16 * 1024;
+    /// <summary>Shortest frame <see cref="InjectFrame"/> accepts: an Ethernet header.</summary>
+    public const int MinFrameSize = 14;
+    private const int DescSize = 16, FetchBatch = 64;
+
+    // Advanced transmit descriptor bits (cmd_type_len).
+    private const uint AdvDtypMask = 0xF << 20, AdvDtypData = 3 << 20, AdvDtypContext = 2 << 20;
+    private const uint AdvEop = 1u << 24, AdvRs = 1u << 27, AdvDext = 1u << 29, AdvVle = 1u << 30, AdvTse = 1u << 31;
+    // Legacy transmit descriptor CMD byte bits.
+    private const byte LegEop = 1 << 0, LegRs = 1 << 3, LegDext = 1 << 5, LegVle = 1 << 6;
+
+    private readonly byte[] _txFrame = new byte[MaxFrameSize + 4];
+    private readonly byte[] _descs = new byte[FetchBatch * DescSize];
+    private readonly int[] _rsList = new int[FetchBatch * 4];
+    private readonly ushort[] _ctxVlan = new ushort[Queues];
+    private readonly byte[] _rxDesc = new byte[DescSize];
+
+    private void KickAll()
+    {
+        for (int q = 0; q < Queues; q++) ProcessTx(q);
+    }
+
+    private void Fault(PciFunction fn, int q, NicDmaStage stage, DmaResult r, ulong address)
+    {
+        DmaFaults++;
+        LastDmaFault = new NicDmaFault(fn.Rid, q, stage, r.Status, r.FaultAddress != 0 ? r.FaultAddress : address);
+    }
+
+    private bool TxAllowed(int q)
+    {
+        if ((_tctl.Value & TctlEn) == 0 || (_q[q].Txdctl.Value & QueueEnable) == 0) return false;
+        int pool = q & 7;
+        return !(VmdqEnabled && pool < ActiveVfs && (_vfte.Value & (1u << pool)) == 0);
+    }
+
+    /// <summary>
+    /// Runs TX queue <paramref name="q"/> from TDH to TDT: fetches descriptors through the owner's
+    /// DMA port, gathers each packet, sends it to the switch, writes back DD on RS descriptors (or
+    /// the head to TDWBA), advances TDH. A DMA fault stops the queue at the first descriptor of the
+    /// packet it hit, with nothing written back; the next TDT write retries from there.
+    /// </summary>
+    private void ProcessTx(int q)
+    {
+        if (!TxAllowed(q)) return;
+        var r = _q[q];
+        uint ringLen = r.Tdlen.Value / DescSize;
+        if (ringLen == 0) return;
+        uint head = r.Tdh.Value, tail = r.Tdt.Value;
+        if (head >= ringLen || tail >= ringLen) return;
+        var fn = QueueOwner(q);
+        ulong ringBase = r.TxBase;
+        bool headWb = (r.Tdwbal.Value & TdwbalEnable) != 0;
+        bool anyDone = false;
+        uint cacheStart = 0, cacheCount = 0;
+        Span<byte> wb = stackalloc byte[4];
+
+        while (head != tail)
+        {
+            // Gather one packet: descriptors from head up to the one with EOP.
+            uint cur = head;
+            int len = 0, rsCount = 0;
+            bool eop = false, drop = false, vle = false;
+            ushort vlan = 0;
+            while (cur != tail && !eop)
+            {
+                if (cur < cacheStart || cur >= cacheStart + cacheCount)
+                {
+                    uint avail = tail > cur ? tail - cur : ringLen - cur;
+                    uint n = Math.Min(avail, FetchBatch);
+                    var res = fn.Dma.Read(ringBase + cur * DescSize, _descs.AsSpan(0, (int)n * DescSize));
+                    uint whole = (uint)res.BytesMoved / DescSize;
+                    if (whole == 0) { Fault(fn, q, NicDmaStage.TxDescriptorFetch, res, ringBase + cur * DescSize); goto stop; }
+                    cacheStart = cur; cacheCount = whole;
+                }
+                var d = _descs.AsSpan((int)(cur - cacheStart) * DescSize, DescSize);
+                ulong addr = BinaryPrimitives.ReadUInt64LittleEndian(d);
+                uint ctl = BinaryPrimitives.ReadUInt32LittleEndian(d[8..]);
+                int bufLen;
+                bool rs;
+                if ((d[11] & LegDext) == 0)
+                {
+                    bufLen = (ushort)ctl;
+                    eop = (d[11] & LegEop) != 0;
+                    rs = (d[11] & LegRs) != 0;
+                    if (eop && (d[11] & LegVle) != 0) { vle = true; vlan = BinaryPrimitives.ReadUInt16LittleEndian(d[14..]); }
+                }
+                else if ((ctl & AdvDtypMask) == AdvDtypContext)
+                {
+                    // vlan_macip_lens: VLAN tag in bits 31:16; the other context fields (MACLEN,
+                    // IPLEN, TUCMD, MSS, L4LEN) are parsed but offloads are not performed.
+                    _ctxVlan[q] = (ushort)(BinaryPrimitives.ReadUInt32LittleEndian(d) >> 16);
+                    bufLen = 0;
+                    rs = (ctl & AdvRs) != 0;
+                }
+                else if ((ctl & AdvDtypMask) == AdvDtypData)
+                {
+                    bufLen = (ushort)ctl;
+                    eop = (ctl & AdvEop) != 0;
+                    rs = (ctl & AdvRs) != 0;
+                    if ((ctl & AdvTse) != 0) drop = true;
+                    if (eop && (ctl & AdvVle) != 0) { vle = true; vlan = _ctxVlan[q]; }
+                }
+                else
+                {
+                    drop = true;   // unknown descriptor type
+                    bufLen = 0;
+                    rs = (ctl & AdvRs) != 0;
+                    eop = true;
+                }
+                if (bufLen > 0 && !drop)
+                {
+                    if (len + bufLen > MaxFrameSize) drop = true;
+                    else
+                    {
+                        var res = fn.Dma.Read(addr, _txFrame.AsSpan(len, bufLen));
+                        if (!res.Ok) { Fault(fn, q, NicDmaStage.TxBufferRead, res, addr); goto stop; }
+                        len += bufLen;
+                    }
+                }
+                // Remember RS descriptors: index, legacy flag and the legacy STA byte.
+                if (rs && rsCount < _rsList.Length)
+                    _rsList[rsCount++] = (int)cur << 9 | ((d[11] & LegDext) == 0 ? 0x100 : 0) | d[12];
+                cur = cur + 1 == ringLen ? 0 : cur + 1;
+            }
+            if (!eop) break;   // the rest of the packet is not posted yet
+
+            if (drop || len < MinFrameSize) TxDropped++;
+            else Transmit(q, fn, FinishFrame(len, vle, vlan));
+
+            if (!headWb)
+            {
+                for (int i = 0; i < rsCount; i++)
+                {
+                    int e = _rsList[i];
+                    ulong a = ringBase + (ulong)(e >> 9) * DescSize + 12;
+                    bool legacy = (e & 0x100) != 0;
+                    // Legacy: STA.DD in byte 12 (CSS and VLAN kept); advanced: the write-back dword 3 = DD.
+                    int n = legacy ? 1 : 4;
+                    if (legacy) wb[0] = (byte)(e | 1);
+                    else BinaryPrimitives.WriteUInt32LittleEndian(wb, 1);
+                    var res = fn.Dma.Write(a, wb[..n]);
+                    if (!res.Ok) Fault(fn, q, NicDmaStage.TxWriteBack, res, a);
+                }
+            }
+            head = cur;
+            r.Tdh.Value = head;
+            anyDone = true;
+        }
+    stop:
+        if (!anyDone) return;
+        if (headWb)
+        {
+            ulong wba = (ulong)r.Tdwbah.Value << 32 | (r.Tdwbal.Value & ~3u);
+            BinaryPrimitives.WriteUInt32LittleEndian(wb, r.Tdh.Value);
+            var res = fn.Dma.Write(wba, wb);
+            if (!res.Ok) Fault(fn, q, NicDmaStage.TxWriteBack, res, wba);
+        }
+        QueueInterrupt(q, tx: true);
+    }
+
+    private ReadOnlySpan<byte> FinishFrame(int len, bool vle, ushort vlan)
+    {
+        var f = _txFrame;
+        if (vle && len >= 12 && len + 4 <= f.Length)
+        {
+            // Insert an 802.1Q tag after the source MAC.
+            Array.Copy(f, 12, f, 16, len - 12);
+            f[12] = 0x81; f[13] = 0x00;
+            f[14] = (byte)(vlan >> 8); f[15] = (byte)vlan;
+            len += 4;
+        }
+        if ((_tctl.Value & TctlPsp) != 0 && len < 60)
+        {
+            f.AsSpan(len, 60 - len).Clear();
+            len = 60;
+        }
+        return f.AsSpan(0, len);
+    }
+
+    private void QueueInterrupt(int q, bool tx)
+    {
+        int pool = q & 7;
+        if (pool < ActiveVfs && VfFunction(pool) != null) _vfIrq[pool].QueueCause(q >> 3, tx);
+        else _pfIrq.QueueCause(q, tx);
+    }
+
+    /// <summary>
+    /// Receives <paramref name="frame"/> into RX queue <paramref name="q"/>: needs RCTL.EN and the
+    /// queue enabled; takes as many descriptors as the frame needs (SRRCTL buffer size) or drops it
+    /// and counts (RQDPC, and MPC for frames from the wire) when there are not enough. A DMA fault
+    /// drops the frame with nothing written back and RDH unchanged.
+    /// </summary>
+    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire)
+    {
+        var r = _q[q];
+        if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
+        uint ringLen = r.Rdlen.Value / DescSize;
+        uint head = r.Rdh.Value, tail = r.Rdt.Value;
+        int bufSize = (int)(r.Srrctl.Value & SrrctlBsizePktMask) * 1024;
+        if (bufSize == 0) bufSize = 2048;
+        uint needed = (uint)((frame.Length + bufSize - 1) / bufSize);
+        uint free = ringLen == 0 || head >= ringLen || tail >= ringLen ? 0 : (tail + ringLen - head) % ringLen;
+        if (free < needed)
+        {
+            r.Rqdpc.Value++;
+            if (fromWire) _mpc.Value++;
+            return false;
+        }
+        var fn = QueueOwner(q);
+        ulong ringBase = r.RxBase;
+        bool legacy = (r.Srrctl.Value & SrrctlDescTypeMask) == 0;
+        uint cur = head;
+        int off = 0;
+        // Fill the buffers first, then write back, so a fault leaves no descriptor written.
+        for (uint i = 0; i < needed; i++)
+        {
+            ulong da = ringBase + cur * DescSize;
+            var res = fn.Dma.Read(da, _rxDesc);
+            if (!res.Ok) { Fault(fn, q, NicDmaStage.RxDescriptorFetch, res, da); return false; }
+            ulong buf = BinaryPrimitives.ReadUInt64LittleEndian(_rxDesc);
+            int n = Math.Min(bufSize, frame.Length - off);
+            res = fn.Dma.Write(buf, frame.Slice(off, n));
+            if (!res.Ok) { Fault(fn, q, NicDmaStage.RxBufferWrite, res, buf); return false; }
+            off += n;
+            cur = cur + 1 == ringLen ? 0 : cur + 1;
+        }
+        cur = head;
+        off = 0;
+        Span<byte> wb = stackalloc byte[DescSize];
+        for (uint i = 0; i < needed; i++)
+        {
+            int n = Math.Min(bufSize, frame.Length - off);
+            bool last = i == needed - 1;
+            ulong da = ringBase + cur * DescSize;
+            DmaResult res;
+            if (legacy)
+            {
+                // Legacy write-back: length, checksum 0, status DD|EOP|IXSM (checksum not computed), errors 0, VLAN 0.
+                wb[..8].Clear();
+                BinaryPrimitives.WriteUInt16LittleEndian(wb, (ushort)n);
+                wb[4] = (byte)(0x01 | (last ? 0x02 : 0) | 0x04);
+                res = fn.Dma.Write(da + 8, wb[..8]);
+            }
+            else
+            {
+                // Advanced write-back: pkt_info/hdr_info 0, RSS 0, status_error DD|EOP, length | VLAN << 16.
+                wb.Clear();
+                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u : 0));
+                BinaryPrimitives.WriteUInt16LittleEndian(wb[12..], (ushort)n);
+                res = fn.Dma.Write(da, wb);
+            }
+            if (!res.Ok) { Fault(fn, q, NicDmaStage.RxWriteBack, res, da); return false; }
+            off += n;
+            cur = cur + 1 == ringLen ? 0 : cur + 1;
+        }
+        r.Rdh.Value = cur;
+        QueueInterrupt(q, tx: false);
+        return true;
+    }
+}

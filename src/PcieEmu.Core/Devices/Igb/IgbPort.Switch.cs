@@ -1,0 +1,169 @@
+using PcieEmu.Core.Topology;
+using static PcieEmu.Core.Devices.Igb.IgbRegs;
+
+namespace PcieEmu.Core.Devices.Igb;
+
+/// <summary>The VMDq switch and the wire (igb-82576.md "Switching").</summary>
+public sealed partial class IgbPort
+{
+    /// <summary>VMDq on: MRQC[2:0] = 3.</summary>
+    private bool VmdqEnabled => (_mrqc.Value & 7) == MrqcVmdq;
+
+    private static bool IsBroadcast(ReadOnlySpan<byte> f) =>
+        f[0] == 0xFF && f[1] == 0xFF && f[2] == 0xFF && f[3] == 0xFF && f[4] == 0xFF && f[5] == 0xFF;
+
+    /// <summary>Pools of the valid receive-address entries that match <paramref name="dst"/> (bit 31: a match with no pool bits).</summary>
+    private uint MatchUnicast(ReadOnlySpan<byte> dst)
+    {
+        uint lo = (uint)(dst[0] | dst[1] << 8 | dst[2] << 16 | dst[3] << 24);
+        uint hi = (uint)(dst[4] | dst[5] << 8);
+        uint pools = 0;
+        for (int n = 0; n < RarEntries; n++)
+        {
+            uint rah = _rah[n].Value;
+            if ((rah & RahAv) == 0 || (rah & 0xFFFF) != hi || _ral[n].Value != lo) continue;
+            uint sel = rah >> RahPoolShift & 0xFF;
+            pools |= sel == 0 ? 1u << 31 : sel;
+        }
+        return pools;
+    }
+
+    private bool MtaHit(ReadOnlySpan<byte> dst)
+    {
+        int mo = (int)(_rctl.Value >> RctlMoShift & 3);
+        int hash = mo switch
+        {
+            0 => dst[4] >> 4 | dst[5] << 4,
+            1 => dst[4] >> 3 | dst[5] << 5,
+            2 => dst[4] >> 2 | dst[5] << 6,
+            _ => dst[4] | dst[5] << 8,
+        } & 0xFFF;
+        return (_mta[hash >> 5].Value & (1u << (hash & 31))) != 0;
+    }
+
+    private bool PoolReceives(int pool)
+    {
+        // VFRE gates the pools of enabled VFs; the PF's pools are not gated.
+        return pool >= ActiveVfs || (_vfre.Value & (1u << pool)) != 0;
+    }
+
+    private bool PoolAcceptsGroup(int pool, bool broadcast, ReadOnlySpan<byte> dst)
+    {
+        if (!PoolReceives(pool)) return false;
+        uint vmolr = _vmolr[pool].Value;
+        if (broadcast) return (vmolr & VmolrBam) != 0;
+        return (vmolr & VmolrMpme) != 0 || ((vmolr & VmolrRompe) != 0 && MtaHit(dst));
+    }
+
+    /// <summary>
+    /// A frame from TX queue <paramref name="q"/>. With VMDq and loopback (DTXSWC bit 31):
+    /// unicast to a receive address with pool bits goes to those pools only; broadcast and
+    /// multicast go to every other accepting pool and the wire; unknown unicast goes to the wire.
+    /// Otherwise every frame goes to the wire.
+    /// </summary>
+    private void Transmit(int q, PciFunction source, ReadOnlySpan<byte> frame)
+    {
+        int src = q & 7;
+        bool srcIsVf = src < ActiveVfs && source.IsVirtual;
+        uint octets = (uint)frame.Length + 4;
+        bool local = false, wire = true;
+        if (VmdqEnabled && (_dtxswc.Value & DtxswcLoopback) != 0)
+        {
+            bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
+            if (bcast || mcast)
+            {
+                for (int p = 0; p < Pools; p++)
+                    if (p != src && PoolAcceptsGroup(p, bcast, frame)) local |= ReceivePool(p, frame, fromWire: false);
+            }
+            else
+            {
+                uint pools = MatchUnicast(frame) & 0xFF & ~(1u << src);
+                if (pools != 0)
+                {
+                    wire = false;
+                    for (int p = 0; p < Pools; p++)
+                        if ((pools & (1u << p)) != 0 && PoolReceives(p)) local |= ReceivePool(p, frame, fromWire: false);
+                }
+            }
+        }
+        if (srcIsVf)
+        {
+            var v = _vfFiles[src];
+            Inc(v, "GPTC"); Inc(v, "GOTC", octets);
+            if (local) { Inc(v, "GPTLBC"); Inc(v, "GOTLBC", octets); }
+        }
+        if (!wire) return;
+        _gptc.Value++;
+        Add64(_gotcl, _gotch, octets);
+        var handler = FrameTransmitted;
+        if (handler != null)
+        {
+            long ns = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+            handler(new WireFrame(PortNumber, frame.ToArray(), ns));
+        }
+    }
+
+    /// <summary>Receives into pool <paramref name="pool"/>'s queue and counts it.</summary>
+    private bool ReceivePool(int pool, ReadOnlySpan<byte> frame, bool fromWire)
+    {
+        int q = VmdqEnabled ? pool : 0;
+        if (!ReceiveQueue(q, frame, fromWire)) return false;
+        uint octets = (uint)frame.Length + 4;
+        if (VmdqEnabled && pool < ActiveVfs)
+        {
+            var v = _vfFiles[pool];
+            Inc(v, "GPRC"); Inc(v, "GORC", octets);
+            if ((frame[0] & 1) != 0 && !IsBroadcast(frame)) Inc(v, "MPRC");
+            if (!fromWire) { Inc(v, "GPRLBC"); Inc(v, "GORLBC", octets); }
+        }
+        return true;
+    }
+
+    /// <summary>A frame from the wire: pool selection in VMDq mode, the PF's filters otherwise.</summary>
+    private int FromWire(ReadOnlySpan<byte> frame)
+    {
+        bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
+        int delivered = 0;
+        if (VmdqEnabled)
+        {
+            if (bcast || mcast)
+            {
+                for (int p = 0; p < Pools; p++)
+                    if (PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
+            }
+            else
+            {
+                uint pools = MatchUnicast(frame) & 0xFF;
+                if (pools == 0 && (_vtCtl.Value & VtCtlDisDefPool) == 0) pools = 1u << (int)(_vtCtl.Value >> VtCtlDefPoolShift & 7);
+                for (int p = 0; p < Pools; p++)
+                    if ((pools & (1u << p)) != 0 && PoolReceives(p) && ReceivePool(p, frame, fromWire: true)) delivered++;
+            }
+        }
+        else
+        {
+            uint rctl = _rctl.Value;
+            bool accept = bcast ? (rctl & RctlBam) != 0
+                : mcast ? (rctl & RctlMpe) != 0 || MtaHit(frame)
+                : (rctl & RctlUpe) != 0 || MatchUnicast(frame) != 0;
+            if (accept && ReceivePool(0, frame, fromWire: true)) delivered++;
+        }
+        if (delivered > 0)
+        {
+            _gprc.Value++;
+            Add64(_gorcl, _gorch, (uint)frame.Length + 4);
+        }
+        return delivered;
+    }
+
+    /// <summary>
+    /// Puts <paramref name="frame"/> (destination MAC first, no FCS) on the port's wire as if a
+    /// link partner sent it. Takes the machine lock. Returns how many receive queues took it
+    /// (0: filtered out or dropped for lack of descriptors, which the counters show).
+    /// </summary>
+    public int InjectFrame(ReadOnlySpan<byte> frame)
+    {
+        if (frame.Length is < MinFrameSize or > MaxFrameSize)
+            throw new ArgumentException($"frame must be {MinFrameSize}..{MaxFrameSize} bytes (was {frame.Length})", nameof(frame));
+        lock (_pf.Machine.SyncRoot) return FromWire(frame);
+    }
+}

@@ -1,0 +1,161 @@
+using PcieEmu.Core.Registers;
+using static PcieEmu.Core.Devices.Igb.IgbRegs;
+using static PcieEmu.Core.Registers.FieldSpec;
+
+namespace PcieEmu.Core.Devices.Igb;
+
+/// <summary>
+/// The 82576 register files as data: PF BAR0 (128 KiB) and VF BAR0 (16 KiB). Offsets and bits
+/// from igb-82576.md; reset values are 0 except where a comment says otherwise. Side effects
+/// are wired by name in <see cref="IgbPort"/>.
+/// </summary>
+public static class IgbRegisterMaps
+{
+    /// <summary>Queue register names, as used in the files ("RDT[3]").</summary>
+    public static string Q(string name, int queue) => $"{name}[{queue}]";
+
+    private static readonly FieldSpec[] VectorBits = [W1s("VECTORS", 0, 25), W1s("OTHER", 31)];
+
+    /// <summary>SRRCTL reset: 2 KiB packet buffer, 256-byte header buffer, legacy descriptors.</summary>
+    public const uint SrrctlReset = 0x0000_0402;
+
+    /// <summary>The PF BAR0 declarations. <paramref name="mac"/> is loaded into RAL0/RAH0 at reset
+    /// (as the part loads it from its EEPROM).</summary>
+    public static IReadOnlyList<RegisterSpec> PfBar0(ReadOnlySpan<byte> mac)
+    {
+        var b = new RegisterMapBuilder()
+            .Reg("CTRL", Ctrl, 0, Rw("LOW", 0, 26), Sc("RST", 26), Rw("HIGH", 27, 5))
+            .Reg("STATUS", Status, 0, Ro("FD", 0), Ro("LU", 1), Ro("FUNC_ID", 2, 2), Ro("TXOFF", 4), Ro("SPEED", 6, 2),
+                Ro("NUM_VFS", 14, 4), Ro("IOV_MODE", 18), Ro("GIO_MASTER_EN", 19))
+            .Reg("CTRL_EXT", CtrlExt, 0, Rw("LOW", 0, 14), Rw("PFRSTD", 14), Rw("HIGH", 15, 17))
+            .Reg("ICR", Icr, 0, RcW1c("CAUSES", 0, 31), Rc("INT_ASSERTED", 31))
+            .RegOn("ICS", Ics, "ICR", SetOf("CAUSES", 0, 31))
+            .Reg("IMS", Ims, 0, W1s("MASK", 0, 31))
+            .RegOn("IMC", Imc, "IMS", ClearOf("MASK", 0, 31))
+            .Reg("IAM", Iam, 0, Rw("MASK", 0, 31))
+            .Reg("RCTL", Rctl, 0, Rw("RCTL", 1, 31))
+            .Reg("TCTL", Tctl, 0, Rw("TCTL", 0, 32))
+            .Reg("GPIE", Gpie, 0, Rw("NSICR", 0), Rw("MULTIPLE_MSIX", 4), Rw("EIAME", 30), Rw("PBA", 31))
+            .RegOn("EICS", Eics, "EICR", SetOf("VECTORS", 0, 25), SetOf("OTHER", 31))
+            .Reg("EIMS", Eims, 0, VectorBits)
+            .RegOn("EIMC", Eimc, "EIMS", ClearOf("VECTORS", 0, 25), ClearOf("OTHER", 31))
+            .Reg("EIAC", Eiac, 0, Rw("VECTORS", 0, 25), Rw("OTHER", 31))
+            .Reg("EIAM", Eiam, 0, Rw("VECTORS", 0, 25), Rw("OTHER", 31))
+            .Reg("EICR", Eicr, 0, RcW1c("VECTORS", 0, 25), RcW1c("OTHER", 31))
+            .Array("EITR", Eitr, Igb82576.PfMsixVectors, 4, 0, Rw("INTERVAL", 2, 13), Rw("CNT_IGNR", 31))
+            .Array("IVAR0", Ivar0, 8, 4, 0, IvarBytes(5, "RX_LO", "TX_LO", "RX_HI", "TX_HI"))
+            .Reg("IVAR_MISC", IvarMisc, 0, IvarBytes(5, "TCP_TIMER", "OTHER"))
+            .Array("VMBMEM", Vmbmem, Pools * MailboxWords, 4, 0, Rw("DATA", 0, 32))
+            .Array("P2VMAILBOX", P2vMailbox, Pools, 4, 0, Sc("STS", 0), Sc("ACK", 1), Ro("VFU", 2), Rw("PFU", 3), Sc("RVFU", 4))
+            .Reg("MBVFICR", Mbvficr, 0, W1c("VFREQ", 0, 8), W1c("VFACK", 16, 8))
+            .Reg("MBVFIMR", Mbvfimr, 0, Rw("VFIM", 0, 8))
+            .Reg("VFLRE", Vflre, 0, W1c("VFLE", 0, 8))
+            .Reg("VFRE", Vfre, 0, Rw("POOLS", 0, 8))
+            .Reg("VFTE", Vfte, 0, Rw("POOLS", 0, 8))
+            .Reg("DTXSWC", Dtxswc, 0, Rw("MAC_AS", 0, 8), Rw("VLAN_AS", 8, 8), Rw("LLE", 16, 8), Rw("LOOPBACK_EN", 31))
+            .Reg("MPC", Mpc, 0, Rc("COUNT", 0, 32))
+            .Reg("GPRC", Gprc, 0, Rc("COUNT", 0, 32))
+            .Reg("GPTC", Gptc, 0, Rc("COUNT", 0, 32))
+            .Reg("GORCL", Gorcl, 0, Rc("COUNT", 0, 32))
+            .Reg("GORCH", Gorch, 0, Rc("COUNT", 0, 32))
+            .Reg("GOTCL", Gotcl, 0, Rc("COUNT", 0, 32))
+            .Reg("GOTCH", Gotch, 0, Rc("COUNT", 0, 32))
+            .Array("MTA", Mta, 128, 4, 0, Rw("BITS", 0, 32))
+            .Reg("MRQC", Mrqc, 0, Rw("MRQC", 0, 32))
+            .Reg("VT_CTL", VtCtl, 0, Rw("VLAN_FILTER", 0), Rw("DEF_POOL", 7, 3), Rw("IGNORE_MAC", 28), Rw("DIS_DEF_POOL", 29), Rw("REPL_EN", 30))
+            .Array("VMOLR", Vmolr, Pools, 4, 0, Rw("RLPML", 0, 14), Rw("LPE", 16), Rw("AUPE", 24), Rw("ROMPE", 25), Rw("ROPE", 26),
+                Rw("BAM", 27), Rw("MPME", 28), Rw("STRVLAN", 30), Rw("STRCRC", 31));
+
+        // Receive address table: 16 entries at 0x5400 and 8 more at 0x54E0. Entry 0 holds the
+        // port's MAC (valid) after reset.
+        uint ral0 = (uint)(mac[0] | mac[1] << 8 | mac[2] << 16 | mac[3] << 24);
+        uint rah0 = (uint)(mac[4] | mac[5] << 8) | RahAv;
+        for (int n = 0; n < RarEntries; n++)
+        {
+            uint off = n < 16 ? Ral0 + 8u * (uint)n : Ra2 + 8u * (uint)(n - 16);
+            b.Reg($"RAL[{n}]", off, n == 0 ? ral0 : 0, Rw("RAL", 0, 32));
+            b.Reg($"RAH[{n}]", off + 4, n == 0 ? rah0 : 0, Rw("RAH", 0, 16), Rw("ASEL", 16, 2), Rw("POOLSEL", 18, 8), Rw("AV", 31));
+        }
+        for (int q = 0; q < Queues; q++) AddQueue(b, q, RxQueues + 0x40u * (uint)q, TxQueues + 0x40u * (uint)q);
+        return b.Specs;
+    }
+
+    // IVAR entries: one byte per cause, vector number in the low bits, bit 7 valid.
+    private static FieldSpec[] IvarBytes(int vectorBits, params string[] names)
+    {
+        var f = new List<FieldSpec>();
+        for (int i = 0; i < names.Length; i++)
+        {
+            f.Add(Rw(names[i] + "_VEC", 8 * i, vectorBits));
+            f.Add(Rw(names[i] + "_VALID", 8 * i + 7));
+        }
+        return [.. f];
+    }
+
+    private static void AddQueue(RegisterMapBuilder b, int q, uint rx, uint tx)
+    {
+        b.Reg(Q("RDBAL", q), rx + Rdbal, 0, Rw("RDBAL", 7, 25))
+         .Reg(Q("RDBAH", q), rx + Rdbah, 0, Rw("RDBAH", 0, 32))
+         .Reg(Q("RDLEN", q), rx + Rdlen, 0, Rw("LEN", 7, 13))
+         .Reg(Q("SRRCTL", q), rx + Srrctl, SrrctlReset, Rw("BSIZEPACKET", 0, 7), Rw("BSIZEHEADER", 8, 4), Rw("DESCTYPE", 25, 3), Rw("DROP_EN", 31))
+         .Reg(Q("RDH", q), rx + Rdh, 0, Rw("RDH", 0, 16))
+         .Reg(Q("RXCTL", q), rx + Rxctl, 0, Rw("DCA", 0, 32))
+         .Reg(Q("RDT", q), rx + Rdt, 0, Rw("RDT", 0, 16))
+         .Reg(Q("RXDCTL", q), rx + Rxdctl, 0, Rw("PTHRESH", 0, 5), Rw("HTHRESH", 8, 5), Rw("WTHRESH", 16, 5), Rw("ENABLE", 25), Sc("SWFLSH", 26))
+         .Reg(Q("RQDPC", q), rx + Rqdpc, 0, Rc("COUNT", 0, 32))
+         .Reg(Q("TDBAL", q), tx + Tdbal, 0, Rw("TDBAL", 7, 25))
+         .Reg(Q("TDBAH", q), tx + Tdbah, 0, Rw("TDBAH", 0, 32))
+         .Reg(Q("TDLEN", q), tx + Tdlen, 0, Rw("LEN", 7, 13))
+         .Reg(Q("TDH", q), tx + Tdh, 0, Rw("TDH", 0, 16))
+         .Reg(Q("TXCTL", q), tx + Txctl, 0, Rw("DCA", 0, 32))
+         .Reg(Q("TDT", q), tx + Tdt, 0, Rw("TDT", 0, 16))
+         .Reg(Q("TXDCTL", q), tx + Txdctl, 0, Rw("PTHRESH", 0, 6), Rw("HTHRESH", 8, 6), Rw("WTHRESH", 16, 6), Rw("ENABLE", 25), Sc("SWFLSH", 26), Rw("PRIORITY", 27))
+         .Reg(Q("TDWBAL", q), tx + Tdwbal, 0, Rw("HEAD_WB_EN", 0), Rw("ADDR", 2, 30))
+         .Reg(Q("TDWBAH", q), tx + Tdwbah, 0, Rw("ADDR", 0, 32));
+    }
+
+    /// <summary>Queue register names in block order with their offset inside an RX or TX block.</summary>
+    public static readonly IReadOnlyList<(string Name, uint Offset, bool Rx)> QueueLayout =
+    [
+        ("RDBAL", Rdbal, true), ("RDBAH", Rdbah, true), ("RDLEN", Rdlen, true), ("SRRCTL", Srrctl, true), ("RDH", Rdh, true),
+        ("RXCTL", Rxctl, true), ("RDT", Rdt, true), ("RXDCTL", Rxdctl, true), ("RQDPC", Rqdpc, true),
+        ("TDBAL", Tdbal, false), ("TDBAH", Tdbah, false), ("TDLEN", Tdlen, false), ("TDH", Tdh, false), ("TXCTL", Txctl, false),
+        ("TDT", Tdt, false), ("TXDCTL", Txdctl, false), ("TDWBAL", Tdwbal, false), ("TDWBAH", Tdwbah, false),
+    ];
+
+    /// <summary>Maps queue <paramref name="pfQueue"/>'s registers of <paramref name="pf"/> into <paramref name="file"/>
+    /// at the RX block <paramref name="rx"/> and TX block <paramref name="tx"/>, named NAME[<paramref name="localQueue"/>]
+    /// (legacy aliases in the PF, a VF's two queues in its file).</summary>
+    public static void AliasQueue(RegisterFile file, RegisterFile pf, int pfQueue, int localQueue, uint rx, uint tx, string suffix = "")
+    {
+        foreach (var (name, off, isRx) in QueueLayout)
+            file.Alias((isRx ? rx : tx) + off, Q(name, localQueue) + suffix, pf[Q(name, pfQueue)]);
+    }
+
+    /// <summary>The VF BAR0 declarations that are the VF's own (queues are aliases of the PF's, added by the port).</summary>
+    public static IReadOnlyList<RegisterSpec> VfBar0() => new RegisterMapBuilder()
+        .Reg("CTRL", Ctrl, 0, Sc("RST", 26))
+        .Reg("STATUS", Status, 0, Ro("FD", 0), Ro("LU", 1), Ro("FUNC_ID", 2, 2), Ro("TXOFF", 4), Ro("SPEED", 6, 2),
+            Ro("NUM_VFS", 14, 4), Ro("IOV_MODE", 18), Ro("GIO_MASTER_EN", 19))
+        .RegOn("EICS", Eics, "EICR", SetOf("VECTORS", 0, 3))
+        .Reg("EIMS", Eims, 0, W1s("VECTORS", 0, 3))
+        .RegOn("EIMC", Eimc, "EIMS", ClearOf("VECTORS", 0, 3))
+        .Reg("EIAC", Eiac, 0, Rw("VECTORS", 0, 3))
+        .Reg("EIAM", Eiam, 0, Rw("VECTORS", 0, 3))
+        .Reg("EICR", Eicr, 0, RcW1c("VECTORS", 0, 3))
+        .Array("EITR", Eitr, Igb82576.VfMsixVectors, 4, 0, Rw("INTERVAL", 2, 13), Rw("CNT_IGNR", 31))
+        .Reg("IVAR0", Ivar0, 0, IvarBytes(2, "RX0", "TX0", "RX1", "TX1"))
+        .Reg("IVAR_MISC", IvarMisc, 0, IvarBytes(2, "MBX"))
+        .Reg("VFMAILBOX", VfMailbox, VfmbRsti, Sc("REQ", 0), Sc("ACK", 1), Rw("VFU", 2), Ro("PFU", 3), Rc("PFSTS", 4), Rc("PFACK", 5),
+            Ro("RSTI", 6), Rc("RSTD", 7))
+        .Reg("GPRC", VfGprc, 0, Ro("COUNT", 0, 32))
+        .Reg("GPTC", VfGptc, 0, Ro("COUNT", 0, 32))
+        .Reg("GORC", VfGorc, 0, Ro("COUNT", 0, 32))
+        .Reg("GOTC", VfGotc, 0, Ro("COUNT", 0, 32))
+        .Reg("MPRC", VfMprc, 0, Ro("COUNT", 0, 32))
+        .Reg("GPRLBC", VfGprlbc, 0, Ro("COUNT", 0, 32))
+        .Reg("GPTLBC", VfGptlbc, 0, Ro("COUNT", 0, 32))
+        .Reg("GORLBC", VfGorlbc, 0, Ro("COUNT", 0, 32))
+        .Reg("GOTLBC", VfGotlbc, 0, Ro("COUNT", 0, 32))
+        .Specs;
+}

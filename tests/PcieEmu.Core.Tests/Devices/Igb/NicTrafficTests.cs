@@ -1,0 +1,494 @@
+using System.Buffers.Binary;
+using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Interrupts;
+using PcieEmu.Core.Memory;
+using static PcieEmu.Core.Devices.Igb.IgbRegs;
+
+namespace PcieEmu.Core.Tests.Devices.Igb;
+
+public class NicTrafficTests
+{
+    /// <summary>Three VFs in VMDq loopback; VF n's RX queue 0 set up with MSI-X vector 0 for RX.</summary>
+    private static (NicRig Rig, NicRig.Ring[] Tx, NicRig.Ring[] Rx) ThreeVfs(int rxPost = -1)
+    {
+        var rig = new NicRig(vfs: 3);
+        rig.SetupVmdq(3);
+        var tx = new NicRig.Ring[3];
+        var rx = new NicRig.Ring[3];
+        for (int i = 0; i < 3; i++)
+        {
+            tx[i] = rig.VfTx(i);
+            rx[i] = rig.VfRx(i, post: rxPost);
+        }
+        return (rig, tx, rx);
+    }
+
+    private static void AssertAdvRxWriteBack(NicRig rig, NicRig.Ring rx, uint index, byte[] frame)
+    {
+        var d = rx.Desc(index);
+        uint status = BinaryPrimitives.ReadUInt32LittleEndian(d.AsSpan(8));
+        Assert.Equal(0x3u, status & 0x3);   // DD | EOP
+        Assert.Equal(frame.Length, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(12)));
+        Assert.Equal(frame, rig.ReadRam(rx.Buffers[index], frame.Length));
+    }
+
+    [Fact]
+    public void VfToVfDeliversIntoTheOtherRingWithWriteBacksAndMsix()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        // VF1: MSI-X on, RX queue 0 → vector 0, EIMS enables it, auto-clear.
+        rig.EnableMsix(rig.VfRid(1), rig.VfBar3(1), 3);
+        rig.VfWrite(1, Ivar0, 0x80);          // RX0 → vector 0, valid
+        rig.VfWrite(1, Eiac, 0x1);
+        rig.VfWrite(1, Eims, 0x1);
+        using var sub = rig.M.Interrupts.Subscribe([rig.VfRid(1)]);
+
+        var frame = NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0));
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        rig.PostAdv(tx[0], frame);
+
+        Assert.Equal(1u, tx[0].Head);                                    // TDH advanced
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(tx[0].Desc(0).AsSpan(12)) & 1);   // DD written back
+        Assert.Equal(1u, rx[1].Head);                                    // RDH advanced
+        AssertAdvRxWriteBack(rig, rx[1], 0, frame);
+        Assert.Equal(0u, rx[0].Head);
+        Assert.Equal(0u, rx[2].Head);
+        Assert.Empty(wire);                                              // local unicast stays off the wire
+        var ev = Assert.Single(NicRig.Drain(sub));
+        Assert.Equal(InterruptKind.Msix, ev.Kind);
+        Assert.Equal(0u, ev.Vector);
+        Assert.Equal(0x40u, ev.Data);
+        Assert.Equal(0u, rig.VfRead(1, Eicr));                           // auto-cleared (EIAC)
+        // Counters: VF0 sent one (loopback), VF1 received one (loopback); nothing on the wire.
+        Assert.Equal(1u, rig.VfRead(0, VfGptc));
+        Assert.Equal(1u, rig.VfRead(0, VfGptlbc));
+        Assert.Equal(68u, rig.VfRead(0, VfGotc));
+        Assert.Equal(1u, rig.VfRead(1, VfGprc));
+        Assert.Equal(1u, rig.VfRead(1, VfGprlbc));
+        Assert.Equal(0u, rig.PfRead(Gptc));
+    }
+
+    [Fact]
+    public void ManyFramesInOneTailWriteAndRingWrap()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        for (int round = 0; round < 3; round++)
+        {
+            for (int k = 0; k < 40; k++)
+                rig.PostAdv(tx[2], NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2), 60 + k, (byte)k), kick: false);
+            tx[2].WriteTail(tx[2].Tail);
+            Assert.Equal(tx[2].Tail, tx[2].Head);
+            // The receiver consumes and re-posts everything.
+            rx[0].Replenish((rx[0].Head + 63) % 64);
+        }
+        Assert.Equal(120u, rig.VfRead(0, VfGprc));
+        Assert.Equal((uint)(120 % 64), rx[0].Head);
+        var last = NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2), 60 + 39, 39);
+        AssertAdvRxWriteBack(rig, rx[0], (rx[0].Head + 63) % 64, last);
+    }
+
+    [Fact]
+    public void VfToWireGoesToCaptureAndCounters()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        var frame = NicRig.Frame([0x00, 0x11, 0x22, 0x33, 0x44, 0x55], NicRig.Mac(0), 100);
+        long before = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+        rig.PostAdv(tx[0], frame);
+        var w = Assert.Single(wire);
+        Assert.Equal(0, w.Port);
+        Assert.Equal(frame, w.Data);
+        Assert.InRange(w.TimestampUnixNs, before, before + 60_000_000_000L);
+        Assert.All(rx, r => Assert.Equal(0u, r.Head));
+        Assert.Equal(1u, rig.PfRead(Gptc));
+        Assert.Equal(104u, rig.PfRead(Gotcl));
+        Assert.Equal(0u, rig.PfRead(Gptc));   // read to clear
+        Assert.Equal(0u, rig.VfRead(0, VfGptlbc));
+        Assert.Equal(1u, rig.VfRead(0, VfGptc));
+    }
+
+    [Fact]
+    public void WireToVfByReceiveAddress()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        var frame = NicRig.Frame(NicRig.Mac(2), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 200);
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        AssertAdvRxWriteBack(rig, rx[2], 0, frame);
+        Assert.Equal(0u, rx[0].Head);
+        Assert.Equal(1u, rig.PfRead(Gprc));
+        Assert.Equal(204u, rig.PfRead(Gorcl));
+        Assert.Equal(1u, rig.VfRead(2, VfGprc));
+        Assert.Equal(0u, rig.VfRead(2, VfGprlbc));
+        // VFRE off for the pool: the frame is not received.
+        rig.PfWrite(Vfre, rig.PfRead(Vfre) & ~(1u << 2));
+        Assert.Equal(0, rig.Nic.InjectFrame(frame));
+        Assert.Equal(1u, rx[2].Head);
+    }
+
+    [Fact]
+    public void UnknownUnicastFromTheWireGoesToTheDefaultPoolUnlessDisabled()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        var frame = NicRig.Frame([0x00, 0x99, 0x99, 0x99, 0x99, 0x99], [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        rig.PfWrite(VtCtl, 1u << 7);   // default pool 1
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Equal(1u, rx[1].Head);
+        rig.PfWrite(VtCtl, 1u << 7 | VtCtlDisDefPool);
+        Assert.Equal(0, rig.Nic.InjectFrame(frame));
+        Assert.Equal(1u, rx[1].Head);
+    }
+
+    [Fact]
+    public void BroadcastReachesEveryAcceptingPoolAndTheWireButNotTheSender()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        var pfRx = rig.PfRx(3);   // the PF's pool is 3 (after its 3 VFs): queue 3
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        var frame = NicRig.Frame(NicRig.Broadcast, NicRig.Mac(1));
+        rig.PostAdv(tx[1], frame);
+        Assert.Equal(1u, rx[0].Head);
+        Assert.Equal(0u, rx[1].Head);
+        Assert.Equal(1u, rx[2].Head);
+        Assert.Equal(1u, pfRx.Head);
+        AssertAdvRxWriteBack(rig, rx[2], 0, frame);
+        Assert.Equal(frame, Assert.Single(wire).Data);
+
+        // A pool whose VMOLR does not accept broadcast is skipped; from the wire the sender VF gets it too.
+        rig.PfWrite(Vmolr + 4 * 2, VmolrAupe);
+        Assert.Equal(3, rig.Nic.InjectFrame(frame));
+        Assert.Equal(2u, rx[0].Head);
+        Assert.Equal(1u, rx[1].Head);
+        Assert.Equal(1u, rx[2].Head);
+        Assert.Equal(2u, pfRx.Head);
+    }
+
+    [Fact]
+    public void MulticastFollowsVmolrAndTheMulticastTable()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        byte[] group = [0x01, 0x00, 0x5E, 0x00, 0x00, 0xFB];
+        var frame = NicRig.Frame(group, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        Assert.Equal(0, rig.Nic.InjectFrame(frame));
+        // VF0: multicast promiscuous. VF1: the group's bit in the MTA (MO = 0: hash = addr[4] >> 4 | addr[5] << 4).
+        rig.PfWrite(Vmolr + 0, VmolrAupe | VmolrBam | VmolrMpme);
+        rig.PfWrite(Vmolr + 4, VmolrAupe | VmolrBam | VmolrRompe);
+        int hash = (group[4] >> 4 | group[5] << 4) & 0xFFF;
+        rig.PfWrite(Mta + 4u * (uint)(hash >> 5), 1u << (hash & 31));
+        Assert.Equal(2, rig.Nic.InjectFrame(frame));
+        Assert.Equal(1u, rx[0].Head);
+        Assert.Equal(1u, rx[1].Head);
+        Assert.Equal(0u, rx[2].Head);
+        Assert.Equal(1u, rig.VfRead(1, VfMprc));
+    }
+
+    [Fact]
+    public void FullRingDropsAndCountsThenRecovers()
+    {
+        var (rig, _, rx) = ThreeVfs(rxPost: 1);
+        using var __ = rig;
+        var frame = NicRig.Frame(NicRig.Mac(0), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Equal(0, rig.Nic.InjectFrame(frame));   // head == tail: no free descriptor
+        Assert.Equal(0, rig.Nic.InjectFrame(frame));
+        Assert.Equal(1u, rx[0].Head);
+        Assert.Equal(2u, rig.PfRead(Mpc));
+        Assert.Equal(2u, rig.PfRead(RxQueues + Rqdpc));
+        Assert.Equal(0u, rig.PfRead(RxQueues + Rqdpc));   // read to clear
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(rx[0].Desc(1).AsSpan(8)) & 1);
+        rx[0].WriteTail(5);
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Equal(2u, rx[0].Head);
+    }
+
+    [Fact]
+    public void JumboFrameSpansDescriptorsWithEopOnTheLast()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        var frame = NicRig.Frame(NicRig.Mac(1), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 5000);
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Equal(3u, rx[1].Head);
+        for (uint i = 0; i < 3; i++)
+        {
+            var d = rx[1].Desc(i);
+            uint st = BinaryPrimitives.ReadUInt32LittleEndian(d.AsSpan(8));
+            Assert.Equal(i == 2 ? 3u : 1u, st & 3);
+            int len = BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(12));
+            Assert.Equal(i == 2 ? 5000 - 4096 : 2048, len);
+            Assert.Equal(frame.AsSpan((int)i * 2048, len).ToArray(), rig.ReadRam(rx[1].Buffers[i], len));
+        }
+    }
+
+    [Fact]
+    public void InjectFrameRejectsBadLengthsNamingTheParameter()
+    {
+        using var rig = new NicRig();
+        Assert.Equal("frame", Assert.Throws<ArgumentException>(() => rig.Nic.InjectFrame(new byte[13])).ParamName);
+        Assert.Equal("frame", Assert.Throws<ArgumentException>(() => rig.Nic.InjectFrame(new byte[IgbPort.MaxFrameSize + 1])).ParamName);
+    }
+
+    [Fact]
+    public void PfLegacyDescriptorsWithoutVmdq()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Rctl, RctlEn | RctlBam);
+        rig.PfWrite(Tctl, TctlEn | TctlPsp);
+        var tx = rig.PfTx(0);
+        var rx = rig.PfRx(0, legacy: true);
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+
+        // TX legacy, short frame padded to 60 (TCTL.PSP), VLAN inserted (VLE).
+        var small = NicRig.Frame([0x00, 0x11, 0x22, 0x33, 0x44, 0x55], rig.Nic.MacAddress.ToArray(), 42);
+        rig.PostLegacy(tx, small, extraCmd: 0x40, vlan: 0x0123);
+        var w = Assert.Single(wire).Data;
+        Assert.Equal(60, w.Length);
+        Assert.Equal(new byte[] { 0x81, 0x00, 0x01, 0x23 }, w[12..16]);
+        Assert.Equal(small[12..], w[16..(16 + small.Length - 12)]);
+        Assert.Equal(1, tx.Desc(0)[12] & 1);   // legacy STA.DD
+
+        // RX legacy: to the port MAC (RAR0, loaded at reset).
+        var frame = NicRig.Frame(rig.Nic.MacAddress.ToArray(), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 90);
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        var d = rx.Desc(0);
+        Assert.Equal(90, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(8)));
+        Assert.Equal(0x03, d[12] & 0x03);   // DD | EOP
+        Assert.Equal(frame, rig.ReadRam(rx.Buffers[0], 90));
+        // Unknown unicast is filtered unless UPE; broadcast needs BAM.
+        Assert.Equal(0, rig.Nic.InjectFrame(NicRig.Frame([0x00, 0x99, 0x99, 0x99, 0x99, 0x99], [0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
+        rig.PfWrite(Rctl, RctlEn | RctlUpe);
+        Assert.Equal(1, rig.Nic.InjectFrame(NicRig.Frame([0x00, 0x99, 0x99, 0x99, 0x99, 0x99], [0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
+        Assert.Equal(0, rig.Nic.InjectFrame(NicRig.Frame(NicRig.Broadcast, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
+    }
+
+    [Fact]
+    public void HeadWriteBackInsteadOfDd()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Tctl, TctlEn);
+        var tx = rig.PfTx(5);
+        ulong wba = rig.Alloc(16);
+        rig.PfWrite(TxQueues + 0x40 * 5 + Tdwbal, (uint)wba | TdwbalEnable);
+        rig.PfWrite(TxQueues + 0x40 * 5 + Tdwbah, 0);
+        for (int i = 0; i < 3; i++) rig.PostAdv(tx, NicRig.Frame(NicRig.Broadcast, rig.Nic.MacAddress.ToArray()), kick: false);
+        tx.WriteTail(3);
+        Assert.Equal(3u, BinaryPrimitives.ReadUInt32LittleEndian(rig.ReadRam(wba, 4)));
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(tx.Desc(2).AsSpan(12)) & 1);   // no DD write-back
+        Assert.Equal(3u, tx.Head);
+    }
+
+    [Fact]
+    public void ContextDescriptorVlanAndMultiBufferPacket()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Tctl, TctlEn);
+        var tx = rig.PfTx(0);
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        var frame = NicRig.Frame(NicRig.Broadcast, rig.Nic.MacAddress.ToArray(), 300);
+        // Context: VLAN 0x0ABC in vlan_macip_lens[31:16], DTYP = 2, DEXT.
+        var ctx = new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(ctx, 0x0ABCu << 16 | 14u << 9 | 20);
+        BinaryPrimitives.WriteUInt32LittleEndian(ctx.AsSpan(8), 0x2020_0000);
+        rig.M.WriteMemory(tx.DescAddr(0), ctx);
+        // Two data descriptors: 100 bytes (no EOP), 200 bytes (EOP | VLE | RS).
+        rig.M.WriteMemory(tx.Buffers[1], frame.AsSpan(0, 100));
+        rig.M.WriteMemory(tx.Buffers[2], frame.AsSpan(100));
+        for (int i = 1; i <= 2; i++)
+        {
+            var d = new byte[16];
+            BinaryPrimitives.WriteUInt64LittleEndian(d, tx.Buffers[i]);
+            uint cmd = (uint)(i == 1 ? 100 : 200) | 0x2030_0000 | (i == 2 ? 0x4B00_0000u : 0);
+            BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(8), cmd);
+            rig.M.WriteMemory(tx.DescAddr((uint)i), d);
+        }
+        // Tail at 2: the packet's EOP descriptor is not posted yet, nothing goes out.
+        tx.WriteTail(2);
+        Assert.Empty(wire);
+        Assert.Equal(0u, tx.Head);
+        tx.WriteTail(3);
+        var w = Assert.Single(wire).Data;
+        Assert.Equal(304, w.Length);
+        Assert.Equal(new byte[] { 0x81, 0x00, 0x0A, 0xBC }, w[12..16]);
+        Assert.Equal(3u, tx.Head);
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(tx.Desc(2).AsSpan(12)) & 1);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(tx.Desc(1).AsSpan(12)) & 1);   // no RS, no DD
+    }
+
+    [Fact]
+    public void TsoAndUnknownDescriptorTypesAreDroppedAndCounted()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Tctl, TctlEn);
+        var tx = rig.PfTx(0);
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        rig.PostAdv(tx, NicRig.Frame(NicRig.Broadcast, rig.Nic.MacAddress.ToArray()), extraCmd: 0x8000_0000);
+        Assert.Empty(wire);
+        Assert.Equal(1, rig.Nic.TxDropped);
+        Assert.Equal(1u, tx.Head);
+        rig.PostAdv(tx, NicRig.Frame(NicRig.Broadcast, rig.Nic.MacAddress.ToArray()));
+        Assert.Single(wire);
+    }
+
+    [Fact]
+    public void BusMasterOffMeansNoDmaAndNothingHarmed()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        rig.M.Write(rig.VfRid(0), 0x04, 2, 0);   // VF0 Bus Master off
+        var frame = NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0));
+        rig.PostAdv(tx[0], frame);
+        Assert.Equal(0u, tx[0].Head);
+        Assert.Equal(0u, rx[1].Head);
+        Assert.Empty(wire);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(tx[0].Desc(0).AsSpan(12)) & 1);
+        Assert.Equal(DmaStatus.BusMasterDisabled, rig.Nic.LastDmaFault!.Value.Status);
+        Assert.Equal(rig.VfRid(0), rig.Nic.LastDmaFault!.Value.Rid);
+        Assert.Equal(NicDmaStage.TxDescriptorFetch, rig.Nic.LastDmaFault!.Value.Stage);
+        // Receiving into VF0 is refused too, without touching its ring.
+        Assert.Equal(0, rig.Nic.InjectFrame(NicRig.Frame(NicRig.Mac(0), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
+        Assert.Equal(0u, rx[0].Head);
+        // Others keep going.
+        rig.PostAdv(tx[2], NicRig.Frame(NicRig.Mac(1), NicRig.Mac(2)));
+        Assert.Equal(1u, rx[1].Head);
+        // The driver fixes it and rings the doorbell again: the stalled packet goes.
+        rig.M.Write(rig.VfRid(0), 0x04, 2, 4);
+        tx[0].WriteTail(tx[0].Tail);
+        Assert.Equal(1u, tx[0].Head);
+        Assert.Equal(2u, rx[1].Head);
+        AssertAdvRxWriteBack(rig, rx[1], 1, frame);
+    }
+
+    /// <summary>A remapper that faults one requester's accesses in one range (stands in for the IOMMU).</summary>
+    private sealed class HoleRemapper(ushort rid, ulong start, ulong length) : IDmaRemapper
+    {
+        public bool Enabled = true;
+        public int Faults;
+        public DmaTranslation Translate(ushort sourceId, ulong iova, bool write, bool record = true)
+        {
+            if (Enabled && sourceId == rid && iova >= start && iova < start + length)
+            {
+                Faults++;
+                return new DmaTranslation(false, 0, 0, 0x06);
+            }
+            ulong contiguous = Enabled && sourceId == rid && iova < start ? Math.Min(4096 - (iova & 0xFFF), start - iova) : 4096 - (iova & 0xFFF);
+            return new DmaTranslation(true, iova, contiguous, 0);
+        }
+    }
+
+    [Fact]
+    public void TranslationFaultsAbortWithoutWriteBackAndTheDeviceRecovers()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        // VF1's RX ring unmapped for VF1; VF0's TX buffer 0 unmapped for VF0.
+        var rxHole = new HoleRemapper(rig.VfRid(1), rx[1].Base, 64 * 16);
+        rig.M.Remapper = rxHole;
+        var frame = NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0));
+        rig.PostAdv(tx[0], frame);
+        Assert.Equal(1u, tx[0].Head);                           // the sender is not affected
+        Assert.Equal(0u, rx[1].Head);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(rx[1].Desc(0).AsSpan(8)));
+        Assert.Equal(NicDmaStage.RxDescriptorFetch, rig.Nic.LastDmaFault!.Value.Stage);
+        Assert.Equal(DmaStatus.TranslationFault, rig.Nic.LastDmaFault!.Value.Status);
+        Assert.Equal(rig.VfRid(1), rig.Nic.LastDmaFault!.Value.Rid);
+        Assert.True(rxHole.Faults > 0);
+
+        rxHole.Enabled = false;                                 // the driver maps its ring
+        rig.PostAdv(tx[0], frame);
+        Assert.Equal(1u, rx[1].Head);
+        AssertAdvRxWriteBack(rig, rx[1], 0, frame);
+
+        var txHole = new HoleRemapper(rig.VfRid(0), tx[0].Buffers[2], 2048);
+        rig.M.Remapper = txHole;
+        rig.PostAdv(tx[0], frame);
+        Assert.Equal(2u, tx[0].Head);                           // stopped at the faulting packet
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(tx[0].Desc(2).AsSpan(12)) & 1);
+        Assert.Equal(NicDmaStage.TxBufferRead, rig.Nic.LastDmaFault!.Value.Stage);
+        Assert.Equal(tx[0].Buffers[2], rig.Nic.LastDmaFault!.Value.Address);
+        Assert.Equal(1u, rx[1].Head);
+        txHole.Enabled = false;
+        tx[0].WriteTail(tx[0].Tail);
+        Assert.Equal(3u, tx[0].Head);
+        Assert.Equal(2u, rx[1].Head);
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(tx[0].Desc(2).AsSpan(12)) & 1);
+    }
+
+    [Fact]
+    public void VfteGatesTransmitAndDisabledQueuesDoNothing()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        rig.PfWrite(Vfte, rig.PfRead(Vfte) & ~1u);
+        rig.PostAdv(tx[0], NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0)));
+        Assert.Equal(0u, tx[0].Head);
+        rig.PfWrite(Vfte, rig.PfRead(Vfte) | 1u);   // enabling the pool runs what was posted
+        Assert.Equal(1u, tx[0].Head);
+        Assert.Equal(1u, rx[1].Head);
+        rig.VfWrite(1, RxLegacy + Rxdctl, 0);
+        rig.PostAdv(tx[0], NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0)));
+        Assert.Equal(2u, tx[0].Head);
+        Assert.Equal(1u, rx[1].Head);
+    }
+
+    [Fact]
+    public void PcapOfTransmittedFramesIsByteExactAndOpensInTshark()
+    {
+        var (rig, tx, _) = ThreeVfs();
+        using var __ = rig;
+        string path = Path.Combine(Path.GetTempPath(), $"nic-{Guid.NewGuid():N}.pcap");
+        try
+        {
+            var frames = new List<WireFrame>();
+            using (var pcap = PcapWriter.Create(path))
+            {
+                rig.Nic.FrameTransmitted += pcap.Write;
+                rig.Nic.FrameTransmitted += frames.Add;
+                rig.PostAdv(tx[0], NicRig.Frame([0x00, 0x11, 0x22, 0x33, 0x44, 0x55], NicRig.Mac(0), 64));
+                rig.PostAdv(tx[1], NicRig.Frame(NicRig.Broadcast, NicRig.Mac(1), 150));
+                Assert.Equal(2, pcap.Frames);
+            }
+            var bytes = File.ReadAllBytes(path);
+            byte[] header = [0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 1, 0, 0, 0];
+            Assert.Equal(header, bytes[..24]);
+            int off = 24;
+            foreach (var f in frames)
+            {
+                long us = f.TimestampUnixNs / 1000;
+                Assert.Equal((uint)(us / 1_000_000), BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(off)));
+                Assert.Equal((uint)(us % 1_000_000), BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(off + 4)));
+                Assert.Equal((uint)f.Data.Length, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(off + 8)));
+                Assert.Equal((uint)f.Data.Length, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(off + 12)));
+                Assert.Equal(f.Data, bytes[(off + 16)..(off + 16 + f.Data.Length)]);
+                off += 16 + f.Data.Length;
+            }
+            Assert.Equal(bytes.Length, off);
+
+            if (File.Exists("/usr/bin/tshark"))
+            {
+                var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/tshark", ["-r", path, "-T", "fields", "-e", "frame.len", "-e", "eth.dst"])
+                { RedirectStandardOutput = true, RedirectStandardError = true };
+                using var p = System.Diagnostics.Process.Start(psi)!;
+                string output = p.StandardOutput.ReadToEnd();
+                Assert.True(p.WaitForExit(60_000), "tshark did not finish");
+                Assert.Equal(0, p.ExitCode);
+                var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                Assert.Equal(["64\t00:11:22:33:44:55", "150\tff:ff:ff:ff:ff:ff"], lines);
+            }
+        }
+        finally { File.Delete(path); }
+    }
+}

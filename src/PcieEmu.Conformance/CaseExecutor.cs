@@ -72,8 +72,8 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
         "read_memory" => ReadMemoryAsync(s),
         "write_memory" => WriteMemoryAsync(s),
         "transact" => TransactAsync(s),
-        "subscribe_interrupts" => OpenStreamAsync(s, "subscribe", () => client.Interrupts.SubscribeInterrupts(
-            new SubscribeInterruptsRequest { Rids = { ((s["rids"] as JsonArray) ?? []).Select(r => (uint)Evaluate(r, _env)) } }, deadline: Deadline, cancellationToken: _ct), mustStayOpen: true),
+        "subscribe_interrupts" when s["while"] != null || Expect(s)["events"] != null => SubscribeAndCollectAsync(s),
+        "subscribe_interrupts" => OpenStreamAsync(s, "subscribe", () => client.Interrupts.SubscribeInterrupts(Subscription(s), deadline: Deadline, cancellationToken: _ct), mustStayOpen: true),
         "capture_frames" => OpenStreamAsync(s, "capture", () => client.Ethernet.CaptureFrames(
             new CaptureFramesRequest { Port = (uint)E(s, "port") }, deadline: Deadline, cancellationToken: _ct), mustStayOpen: false),
         "inject_frame" => UnaryAsync(s, async () => await client.Ethernet.InjectFrameAsync(
@@ -363,6 +363,54 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
     }
 
     // -------- server streams (InterruptService, EthernetService.CaptureFrames)
+
+    private SubscribeInterruptsRequest Subscription(JsonObject s) =>
+        new() { Rids = { ((s["rids"] as JsonArray) ?? []).Select(r => (uint)Evaluate(r, _env)) } };
+
+    /// <summary>Subscribes, runs the nested 'while' steps, then expects the listed events in order.</summary>
+    private async Task SubscribeAndCollectAsync(JsonObject s)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(_ct);
+        using var call = client.Interrupts.SubscribeInterrupts(Subscription(s), cancellationToken: cts.Token);
+        try
+        {
+            await call.ResponseHeadersAsync.WaitAsync(rpcTimeout, _ct); // live from here on
+            var inner = (s["while"] as JsonArray) ?? [];
+            for (int j = 0; j < inner.Count; j++)
+            {
+                var step = (JsonObject)inner[j]!;
+                string op = step["op"]!.GetValue<string>();
+                try { await StepAsync(op, step); }
+                catch (CaseFailure ex) { throw new CaseFailure($"while[{j + 1}] ({op}): {ex.Message}"); }
+            }
+            var events = (Expect(s)["events"] as JsonArray) ?? [];
+            for (int k = 0; k < events.Count; k++)
+            {
+                bool more;
+                try
+                {
+                    more = await call.ResponseStream.MoveNext(cts.Token).WaitAsync(rpcTimeout, _ct);
+                }
+                catch (TimeoutException) { throw new CaseFailure($"event {k}: none arrived within {rpcTimeout.TotalSeconds:0} s"); }
+                catch (RpcException ex) { throw new CaseFailure($"event {k}: stream error {CodeName(ex.StatusCode)}: {ex.Status.Detail}"); }
+                if (!more) throw new CaseFailure($"event {k}: the subscription ended");
+                var ev = call.ResponseStream.Current;
+                foreach (var (key, want) in (JsonObject)events[k]!)
+                {
+                    if (key == "kind")
+                    {
+                        string name = InterruptEvent.Descriptor.FindFieldByName("kind").EnumType.FindValueByNumber((int)ev.Kind)?.Name.Replace("INTERRUPT_KIND_", "", StringComparison.Ordinal) ?? ev.Kind.ToString();
+                        if (name != want!.GetValue<string>()) throw new CaseFailure($"event {k}: kind {name}, expected {want.GetValue<string>()}");
+                    }
+                    else CompareField($"event {k}.{key}", Field(ev, key), want, _env);
+                }
+            }
+        }
+        finally
+        {
+            await cts.CancelAsync();
+        }
+    }
 
     /// <summary>How long a server stream must stay open, after its headers, to count as live.</summary>
     public static readonly TimeSpan StreamGrace = TimeSpan.FromMilliseconds(300);

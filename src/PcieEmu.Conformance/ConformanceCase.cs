@@ -66,6 +66,8 @@ public static class CaseLoader
         return [.. cases.Where(c => c.Name.Contains(filter, StringComparison.OrdinalIgnoreCase))];
     }
 
+    private static bool IsKnown(JsonObject step) => step["op"] is JsonValue v && v.TryGetValue<string>(out var op) && KnownOps.Contains(op);
+
     private static string Read(Assembly asm, string name)
     {
         using var s = asm.GetManifestResourceStream(name)!;
@@ -97,8 +99,10 @@ public static class CaseLoader
                 var stepList = new List<JsonObject>();
                 for (int j = 0; j < steps.Count; j++)
                 {
-                    if (steps[j] is not JsonObject s || s["op"]?.GetValue<string>() is not { } op || !KnownOps.Contains(op))
+                    if (steps[j] is not JsonObject s || !IsKnown(s))
                         throw new CaseFileException($"{where} ({name}): steps[{j}]: unknown op {steps[j]?["op"]?.ToJsonString() ?? "(none)"}");
+                    if (s["while"] is JsonArray inner && inner.FirstOrDefault(x => x is not JsonObject o || !IsKnown(o)) is { } bad)
+                        throw new CaseFileException($"{where} ({name}): steps[{j}].while: unknown op {bad?["op"]?.ToJsonString() ?? "(none)"}");
                     stepList.Add(s);
                 }
                 cases.Add(new ConformanceCase(name, c["spec"]!.GetValue<string>(), c["description"]?.GetValue<string>() ?? "", file, stepList));

@@ -65,6 +65,7 @@ public sealed class RunnerBehaviour(RealServer server)
     [InlineData("""{"cases": [{"name": "a", "spec": "s", "steps": [{"op": "reset"}]}, {"name": "a", "spec": "s", "steps": [{"op": "reset"}]}]}""", "duplicate")]
     [InlineData("""{"x": 1}""", "'cases' list")]
     [InlineData("""{"cases": [""", "not JSON")]
+    [InlineData("""{"cases": [{"name": "a", "spec": "s", "steps": [{"op": "subscribe_interrupts", "while": [{"op": "nope"}]}]}]}""", "while")]
     public void MalformedCaseFilesAreRejected(string json, string message)
     {
         var ex = Assert.Throws<CaseFileException>(() => CaseLoader.Parse([("bad.json", json)]));
@@ -99,6 +100,26 @@ public sealed class RunnerBehaviour(RealServer server)
         var r = Assert.Single(await Inline(steps).RunCasesAsync(server.TcpTarget, null).W());
         Assert.False(r.Passed);
         Assert.Contains(reason, r.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InterruptExpectationsAreChecked()
+    {
+        var fire = (JsonObject)CaseLoader.LoadEmbedded().Single(c => c.Name == "interrupts.msix-message-delivered").Steps[0].DeepClone();
+        fire["expect"]!["events"]![0]!["data"] = "0x99";
+        var runner = new ConformanceRunner(CaseLoader.Parse([("i.json", new JsonObject { ["cases"] = new JsonArray(
+            new JsonObject { ["name"] = "negative", ["spec"] = "test", ["steps"] = new JsonArray(fire) }) }.ToJsonString())]));
+        var r = Assert.Single(await runner.RunCasesAsync(server.TcpTarget, null).W());
+        Assert.False(r.Passed);
+        Assert.Contains("event 0.data: 0x41, expected 0x99", r.Reason, StringComparison.Ordinal);
+
+        var silent = (JsonObject)fire.DeepClone();
+        ((JsonArray)silent["while"]!).RemoveAt(((JsonArray)silent["while"]!).Count - 1); // never writes EICS
+        runner = new ConformanceRunner(CaseLoader.Parse([("i.json", new JsonObject { ["cases"] = new JsonArray(
+            new JsonObject { ["name"] = "negative", ["spec"] = "test", ["steps"] = new JsonArray(silent) }) }.ToJsonString())])) { RpcTimeout = TimeSpan.FromSeconds(2) };
+        r = Assert.Single(await runner.RunCasesAsync(server.TcpTarget, null).W());
+        Assert.False(r.Passed);
+        Assert.Contains("none arrived", r.Reason, StringComparison.Ordinal);
     }
 
     [Fact]

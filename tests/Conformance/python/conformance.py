@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import queue
 import re
 import sys
 import threading
@@ -94,8 +95,10 @@ def load_cases(directory: Path = CASES_DIR) -> List[Case]:
             if not isinstance(c["steps"], list) or not c["steps"]:
                 raise CaseFileError(f"{where} ({c['name']}): 'steps' must be a non-empty list")
             for j, s in enumerate(c["steps"]):
-                if s.get("op") not in KNOWN_OPS:
-                    raise CaseFileError(f"{where} ({c['name']}): steps[{j}]: unknown op {s.get('op')!r}")
+                for k, inner in enumerate([s] + list(s.get("while", []))):
+                    if not isinstance(inner, dict) or inner.get("op") not in KNOWN_OPS:
+                        at = f"steps[{j}]" + (f".while[{k - 1}]" if k else "")
+                        raise CaseFileError(f"{where} ({c['name']}): {at}: unknown op {inner.get('op') if isinstance(inner, dict) else inner!r}")
             cases.append(Case(c["name"], c["spec"], c.get("description", ""), c["steps"], path.name))
     return cases
 
@@ -451,9 +454,51 @@ class Runner:
     # -- InterruptService
     def _op_subscribe_interrupts(self, step):
         req = pb.interrupt_pb2.SubscribeInterruptsRequest(rids=[evaluate(r, self.env) for r in step.get("rids", [])])
+        expect = step.get("expect", {})
+        if "events" in expect or "while" in step:
+            return self._subscribe_and_collect(req, step)
         err, live = self._open_stream(self.client.interrupt_stub.SubscribeInterrupts(req, timeout=RPC_TIMEOUT))
-        if not check_error("subscribe", err, step.get("expect", {})) and not live:
+        if not check_error("subscribe", err, expect) and not live:
             raise CaseFailure("the subscription ended at once")
+
+    def _subscribe_and_collect(self, req, step):
+        """Subscribes, runs the nested 'while' steps, then expects the listed events in order."""
+        call = self.client.interrupt_stub.SubscribeInterrupts(req, timeout=RPC_TIMEOUT + 30)
+        events: "queue.Queue" = queue.Queue()
+
+        def pump():
+            try:
+                for ev in call:
+                    events.put(ev)
+            except grpc.RpcError as e:
+                events.put(e)
+        try:
+            call.initial_metadata()  # live from here on
+            threading.Thread(target=pump, daemon=True).start()
+            for j, inner in enumerate(step.get("while", [])):
+                try:
+                    getattr(self, "_op_" + inner["op"])(inner)
+                except CaseFailure as e:
+                    raise CaseFailure(f"while[{j + 1}] ({inner['op']}): {e}") from None
+            for k, want in enumerate(step.get("expect", {}).get("events", [])):
+                try:
+                    ev = events.get(timeout=RPC_TIMEOUT)
+                except queue.Empty:
+                    raise CaseFailure(f"event {k}: none arrived within {RPC_TIMEOUT:.0f} s") from None
+                if isinstance(ev, grpc.RpcError):
+                    if ev.code() == grpc.StatusCode.CANCELLED:
+                        raise CaseFailure(f"event {k}: the subscription ended")
+                    raise CaseFailure(f"event {k}: stream error {ev.code().name}: {ev.details()}")
+                for key, w in want.items():
+                    actual = getattr(ev, key)
+                    if key == "kind":
+                        name = pb.interrupt_pb2.InterruptKind.Name(actual).replace("INTERRUPT_KIND_", "")
+                        if name != w:
+                            raise CaseFailure(f"event {k}: kind {name}, expected {w}")
+                    else:
+                        compare_field(f"event {k}.{key}", actual, w, self.env)
+        finally:
+            call.cancel()
 
     @staticmethod
     def _open_stream(call):

@@ -65,6 +65,7 @@ def test_filter_selects_by_substring_and_wildcard():
     ({"cases": [{"name": "a", "spec": "s", "steps": [{"op": "frobnicate"}]}]}, "unknown op"),
     ({"cases": [{"name": "a", "spec": "s", "steps": [{"op": "reset"}]}, {"name": "a", "spec": "s", "steps": [{"op": "reset"}]}]}, "duplicate"),
     ({"nothing": 1}, "'cases' list"),
+    ({"cases": [{"name": "a", "spec": "s", "steps": [{"op": "subscribe_interrupts", "while": [{"op": "nope"}]}]}]}, "while"),
 ])
 def test_malformed_case_files_are_rejected(tmp_path, doc, message):
     (tmp_path / "x.json").write_text(json.dumps(doc))
@@ -92,6 +93,22 @@ def test_wrong_expectations_fail_with_a_reason(runner, steps, reason):
     result = runner.run_case(_one("negative", steps))
     assert not result.passed
     assert reason in result.reason
+
+
+def test_interrupt_expectations_are_checked(runner):
+    fire = next(c for c in CASES if c.name == "interrupts.msix-message-delivered").steps[0]
+    wrong = json.loads(json.dumps(fire))
+    wrong["expect"]["events"][0]["data"] = "0x99"
+    result = runner.run_case(_one("negative", [wrong]))
+    assert not result.passed and "event 0.data: 0x41, expected 0x99" in result.reason
+    silent = json.loads(json.dumps(fire))
+    silent["while"] = silent["while"][:-1]  # never writes EICS: no event may be invented
+    conformance.RPC_TIMEOUT, saved = 2.0, conformance.RPC_TIMEOUT
+    try:
+        result = runner.run_case(_one("negative", [silent]))
+    finally:
+        conformance.RPC_TIMEOUT = saved
+    assert not result.passed and "none arrived" in result.reason
 
 
 def test_report_lines_and_exit_code(server, tmp_path):

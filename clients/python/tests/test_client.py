@@ -140,7 +140,7 @@ def test_session_error_fails_outstanding_futures(emu):
 
 
 def test_interrupt_subscription_iterates_and_closes(emu):
-    sub = emu.subscribe_interrupts(["01:00.0"])
+    sub = emu.subscribe_interrupts(["01:00.0"], timeout=30)
     received = []
     t = threading.Thread(target=lambda: received.extend(sub), daemon=True)
     t.start()
@@ -148,6 +148,20 @@ def test_interrupt_subscription_iterates_and_closes(emu):
     sub.close()  # cancelling ends the iteration cleanly
     t.join(10)
     assert not t.is_alive() and received == []
+
+
+def test_interrupt_subscription_yields_msix_events(emu):
+    bar0, bar3 = emu.bar_address("01:00.0", 0), emu.bar_address("01:00.0", 3)
+    with emu.subscribe_interrupts(["01:00.0"], timeout=30) as sub:
+        emu.write32(bar3 + 0x0, 0xFEE00000)   # MSI-X entry 0: address, data, unmasked
+        emu.write32(bar3 + 0x8, 0x31)
+        emu.write32(bar3 + 0xC, 0)
+        emu.cfg_write16("01:00.0", 0x72, 0x8000)  # MSI-X Enable
+        emu.write32(bar0 + 0x1514, 0x10)          # GPIE: MSI-X mode
+        emu.write32(bar0 + 0x1524, 1)             # EIMS
+        emu.write32(bar0 + 0x1520, 1)             # EICS: cause 0 -> vector 0
+        ev = next(sub)
+    assert (ev.rid, ev.kind, ev.address, ev.data, ev.vector) == (0x100, pb.interrupt_pb2.INTERRUPT_KIND_MSIX, 0xFEE00000, 0x31, 0)
 
 
 def test_interrupt_subscription_bad_rid(emu):

@@ -244,10 +244,16 @@ class Client:
         from .session import Session
         return Session(self)
 
-    def subscribe_interrupts(self, rids: Optional[Iterable[RidLike]] = None) -> "InterruptSubscription":
-        """Interrupt events for ``rids`` (all functions when empty) as an iterator; close() ends it."""
+    def subscribe_interrupts(self, rids: Optional[Iterable[RidLike]] = None, timeout: Optional[float] = None) -> "InterruptSubscription":
+        """Interrupt events for ``rids`` (all functions when empty) as an iterator; close() ends it.
+        It is live (events from then on reach it) when this returns. ``timeout`` bounds the whole stream."""
         req = pb.interrupt_pb2.SubscribeInterruptsRequest(rids=[to_rid(r) for r in (rids or [])])
-        return InterruptSubscription(self.interrupt_stub.SubscribeInterrupts(req))
+        call = self.interrupt_stub.SubscribeInterrupts(req, timeout=timeout)
+        try:
+            call.initial_metadata()  # the server sends headers once the subscription is registered
+        except grpc.RpcError as e:
+            raise ServerError(e) from None
+        return InterruptSubscription(call)
 
     # -- SR-IOV -----------------------------------------------------------------------------
     def enable_vfs(self, pf: RidLike, num_vfs: int, ari: Optional[bool] = None, settle: float = 0.1):

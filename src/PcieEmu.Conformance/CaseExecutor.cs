@@ -427,7 +427,9 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
                 await call.ResponseHeadersAsync.WaitAsync(rpcTimeout, _ct);
                 // A rejected call may answer with trailers only: its first read then fails at once.
                 var move = call.ResponseStream.MoveNext(cts.Token);
-                var first = await Task.WhenAny(move, Task.Delay(StreamGrace, _ct));
+                // When the step expects an error, wait for it as long as for any RPC (no heuristic).
+                var grace = Expect(s)["error"] != null ? rpcTimeout : StreamGrace;
+                var first = await Task.WhenAny(move, Task.Delay(grace, _ct));
                 if (first == move) live = await move; // an event arrived: live; false: the stream ended
                 else
                 {

@@ -457,7 +457,7 @@ class Runner:
         expect = step.get("expect", {})
         if "events" in expect or "while" in step:
             return self._subscribe_and_collect(req, step)
-        err, live = self._open_stream(self.client.interrupt_stub.SubscribeInterrupts(req, timeout=RPC_TIMEOUT))
+        err, live = self._open_stream(self.client.interrupt_stub.SubscribeInterrupts(req, timeout=RPC_TIMEOUT), "error" in expect)
         if not check_error("subscribe", err, expect) and not live:
             raise CaseFailure("the subscription ended at once")
 
@@ -501,14 +501,14 @@ class Runner:
             call.cancel()
 
     @staticmethod
-    def _open_stream(call):
+    def _open_stream(call, expects_error: bool = False):
         """(error, live) of a server stream: headers arrive once it is live; a rejected call may answer
         with trailers only, so it must also stay open for STREAM_GRACE seconds to count as live."""
         ended = threading.Event()
         call.add_done_callback(lambda _: ended.set())
         try:
             call.initial_metadata()
-            ended.wait(STREAM_GRACE)
+            ended.wait(RPC_TIMEOUT if expects_error else STREAM_GRACE)  # an expected error is waited for in full
             if call.done() and call.code() != grpc.StatusCode.OK:
                 return call, False
             return None, not call.done()
@@ -524,7 +524,7 @@ class Runner:
 
     def _op_capture_frames(self, step):
         req = pb.ethernet_pb2.CaptureFramesRequest(port=self._e(step, "port"))
-        err, _ = self._open_stream(self.client.ethernet_stub.CaptureFrames(req, timeout=RPC_TIMEOUT))
+        err, _ = self._open_stream(self.client.ethernet_stub.CaptureFrames(req, timeout=RPC_TIMEOUT), "error" in step.get("expect", {}))
         check_error("capture", err, step.get("expect", {}))
 
     def _op_translate_address(self, step):

@@ -64,7 +64,7 @@ internal sealed class TestServer : IAsyncDisposable
     public Machine Machine => App.Services.GetRequiredService<Machine>();
     public string SocketPath => Path.Combine(_dir, "emu.sock");
 
-    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null)
+    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null)
     {
         string dir = Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -78,6 +78,7 @@ internal sealed class TestServer : IAsyncDisposable
         {
             Listen = [transport == "unix" ? $"unix://{dir}/emu.sock" : "tcp://127.0.0.1:0"],
             Overrides = all,
+            PcapDirectory = pcapDirectory,
             UseAppSettings = false,
             UseEnvironment = false,
         }, l => l.AddProvider(logs));
@@ -89,8 +90,12 @@ internal sealed class TestServer : IAsyncDisposable
 
     public void AssertNoErrors() => Assert.Empty(Logs.Errors);
 
+    private bool _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
+        _disposed = true;
         Client.Dispose();
         await App.StopAsync().WaitAsync(T.Timeout);
         await App.DisposeAsync().AsTask().W();

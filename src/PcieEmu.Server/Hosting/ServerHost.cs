@@ -61,6 +61,7 @@ public static class ServerHost
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(_ => new Machine(machineOptions));
         builder.Services.AddSingleton<InterruptSubscribers>();
+        builder.Services.AddSingleton<WireTap>();
         builder.Services.AddGrpc(o =>
         {
             // A WriteMemory of 4 MiB plus its envelope must fit; anything larger is malformed.
@@ -119,7 +120,7 @@ public static class ServerHost
         var machine = app.Services.GetRequiredService<Machine>();
         int functionCount = machine.EnumerateFunctions().Count;
         Log.MachineReady(logger, machine.Ram.Size, machine.Ram.Path, machineOptions.KeepRamFile, functionCount);
-        if (settings.PcapDirectory != null) Log.PcapDirectory(logger, settings.PcapDirectory);
+        app.Services.GetRequiredService<WireTap>();   // attach to the ports (and open pcap files) now
         lifetime.ApplicationStopped.Register(() =>
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
         return app;

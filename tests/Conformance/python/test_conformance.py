@@ -25,6 +25,17 @@ def test_suite_size_and_metadata():
     assert all(c.spec.strip() for c in CASES)
 
 
+def test_case_files_are_in_house_layout():
+    import format_cases
+    import sys
+    saved = sys.argv
+    sys.argv = ["format_cases.py", "--check"]
+    try:
+        assert format_cases.main() == 0, "run tests/Conformance/python/format_cases.py"
+    finally:
+        sys.argv = saved
+
+
 def test_every_rpc_is_covered():
     ops = {s["op"] for c in CASES for s in c.steps}
     rpc_ops = {"reset", "get_platform", "list_functions", "read_config", "write_config", "read_mmio", "write_mmio",

@@ -76,10 +76,16 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
         "subscribe_interrupts" => OpenStreamAsync(s, "subscribe", () => client.Interrupts.SubscribeInterrupts(Subscription(s), deadline: Deadline, cancellationToken: _ct), mustStayOpen: true),
         "capture_frames" => OpenStreamAsync(s, "capture", () => client.Ethernet.CaptureFrames(
             new CaptureFramesRequest { Port = (uint)E(s, "port") }, deadline: Deadline, cancellationToken: _ct), mustStayOpen: false),
-        "inject_frame" => UnaryAsync(s, async () => await client.Ethernet.InjectFrameAsync(
+        "inject_frame" => UnaryFieldsAsync(s, async () => await client.Ethernet.InjectFrameAsync(
             new InjectFrameRequest { Port = (uint)E(s, "port"), Data = ByteString.CopyFrom(Data(s["data"], _env)) }, deadline: Deadline, cancellationToken: _ct)),
-        "translate_address" => UnaryAsync(s, async () => await client.Iommu.TranslateAddressAsync(
-            new TranslateAddressRequest { Rid = (uint)E(s, "rid"), Address = s["address"] is null ? 0 : E(s, "address"), DryRun = true }, deadline: Deadline, cancellationToken: _ct)),
+        "translate_address" => UnaryFieldsAsync(s, async () => await client.Iommu.TranslateAddressAsync(
+            new TranslateAddressRequest
+            {
+                Rid = (uint)E(s, "rid"),
+                Address = s["address"] is null ? 0 : E(s, "address"),
+                Write = s["write"] is { } w && w.GetValue<bool>(),
+                DryRun = s["dry_run"] is not { } d || d.GetValue<bool>(),
+            }, deadline: Deadline, cancellationToken: _ct)),
         _ => throw new CaseFileException($"unknown op '{op}'"),
     };
 
@@ -98,6 +104,9 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
         return CheckError(s["op"]!.GetValue<string>(), error, Expect(s)) ? null : response;
     }
 
+    private async Task UnaryFieldsAsync<T>(JsonObject s, Func<Task<T>> call) where T : class, IMessage =>
+        CheckFields(await UnaryAsync(s, call), s);
+
     private void Save(JsonObject s, ulong value)
     {
         if (s["save"]?.GetValue<string>() is not { } name) return;
@@ -115,9 +124,7 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
 
     private async Task GetPlatformAsync(JsonObject s)
     {
-        var r = await UnaryAsync(s, async () => await client.Platform.GetPlatformAsync(new GetPlatformRequest(), deadline: Deadline, cancellationToken: _ct));
-        if (r == null || Expect(s)["fields"] is not JsonObject fields) return;
-        foreach (var (path, want) in fields) CompareField(path, GetPath(r, path), want, _env);
+        CheckFields(await UnaryAsync(s, async () => await client.Platform.GetPlatformAsync(new GetPlatformRequest(), deadline: Deadline, cancellationToken: _ct)), s);
     }
 
     private static object? GetPath(IMessage message, string path)
@@ -134,7 +141,7 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
             else
             {
                 if (cur is not IMessage m || m.Descriptor.FindFieldByName(part) is not FieldDescriptor f) throw new CaseFailure($"{path}: no field '{part}'");
-                cur = f.Accessor.GetValue(m);
+                cur = Value(f, m);
             }
         }
         return cur;
@@ -181,7 +188,25 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
     }
 
     private static object? Field(IMessage m, string name) =>
-        m.Descriptor.FindFieldByName(name) is { } f ? f.Accessor.GetValue(m) : throw new CaseFailure($"no field '{name}' in {m.Descriptor.Name}");
+        m.Descriptor.FindFieldByName(name) is { } f ? Value(f, m) : throw new CaseFailure($"no field '{name}' in {m.Descriptor.Name}");
+
+    /// <summary>A field's value; a singular enum as its proto value name (e.g. TRANSLATION_STATUS_OK).</summary>
+    private static object? Value(FieldDescriptor f, IMessage m)
+    {
+        object? v = f.Accessor.GetValue(m);
+        if (f.FieldType == FieldType.Enum && !f.IsRepeated && v != null)
+        {
+            int n = Convert.ToInt32(v, System.Globalization.CultureInfo.InvariantCulture);
+            return f.EnumType.FindValueByNumber(n)?.Name ?? n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return v;
+    }
+
+    private void CheckFields(IMessage? response, JsonObject s)
+    {
+        if (response == null || Expect(s)["fields"] is not JsonObject fields) return;
+        foreach (var (path, want) in fields) CompareField(path, GetPath(response, path), want, _env);
+    }
 
     // -------- ConfigService / MmioService
 

@@ -191,9 +191,12 @@ def get_path(msg: Any, path: str) -> Any:
                 raise CaseFailure(f"{path}: index {idx} out of range (length {len(cur)})")
             cur = cur[idx]
         else:
-            if not hasattr(cur, part):
+            if not hasattr(cur, "DESCRIPTOR") or part not in cur.DESCRIPTOR.fields_by_name:
                 raise CaseFailure(f"{path}: no field '{part}'")
+            fd = cur.DESCRIPTOR.fields_by_name[part]
             cur = getattr(cur, part)
+            if fd.enum_type is not None and fd.label != fd.LABEL_REPEATED:
+                cur = fd.enum_type.values_by_number[cur].name if cur in fd.enum_type.values_by_number else str(cur)
     return cur
 
 
@@ -283,11 +286,7 @@ class Runner:
             compare_field("functions", resp.functions, step["expect"]["functions"], self.env)
 
     def _op_get_platform(self, step):
-        resp = self._unary(self.client.platform_stub.GetPlatform, pb.platform_pb2.GetPlatformRequest(), step)
-        if resp is None:
-            return
-        for path, want in step.get("expect", {}).get("fields", {}).items():
-            compare_field(path, get_path(resp, path), want, self.env)
+        self._check_fields(self._unary(self.client.platform_stub.GetPlatform, pb.platform_pb2.GetPlatformRequest(), step), step)
 
     def _op_list_functions(self, step):
         resp = self._unary(self.client.platform_stub.ListFunctions, pb.platform_pb2.ListFunctionsRequest(), step)
@@ -518,9 +517,14 @@ class Runner:
             call.cancel()
 
     # -- EthernetService / IommuService (argument checks)
+    def _check_fields(self, resp, step):
+        if resp is not None:
+            for path, want in step.get("expect", {}).get("fields", {}).items():
+                compare_field(path, get_path(resp, path), want, self.env)
+
     def _op_inject_frame(self, step):
         req = pb.ethernet_pb2.InjectFrameRequest(port=self._e(step, "port"), data=data_of(step.get("data", ""), self.env))
-        self._unary(self.client.ethernet_stub.InjectFrame, req, step)
+        self._check_fields(self._unary(self.client.ethernet_stub.InjectFrame, req, step), step)
 
     def _op_capture_frames(self, step):
         req = pb.ethernet_pb2.CaptureFramesRequest(port=self._e(step, "port"))
@@ -530,8 +534,9 @@ class Runner:
     def _op_translate_address(self, step):
         from pcieemu.v1 import iommu_pb2, iommu_pb2_grpc
         stub = iommu_pb2_grpc.IommuServiceStub(self.client.channel)
-        req = iommu_pb2.TranslateAddressRequest(rid=self._e(step, "rid"), address=self._e(step, "address", 0), dry_run=True)
-        self._unary(stub.TranslateAddress, req, step)
+        req = iommu_pb2.TranslateAddressRequest(rid=self._e(step, "rid"), address=self._e(step, "address", 0),
+                                                write=bool(step.get("write", False)), dry_run=bool(step.get("dry_run", True)))
+        self._check_fields(self._unary(stub.TranslateAddress, req, step), step)
 
 
 def run(target: str, name_filter: Optional[str] = None, out=sys.stdout, cases_dir: Path = CASES_DIR) -> List[Result]:

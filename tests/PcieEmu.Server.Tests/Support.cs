@@ -19,6 +19,25 @@ internal static class T
     public static Task<TResult> W<TResult>(this AsyncUnaryCall<TResult> call) => call.ResponseAsync.WaitAsync(Timeout);
     public static DateTime Deadline => DateTime.UtcNow + Timeout;
 
+    /// <summary>
+    /// Reads a stuck subscriber's stream to its end: it must end with RESOURCE_EXHAUSTED whose detail
+    /// names the missed count ("{n} {unit}(s) were missed") and whose "pcieemu-missed" trailer
+    /// carries it. Returns (messages received, missed).
+    /// </summary>
+    public static async Task<(long Received, long Missed)> DrainCutOff<TMsg>(IAsyncStreamReader<TMsg> stream, string unit, CancellationToken ct)
+    {
+        long got = 0;
+        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await stream.MoveNext(ct)) got++;
+        }).W();
+        Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
+        long missed = long.Parse(ex.Trailers.GetValue("pcieemu-missed")!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(missed > 0);
+        Assert.Contains($"{missed} {unit}(s) were missed", ex.Status.Detail);
+        return (got, missed);
+    }
+
     public static RpcException Rpc(Func<Task> action) => Assert.ThrowsAsync<RpcException>(action).WaitAsync(Timeout).GetAwaiter().GetResult();
 }
 

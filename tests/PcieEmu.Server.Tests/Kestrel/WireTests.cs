@@ -150,3 +150,61 @@ public sealed class WireTests
         Assert.NotEqual(0ul, fsts.Value & 0x2);   // FSTS.PPF: a fault is pending in the recording registers
     }
 }
+
+/// <summary>A capture subscriber that stops reading is cut off; another keeps every frame.</summary>
+public sealed class CaptureOverflowTests
+{
+    [Fact]
+    public async Task Stuck_capture_subscriber_is_cut_off_while_another_keeps_receiving()
+    {
+        await using var s = await TestServer.StartAsync("unix", new Dictionary<string, string?> { ["Limits:CaptureQueueCapacity"] = "128" });
+        var c = s.Client;
+        using var cts = new CancellationTokenSource(T.Timeout * 4);
+        using var live = c.Ethernet.CaptureFrames(new CaptureFramesRequest { Port = 0 }, cancellationToken: cts.Token);
+        using var stuckClient = s.NewClient();
+        using var stuck = stuckClient.Ethernet.CaptureFrames(new CaptureFramesRequest { Port = 0 }, cancellationToken: cts.Token);
+        await live.ResponseHeadersAsync.W();
+        await stuck.ResponseHeadersAsync.W();
+
+        ulong bar0 = (await c.ListFunctionsAsync().W()).Single(f => f.Rid == 0x100).Bars.Single(b => b.Index == 0).Address;
+        const ulong Ring = 0x20_0000, Buffer = 0x21_0000;
+        const int Count = 64, PerRound = Count - 1, Rounds = 16, Size = 1500;
+        var frame = new byte[Size];
+        new byte[] { 0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00 }.CopyTo(frame, 0);
+        await c.Memory.WriteMemoryAsync(new WriteMemoryRequest { Address = Buffer, Data = ByteString.CopyFrom(frame) }, deadline: T.Deadline).W();
+        var ring = new byte[Count * 16];
+        for (int i = 0; i < Count; i++)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(ring.AsSpan(16 * i), Buffer);
+            BinaryPrimitives.WriteUInt16LittleEndian(ring.AsSpan(16 * i + 8), Size);
+            ring[16 * i + 11] = 0x01 | 0x02 | 0x08;   // EOP | IFCS | RS
+        }
+        await using var session = c.OpenSession();
+        foreach (var (reg, value) in new (uint, uint)[] { (Tctl, TctlEn), (TxQueues + Tdbal, (uint)Ring), (TxQueues + Tdbah, 0), (TxQueues + Tdlen, Count * 16),
+                     (TxQueues + Tdh, 0), (TxQueues + Tdt, 0), (TxQueues + Txdctl, QueueEnable) })
+            await session.PostMmioWriteAsync(bar0 + reg, 4, value).AsTask().W();
+
+        long received = 0;
+        uint tail = 0;
+        for (int r = 0; r < Rounds; r++)
+        {
+            await session.PostMemoryWriteAsync(Ring, ring).AsTask().W();           // re-arm every descriptor
+            tail = (tail + PerRound) % Count;
+            await session.PostMmioWriteAsync(bar0 + TxQueues + Tdt, 4, tail).AsTask().W();
+            await session.FlushAsync().W();
+            while (received < (long)PerRound * (r + 1))
+            {
+                Assert.True(await live.ResponseStream.MoveNext(cts.Token).W());
+                Assert.Equal(Size, live.ResponseStream.Current.Data.Length);
+                received++;
+            }
+        }
+        Assert.Equal(PerRound * Rounds, received);
+
+        var (stuckGot, missed) = await T.DrainCutOff(stuck.ResponseStream, "frame", cts.Token);
+        Assert.True(stuckGot >= 128);
+        Assert.True(stuckGot + missed <= PerRound * Rounds);
+        Assert.Equal(0, session.FailedWrites);
+        s.AssertNoErrors();
+    }
+}

@@ -213,6 +213,27 @@ public sealed partial class PcieEmuClient : IDisposable
             yield return call.ResponseStream.Current;
     }
 
+    /// <summary>
+    /// Subscribes and waits until the server confirms the subscription is live (its response
+    /// headers), so every interrupt raised after this returns reaches <see cref="InterruptStream.Events"/>.
+    /// </summary>
+    public async Task<InterruptStream> OpenInterruptStreamAsync(IEnumerable<uint>? rids = null, CancellationToken cancellationToken = default)
+    {
+        var request = new SubscribeInterruptsRequest();
+        if (rids != null) request.Rids.AddRange(rids);
+        var call = Interrupts.SubscribeInterrupts(request, cancellationToken: cancellationToken);
+        try
+        {
+            await call.ResponseHeadersAsync.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return new InterruptStream(call);
+        }
+        catch
+        {
+            call.Dispose();
+            throw;
+        }
+    }
+
     // ---------------- The wire ----------------
 
     /// <summary>Injects a frame into port <paramref name="port"/> as if the link partner sent it; returns how many receive queues took it.</summary>

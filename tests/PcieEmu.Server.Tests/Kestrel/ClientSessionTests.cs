@@ -61,4 +61,30 @@ public sealed class ClientSessionTests
         Assert.Equal(CompletionStatus.Successful, await c.WriteConfig8Async(0x100, 0x0C, 0x10).W());
         Assert.Equal(0x10, await c.ReadConfig8Async(0x100, 0x0C).W());
     }
+
+    [Fact]
+    public async Task Interrupt_stream_delivers_MSI_raised_after_it_opened()
+    {
+        await using var s = await TestServer.StartAsync("tcp");
+        var c = s.Client;
+        // MSI on PF0 (64-bit capability at 0x50): address 0xFEE02000, data 0x61, enable with one vector.
+        Assert.Equal(0x50, await c.FindCapabilityAsync(0x100, PciRegs.CapIdMsi).W());
+        await c.WriteConfig32Async(0x100, 0x54, 0xFEE0_2000).W();
+        await c.WriteConfig32Async(0x100, 0x58, 0).W();
+        await c.WriteConfig16Async(0x100, 0x5C, 0x61).W();
+        await c.WriteConfig16Async(0x100, 0x52, 0x0001).W();
+        using var stream = await c.OpenInterruptStreamAsync([0x100]).W();
+        using var other = await c.OpenInterruptStreamAsync([0x101]).W();
+        lock (s.Machine.SyncRoot)
+        {
+            s.Machine.PhysicalFunctions[1].RaiseInterrupt(0);   // PF1: INTx (nothing enabled), filtered to `other`
+            s.Machine.PhysicalFunctions[0].RaiseInterrupt(0);
+        }
+        await using var e = stream.Events().GetAsyncEnumerator();
+        Assert.True(await e.MoveNextAsync().AsTask().W());
+        Assert.Equal((0x100u, InterruptKind.Msi, 0xFEE0_2000ul, 0x61u, 2u, 0x61u), (e.Current.Rid, e.Current.Kind, e.Current.Address, e.Current.Data, e.Current.Destination, e.Current.CpuVector));
+        await using var o = other.Events().GetAsyncEnumerator();
+        Assert.True(await o.MoveNextAsync().AsTask().W());
+        Assert.Equal((0x101u, InterruptKind.Intx, 2u), (o.Current.Rid, o.Current.Kind, o.Current.Data));   // INTB
+    }
 }

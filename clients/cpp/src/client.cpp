@@ -108,11 +108,12 @@ std::vector<v1::Function> Client::ListFunctions() {
   return {r.functions().begin(), r.functions().end()};
 }
 
-void Client::ResetPlatform() {
+uint32_t Client::ResetPlatform() {
   grpc::ClientContext ctx;
   Deadline(ctx);
   v1::ResetPlatformResponse r;
   Check(platform_->ResetPlatform(&ctx, v1::ResetPlatformRequest(), &r), "ResetPlatform");
+  return r.functions();
 }
 
 ConfigRead Client::ReadConfig(uint16_t rid, int offset, int width) {

@@ -18,9 +18,10 @@ namespace fs = std::filesystem;
 using namespace pcieemu;
 using namespace std::chrono_literals;
 
-namespace {
-
+// Targets of the test server (also used by conformance_test.cpp).
 std::string g_tcp, g_unix;
+
+namespace {
 constexpr uint16_t kPf0 = 0x0100, kPort = 0x0008;
 constexpr auto OK = v1::COMPLETION_STATUS_SUCCESSFUL;
 constexpr auto UR = v1::COMPLETION_STATUS_UNSUPPORTED_REQUEST;

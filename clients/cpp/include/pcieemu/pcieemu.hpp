@@ -183,7 +183,7 @@ class Client {
 
   v1::GetPlatformResponse GetPlatform();
   std::vector<v1::Function> ListFunctions();
-  void ResetPlatform();
+  uint32_t ResetPlatform();  // returns how many functions answer after the reset
 
   ConfigRead ReadConfig(uint16_t rid, int offset, int width);
   Status WriteConfig(uint16_t rid, int offset, int width, uint32_t value);

@@ -3,6 +3,7 @@ using BenchmarkDotNet.Attributes;
 using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.Platform;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
+using Iommu_ = PcieEmu.Core.Iommu;
 
 namespace PcieEmu.Core.Benchmarks;
 
@@ -23,6 +24,10 @@ public class NicBenchmarks
     private readonly byte[] _src = new byte[Batch * FrameLen], _dst = new byte[Batch * FrameLen];
     private byte[] _wireFrame = null!;
 
+    /// <summary>With the VT-d unit translating every NIC DMA (4 KiB identity mappings in one domain per VF).</summary>
+    [Params(false, true)]
+    public bool Iommu { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
@@ -38,7 +43,7 @@ public class NicBenchmarks
         _vf0 = pf.VfBarWindow(vfBar0, 0).Base;
         _vf1 = pf.VfBarWindow(vfBar0, 1).Base;
         void Pf(uint o, uint v) => _m.WriteMmio(pfBar + o, 4, v);
-        Pf(CtrlExt, CtrlExtPfrstd); Pf(Mrqc, MrqcVmdq); Pf(Dtxswc, DtxswcLoopback); Pf(Rctl, RctlEn); Pf(Tctl, TctlEn);
+        Pf(CtrlExt, CtrlExtPfrstd); Pf(Mrqc, MrqcVmdq); Pf(Dtxswc, DtxswcLoopback); Pf(Rctl, RctlEn | RctlSecrc); Pf(Tctl, TctlEn);
         Pf(Vfre, 3); Pf(Vfte, 3);
         byte[] mac1 = [0x02, 0, 0, 0, 0x10, 1];
         Pf(Ral0 + 8, BinaryPrimitives.ReadUInt32LittleEndian(mac1));
@@ -73,12 +78,50 @@ public class NicBenchmarks
         Vf(_vf1, Ivar0, 0x80); Vf(_vf1, Eiac, 1); Vf(_vf1, Eiam, 1); Vf(_vf1, Eims, 1);
 
         _wireFrame = frame;
+        if (Iommu) EnableIommu([pf.VfRid(0), pf.VfRid(1)], 0x10_0000, 0x90_0000);
 
         // Sanity: one batch must move 256 frames into VF1's ring, none dropped.
         VfToVf64();
         uint rdh = (uint)_m.ReadMmio(_vf1 + RxLegacy + Rdh, 4).Value;
         uint tdh = (uint)_m.ReadMmio(_vf0 + TxLegacy + Tdh, 4).Value;
         if (rdh != Batch || tdh != Batch) throw new InvalidOperationException($"setup broken: RDH {rdh}, TDH {tdh}");
+    }
+
+    /// <summary>A minimal VT-d driver: root and context tables, 4-level second-level tables
+    /// identity-mapping [lo, hi) in 4 KiB pages for each of <paramref name="rids"/>, then TE on.</summary>
+    private void EnableIommu(ushort[] rids, ulong lo, ulong hi)
+    {
+        ulong next = 0x300_0000;
+        ulong Page() { ulong p = next; next += 4096; _m.WriteMemory(p, new byte[4096]); return p; }
+        ulong ReadQ(ulong a) { Span<byte> b = stackalloc byte[8]; _m.ReadMemory(a, b); return BinaryPrimitives.ReadUInt64LittleEndian(b); }
+        void WriteQ(ulong a, ulong v) { Span<byte> b = stackalloc byte[8]; BinaryPrimitives.WriteUInt64LittleEndian(b, v); _m.WriteMemory(a, b); }
+        ulong root = Page();
+        var contexts = new Dictionary<int, ulong>();
+        ushort did = 1;
+        foreach (ushort rid in rids)
+        {
+            if (!contexts.TryGetValue(rid >> 8, out ulong ct)) { ct = Page(); contexts[rid >> 8] = ct; WriteQ(root + (ulong)(rid >> 8) * 16, ct | 1); }
+            ulong top = Page();
+            WriteQ(ct + (ulong)(rid & 0xFF) * 16, top | 1);
+            WriteQ(ct + (ulong)(rid & 0xFF) * 16 + 8, 2UL | (ulong)did++ << 8);
+            for (ulong iova = lo; iova < hi; iova += 4096)
+            {
+                ulong table = top;
+                for (int level = 4; level > 1; level--)
+                {
+                    ulong pteAddr = table + ((iova >> (3 + 9 * level)) & 511) * 8;
+                    ulong pte = ReadQ(pteAddr);
+                    if ((pte & 3) == 0) { pte = Page() | 3; WriteQ(pteAddr, pte); }
+                    table = pte & 0x000F_FFFF_FFFF_F000;
+                }
+                WriteQ(table + ((iova >> 12) & 511) * 8, iova | 3);
+            }
+        }
+        ulong b = _m.Options.IommuBase;
+        _m.WriteMmio(b + (ulong)Iommu_.VtdRegs.Rtaddr, 8, root);
+        _m.WriteMmio(b + (ulong)Iommu_.VtdRegs.Gcmd, 4, Iommu_.VtdRegs.GcmdSrtp);
+        _m.WriteMmio(b + (ulong)Iommu_.VtdRegs.Gcmd, 4, Iommu_.VtdRegs.GcmdTe);
+        if (!_m.Iommu.TranslationEnabled) throw new InvalidOperationException("VT-d translation did not turn on");
     }
 
     private void Rearm(uint from, uint to)

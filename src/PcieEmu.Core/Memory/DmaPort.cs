@@ -68,9 +68,11 @@ public sealed class DmaPort
     private readonly Func<bool> _busMaster;
     private readonly Platform.Machine _machine;
 
-    internal DmaPort(Platform.Machine machine, Func<ushort> rid, Func<bool> busMasterEnabled)
+    private readonly Action? _onUnsupported;
+
+    internal DmaPort(Platform.Machine machine, Func<ushort> rid, Func<bool> busMasterEnabled, Action? onUnsupportedCompletion = null)
     {
-        _machine = machine; _rid = rid; _busMaster = busMasterEnabled;
+        _machine = machine; _rid = rid; _busMaster = busMasterEnabled; _onUnsupported = onUnsupportedCompletion;
     }
 
     /// <summary>Routing ID that requests from this port carry now.</summary>
@@ -94,9 +96,18 @@ public sealed class DmaPort
         {
             ulong iova = address + (ulong)done;
             var t = remapper.TranslateRange(rid, iova, (ulong)(length - done), write);
-            if (!t.Ok) return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
+            if (!t.Ok)
+            {
+                // A blocked read completes UR to the requester (VT-d §7.1); a write is posted: no completion.
+                if (!write) _onUnsupported?.Invoke();
+                return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
+            }
             int chunk = (int)Math.Min((ulong)(length - done), Math.Max(1UL, t.Contiguous));
-            if (!ram.Contains(t.Address, (ulong)chunk)) return new DmaResult(DmaStatus.UnsupportedRequest, done, 0, iova);
+            if (!ram.Contains(t.Address, (ulong)chunk))
+            {
+                if (!write) _onUnsupported?.Invoke();
+                return new DmaResult(DmaStatus.UnsupportedRequest, done, 0, iova);
+            }
             if (write) src.Slice(done, chunk).CopyTo(ram.GetSpan(t.Address, chunk));
             else ram.GetSpan(t.Address, chunk).CopyTo(dst.Slice(done, chunk));
             done += chunk;

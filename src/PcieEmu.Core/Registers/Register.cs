@@ -43,6 +43,10 @@ public sealed class Register
     /// <summary>Computes the value a read sees (for registers that mirror device state); null = stored value.</summary>
     public Func<uint>? ReadHandler { get; set; }
 
+    /// <summary>When set, clear-on-read bits clear only if it returns true at the read (the
+    /// 82576's ICR clears only under conditions); null = always.</summary>
+    public Func<bool>? ReadClearCondition { get; set; }
+
     /// <summary>Back to the reset value.</summary>
     public void Reset() => Value = Spec.Reset;
 
@@ -57,7 +61,7 @@ public sealed class Register
     public uint SoftwareRead(uint byteMask)
     {
         uint v = (ReadHandler?.Invoke() ?? Value) & _readable;
-        if (_rc != 0) Value &= ~(_rc & byteMask);
+        if (_rc != 0 && (ReadClearCondition == null || ReadClearCondition())) Value &= ~(_rc & byteMask);
         return v & byteMask;
     }
 

@@ -147,6 +147,13 @@ public sealed class RegisterMapBuilder
         return this;
     }
 
+    /// <summary>Runs <paramref name="declare"/> on this builder (to share groups of declarations).</summary>
+    public RegisterMapBuilder Also(Action<RegisterMapBuilder> declare)
+    {
+        declare(this);
+        return this;
+    }
+
     /// <summary>A fully read-write 32-bit register field list.</summary>
     public static FieldSpec[] AllRw(string name = "VALUE") => [FieldSpec.Rw(name, 0, 32)];
 }

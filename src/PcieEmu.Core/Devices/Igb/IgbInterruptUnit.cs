@@ -130,9 +130,9 @@ internal sealed class IgbInterruptUnit
         _function()?.RaiseInterrupt(0);
     }
 
-    /// <summary>ICR was read (clearing it): deassert INTx when nothing is left.</summary>
+    /// <summary>ICR is being read and cleared: the interrupt is acknowledged, deassert INTx.</summary>
     public void IcrRead()
     {
-        if (IsPf && !MsixMode && (_icr!.Value & _ims!.Value) == 0) _function()?.DeassertIntx();
+        if (IsPf && !MsixMode) _function()?.DeassertIntx();
     }
 }

@@ -25,7 +25,21 @@ public sealed partial class IgbPort
     private readonly byte[] _descs = new byte[FetchBatch * DescSize];
     private readonly int[] _rsList = new int[FetchBatch * 4];
     private readonly ushort[] _ctxVlan = new ushort[Queues];
-    private readonly byte[] _rxDesc = new byte[DescSize];
+    private const uint RxPrefetch = 32;
+    private readonly RxDescriptorCache[] _rxCache = [.. Enumerable.Range(0, Queues).Select(_ => new RxDescriptorCache())];
+
+    /// <summary>Receive descriptors fetched ahead: Bytes holds ring indexes from Origin; [Start, End)
+    /// (never wrapping) are still unused and owned by the device (between RDH and RDT when
+    /// fetched). Dropped when the driver rewrites the ring registers or the queue resets.</summary>
+    private sealed class RxDescriptorCache
+    {
+        public readonly byte[] Bytes = new byte[RxPrefetch * DescSize];
+        public uint Origin, Start, End;
+        public void Invalidate() => Origin = Start = End = 0;
+    }
+
+    private void InvalidateRxCache(int q) => _rxCache[q].Invalidate();
+    private readonly byte[] _rxWithFcs = new byte[MaxFrameSize + 4];
 
     private void KickAll()
     {
@@ -206,6 +220,13 @@ public sealed partial class IgbPort
     {
         var r = _q[q];
         if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
+        if ((_rctl.Value & RctlSecrc) == 0)
+        {
+            // CRC not stripped: the FCS lands in the buffer and counts in the length.
+            frame.CopyTo(_rxWithFcs);
+            EthernetFcs.Write(frame, _rxWithFcs.AsSpan(frame.Length, 4));
+            frame = _rxWithFcs.AsSpan(0, frame.Length + 4);
+        }
         uint ringLen = r.Rdlen.Value / DescSize;
         uint head = r.Rdh.Value, tail = r.Rdt.Value;
         int bufSize = (int)(r.Srrctl.Value & SrrctlBsizePktMask) * 1024;
@@ -224,14 +245,23 @@ public sealed partial class IgbPort
         uint cur = head;
         int off = 0;
         // Fill the buffers first, then write back, so a fault leaves no descriptor written.
+        var cache = _rxCache[q];
         for (uint i = 0; i < needed; i++)
         {
-            ulong da = ringBase + cur * DescSize;
-            var res = fn.Dma.Read(da, _rxDesc);
-            if (!res.Ok) { Fault(fn, q, NicDmaStage.RxDescriptorFetch, res, da); return false; }
-            ulong buf = BinaryPrimitives.ReadUInt64LittleEndian(_rxDesc);
+            if (cur < cache.Start || cur >= cache.End)
+            {
+                // Prefetch the descriptors the device owns from here (up to the tail or the ring end).
+                uint n0 = Math.Min(Math.Min(ringLen - cur, (tail + ringLen - cur) % ringLen), RxPrefetch);
+                ulong da = ringBase + cur * DescSize;
+                var fetch = fn.Dma.Read(da, cache.Bytes.AsSpan(0, (int)n0 * DescSize));
+                uint whole = (uint)fetch.BytesMoved / DescSize;
+                if (whole == 0) { cache.Invalidate(); Fault(fn, q, NicDmaStage.RxDescriptorFetch, fetch, da); return false; }
+                cache.Origin = cache.Start = cur;
+                cache.End = cur + whole;
+            }
+            ulong buf = BinaryPrimitives.ReadUInt64LittleEndian(cache.Bytes.AsSpan((int)(cur - cache.Origin) * DescSize));
             int n = Math.Min(bufSize, frame.Length - off);
-            res = fn.Dma.Write(buf, frame.Slice(off, n));
+            var res = fn.Dma.Write(buf, frame.Slice(off, n));
             if (!res.Ok) { Fault(fn, q, NicDmaStage.RxBufferWrite, res, buf); return false; }
             off += n;
             cur = cur + 1 == ringLen ? 0 : cur + 1;
@@ -266,6 +296,8 @@ public sealed partial class IgbPort
             cur = cur + 1 == ringLen ? 0 : cur + 1;
         }
         r.Rdh.Value = cur;
+        // Descriptors before the new head were consumed (and written back): drop them from the cache.
+        if (cur >= cache.Start && cur <= cache.End) cache.Start = cur; else cache.Invalidate();
         QueueInterrupt(q, tx: false);
         return true;
     }

@@ -41,18 +41,22 @@ public sealed partial class IgbPort
         return (_mta[hash >> 5].Value & (1u << (hash & 31))) != 0;
     }
 
-    private bool PoolReceives(int pool)
+    private static bool IsTagged(ReadOnlySpan<byte> f) => f.Length >= 16 && f[12] == 0x81 && f[13] == 0x00;
+
+    /// <summary>VFRE gates the pools of enabled VFs (the PF's pools are not gated); an untagged
+    /// frame needs VMOLR.AUPE (accept untagged packets) in the pool.</summary>
+    private bool PoolReceives(int pool, ReadOnlySpan<byte> frame)
     {
-        // VFRE gates the pools of enabled VFs; the PF's pools are not gated.
-        return pool >= ActiveVfs || (_vfre.Value & (1u << pool)) != 0;
+        if (pool < ActiveVfs && (_vfre.Value & (1u << pool)) == 0) return false;
+        return IsTagged(frame) || (_vmolr[pool].Value & VmolrAupe) != 0;
     }
 
-    private bool PoolAcceptsGroup(int pool, bool broadcast, ReadOnlySpan<byte> dst)
+    private bool PoolAcceptsGroup(int pool, bool broadcast, ReadOnlySpan<byte> frame)
     {
-        if (!PoolReceives(pool)) return false;
+        if (!PoolReceives(pool, frame)) return false;
         uint vmolr = _vmolr[pool].Value;
         if (broadcast) return (vmolr & VmolrBam) != 0;
-        return (vmolr & VmolrMpme) != 0 || ((vmolr & VmolrRompe) != 0 && MtaHit(dst));
+        return (vmolr & VmolrMpme) != 0 || ((vmolr & VmolrRompe) != 0 && MtaHit(frame));
     }
 
     /// <summary>
@@ -67,6 +71,12 @@ public sealed partial class IgbPort
         bool srcIsVf = src < ActiveVfs && source.IsVirtual;
         uint octets = (uint)frame.Length + 4;
         bool local = false, wire = true;
+        // MAC anti-spoofing (DTXSWC bit per pool): a VF may only send from a MAC the PF gave its pool.
+        if (srcIsVf && VmdqEnabled && (_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
+        {
+            TxSpoofed++;
+            return;
+        }
         if (VmdqEnabled && (_dtxswc.Value & DtxswcLoopback) != 0)
         {
             bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
@@ -82,7 +92,7 @@ public sealed partial class IgbPort
                 {
                     wire = false;
                     for (int p = 0; p < Pools; p++)
-                        if ((pools & (1u << p)) != 0 && PoolReceives(p)) local |= ReceivePool(p, frame, fromWire: false);
+                        if ((pools & (1u << p)) != 0 && PoolReceives(p, frame)) local |= ReceivePool(p, frame, fromWire: false);
                 }
             }
         }
@@ -119,9 +129,15 @@ public sealed partial class IgbPort
         return true;
     }
 
-    /// <summary>A frame from the wire: pool selection in VMDq mode, the PF's filters otherwise.</summary>
+    /// <summary>A frame from the wire: pool selection in VMDq mode, the PF's filters otherwise.
+    /// Runts (under 60 bytes without FCS) are counted in RUC and dropped unless RCTL.SBP.</summary>
     private int FromWire(ReadOnlySpan<byte> frame)
     {
+        if (frame.Length < 60 && (_rctl.Value & RctlSbp) == 0)
+        {
+            _ruc.Value++;
+            return 0;
+        }
         bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
         int delivered = 0;
         if (VmdqEnabled)
@@ -136,7 +152,7 @@ public sealed partial class IgbPort
                 uint pools = MatchUnicast(frame) & 0xFF;
                 if (pools == 0 && (_vtCtl.Value & VtCtlDisDefPool) == 0) pools = 1u << (int)(_vtCtl.Value >> VtCtlDefPoolShift & 7);
                 for (int p = 0; p < Pools; p++)
-                    if ((pools & (1u << p)) != 0 && PoolReceives(p) && ReceivePool(p, frame, fromWire: true)) delivered++;
+                    if ((pools & (1u << p)) != 0 && PoolReceives(p, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
             }
         }
         else

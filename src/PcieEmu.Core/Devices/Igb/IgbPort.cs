@@ -58,7 +58,7 @@ public sealed partial class IgbPort
 
     // Hot registers, cached by reference.
     private readonly Register _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
-    private readonly Register _mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch;
+    private readonly Register _ruc, _mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch;
     private readonly Register[] _ral = new Register[RarEntries], _rah = new Register[RarEntries], _vmolr = new Register[Pools], _mta = new Register[128];
     private readonly Register[] _p2v = new Register[Pools];
     private readonly QueueRegs[] _q = new QueueRegs[Queues];
@@ -78,6 +78,7 @@ public sealed partial class IgbPort
             IgbRegisterMaps.AliasQueue(f, f, q, q, RxLegacy + 0x100u * (uint)q, TxLegacy + 0x100u * (uint)q, " (legacy)");
         (_rctl, _tctl, _mrqc, _vtCtl, _dtxswc) = (f["RCTL"], f["TCTL"], f["MRQC"], f["VT_CTL"], f["DTXSWC"]);
         (_vfre, _vfte, _mbvficr, _mbvfimr, _vflre) = (f["VFRE"], f["VFTE"], f["MBVFICR"], f["MBVFIMR"], f["VFLRE"]);
+        _ruc = f["RUC"];
         (_mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch) = (f["MPC"], f["GPRC"], f["GPTC"], f["GORCL"], f["GORCH"], f["GOTCL"], f["GOTCH"]);
         for (int n = 0; n < RarEntries; n++) (_ral[n], _rah[n]) = (f[$"RAL[{n}]"], f[$"RAH[{n}]"]);
         for (int p = 0; p < Pools; p++) (_vmolr[p], _p2v[p]) = (f[$"VMOLR[{p}]"], f[$"P2VMAILBOX[{p}]"]);
@@ -94,13 +95,26 @@ public sealed partial class IgbPort
          .OnWrite("EIMS", (_, _, w, _) => _pfIrq.Deliver(w))
          .OnWrite("TCTL", (_, o, _, _) => { if ((o & TctlEn) == 0 && (_tctl.Value & TctlEn) != 0) KickAll(); })
          .OnWrite("VFTE", (_, o, _, _) => { if ((_vfte.Value & ~o) != 0) KickAll(); });
+        // ICR clears on read only when GPIE.NSICR is set, an interrupt was asserted
+        // (INT_ASSERTED) or IMS is 0; otherwise a read leaves the causes for the next reader.
         var icr = f["ICR"];
-        f.OnRead("ICR", () => { uint v = icr.Value; icr.Value = 0; _pfIrq.IcrRead(); icr.Value = v; return v; });
+        var ims = f["IMS"];
+        var gpie = f["GPIE"];
+        Func<bool> clears = () => (gpie.Value & GpieNsicr) != 0 || (icr.Value & IcrIntAsserted) != 0 || ims.Value == 0;
+        icr.ReadClearCondition = clears;
+        f.OnRead("ICR", () =>
+        {
+            uint v = icr.Value;
+            if (clears()) _pfIrq.IcrRead();
+            return v;
+        });
         for (int q = 0; q < Queues; q++)
         {
             int queue = q;
             f.OnWrite(IgbRegisterMaps.Q("TDT", q), (_, _, _, _) => ProcessTx(queue));
             f.OnWrite(IgbRegisterMaps.Q("TXDCTL", q), (_, o, _, _) => { if ((o & QueueEnable) == 0) ProcessTx(queue); });
+            foreach (var name in new[] { "RDBAL", "RDBAH", "RDLEN", "RDH", "RXDCTL" })
+                f.OnWrite(IgbRegisterMaps.Q(name, q), (_, _, _, _) => InvalidateRxCache(queue));
         }
         for (int p = 0; p < Pools; p++)
         {
@@ -146,6 +160,8 @@ public sealed partial class IgbPort
     public NicDmaFault? LastDmaFault { get; private set; }
     /// <summary>Transmit descriptors the port could not act on (unknown type, TSO, oversized frame) and dropped.</summary>
     public long TxDropped { get; private set; }
+    /// <summary>Frames a VF sent from a MAC address its pool does not own while MAC anti-spoofing was on (dropped).</summary>
+    public long TxSpoofed { get; private set; }
 
     internal IMmioRegion VfRegion(int index) => index < _vfFiles.Length ? _vfFiles[index] : EmptyRegion.Instance;
 
@@ -176,6 +192,7 @@ public sealed partial class IgbPort
     {
         PfRegisters.Reset();
         foreach (var v in _vfFiles) v.Reset();
+        for (int q = 0; q < Queues; q++) InvalidateRxCache(q);
         _pfResetDone = false;
     }
 
@@ -200,6 +217,8 @@ public sealed partial class IgbPort
         _p2v[pool].Value = 0;
         _q[pool].Reset();
         _q[pool + Pools].Reset();
+        InvalidateRxCache(pool);
+        InvalidateRxCache(pool + Pools);
         if (!keepPoolEnables)
         {
             _vfre.Value &= ~(1u << pool);

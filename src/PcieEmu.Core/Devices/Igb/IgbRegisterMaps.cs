@@ -14,7 +14,26 @@ public static class IgbRegisterMaps
     /// <summary>Queue register names, as used in the files ("RDT[3]").</summary>
     public static string Q(string name, int queue) => $"{name}[{queue}]";
 
-    private static readonly FieldSpec[] VectorBits = [W1s("VECTORS", 0, 25), W1s("OTHER", 31)];
+    private static readonly FieldSpec[] StatusFields =
+    [
+        Ro("FD", 0), Ro("LU", 1), Ro("FUNC_ID", 2, 2), Ro("TXOFF", 4), Ro("SPEED", 6, 2),
+        Ro("NUM_VFS", 14, 4), Ro("IOV_MODE", 18), Ro("GIO_MASTER_EN", 19),
+    ];
+
+    // EICS/EIMS/EIMC/EIAC/EIAM/EICR: one bit per vector (bits vectors-1:0), plus bit 31 "other
+    // causes" in the PF (used outside MSI-X mode); EITR one per MSI-X vector.
+    private static void ExtendedInterrupts(RegisterMapBuilder b, int vectorBits, bool other)
+    {
+        FieldSpec[] F(Func<string, int, int, FieldSpec> make) =>
+            other ? [make("VECTORS", 0, vectorBits), make("OTHER", 31, 1)] : [make("VECTORS", 0, vectorBits)];
+        b.RegOn("EICS", Eics, "EICR", F(SetOf))
+         .Reg("EIMS", Eims, 0, F(W1s))
+         .RegOn("EIMC", Eimc, "EIMS", F(ClearOf))
+         .Reg("EIAC", Eiac, 0, F(Rw))
+         .Reg("EIAM", Eiam, 0, F(Rw))
+         .Reg("EICR", Eicr, 0, F(RcW1c))
+         .Array("EITR", Eitr, other ? Igb82576.PfMsixVectors : Igb82576.VfMsixVectors, 4, 0, Rw("INTERVAL", 2, 13), Rw("CNT_IGNR", 31));
+    }
 
     /// <summary>SRRCTL reset: 2 KiB packet buffer, 256-byte header buffer, legacy descriptors.</summary>
     public const uint SrrctlReset = 0x0000_0402;
@@ -25,8 +44,7 @@ public static class IgbRegisterMaps
     {
         var b = new RegisterMapBuilder()
             .Reg("CTRL", Ctrl, 0, Rw("LOW", 0, 26), Sc("RST", 26), Rw("HIGH", 27, 5))
-            .Reg("STATUS", Status, 0, Ro("FD", 0), Ro("LU", 1), Ro("FUNC_ID", 2, 2), Ro("TXOFF", 4), Ro("SPEED", 6, 2),
-                Ro("NUM_VFS", 14, 4), Ro("IOV_MODE", 18), Ro("GIO_MASTER_EN", 19))
+            .Reg("STATUS", Status, 0, StatusFields)
             .Reg("CTRL_EXT", CtrlExt, 0, Rw("LOW", 0, 14), Rw("PFRSTD", 14), Rw("HIGH", 15, 17))
             .Reg("ICR", Icr, 0, RcW1c("CAUSES", 0, 31), Rc("INT_ASSERTED", 31))
             .RegOn("ICS", Ics, "ICR", SetOf("CAUSES", 0, 31))
@@ -36,13 +54,7 @@ public static class IgbRegisterMaps
             .Reg("RCTL", Rctl, 0, Rw("RCTL", 1, 31))
             .Reg("TCTL", Tctl, 0, Rw("TCTL", 0, 32))
             .Reg("GPIE", Gpie, 0, Rw("NSICR", 0), Rw("MULTIPLE_MSIX", 4), Rw("EIAME", 30), Rw("PBA", 31))
-            .RegOn("EICS", Eics, "EICR", SetOf("VECTORS", 0, 25), SetOf("OTHER", 31))
-            .Reg("EIMS", Eims, 0, VectorBits)
-            .RegOn("EIMC", Eimc, "EIMS", ClearOf("VECTORS", 0, 25), ClearOf("OTHER", 31))
-            .Reg("EIAC", Eiac, 0, Rw("VECTORS", 0, 25), Rw("OTHER", 31))
-            .Reg("EIAM", Eiam, 0, Rw("VECTORS", 0, 25), Rw("OTHER", 31))
-            .Reg("EICR", Eicr, 0, RcW1c("VECTORS", 0, 25), RcW1c("OTHER", 31))
-            .Array("EITR", Eitr, Igb82576.PfMsixVectors, 4, 0, Rw("INTERVAL", 2, 13), Rw("CNT_IGNR", 31))
+            .Also(b => ExtendedInterrupts(b, 25, other: true))
             .Array("IVAR0", Ivar0, 8, 4, 0, IvarBytes(5, "RX_LO", "TX_LO", "RX_HI", "TX_HI"))
             .Reg("IVAR_MISC", IvarMisc, 0, IvarBytes(5, "TCP_TIMER", "OTHER"))
             .Array("VMBMEM", Vmbmem, Pools * MailboxWords, 4, 0, Rw("DATA", 0, 32))
@@ -54,6 +66,7 @@ public static class IgbRegisterMaps
             .Reg("VFTE", Vfte, 0, Rw("POOLS", 0, 8))
             .Reg("DTXSWC", Dtxswc, 0, Rw("MAC_AS", 0, 8), Rw("VLAN_AS", 8, 8), Rw("LLE", 16, 8), Rw("LOOPBACK_EN", 31))
             .Reg("MPC", Mpc, 0, Rc("COUNT", 0, 32))
+            .Reg("RUC", Ruc, 0, Rc("COUNT", 0, 32))
             .Reg("GPRC", Gprc, 0, Rc("COUNT", 0, 32))
             .Reg("GPTC", Gptc, 0, Rc("COUNT", 0, 32))
             .Reg("GORCL", Gorcl, 0, Rc("COUNT", 0, 32))
@@ -135,15 +148,8 @@ public static class IgbRegisterMaps
     /// <summary>The VF BAR0 declarations that are the VF's own (queues are aliases of the PF's, added by the port).</summary>
     public static IReadOnlyList<RegisterSpec> VfBar0() => new RegisterMapBuilder()
         .Reg("CTRL", Ctrl, 0, Sc("RST", 26))
-        .Reg("STATUS", Status, 0, Ro("FD", 0), Ro("LU", 1), Ro("FUNC_ID", 2, 2), Ro("TXOFF", 4), Ro("SPEED", 6, 2),
-            Ro("NUM_VFS", 14, 4), Ro("IOV_MODE", 18), Ro("GIO_MASTER_EN", 19))
-        .RegOn("EICS", Eics, "EICR", SetOf("VECTORS", 0, 3))
-        .Reg("EIMS", Eims, 0, W1s("VECTORS", 0, 3))
-        .RegOn("EIMC", Eimc, "EIMS", ClearOf("VECTORS", 0, 3))
-        .Reg("EIAC", Eiac, 0, Rw("VECTORS", 0, 3))
-        .Reg("EIAM", Eiam, 0, Rw("VECTORS", 0, 3))
-        .Reg("EICR", Eicr, 0, RcW1c("VECTORS", 0, 3))
-        .Array("EITR", Eitr, Igb82576.VfMsixVectors, 4, 0, Rw("INTERVAL", 2, 13), Rw("CNT_IGNR", 31))
+        .Reg("STATUS", Status, 0, StatusFields)
+        .Also(b => ExtendedInterrupts(b, Igb82576.VfMsixVectors, other: false))
         .Reg("IVAR0", Ivar0, 0, IvarBytes(2, "RX0", "TX0", "RX1", "TX1"))
         .Reg("IVAR_MISC", IvarMisc, 0, IvarBytes(2, "MBX"))
         .Reg("VFMAILBOX", VfMailbox, VfmbRsti, Sc("REQ", 0), Sc("ACK", 1), Rw("VFU", 2), Ro("PFU", 3), Rc("PFSTS", 4), Rc("PFACK", 5),

@@ -26,7 +26,7 @@ public static class IgbRegs
     /// <summary>VMDq switch control.</summary>
     public const uint Dtxswc = 0x3500, Mta = 0x5200, Ral0 = 0x5400, Ra2 = 0x54E0, Mrqc = 0x5818, VtCtl = 0x581C, Vmolr = 0x5AD0;
     /// <summary>PF statistics (read to clear).</summary>
-    public const uint Mpc = 0x4010, Gprc = 0x4074, Gptc = 0x4080, Gorcl = 0x4088, Gorch = 0x408C, Gotcl = 0x4090, Gotch = 0x4094;
+    public const uint Mpc = 0x4010, Ruc = 0x40A4, Gprc = 0x4074, Gptc = 0x4080, Gorcl = 0x4088, Gorch = 0x408C, Gotcl = 0x4090, Gotch = 0x4094;
     /// <summary>VF statistics (free-running).</summary>
     public const uint VfGprc = 0x0F10, VfGptc = 0x0F14, VfGorc = 0x0F18, VfGotc = 0x0F34, VfMprc = 0x0F3C,
         VfGprlbc = 0x0F40, VfGptlbc = 0x0F44, VfGorlbc = 0x0F48, VfGotlbc = 0x0F50;
@@ -48,7 +48,7 @@ public static class IgbRegs
     /// <summary>IVAR entry valid bit.</summary>
     public const uint IvarValid = 0x80;
     /// <summary>RCTL bits.</summary>
-    public const uint RctlEn = 1u << 1, RctlUpe = 1u << 3, RctlMpe = 1u << 4, RctlBam = 1u << 15;
+    public const uint RctlEn = 1u << 1, RctlSbp = 1u << 2, RctlUpe = 1u << 3, RctlMpe = 1u << 4, RctlBam = 1u << 15, RctlSecrc = 1u << 26;
     /// <summary>RCTL.MO (multicast offset) shift, 2 bits.</summary>
     public const int RctlMoShift = 12;
     /// <summary>TCTL bits.</summary>

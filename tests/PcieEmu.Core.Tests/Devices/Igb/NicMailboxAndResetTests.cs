@@ -235,7 +235,7 @@ public class NicMailboxAndResetTests
         rig.M.Write(NicRig.Pf0, 0x54, 4, 0xFEE0_0000);
         rig.M.Write(NicRig.Pf0, 0x5C, 2, 0x55);
         rig.M.Write(NicRig.Pf0, 0x52, 2, 1);
-        rig.PfWrite(Rctl, RctlEn | RctlBam);
+        rig.PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc);
         var rx = rig.PfRx(0);
         using var sub = rig.M.Interrupts.Subscribe([NicRig.Pf0]);
         var frame = NicRig.Frame(NicRig.Broadcast, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
@@ -279,5 +279,70 @@ public class NicMailboxAndResetTests
         // EICS raises a cause by software.
         rig.VfWrite(0, Eics, 4);
         Assert.Contains(NicRig.Drain(sub), e => e.Rid == rig.VfRid(0) && e.Vector == 2);
+    }
+
+    [Fact]
+    public void IcrClearsOnReadOnlyWhenAssertedOrUnmaskedOrNsicr()
+    {
+        using var rig = new NicRig();
+        // IMS = 0: a read always clears.
+        rig.PfWrite(Ics, IcrLsc);
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        Assert.Equal(0u, rig.PfRead(Icr));
+        // IMS ≠ 0 and the cause is masked (no interrupt asserted): the read does not clear.
+        rig.PfWrite(Ims, IcrRxdw);
+        rig.PfWrite(Ics, IcrLsc);
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        // GPIE.NSICR: every read clears.
+        rig.PfWrite(Gpie, GpieNsicr);
+        Assert.Equal(IcrLsc, rig.PfRead(Icr));
+        Assert.Equal(0u, rig.PfRead(Icr));
+        rig.PfWrite(Gpie, 0);
+        // An asserted interrupt (enabled cause): INT_ASSERTED set, the read clears everything.
+        rig.PfWrite(Ics, IcrLsc | IcrRxdw);
+        Assert.Equal(IcrLsc | IcrRxdw | IcrIntAsserted, rig.PfRead(Icr));
+        Assert.Equal(0u, rig.PfRead(Icr));
+        // ICR is also write-1-to-clear.
+        rig.PfWrite(Ics, IcrLsc);
+        rig.PfWrite(Icr, IcrLsc);
+        Assert.Equal(0u, rig.PfRead(Icr));
+    }
+
+    [Fact]
+    public void VfSecondQueueIsPfQueueNPlus8AndSignalsItsOwnIvarEntry()
+    {
+        using var rig = new NicRig(vfs: 2);
+        rig.SetupVmdq(2);
+        rig.EnableMsix(rig.VfRid(1), rig.VfBar3(1), 3);
+        rig.VfWrite(1, Ivar0, (0x80u | 2) << 24);   // TX1 → vector 2
+        rig.VfWrite(1, Eims, 7);
+        var tx = rig.VfTx(1, q: 1);
+        var rx0 = rig.VfRx(0);
+        using var sub = rig.M.Interrupts.Subscribe([rig.VfRid(1)]);
+        rig.PostAdv(tx, NicRig.Frame(NicRig.Mac(0), NicRig.Mac(1)));
+        Assert.Equal(1u, rig.PfRead(TxQueues + 0x40 * 9 + Tdh));   // PF queue 1 + 8
+        Assert.Equal(1u, rx0.Head);
+        Assert.Equal(2u, Assert.Single(NicRig.Drain(sub)).Vector);
+        // 8-byte MMIO writes land as two dwords (base low/high).
+        rig.W(rig.VfBar0(1) + TxLegacy + 0x100 + Tdbal, 0x1234_5678_0000_0080UL, 8);
+        Assert.Equal(0x80u, rig.PfRead(TxQueues + 0x40 * 9 + Tdbal));
+        Assert.Equal(0x1234_5678u, rig.PfRead(TxQueues + 0x40 * 9 + Tdbah));
+    }
+
+    [Fact]
+    public void PfFlrResetsTheNicAndRemovesVfs()
+    {
+        using var rig = new NicRig(vfs: 2);
+        rig.SetupVmdq(2);
+        rig.PfTx(0);
+        rig.M.Write(NicRig.Pf0, NicRig.PcieCap + 8, 2, 0x8000);
+        Assert.Empty(rig.Pf.VirtualFunctions);
+        // FLR resets BAR0 and Command: the driver restores them, as after any FLR.
+        rig.M.Write(NicRig.Pf0, 0x10, 4, (uint)rig.PfBar0);
+        rig.M.Write(NicRig.Pf0, 0x04, 2, 0x6);
+        Assert.Equal(0u, rig.PfRead(Mrqc));
+        Assert.Equal(0u, rig.PfRead(TxQueues + Tdlen));
+        Assert.Equal(0x8000_E046u, rig.PfRead(Ral0 + 4));
     }
 }

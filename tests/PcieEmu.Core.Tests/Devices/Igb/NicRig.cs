@@ -20,9 +20,20 @@ internal sealed class NicRig : IDisposable
     public readonly ulong PfBar0, PfBar3;
     private ulong _nextRam = 0x10_0000;
 
-    public NicRig(int vfs = 0, MachineOptions? options = null)
+    private readonly bool _ownsMachine = true;
+
+    public NicRig(int vfs = 0, MachineOptions? options = null) : this(TestMachine.Create(options), vfs) { }
+
+    /// <summary>A rig on an existing machine (not disposed by the rig), allocating RAM from <paramref name="ramStart"/>.</summary>
+    public NicRig(Machine m, int vfs, ulong ramStart, bool ownsMachine) : this(m, vfs)
     {
-        M = TestMachine.Create(options);
+        _nextRam = ramStart;
+        _ownsMachine = ownsMachine;
+    }
+
+    private NicRig(Machine m, int vfs)
+    {
+        M = m;
         Pf = (IgbPhysicalFunction)M.PhysicalFunctions[0];
         PfBar0 = Pf.BarWindow(Pf.Bars[0]).Base;
         PfBar3 = Pf.BarWindow(Pf.Bars.First(b => b.Index == 3)).Base;
@@ -53,7 +64,10 @@ internal sealed class NicRig : IDisposable
         return (uint)r.Value;
     }
 
-    public void W(ulong a, uint v, int width = 4) => Assert.Equal(CompletionStatus.Successful, M.WriteMmio(a, width, v));
+    public void W(ulong a, ulong v, int width = 4) => Assert.Equal(CompletionStatus.Successful, M.WriteMmio(a, width, v));
+
+    /// <summary>Next free RAM address (everything below it from the start was handed out).</summary>
+    public ulong NextRam => _nextRam;
 
     public ulong Alloc(int bytes)
     {
@@ -78,7 +92,7 @@ internal sealed class NicRig : IDisposable
         PfWrite(CtrlExt, CtrlExtPfrstd);
         PfWrite(Mrqc, MrqcVmdq);
         PfWrite(Dtxswc, DtxswcLoopback);
-        PfWrite(Rctl, RctlEn | RctlBam);
+        PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc);
         PfWrite(Tctl, TctlEn);
         PfWrite(Mbvfimr, 0xFF);
         uint pools = 0;
@@ -230,5 +244,8 @@ internal sealed class NicRig : IDisposable
         return l;
     }
 
-    public void Dispose() => M.Dispose();
+    public void Dispose()
+    {
+        if (_ownsMachine) M.Dispose();
+    }
 }

@@ -241,7 +241,7 @@ public class NicTrafficTests
     public void PfLegacyDescriptorsWithoutVmdq()
     {
         using var rig = new NicRig();
-        rig.PfWrite(Rctl, RctlEn | RctlBam);
+        rig.PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc);
         rig.PfWrite(Tctl, TctlEn | TctlPsp);
         var tx = rig.PfTx(0);
         var rx = rig.PfRx(0, legacy: true);
@@ -266,7 +266,7 @@ public class NicTrafficTests
         Assert.Equal(frame, rig.ReadRam(rx.Buffers[0], 90));
         // Unknown unicast is filtered unless UPE; broadcast needs BAM.
         Assert.Equal(0, rig.Nic.InjectFrame(NicRig.Frame([0x00, 0x99, 0x99, 0x99, 0x99, 0x99], [0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
-        rig.PfWrite(Rctl, RctlEn | RctlUpe);
+        rig.PfWrite(Rctl, RctlEn | RctlUpe | RctlSecrc);
         Assert.Equal(1, rig.Nic.InjectFrame(NicRig.Frame([0x00, 0x99, 0x99, 0x99, 0x99, 0x99], [0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
         Assert.Equal(0, rig.Nic.InjectFrame(NicRig.Frame(NicRig.Broadcast, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
     }
@@ -490,5 +490,102 @@ public class NicTrafficTests
             }
         }
         finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void UntaggedFramesNeedVmolrAupeTaggedOnesDoNot()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        rig.PfWrite(Vmolr + 4, VmolrBam);   // pool 1: no AUPE
+        var untagged = NicRig.Frame(NicRig.Mac(1), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        Assert.Equal(0, rig.Nic.InjectFrame(untagged));
+        var tagged = (byte[])untagged.Clone();
+        tagged[12] = 0x81; tagged[13] = 0x00; tagged[14] = 0x00; tagged[15] = 0x05;
+        Assert.Equal(1, rig.Nic.InjectFrame(tagged));
+        Assert.Equal(1u, rx[1].Head);
+        Assert.Equal(tagged, rig.ReadRam(rx[1].Buffers[0], tagged.Length));
+    }
+
+    [Fact]
+    public void FcsIsDeliveredWhenSecrcIsClearAndRuntsAreCounted()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        rig.PfWrite(Rctl, RctlEn | RctlBam);   // SECRC clear: keep the CRC
+        var frame = NicRig.Frame(NicRig.Mac(0), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 80);
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        var d = rx[0].Desc(0);
+        Assert.Equal(84, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(12)));
+        var got = rig.ReadRam(rx[0].Buffers[0], 84);
+        Assert.Equal(frame, got[..80]);
+        Assert.Equal(EthernetFcs.Compute(frame), BinaryPrimitives.ReadUInt32LittleEndian(got.AsSpan(80)));
+        // The CRC register over frame + FCS (before the final inversion) is the CRC-32 residue.
+        Assert.Equal(0xDEBB_20E3u, ~EthernetFcs.Compute(got));
+
+        var runt = NicRig.Frame(NicRig.Mac(0), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 59);
+        Assert.Equal(0, rig.Nic.InjectFrame(runt));
+        Assert.Equal(1u, rig.PfRead(Ruc));
+        Assert.Equal(0u, rig.PfRead(Ruc));
+        rig.PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc | RctlSbp);   // store bad packets
+        Assert.Equal(1, rig.Nic.InjectFrame(runt));
+    }
+
+    [Fact]
+    public void EthernetFcsMatchesTheStandardCheckValue()
+    {
+        Assert.Equal(0xCBF4_3926u, EthernetFcs.Compute("123456789"u8));
+        Span<byte> fcs = stackalloc byte[4];
+        EthernetFcs.Write("123456789"u8, fcs);
+        Assert.Equal(new byte[] { 0x26, 0x39, 0xF4, 0xCB }, fcs.ToArray());
+    }
+
+    [Fact]
+    public void MacAntiSpoofingDropsFramesFromForeignSourceAddresses()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        rig.PfWrite(Dtxswc, DtxswcLoopback | 0x07);   // MAC anti-spoof on for pools 0-2
+        rig.PostAdv(tx[0], NicRig.Frame(NicRig.Mac(1), NicRig.Mac(2)));   // VF0 claims VF2's MAC
+        Assert.Equal(1u, tx[0].Head);                                      // consumed, written back
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(tx[0].Desc(0).AsSpan(12)) & 1);
+        Assert.Equal(0u, rx[1].Head);
+        Assert.Equal(1, rig.Nic.TxSpoofed);
+        rig.PostAdv(tx[0], NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0)));   // its own MAC: fine
+        Assert.Equal(1u, rx[1].Head);
+    }
+
+    [Fact]
+    public void EveryFrameLandsInItsOwnDescriptorsBufferAcrossPrefetchRefillsAndWrap()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        var misses = new List<string>();
+        for (int k = 0; k < 150; k++)
+        {
+            uint idx = rx[0].Head;
+            var f = NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2), 64, (byte)k);
+            rig.PostAdv(tx[2], f);
+            if (!rig.ReadRam(rx[0].Buffers[idx], 64).SequenceEqual(f)) misses.Add($"frame {k} at {idx}");
+            if (k % 10 == 9) rx[0].Replenish((rx[0].Head + 63) % 64);
+        }
+        Assert.Empty(misses);
+    }
+
+    [Fact]
+    public void ReprogrammingTheRxRingDropsPrefetchedDescriptors()
+    {
+        var (rig, tx, rx) = ThreeVfs();
+        using var _ = rig;
+        rig.PostAdv(tx[2], NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2)));   // the device prefetched ring A
+        Assert.Equal(1u, rx[0].Head);
+        rig.VfWrite(0, RxLegacy + Rxdctl, 0);
+        var ringB = rig.VfRx(0);                                          // new base
+        rig.VfWrite(0, RxLegacy + Rdh, 1);                                // head 1: inside what was prefetched from A
+        var f = NicRig.Frame(NicRig.Mac(0), NicRig.Mac(2), 70);
+        rig.PostAdv(tx[2], f);
+        Assert.Equal(2u, ringB.Head);
+        Assert.Equal(f, rig.ReadRam(ringB.Buffers[1], 70));
+        Assert.NotEqual(f, rig.ReadRam(rx[0].Buffers[1], 70));
     }
 }

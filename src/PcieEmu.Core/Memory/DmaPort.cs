@@ -59,8 +59,7 @@ public readonly record struct DmaResult(DmaStatus Status, int BytesMoved, byte F
 /// ID is computed when the request is made, so it follows bus renumbering). Each access
 /// checks Bus Master Enable, is translated by the remapping unit page by page (a run of pages
 /// that map to adjacent frames is moved as one piece), is split where translations end, and
-/// lands in RAM. A fault or an access outside RAM
-/// aborts the rest of the transfer.
+/// lands in RAM. A fault or an access outside RAM aborts the rest of the transfer.
 /// </summary>
 public sealed class DmaPort
 {

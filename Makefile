@@ -10,7 +10,7 @@ CONFIG ?= Release
 RESULTS := $(CURDIR)/artifacts/test-results
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-.PHONY: all build run test test-dotnet test-buf bench bench-wire bench-core clean
+.PHONY: all build run test test-dotnet test-buf test-clients clients bench bench-wire bench-core clean
 
 # buf (protobuf linter) from npm, installed locally under .tools/ (gitignored).
 BUF_VERSION := 1.75.0
@@ -28,7 +28,21 @@ test: build
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	@$(MAKE) --no-print-directory test-dotnet || true
 	@$(MAKE) --no-print-directory test-buf || true
+	@$(MAKE) --no-print-directory test-clients || true
 	@python3 .ci/summarize $(RESULTS)
+
+# Every client (clients/<lang>/test.sh RESULTS_DIR) builds itself, starts its own server, runs its
+# tests and writes client-<lang>.count, or client-<lang>.error when its toolchain is missing.
+CLIENTS := python cpp typescript go
+test-clients:
+	@mkdir -p $(RESULTS)/clients
+	@for c in $(CLIENTS); do echo "== client $$c"; bash clients/$$c/test.sh $(RESULTS)/clients || true; done
+
+# Build and test the clients alone (needs the server built: make build).
+clients: build
+	@rm -rf $(RESULTS)/clients
+	@$(MAKE) --no-print-directory test-clients
+	@python3 .ci/summarize $(RESULTS)/clients
 
 # buf lint counts as one suite: "1 0" when clean, "0 1" when not; a buf that cannot be installed is an error.
 test-buf:

@@ -213,6 +213,45 @@ public sealed partial class PcieEmuClient : IDisposable
             yield return call.ResponseStream.Current;
     }
 
+    /// <summary>
+    /// Subscribes and waits until the server confirms the subscription is live (its response
+    /// headers), so every interrupt raised after this returns reaches <see cref="InterruptStream.Events"/>.
+    /// </summary>
+    public async Task<InterruptStream> OpenInterruptStreamAsync(IEnumerable<uint>? rids = null, CancellationToken cancellationToken = default)
+    {
+        var request = new SubscribeInterruptsRequest();
+        if (rids != null) request.Rids.AddRange(rids);
+        var call = Interrupts.SubscribeInterrupts(request, cancellationToken: cancellationToken);
+        try
+        {
+            await call.ResponseHeadersAsync.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return new InterruptStream(call);
+        }
+        catch
+        {
+            call.Dispose();
+            throw;
+        }
+    }
+
+    // ---------------- The wire ----------------
+
+    /// <summary>Injects a frame into port <paramref name="port"/> as if the link partner sent it; returns how many receive queues took it.</summary>
+    public async Task<int> InjectFrameAsync(int port, ReadOnlyMemory<byte> frame, CancellationToken cancellationToken = default) =>
+        (int)(await Ethernet.InjectFrameAsync(new InjectFrameRequest { Port = (uint)port, Data = Google.Protobuf.ByteString.CopyFrom(frame.Span) },
+            cancellationToken: cancellationToken).ConfigureAwait(false)).Queues;
+
+    /// <summary>
+    /// Frames port <paramref name="port"/> transmits from now on. The sequence ends with an
+    /// <see cref="RpcException"/> (RESOURCE_EXHAUSTED) if this subscriber falls behind.
+    /// </summary>
+    public async IAsyncEnumerable<CapturedFrame> CaptureFramesAsync(int port, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using var call = Ethernet.CaptureFrames(new CaptureFramesRequest { Port = (uint)port }, cancellationToken: cancellationToken);
+        while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            yield return call.ResponseStream.Current;
+    }
+
     // ---------------- RAM ----------------
 
     /// <summary>Maps the machine's RAM file (same host only) for direct access.</summary>

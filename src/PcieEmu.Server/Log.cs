@@ -26,8 +26,11 @@ internal static partial class Log
     [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Interrupt subscriber {Peer} fell behind and was cut off after missing {Missed} event(s)")]
     public static partial void SubscriberOverflow(ILogger logger, string peer, long missed);
 
-    [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Packet capture directory {Directory} recorded (captures start once the NIC data path exists)")]
-    public static partial void PcapDirectory(ILogger logger, string directory);
+    [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Port {Port} wire traffic is captured to {Path}")]
+    public static partial void PcapFile(ILogger logger, int port, string path);
+
+    [LoggerMessage(EventId = 12, Level = LogLevel.Warning, Message = "Capture subscriber {Peer} of port {Port} fell behind and was cut off after missing {Missed} frame(s)")]
+    public static partial void CaptureOverflow(ILogger logger, string peer, int port, long missed);
 
     [LoggerMessage(EventId = 9, Level = LogLevel.Debug, Message = "Session {Peer} ended after {Transactions} transactions")]
     public static partial void SessionEnded(ILogger logger, string peer, long transactions);

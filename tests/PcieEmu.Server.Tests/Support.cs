@@ -19,6 +19,25 @@ internal static class T
     public static Task<TResult> W<TResult>(this AsyncUnaryCall<TResult> call) => call.ResponseAsync.WaitAsync(Timeout);
     public static DateTime Deadline => DateTime.UtcNow + Timeout;
 
+    /// <summary>
+    /// Reads a stuck subscriber's stream to its end: it must end with RESOURCE_EXHAUSTED whose detail
+    /// names the missed count ("{n} {unit}(s) were missed") and whose "pcieemu-missed" trailer
+    /// carries it. Returns (messages received, missed).
+    /// </summary>
+    public static async Task<(long Received, long Missed)> DrainCutOff<TMsg>(IAsyncStreamReader<TMsg> stream, string unit, CancellationToken ct)
+    {
+        long got = 0;
+        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await stream.MoveNext(ct)) got++;
+        }).W();
+        Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
+        long missed = long.Parse(ex.Trailers.GetValue("pcieemu-missed")!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(missed > 0);
+        Assert.Contains($"{missed} {unit}(s) were missed", ex.Status.Detail);
+        return (got, missed);
+    }
+
     public static RpcException Rpc(Func<Task> action) => Assert.ThrowsAsync<RpcException>(action).WaitAsync(Timeout).GetAwaiter().GetResult();
 }
 
@@ -64,7 +83,7 @@ internal sealed class TestServer : IAsyncDisposable
     public Machine Machine => App.Services.GetRequiredService<Machine>();
     public string SocketPath => Path.Combine(_dir, "emu.sock");
 
-    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null)
+    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null)
     {
         string dir = Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -78,6 +97,7 @@ internal sealed class TestServer : IAsyncDisposable
         {
             Listen = [transport == "unix" ? $"unix://{dir}/emu.sock" : "tcp://127.0.0.1:0"],
             Overrides = all,
+            PcapDirectory = pcapDirectory,
             UseAppSettings = false,
             UseEnvironment = false,
         }, l => l.AddProvider(logs));
@@ -89,11 +109,15 @@ internal sealed class TestServer : IAsyncDisposable
 
     public void AssertNoErrors() => Assert.Empty(Logs.Errors);
 
+    private bool _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
+        _disposed = true;
         Client.Dispose();
         await App.StopAsync().WaitAsync(T.Timeout);
-        await App.DisposeAsync();
+        await App.DisposeAsync().AsTask().W();
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 }

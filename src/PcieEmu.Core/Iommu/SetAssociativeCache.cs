@@ -7,11 +7,16 @@ namespace PcieEmu.Core.Iommu;
 /// the whole cache). Not thread safe: the owner serialises access (the machine lock).
 /// </summary>
 /// <typeparam name="T">The cached payload.</typeparam>
-public sealed class SetAssociativeCache<T> where T : struct
+internal sealed class SetAssociativeCache<T> where T : struct
 {
-    private readonly ulong[] _tags;
-    private readonly ulong[] _stamp;      // 0 = invalid, else last-use time
-    private readonly T[] _values;
+    private struct Slot
+    {
+        public ulong Tag;
+        public ulong Stamp;     // 0 = invalid, else the time of last use
+        public T Value;
+    }
+
+    private readonly Slot[] _slots;
     private readonly int _setShift;
     private ulong _clock;
 
@@ -21,9 +26,7 @@ public sealed class SetAssociativeCache<T> where T : struct
         if (sets < 1 || (sets & (sets - 1)) != 0) throw new ArgumentOutOfRangeException(nameof(sets), "sets must be a power of two");
         if (ways < 1) throw new ArgumentOutOfRangeException(nameof(ways));
         Sets = sets; Ways = ways;
-        _tags = new ulong[sets * ways];
-        _stamp = new ulong[sets * ways];
-        _values = new T[sets * ways];
+        _slots = new Slot[sets * ways];
         _setShift = 64 - System.Numerics.BitOperations.Log2((uint)sets);
     }
 
@@ -32,7 +35,7 @@ public sealed class SetAssociativeCache<T> where T : struct
     /// <summary>Entries per set.</summary>
     public int Ways { get; }
     /// <summary>Total entries.</summary>
-    public int Capacity => Sets * Ways;
+    public int Capacity => _slots.Length;
 
     /// <summary>Valid entries now.</summary>
     public int Count
@@ -40,57 +43,65 @@ public sealed class SetAssociativeCache<T> where T : struct
         get
         {
             int n = 0;
-            foreach (ulong s in _stamp) if (s != 0) n++;
+            foreach (var s in _slots) if (s.Stamp != 0) n++;
             return n;
         }
     }
 
     private int SetBase(ulong tag) =>
-        Sets == 1 ? 0 : (int)((tag * 0x9E37_79B9_7F4A_7C15UL) >> _setShift) * Ways;
+        _setShift == 64 ? 0 : (int)((tag * 0x9E37_79B9_7F4A_7C15UL) >> _setShift) * Ways;
 
     /// <summary>Finds <paramref name="tag"/>; on a hit marks it most recently used (unless <paramref name="touch"/> is false) and returns its slot, else -1.</summary>
     public int Find(ulong tag, bool touch = true)
     {
         int b = SetBase(tag);
-        for (int i = b; i < b + Ways; i++)
+        var set = _slots.AsSpan(b, Ways);
+        for (int i = 0; i < set.Length; i++)
         {
-            if (_stamp[i] != 0 && _tags[i] == tag)
+            ref var s = ref set[i];
+            if (s.Tag == tag && s.Stamp != 0)
             {
-                if (touch) _stamp[i] = ++_clock;
-                return i;
+                if (touch) s.Stamp = ++_clock;
+                return b + i;
             }
         }
         return -1;
     }
 
     /// <summary>The payload in <paramref name="slot"/> (from <see cref="Find"/>).</summary>
-    public ref T this[int slot] => ref _values[slot];
+    public ref T this[int slot] => ref _slots[slot].Value;
 
     /// <summary>Inserts or replaces <paramref name="tag"/>: the same tag is overwritten, else a free way, else the set's least recently used way.</summary>
     public void Insert(ulong tag, in T value)
     {
-        int b = SetBase(tag), victim = b;
-        for (int i = b; i < b + Ways; i++)
+        var set = _slots.AsSpan(SetBase(tag), Ways);
+        int victim = 0;
+        for (int i = 0; i < set.Length; i++)
         {
-            if (_stamp[i] != 0 && _tags[i] == tag) { victim = i; break; }
-            if (_stamp[i] < _stamp[victim]) victim = i;   // an invalid way (stamp 0) wins
+            if (set[i].Stamp != 0 && set[i].Tag == tag) { victim = i; break; }
+            if (set[i].Stamp < set[victim].Stamp) victim = i;   // an invalid way (stamp 0) wins
         }
-        _tags[victim] = tag;
-        _values[victim] = value;
-        _stamp[victim] = ++_clock;
+        ref var s = ref set[victim];
+        s.Tag = tag;
+        s.Value = value;
+        s.Stamp = ++_clock;
     }
 
     /// <summary>Drops every entry for which <paramref name="match"/> is true; returns how many.</summary>
     public int InvalidateWhere(Func<ulong, T, bool> match)
     {
         int n = 0;
-        for (int i = 0; i < _stamp.Length; i++)
+        for (int i = 0; i < _slots.Length; i++)
         {
-            if (_stamp[i] != 0 && match(_tags[i], _values[i])) { _stamp[i] = 0; n++; }
+            ref var s = ref _slots[i];
+            if (s.Stamp != 0 && match(s.Tag, s.Value)) { s.Stamp = 0; n++; }
         }
         return n;
     }
 
     /// <summary>Drops everything.</summary>
-    public void Clear() => Array.Clear(_stamp);
+    public void Clear()
+    {
+        for (int i = 0; i < _slots.Length; i++) _slots[i].Stamp = 0;
+    }
 }

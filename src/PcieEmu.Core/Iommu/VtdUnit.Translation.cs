@@ -47,6 +47,54 @@ public sealed partial class VtdUnit
     public DmaTranslation Translate(ushort sourceId, ulong iova, bool write, bool record = true) =>
         TranslateRequest(sourceId, iova, write, VtdAddressType.Untranslated, record);
 
+    /// <inheritdoc/>
+    /// <remarks>The pages after the first are translated exactly as separate requests would be
+    /// (IOTLB lookups and fills in the same order), but a fault on one of them only ends the
+    /// range: it is recorded when the DMA port asks for that page itself. The range also stops
+    /// where RAM ends, so a DMA that runs off RAM moves what a page-by-page one would.</remarks>
+    public DmaTranslation TranslateRange(ushort sourceId, ulong iova, ulong length, bool write)
+    {
+        ulong ramEnd = _ram.Base + _ram.Size;
+        if ((_gsts & VtdRegs.GcmdTe) == 0)
+        {
+            var id = DmaTranslation.Identity(iova);
+            return iova >= _ram.Base && iova < ramEnd && length > id.Contiguous ? id with { Contiguous = Math.Min(length, ramEnd - iova) } : id;
+        }
+        var t = TranslateRequest(sourceId, iova, write, VtdAddressType.Untranslated, record: true);
+        if (!t.Ok || t.Contiguous >= length) return t;
+        ulong contiguous = t.Contiguous;
+        // Fast path for the following 4 KiB pages: the context entry was just used (and so is
+        // cached and most recently used); each page is an IOTLB lookup. Anything else (a miss,
+        // a large page, pass-through) takes the general path for that page.
+        int cslot = _contextCache.Find(sourceId, touch: false);
+        if (cslot < 0) return t;
+        var ctx = _contextCache[cslot];
+        int widthShift = 12 + 9 * ctx.Levels;
+        while (contiguous < length && t.Address + contiguous < ramEnd)
+        {
+            ulong va = iova + contiguous, expect = t.Address + contiguous;
+            if (ctx.Tt == TtSecondLevel && va >> widthShift == 0)
+            {
+                int hit = _iotlb.Find(IotlbTag(sourceId, 1, va));
+                if (hit >= 0)
+                {
+                    ref var e = ref _iotlb[hit];
+                    if (e.Did == ctx.Did && e.Level == 1)
+                    {
+                        IotlbHits++;
+                        if (!(write ? e.Write : e.Read) || e.PageBase != expect || (expect >= InterruptRangeBase && expect < InterruptRangeEnd)) break;
+                        contiguous += 4096;
+                        continue;
+                    }
+                }
+            }
+            var next = Lookup(sourceId, va, write, VtdAddressType.Untranslated, fill: true, out _, out _);
+            if (!next.Ok || next.Address != expect) break;
+            contiguous += next.Contiguous;
+        }
+        return t with { Contiguous = contiguous };
+    }
+
     /// <summary>Translates a request with an explicit PCIe address type (ATS translation and
     /// translated requests are blocked: ECAP.DT = 0, so no context entry can allow them).</summary>
     public DmaTranslation TranslateRequest(ushort sourceId, ulong iova, bool write, VtdAddressType addressType, bool record = true)

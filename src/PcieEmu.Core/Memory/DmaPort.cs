@@ -17,6 +17,12 @@ public interface IDmaRemapper
     /// <summary>Translates <paramref name="iova"/> for a request from <paramref name="sourceId"/>.
     /// When <paramref name="record"/> is true a fault is recorded as hardware would.</summary>
     DmaTranslation Translate(ushort sourceId, ulong iova, bool write, bool record = true);
+
+    /// <summary>Translates the start of an access of <paramref name="length"/> bytes at <paramref name="iova"/>
+    /// (faults recorded as by <see cref="Translate"/>). A remapper may return a
+    /// <see cref="DmaTranslation.Contiguous"/> that spans several pages when they map to adjacent
+    /// frames, exactly as translating them one by one would; the default translates one page.</summary>
+    DmaTranslation TranslateRange(ushort sourceId, ulong iova, ulong length, bool write) => Translate(sourceId, iova, write);
 }
 
 /// <summary>No remapping: every address maps to itself.</summary>
@@ -86,7 +92,7 @@ public sealed class DmaPort
         while (done < length)
         {
             ulong iova = address + (ulong)done;
-            var t = remapper.Translate(rid, iova, write);
+            var t = remapper.TranslateRange(rid, iova, (ulong)(length - done), write);
             if (!t.Ok) return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
             int chunk = (int)Math.Min((ulong)(length - done), Math.Max(1UL, t.Contiguous));
             if (!ram.Contains(t.Address, (ulong)chunk)) return new DmaResult(DmaStatus.UnsupportedRequest, done, 0, iova);

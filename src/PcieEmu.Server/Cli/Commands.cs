@@ -39,7 +39,7 @@ public static class Commands
         var ramFile = new Option<string?>("--ram-file") { Description = "Path of the shared RAM file (default under $XDG_RUNTIME_DIR or /tmp)" };
         var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
-        var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures of the NIC ports (recorded; captures start once the NIC data path exists)" };
+        var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
         var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, config, ramSize, ramFile, keepRam, noFirmware, pcap };
         cmd.SetAction(async (parse, ct) =>
         {

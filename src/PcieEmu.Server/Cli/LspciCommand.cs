@@ -45,7 +45,9 @@ public static class LspciCommand
             }
             catch (RpcException ex)
             {
-                await Console.Error.WriteLineAsync($"pcie-emu lspci: {ex.Status.StatusCode}: {ex.Status.Detail}").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync(ex.StatusCode == StatusCode.Unavailable
+                    ? $"pcie-emu lspci: cannot reach a server at {Commands.ResolveTarget(parse)} (is `pcie-emu serve` running?): {ex.Status.Detail}"
+                    : $"pcie-emu lspci: {ex.Status.StatusCode}: {ex.Status.Detail}").ConfigureAwait(false);
                 return 1;
             }
             catch (FormatException ex)

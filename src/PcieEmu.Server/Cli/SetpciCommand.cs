@@ -86,7 +86,9 @@ public static partial class SetpciCommand
             }
             catch (RpcException ex)
             {
-                await Console.Error.WriteLineAsync($"pcie-emu setpci: {ex.Status.StatusCode}: {ex.Status.Detail}").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync(ex.StatusCode == StatusCode.Unavailable
+                    ? $"pcie-emu setpci: cannot reach a server at {Commands.ResolveTarget(parse)} (is `pcie-emu serve` running?): {ex.Status.Detail}"
+                    : $"pcie-emu setpci: {ex.Status.StatusCode}: {ex.Status.Detail}").ConfigureAwait(false);
                 return 1;
             }
             catch (FormatException ex)

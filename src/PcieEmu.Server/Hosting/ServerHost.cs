@@ -48,23 +48,9 @@ public static class ServerHost
         if (settings.UseEnvironment) cfg.AddEnvironmentVariables(EnvironmentPrefix);
         cfg.AddInMemoryCollection(settings.Overrides);
 
-        MachineOptions machineOptions;
-        LimitsOptions limits;
-        try
-        {
-            machineOptions = cfg.GetSection("Machine").Get<MachineOptions>() ?? new MachineOptions();
-            machineOptions.Validate();
-            limits = cfg.GetSection("Limits").Get<LimitsOptions>() ?? new LimitsOptions();
-            limits.Validate();
-        }
-        catch (InvalidOperationException ex)
-        {
-            throw new ServeConfigurationException($"configuration: {ex.Message}");
-        }
-        catch (ArgumentException ex)
-        {
-            throw new ServeConfigurationException($"configuration: Machine:{ex.ParamName}: {RpcErrors.Reason(ex)}");
-        }
+        var machineOptions = Bind<MachineOptions>(cfg, "Machine", o => o.Validate(),
+            p => typeof(PcieEmu.Core.Devices.Igb.IgbOptions).GetProperty(p) != null ? "Machine:Nic:" : "Machine:");
+        var limits = Bind<LimitsOptions>(cfg, "Limits", o => o.Validate(), _ => "Limits:");
 
         builder.Logging.ClearProviders();
         if (configureLogging != null) configureLogging(builder.Logging);
@@ -75,6 +61,7 @@ public static class ServerHost
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(_ => new Machine(machineOptions));
         builder.Services.AddSingleton<InterruptSubscribers>();
+        builder.Services.AddSingleton<WireTap>();
         builder.Services.AddGrpc(o =>
         {
             // A WriteMemory of 4 MiB plus its envelope must fit; anything larger is malformed.
@@ -133,10 +120,30 @@ public static class ServerHost
         var machine = app.Services.GetRequiredService<Machine>();
         int functionCount = machine.EnumerateFunctions().Count;
         Log.MachineReady(logger, machine.Ram.Size, machine.Ram.Path, machineOptions.KeepRamFile, functionCount);
-        if (settings.PcapDirectory != null) Log.PcapDirectory(logger, settings.PcapDirectory);
+        app.Services.GetRequiredService<WireTap>();   // attach to the ports (and open pcap files) now
         lifetime.ApplicationStopped.Register(() =>
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
         return app;
+    }
+
+    private static TOptions Bind<TOptions>(IConfiguration cfg, string section, Action<TOptions> validate, Func<string, string> prefix)
+        where TOptions : class, new()
+    {
+        try
+        {
+            var options = cfg.GetSection(section).Get<TOptions>() ?? new TOptions();
+            validate(options);
+            return options;
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ServeConfigurationException($"configuration: {section}: {ex.Message}");
+        }
+        catch (ArgumentException ex)
+        {
+            string name = ex.ParamName ?? "?";
+            throw new ServeConfigurationException($"configuration: {prefix(name)}{name}: {RpcErrors.Reason(ex)}");
+        }
     }
 
     /// <summary>The endpoints the started server listens on, as targets (<c>unix:///p</c>, <c>tcp://h:p</c>) with real ports.</summary>

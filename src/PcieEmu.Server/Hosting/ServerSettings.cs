@@ -14,14 +14,20 @@ public sealed class LimitsOptions
     public int InterruptQueueCapacity { get; set; } = 1024;
     /// <summary>Largest number of concurrent interrupt subscribers.</summary>
     public int MaxInterruptSubscribers { get; set; } = 64;
+    /// <summary>Frames each CaptureFrames subscriber may have queued before it is cut off.</summary>
+    public int CaptureQueueCapacity { get; set; } = 4096;
+    /// <summary>Largest number of concurrent CaptureFrames subscribers.</summary>
+    public int MaxCaptureSubscribers { get; set; } = 16;
 
     /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public void Validate()
     {
-        if (MaxMemoryTransfer is < 1 or > MemoryTransferCeiling) throw new ArgumentException($"Limits:MaxMemoryTransfer must be 1..{MemoryTransferCeiling}", nameof(MaxMemoryTransfer));
-        if (MaxTransactionsPerMessage is < 1 or > 65536) throw new ArgumentException("Limits:MaxTransactionsPerMessage must be 1..65536", nameof(MaxTransactionsPerMessage));
-        if (InterruptQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("Limits:InterruptQueueCapacity must be 1..1048576", nameof(InterruptQueueCapacity));
-        if (MaxInterruptSubscribers is < 1 or > 4096) throw new ArgumentException("Limits:MaxInterruptSubscribers must be 1..4096", nameof(MaxInterruptSubscribers));
+        if (MaxMemoryTransfer is < 1 or > MemoryTransferCeiling) throw new ArgumentException($"MaxMemoryTransfer must be 1..{MemoryTransferCeiling}", nameof(MaxMemoryTransfer));
+        if (MaxTransactionsPerMessage is < 1 or > 65536) throw new ArgumentException("MaxTransactionsPerMessage must be 1..65536", nameof(MaxTransactionsPerMessage));
+        if (InterruptQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("InterruptQueueCapacity must be 1..1048576", nameof(InterruptQueueCapacity));
+        if (MaxInterruptSubscribers is < 1 or > 4096) throw new ArgumentException("MaxInterruptSubscribers must be 1..4096", nameof(MaxInterruptSubscribers));
+        if (CaptureQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("CaptureQueueCapacity must be 1..1048576", nameof(CaptureQueueCapacity));
+        if (MaxCaptureSubscribers is < 1 or > 1024) throw new ArgumentException("MaxCaptureSubscribers must be 1..1024", nameof(MaxCaptureSubscribers));
     }
 }
 
@@ -34,7 +40,7 @@ public sealed class ServeSettings
     public bool AllowRemote { get; init; }
     /// <summary>A JSON file with "Machine" and "Limits" sections (layered over appsettings.json).</summary>
     public string? ConfigFile { get; init; }
-    /// <summary>Directory for packet captures (accepted and stored; used once the NIC data path exists).</summary>
+    /// <summary>Directory for packet captures: each port's wire traffic goes to pcie-emu-port&lt;N&gt;.pcap there.</summary>
     public string? PcapDirectory { get; init; }
     /// <summary>Configuration keys set from the command line (highest precedence), e.g. "Machine:RamSize".</summary>
     public IDictionary<string, string?> Overrides { get; init; } = new Dictionary<string, string?>();

@@ -32,6 +32,8 @@ public sealed class PlatformGrpcService(Machine machine, LimitsOptions limits, I
                 MaxTransactionsPerMessage = (uint)limits.MaxTransactionsPerMessage,
                 InterruptQueueCapacity = (uint)limits.InterruptQueueCapacity,
                 MaxInterruptSubscribers = (uint)limits.MaxInterruptSubscribers,
+                CaptureQueueCapacity = (uint)limits.CaptureQueueCapacity,
+                MaxCaptureSubscribers = (uint)limits.MaxCaptureSubscribers,
             },
         };
         r.RamRegions.Add(new RamRegion { Base = machine.Ram.Base, Size = machine.Ram.Size, SharedFilePath = machine.Ram.Path });

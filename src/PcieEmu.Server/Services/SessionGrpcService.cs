@@ -27,7 +27,7 @@ public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, IL
             {
                 if (!await requestStream.MoveNext(ct).ConfigureAwait(false)) break;
             }
-            catch (IOException) when (ct.IsCancellationRequested || context.Status.StatusCode == StatusCode.OK)
+            catch (IOException)
             {
                 // The client reset or abandoned the stream: nothing left to answer.
                 Log.SessionAborted(logger, context.Peer, executed);

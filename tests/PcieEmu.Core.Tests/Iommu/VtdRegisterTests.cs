@@ -11,6 +11,7 @@ public class VtdRegisterTests
         using var h = new VtdHarness();
         Assert.Equal(0x10UL, h.Reg(VtdRegs.Ver));
         ulong cap = h.Reg(VtdRegs.Cap, 8);
+        Assert.Equal(0x0012_078C_222F_0606UL, cap);
         Assert.Equal(6UL, cap & 7);                        // ND: 16-bit domain ids
         Assert.Equal(0UL, (cap >> 4) & 1);                 // RWBF
         Assert.Equal(0UL, (cap >> 7) & 1);                 // CM
@@ -153,5 +154,54 @@ public class VtdRegisterTests
         Assert.Equal(0UL, h.Reg(VtdRegs.Rtaddr, 8));
         Assert.False(h.Unit.ReadFaultRecord(0).Fault);
         Assert.Equal(0, h.Unit.IotlbCount + h.Unit.ContextCacheCount);
+    }
+
+    /// <summary>Registers without side effects: offset, width, reset value, writable bits, write-only.</summary>
+    public static TheoryData<string, int, int, ulong, ulong, bool> PlainRegisters => new()
+    {
+        { "VER", VtdRegs.Ver, 4, 0x10, 0, false },
+        { "CAP", VtdRegs.Cap, 8, VtdRegs.CapValue, 0, false },
+        { "ECAP", VtdRegs.Ecap, 8, VtdRegs.EcapValue, 0, false },
+        { "GSTS", VtdRegs.Gsts, 4, 0, 0, false },
+        { "RTADDR", VtdRegs.Rtaddr, 8, 0, 0x0000_FFFF_FFFF_F000, false },
+        { "FSTS", VtdRegs.Fsts, 4, 0, 0, false },
+        { "FECTL", VtdRegs.Fectl, 4, 0x8000_0000, 0x8000_0000, false },
+        { "FEDATA", VtdRegs.Fedata, 4, 0, 0xFFFF, false },
+        { "FEADDR", VtdRegs.Feaddr, 4, 0, 0xFFFF_FFFC, false },
+        { "FEUADDR", VtdRegs.Feuaddr, 4, 0, 0xFFFF_FFFF, false },
+        { "IQH", VtdRegs.Iqh, 8, 0, 0, false },
+        { "IQA", VtdRegs.Iqa, 8, 0, 0x0000_FFFF_FFFF_F007, false },
+        { "ICS", VtdRegs.Ics, 4, 0, 0, false },
+        { "IECTL", VtdRegs.Iectl, 4, 0x8000_0000, 0x8000_0000, false },
+        { "IEDATA", VtdRegs.Iedata, 4, 0, 0xFFFF, false },
+        { "IEADDR", VtdRegs.Ieaddr, 4, 0, 0xFFFF_FFFC, false },
+        { "IEUADDR", VtdRegs.Ieuaddr, 4, 0, 0xFFFF_FFFF, false },
+        { "IVA", VtdRegs.Iva, 8, 0, 0x0000_FFFF_FFFF_F07F, true },
+        { "FRCD0 lo", VtdRegs.Frcd, 8, 0, 0, false },
+        { "FRCD7 hi", VtdRegs.Frcd + 7 * 16 + 8, 8, 0, 0, false },
+        { "reserved 0x30", 0x30, 4, 0, 0, false },
+        { "reserved 0x98", 0x98, 4, 0, 0, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(PlainRegisters))]
+    public void EveryPlainRegisterHasItsDeclaredAccessType(string name, int offset, int width, ulong reset, ulong writable, bool writeOnly)
+    {
+        using var h = new VtdHarness();
+        ulong all = width == 8 ? ulong.MaxValue : 0xFFFF_FFFF;
+        Assert.True(reset == h.Reg(offset, width), name);
+        foreach (ulong v in new[] { all, 0UL, 0x5A5A_5A5A_5A5A_5A5AUL & all, all })
+        {
+            h.SetReg(offset, width, v);
+            ulong expected = writeOnly ? 0 : (reset & ~writable) | (v & writable);
+            Assert.True(expected == h.Reg(offset, width), $"{name} after writing 0x{v:X}: 0x{h.Reg(offset, width):X}");
+        }
+        if (width == 8)
+        {
+            // The same through two 4-byte writes.
+            h.SetReg(offset, 4, 0);
+            h.SetReg(offset + 4, 4, 0);
+            Assert.Equal(writeOnly ? 0 : reset & ~writable, h.Reg(offset, 8));
+        }
     }
 }

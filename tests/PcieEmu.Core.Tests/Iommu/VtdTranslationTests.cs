@@ -228,4 +228,69 @@ public class VtdTranslationTests
         Assert.Equal((byte)VtdFaultReason.InterruptRange, h.Unit.Translate(Pf0, 0xFEE0_0000, write: true).FaultReason);
         Assert.True(h.Unit.Translate(Pf0, 0xFEF0_0000, write: true).Ok);
     }
+
+    private const ulong RangeIova = 0x3000_0000, RangeFrame = VtdHarness.DataBase;
+
+    /// <summary>Translation on; PF0 maps <paramref name="pages"/> pages at RangeIova to adjacent frames.</summary>
+    private static ulong AdjacentPages(VtdHarness h, int pages, int readOnlyPage = -1)
+    {
+        h.Enable();
+        ulong top = h.NewDomain(Pf0, 1);
+        for (int i = 0; i < pages; i++) h.Map(top, RangeIova + (ulong)i * 4096, RangeFrame + (ulong)i * 4096, write: i != readOnlyPage);
+        return top;
+    }
+
+    [Fact]
+    public void ContiguousFramesMoveInOneRangeButStaleEntriesStillWin()
+    {
+        using var h = new VtdHarness();
+        ulong top = AdjacentPages(h, 4);
+        var t = h.Unit.TranslateRange(Pf0, RangeIova + 0x10, 4 * 4096, write: false);
+        Assert.Equal(RangeFrame + 0x10, t.Address);
+        Assert.Equal(4 * 4096UL - 0x10, t.Contiguous);
+        Assert.Equal(4, h.Unit.IotlbCount);
+        // Page 2 is remapped without invalidation: the range still uses the cached RangeFrame.
+        h.Map(top, RangeIova + 2 * 4096, RangeFrame + 0x10_0000);
+        Assert.Equal(4 * 4096UL, h.Unit.TranslateRange(Pf0, RangeIova, 4 * 4096, write: false).Contiguous);
+        // After a page invalidation the range ends where the frames stop being adjacent.
+        h.SetReg(VtdRegs.Iva, 8, RangeIova + 2 * 4096);
+        h.SetReg(VtdRegs.Iotlb, 8, VtdRegs.IotlbIvt | 3UL << 60 | 1UL << 32);
+        Assert.Equal(2 * 4096UL, h.Unit.TranslateRange(Pf0, RangeIova, 4 * 4096, write: false).Contiguous);
+        // A fault ahead ends the range without recording; the DMA records it when it gets there.
+        h.WriteQ(h.EntryAddress(top, RangeIova + 4 * 4096, 1), 0);
+        var r = h.DmaRead(Pf0, RangeIova + 3 * 4096, new byte[2 * 4096]);
+        Assert.Equal(4096, r.BytesMoved);
+        Assert.Equal(RangeIova + 4 * 4096, h.Unit.ReadFaultRecord(0).PageAddress);
+        Assert.False(h.Unit.ReadFaultRecord(1).Fault);
+    }
+
+    [Fact]
+    public void ADmaRunningOffTheEndOfRamMovesWhatFits()
+    {
+        using var h = new VtdHarness();
+        ulong end = h.M.Ram.Size;
+        var r = h.DmaRead(Pf0, end - 0x2010, new byte[0x4000]);
+        Assert.Equal(DmaStatus.UnsupportedRequest, r.Status);
+        Assert.Equal(0x2010, r.BytesMoved);
+        h.Enable();
+        h.SetContext(Pf0, 0, 1, tt: 2);
+        r = h.DmaRead(Pf0, end - 0x2010, new byte[0x4000]);
+        Assert.Equal(DmaStatus.UnsupportedRequest, r.Status);
+        Assert.Equal(0x2010, r.BytesMoved);
+    }
+
+    [Fact]
+    public void ARangeStopsAtACachedPageWithoutThePermission()
+    {
+        using var h = new VtdHarness();
+        AdjacentPages(h, 3, readOnlyPage: 1);
+        Assert.True(h.DmaRead(Pf0, RangeIova, new byte[3 * 4096]).Ok);          // fills the IOTLB, one range
+        Assert.Equal(3 * 4096UL, h.Unit.TranslateRange(Pf0, RangeIova, 3 * 4096, write: false).Contiguous);
+        var r = h.DmaWrite(Pf0, RangeIova + 8, new byte[3 * 4096 - 8]);
+        Assert.Equal(DmaStatus.TranslationFault, r.Status);
+        Assert.Equal(4096 - 8, r.BytesMoved);
+        Assert.Equal((byte)VtdFaultReason.WriteNotPermitted, r.FaultReason);
+        Assert.Equal(new VtdFaultRecord(true, Pf0, VtdFaultReason.WriteNotPermitted, false, RangeIova + 4096), h.Unit.ReadFaultRecord(0));
+        Assert.Equal(3, h.Unit.IotlbMisses);
+    }
 }

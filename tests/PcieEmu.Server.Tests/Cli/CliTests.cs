@@ -100,19 +100,25 @@ public sealed class CliTests
                 Assert.Equal(3u, p.Limits.MaxInterruptSubscribers);
             }
             await app.StopAsync().W();
-            await app.DisposeAsync();
+            await app.DisposeAsync().AsTask().W();
             Assert.True(File.Exists(Path.Combine(dir, "ram.bin")));   // KeepRamFile
             Assert.False(File.Exists(Path.Combine(dir, "s.sock")));   // socket removed on shutdown
 
             await File.WriteAllTextAsync(file, """{ "Machine": { "RamSize": 1000 } }""").W();
             var ex = Assert.Throws<ServeConfigurationException>(() => ServerHost.Build(new ServeSettings { Listen = [$"unix://{dir}/t.sock"], ConfigFile = file, UseAppSettings = false, UseEnvironment = false }, _ => { }));
-            Assert.Contains("RamSize", ex.Message);
+            Assert.Contains("Machine:RamSize", ex.Message);
             var ex2 = Assert.Throws<ServeConfigurationException>(() => ServerHost.Build(new ServeSettings
             {
                 Listen = [$"unix://{dir}/t.sock"], UseAppSettings = false, UseEnvironment = false,
                 Overrides = new Dictionary<string, string?> { ["Limits:MaxTransactionsPerMessage"] = "0" },
             }, _ => { }));
-            Assert.Contains("MaxTransactionsPerMessage", ex2.Message);
+            Assert.Contains("Limits:MaxTransactionsPerMessage", ex2.Message);
+            await File.WriteAllTextAsync(file, """{ "Machine": { "Nic": { "TotalVfs": 0 } } }""").W();
+            var ex3 = Assert.Throws<ServeConfigurationException>(() => ServerHost.Build(new ServeSettings { Listen = [$"unix://{dir}/t.sock"], ConfigFile = file, UseAppSettings = false, UseEnvironment = false }, _ => { }));
+            Assert.Contains("Machine:Nic:TotalVfs", ex3.Message);
+            await File.WriteAllTextAsync(file, """{ "Machine": { "RamSize": "lots" } }""").W();
+            var ex4 = Assert.Throws<ServeConfigurationException>(() => ServerHost.Build(new ServeSettings { Listen = [$"unix://{dir}/t.sock"], ConfigFile = file, UseAppSettings = false, UseEnvironment = false }, _ => { }));
+            Assert.Contains("Machine", ex4.Message);
         }
         finally
         {
@@ -126,7 +132,7 @@ public sealed class CliTests
         var s = await TestServer.StartAsync("unix");
         string ram = (await s.Client.GetPlatformAsync().W()).RamRegions[0].SharedFilePath;
         Assert.True(File.Exists(ram));
-        await s.DisposeAsync();
+        await s.DisposeAsync().AsTask().W();
         Assert.False(File.Exists(ram));
     }
 

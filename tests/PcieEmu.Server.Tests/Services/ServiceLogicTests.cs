@@ -206,18 +206,34 @@ public sealed class ServiceLogicTests : IDisposable
     }
 
     [Fact]
-    public async Task Ethernet_and_Iommu_check_arguments_then_answer_unimplemented()
+    public async Task Ethernet_checks_port_and_frame_size()
     {
-        var eth = new EthernetGrpcService(_m);
+        using var tap = new WireTap(_m, new ServeSettings(), NullLogger<WireTap>.Instance);
+        var eth = new EthernetGrpcService(tap, _limits, NullLogger<EthernetGrpcService>.Instance);
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 2, Data = ByteString.CopyFrom(new byte[60]) }, _ctx), StatusCode.InvalidArgument, "port");
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[13]) }, _ctx), StatusCode.InvalidArgument, "data");
-        var un = await Assert.ThrowsAsync<RpcException>(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[60]) }, _ctx)).W();
-        Assert.Equal(StatusCode.Unimplemented, un.StatusCode);
+        await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[16385]) }, _ctx), StatusCode.InvalidArgument, "data");
         await Fails(() => eth.CaptureFrames(new CaptureFramesRequest { Port = 7 }, new ListWriter<CapturedFrame>(), _ctx), StatusCode.InvalidArgument, "port");
-        var iommu = new IommuGrpcService();
+        using (var a = tap.TrySubscribe(0, 4, max: 1))
+        {
+            Assert.NotNull(a);
+            Assert.Null(tap.TrySubscribe(1, 4, max: 1));
+            var limited = new EthernetGrpcService(tap, new LimitsOptions { MaxCaptureSubscribers = 1 }, NullLogger<EthernetGrpcService>.Instance);
+            await Fails(() => limited.CaptureFrames(new CaptureFramesRequest { Port = 0 }, new ListWriter<CapturedFrame>(), _ctx), StatusCode.ResourceExhausted, "subscribers");
+        }
+        Assert.NotNull(tap.TrySubscribe(1, 4, max: 1));   // the slot came back
+        // A well-formed frame to a port whose receiver is off is dropped: data, not an error.
+        var r = await eth.InjectFrame(new InjectFrameRequest { Port = 1, Data = ByteString.CopyFrom(new byte[60]) }, _ctx).W();
+        Assert.Equal((false, 0u), (r.Accepted, r.Queues));
+    }
+
+    [Fact]
+    public async Task Iommu_checks_rid_and_reports_identity_while_translation_is_off()
+    {
+        var iommu = new IommuGrpcService(_m);
         await Fails(() => iommu.TranslateAddress(new TranslateAddressRequest { Rid = 0x10000 }, _ctx), StatusCode.InvalidArgument, "rid");
-        var un2 = await Assert.ThrowsAsync<RpcException>(() => iommu.TranslateAddress(new TranslateAddressRequest { Rid = 0x100 }, _ctx)).W();
-        Assert.Equal(StatusCode.Unimplemented, un2.StatusCode);
+        var r = await iommu.TranslateAddress(new TranslateAddressRequest { Rid = 0x100, Address = 0x1234_5000, Write = true }, _ctx).W();
+        Assert.Equal((TranslationStatus.TranslationDisabled, 0x1234_5000ul, 0u, false), (r.Status, r.TranslatedAddress, r.FaultReason, r.FaultRecorded));
     }
 
     [Fact]

@@ -1,0 +1,66 @@
+/* PcieEmu C API: a plain C face of the C++ client for driver authors who write C.
+ * Functions return a negative value on an error (a malformed request, a lost connection); the
+ * message is in pcieemu_last_error() (per thread). Completion statuses are the protocol's
+ * CompletionStatus numbers, exported below from the generated code. */
+#ifndef PCIEEMU_H
+#define PCIEEMU_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pcieemu_handle pcieemu_t;
+
+/* pcieemu.v1.CompletionStatus values (taken from the generated code at build time). */
+extern const int PCIEEMU_STATUS_SUCCESSFUL;
+extern const int PCIEEMU_STATUS_UNSUPPORTED_REQUEST;
+extern const int PCIEEMU_STATUS_COMPLETER_ABORT;
+extern const int PCIEEMU_STATUS_CONFIGURATION_RETRY;
+
+typedef struct {
+  uint16_t rid;
+  uint16_t vendor_id;
+  uint16_t device_id;
+  uint32_t class_code;
+  int is_virtual;
+  uint16_t physical_function_rid;
+  char bdf[16];
+  char name[32];
+} pcieemu_function_t;
+
+/* "tcp://127.0.0.1:50551", "unix:///path" or NULL ($PCIEEMU_TARGET or the default). NULL on failure. */
+pcieemu_t* pcieemu_connect(const char* target);
+void pcieemu_close(pcieemu_t* emu);
+const char* pcieemu_last_error(void);
+const char* pcieemu_status_name(int status);
+
+int pcieemu_reset(pcieemu_t* emu);
+/* Fills up to max entries; returns how many functions answer now, or -1. */
+int pcieemu_list_functions(pcieemu_t* emu, pcieemu_function_t* out, int max);
+
+/* Config access by width (1, 2, 4). Returns the completion status, or -1. */
+int pcieemu_cfg_read(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t* value);
+int pcieemu_cfg_write(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t value);
+/* Memory-space access (1, 2, 4, 8 naturally aligned). Returns the completion status, or -1. */
+int pcieemu_mmio_read(pcieemu_t* emu, uint64_t address, int width, uint64_t* value);
+int pcieemu_mmio_write(pcieemu_t* emu, uint64_t address, int width, uint64_t value);
+
+/* Capability offsets (0 if absent, -1 on error). */
+int pcieemu_find_cap(pcieemu_t* emu, uint16_t rid, uint8_t id);
+int pcieemu_find_ext_cap(pcieemu_t* emu, uint16_t rid, uint16_t id);
+
+/* Linux-style SR-IOV. ari: 1 to use ARI when the port supports it, 0 to clear it. Writes the VFs'
+ * routing IDs to vf_rids (num_vfs entries); returns num_vfs, or -1. */
+int pcieemu_sriov_enable(pcieemu_t* emu, uint16_t pf, int num_vfs, int ari, uint16_t* vf_rids);
+int pcieemu_sriov_disable(pcieemu_t* emu, uint16_t pf);
+
+/* "bb:dd.f" <-> routing ID. parse returns 0 or -1; buf needs 8 bytes. */
+int pcieemu_parse_bdf(const char* text, uint16_t* rid);
+void pcieemu_format_bdf(uint16_t rid, char* buf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PCIEEMU_H */

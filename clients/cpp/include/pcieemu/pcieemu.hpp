@@ -1,0 +1,235 @@
+// PcieEmu C++ client: a thin layer over the gRPC stubs generated from proto/pcieemu/v1.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "pcieemu/v1/config.grpc.pb.h"
+#include "pcieemu/v1/interrupt.grpc.pb.h"
+#include "pcieemu/v1/memory.grpc.pb.h"
+#include "pcieemu/v1/mmio.grpc.pb.h"
+#include "pcieemu/v1/platform.grpc.pb.h"
+#include "pcieemu/v1/session.grpc.pb.h"
+
+namespace pcieemu {
+
+using Status = v1::CompletionStatus;
+
+// Default server endpoint (TCP).
+inline constexpr const char* kDefaultTarget = "tcp://127.0.0.1:50551";
+
+// A gRPC error (the request was malformed, out of range, ...): code() is the gRPC status code.
+class RpcError : public std::runtime_error {
+ public:
+  RpcError(const std::string& what, const grpc::Status& status)
+      : std::runtime_error(what + ": " + status.error_message()), status_(status) {}
+  grpc::StatusCode code() const { return status_.error_code(); }
+  std::string message() const { return status_.error_message(); }
+
+ private:
+  grpc::Status status_;
+};
+
+// PCI / PCIe register layout used by the helpers (PCIe Base 4.0 §7.5, SR-IOV §9.3.3). Hardware
+// facts; wire constants come from the generated code.
+namespace regs {
+inline constexpr int kStatus = 0x06, kStatusCapList = 1 << 4, kClassRevision = 0x08, kCapPtr = 0x34,
+                     kExtCapStart = 0x100;
+inline constexpr uint8_t kCapIdPm = 0x01, kCapIdMsi = 0x05, kCapIdPcie = 0x10, kCapIdMsix = 0x11;
+inline constexpr uint16_t kExtCapIdAer = 0x1, kExtCapIdDsn = 0x3, kExtCapIdAri = 0xe, kExtCapIdSriov = 0x10;
+inline constexpr int kPcieDevCap2 = 0x24, kPcieDevCtl2 = 0x28;
+inline constexpr uint16_t kAriForwarding = 1 << 5;
+inline constexpr int kSriovCtrl = 0x08, kSriovTotalVfs = 0x0e, kSriovNumVfs = 0x10, kSriovVfOffset = 0x14,
+                     kSriovVfStride = 0x16, kSriovVfDeviceId = 0x1a;
+inline constexpr uint16_t kSriovCtrlVfe = 1 << 0, kSriovCtrlMse = 1 << 3, kSriovCtrlAri = 1 << 4;
+}  // namespace regs
+
+// Routing IDs: bus << 8 | device << 3 | function (ARI: bus << 8 | function).
+uint16_t Rid(int bus, int device, int function);  // throws std::invalid_argument
+std::string FormatBdf(uint16_t rid);              // "bb:dd.f"
+uint16_t ParseBdf(const std::string& text);       // throws std::invalid_argument naming the problem
+
+struct ConfigRead {
+  Status status;
+  uint32_t value;  // all ones for the width on UNSUPPORTED_REQUEST
+};
+struct MmioRead {
+  Status status;
+  uint64_t value;
+};
+struct Capability {
+  uint8_t id;
+  int offset;
+};
+struct ExtendedCapability {
+  uint16_t id;
+  uint8_t version;
+  int offset;
+};
+struct SriovOptions {
+  bool ari = true;  // set (true) or clear (false) ARI Forwarding Enable + ARI Capable Hierarchy
+  std::chrono::milliseconds settle{100};
+};
+
+class Client;
+
+// Host RAM by physical address: the shared RAM file mapped into this process, or RPC.
+class Ram {
+ public:
+  ~Ram();
+  bool mapped() const { return data_ != nullptr; }
+  uint64_t base() const { return base_; }
+  uint64_t size() const { return size_; }
+  uint8_t* data() { return data_; }  // index = address - base(); nullptr when not mapped
+  void Read(uint64_t address, void* dst, size_t length);
+  void Write(uint64_t address, const void* src, size_t length);
+
+ private:
+  friend class Client;
+  Ram(Client* c, uint64_t base, uint64_t size) : client_(c), base_(base), size_(size) {}
+  uint64_t Check(uint64_t address, size_t length) const;
+  Client* client_;
+  uint64_t base_, size_;
+  uint8_t* data_ = nullptr;
+};
+
+// An interrupt subscription: Next() blocks for the next event (false when the stream ended).
+class InterruptSubscription {
+ public:
+  ~InterruptSubscription();
+  // Waits until the server accepted the subscription; throws RpcError if it refused it.
+  void WaitOpened();
+  bool Next(v1::InterruptEvent* event);
+  void Cancel();
+  // Status of the ended stream (OK after Cancel or a clean end).
+  grpc::Status Finish();
+
+ private:
+  friend class Client;
+  InterruptSubscription() = default;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::InterruptEvent>> reader_;
+  bool finished_ = false, cancelled_ = false;
+  grpc::Status status_;
+};
+
+struct Completion {
+  uint64_t tag = 0;
+  Status status = v1::COMPLETION_STATUS_UNSPECIFIED;
+  uint64_t value = 0;
+  std::string data;
+  v1::TransactionKind kind = v1::TRANSACTION_KIND_UNSPECIFIED;
+};
+
+// The ordered transaction stream. Transactions execute in the order they are issued; writes are
+// posted (reported only on failure: PostedErrors()) unless acked; reads return a future and see
+// every earlier write. Transactions are queued and sent in one message (up to max_per_message)
+// on Flush(), when the queue is full, or by Get() on a read's future via Wait helpers.
+class Session {
+ public:
+  ~Session();
+  std::future<Completion> ConfigRead(uint16_t rid, int offset, int width);
+  void ConfigWrite(uint16_t rid, int offset, int width, uint32_t value);
+  std::future<Completion> ConfigWriteAck(uint16_t rid, int offset, int width, uint32_t value);
+  std::future<Completion> MmioRead(uint64_t address, int width);
+  void MmioWrite(uint64_t address, int width, uint64_t value);
+  std::future<Completion> MemoryRead(uint64_t address, uint32_t length);
+  void MemoryWrite(uint64_t address, const std::string& data);
+  // Sends queued transactions now.
+  void Flush();
+  // Flushes and waits for a future (sugar for the common issue-then-wait case).
+  Completion Wait(std::future<Completion>& f);
+  std::vector<Completion> PostedErrors();
+  // Flushes, half-closes and waits for the server; throws RpcError if the stream failed.
+  void Close();
+  void Cancel();
+  size_t max_per_message = 1024;
+
+ private:
+  friend class Client;
+  Session() = default;
+  void Start();
+  void ReceiveLoop();
+  std::future<Completion> Issue(v1::Transaction t, bool wants);
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::TransactRequest, v1::TransactResponse>> stream_;
+  std::thread receiver_;
+  std::mutex mu_, send_mu_;
+  std::vector<v1::Transaction> queue_;
+  uint64_t next_tag_ = 1;
+  std::unordered_map<uint64_t, std::promise<Completion>> pending_;
+  std::vector<Completion> posted_;
+  bool ended_ = false, closed_ = false;
+  grpc::Status status_;
+};
+
+class Client {
+ public:
+  // "tcp://host:port", "host:port" or "unix:///path"; empty: $PCIEEMU_TARGET or kDefaultTarget.
+  // Waits up to `timeout` for the connection; throws std::runtime_error when it fails.
+  static std::unique_ptr<Client> Connect(const std::string& target = "",
+                                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  v1::GetPlatformResponse GetPlatform();
+  std::vector<v1::Function> ListFunctions();
+  void ResetPlatform();
+
+  ConfigRead ReadConfig(uint16_t rid, int offset, int width);
+  Status WriteConfig(uint16_t rid, int offset, int width, uint32_t value);
+  uint8_t ReadConfig8(uint16_t rid, int offset) { return static_cast<uint8_t>(ReadConfig(rid, offset, 1).value); }
+  uint16_t ReadConfig16(uint16_t rid, int offset) { return static_cast<uint16_t>(ReadConfig(rid, offset, 2).value); }
+  uint32_t ReadConfig32(uint16_t rid, int offset) { return ReadConfig(rid, offset, 4).value; }
+  Status WriteConfig8(uint16_t rid, int offset, uint8_t v) { return WriteConfig(rid, offset, 1, v); }
+  Status WriteConfig16(uint16_t rid, int offset, uint16_t v) { return WriteConfig(rid, offset, 2, v); }
+  Status WriteConfig32(uint16_t rid, int offset, uint32_t v) { return WriteConfig(rid, offset, 4, v); }
+
+  MmioRead ReadMmio(uint64_t address, int width);
+  Status WriteMmio(uint64_t address, int width, uint64_t value);
+  std::string ReadMemory(uint64_t address, uint32_t length);
+  void WriteMemory(uint64_t address, const std::string& data);
+
+  std::vector<Capability> Capabilities(uint16_t rid);
+  std::vector<ExtendedCapability> ExtendedCapabilities(uint16_t rid);
+  int FindCapability(uint16_t rid, uint8_t id);           // 0 if absent
+  int FindExtendedCapability(uint16_t rid, uint16_t id);  // 0 if absent
+
+  // Linux-style SR-IOV enable: returns the VFs' routing IDs. Throws std::runtime_error /
+  // std::invalid_argument on a refused request (no SR-IOV, numVfs out of range, VF Enable set).
+  std::vector<uint16_t> EnableSriov(uint16_t pf, int num_vfs, const SriovOptions& opt = {});
+  void DisableSriov(uint16_t pf, std::chrono::milliseconds settle = std::chrono::milliseconds(100));
+
+  // Maps the RAM file (GetPlatform ram_regions[0].shared_file_path) or falls back to RPC.
+  std::unique_ptr<Ram> OpenRam(bool prefer_rpc = false);
+  std::unique_ptr<InterruptSubscription> SubscribeInterrupts(const std::vector<uint32_t>& rids = {});
+  std::unique_ptr<Session> OpenSession();
+
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  std::chrono::milliseconds timeout{30000};  // deadline of each unary call
+
+ private:
+  void SetAri(uint16_t port, uint16_t fn0, bool on);
+  void Deadline(grpc::ClientContext& ctx) const;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::PlatformService::Stub> platform_;
+  std::unique_ptr<v1::ConfigService::Stub> config_;
+  std::unique_ptr<v1::MmioService::Stub> mmio_;
+  std::unique_ptr<v1::MemoryService::Stub> memory_;
+  std::unique_ptr<v1::InterruptService::Stub> interrupts_;
+  std::unique_ptr<v1::SessionService::Stub> sessions_;
+};
+
+// Waits until grpc.health.v1.Health/Check("") answers SERVING or the timeout passes.
+bool WaitServing(const std::string& target, std::chrono::milliseconds timeout);
+
+}  // namespace pcieemu

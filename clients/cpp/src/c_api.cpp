@@ -1,0 +1,135 @@
+#include "pcieemu/pcieemu.h"
+
+#include <cstring>
+
+#include "pcieemu/pcieemu.hpp"
+
+using pcieemu::v1::CompletionStatus;
+
+extern "C" {
+const int PCIEEMU_STATUS_SUCCESSFUL = pcieemu::v1::COMPLETION_STATUS_SUCCESSFUL;
+const int PCIEEMU_STATUS_UNSUPPORTED_REQUEST = pcieemu::v1::COMPLETION_STATUS_UNSUPPORTED_REQUEST;
+const int PCIEEMU_STATUS_COMPLETER_ABORT = pcieemu::v1::COMPLETION_STATUS_COMPLETER_ABORT;
+const int PCIEEMU_STATUS_CONFIGURATION_RETRY = pcieemu::v1::COMPLETION_STATUS_CONFIGURATION_RETRY;
+}
+
+struct pcieemu_handle {
+  std::unique_ptr<pcieemu::Client> client;
+};
+
+namespace {
+thread_local std::string last_error;
+
+template <typename F>
+int Guard(F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return -1;
+  }
+}
+}  // namespace
+
+extern "C" {
+
+pcieemu_t* pcieemu_connect(const char* target) {
+  try {
+    auto* emu = new pcieemu_t();
+    emu->client = pcieemu::Client::Connect(target ? target : "");
+    return emu;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return nullptr;
+  }
+}
+
+void pcieemu_close(pcieemu_t* emu) { delete emu; }
+
+const char* pcieemu_last_error(void) { return last_error.c_str(); }
+
+const char* pcieemu_status_name(int status) {
+  if (!pcieemu::v1::CompletionStatus_IsValid(status)) return "?";
+  return pcieemu::v1::CompletionStatus_Name(static_cast<CompletionStatus>(status)).c_str();
+}
+
+int pcieemu_reset(pcieemu_t* emu) {
+  return Guard([&] { emu->client->ResetPlatform(); return 0; });
+}
+
+int pcieemu_list_functions(pcieemu_t* emu, pcieemu_function_t* out, int max) {
+  return Guard([&] {
+    auto fns = emu->client->ListFunctions();
+    for (int i = 0; i < max && i < static_cast<int>(fns.size()); i++) {
+      const auto& f = fns[i];
+      pcieemu_function_t& o = out[i];
+      std::memset(&o, 0, sizeof o);
+      o.rid = static_cast<uint16_t>(f.rid());
+      o.vendor_id = static_cast<uint16_t>(f.vendor_id());
+      o.device_id = static_cast<uint16_t>(f.device_id());
+      o.class_code = f.class_code();
+      o.is_virtual = f.is_virtual();
+      o.physical_function_rid = static_cast<uint16_t>(f.physical_function_rid());
+      std::strncpy(o.bdf, f.bdf().c_str(), sizeof o.bdf - 1);
+      std::strncpy(o.name, f.name().c_str(), sizeof o.name - 1);
+    }
+    return static_cast<int>(fns.size());
+  });
+}
+
+int pcieemu_cfg_read(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t* value) {
+  return Guard([&] {
+    auto r = emu->client->ReadConfig(rid, offset, width);
+    *value = r.value;
+    return static_cast<int>(r.status);
+  });
+}
+
+int pcieemu_cfg_write(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t value) {
+  return Guard([&] { return static_cast<int>(emu->client->WriteConfig(rid, offset, width, value)); });
+}
+
+int pcieemu_mmio_read(pcieemu_t* emu, uint64_t address, int width, uint64_t* value) {
+  return Guard([&] {
+    auto r = emu->client->ReadMmio(address, width);
+    *value = r.value;
+    return static_cast<int>(r.status);
+  });
+}
+
+int pcieemu_mmio_write(pcieemu_t* emu, uint64_t address, int width, uint64_t value) {
+  return Guard([&] { return static_cast<int>(emu->client->WriteMmio(address, width, value)); });
+}
+
+int pcieemu_find_cap(pcieemu_t* emu, uint16_t rid, uint8_t id) {
+  return Guard([&] { return emu->client->FindCapability(rid, id); });
+}
+
+int pcieemu_find_ext_cap(pcieemu_t* emu, uint16_t rid, uint16_t id) {
+  return Guard([&] { return emu->client->FindExtendedCapability(rid, id); });
+}
+
+int pcieemu_sriov_enable(pcieemu_t* emu, uint16_t pf, int num_vfs, int ari, uint16_t* vf_rids) {
+  return Guard([&] {
+    pcieemu::SriovOptions opt;
+    opt.ari = ari != 0;
+    auto rids = emu->client->EnableSriov(pf, num_vfs, opt);
+    for (size_t i = 0; i < rids.size(); i++) vf_rids[i] = rids[i];
+    return static_cast<int>(rids.size());
+  });
+}
+
+int pcieemu_sriov_disable(pcieemu_t* emu, uint16_t pf) {
+  return Guard([&] { emu->client->DisableSriov(pf); return 0; });
+}
+
+int pcieemu_parse_bdf(const char* text, uint16_t* rid) {
+  return Guard([&] { *rid = pcieemu::ParseBdf(text ? text : ""); return 0; });
+}
+
+void pcieemu_format_bdf(uint16_t rid, char* buf) {
+  std::string s = pcieemu::FormatBdf(rid);
+  std::memcpy(buf, s.c_str(), s.size() + 1);
+}
+
+}  // extern "C"

@@ -1,0 +1,430 @@
+#include "pcieemu/pcieemu.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <regex>
+#include <set>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
+namespace pcieemu {
+
+uint16_t Rid(int bus, int device, int function) {
+  if (bus < 0 || bus > 255) throw std::invalid_argument("bus must be 0-255 (was " + std::to_string(bus) + ")");
+  if (device < 0 || device > 31) throw std::invalid_argument("device must be 0-31 (was " + std::to_string(device) + ")");
+  if (function < 0 || function > 7) throw std::invalid_argument("function must be 0-7 (was " + std::to_string(function) + ")");
+  return static_cast<uint16_t>(bus << 8 | device << 3 | function);
+}
+
+std::string FormatBdf(uint16_t rid) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%02x:%02x.%d", rid >> 8, (rid >> 3) & 0x1f, rid & 7);
+  return buf;
+}
+
+uint16_t ParseBdf(const std::string& text) {
+  static const std::regex re("^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\\.([0-7])$");
+  std::smatch m;
+  if (!std::regex_match(text, m, re)) throw std::invalid_argument("'" + text + "' is not a BDF (expected bb:dd.f, e.g. 01:00.0)");
+  if (m[1].matched && std::stoul(m[1].str(), nullptr, 16) != 0) throw std::invalid_argument("'" + text + "': only segment 0 exists");
+  int dev = static_cast<int>(std::stoul(m[3].str(), nullptr, 16));
+  if (dev > 31) throw std::invalid_argument("'" + text + "': device must be 00-1f");
+  return Rid(static_cast<int>(std::stoul(m[2].str(), nullptr, 16)), dev, std::stoi(m[4].str()));
+}
+
+namespace {
+
+std::string GrpcTarget(const std::string& target) {
+  if (target.rfind("unix:", 0) == 0) {
+    std::string path = target.substr(5);
+    if (path.rfind("//", 0) == 0) path = path.substr(2);
+    if (path.empty() || path[0] != '/')
+      throw std::invalid_argument("'" + target + "': a unix target needs an absolute path (unix:///run/x.sock)");
+    return "unix://" + path;
+  }
+  for (const char* scheme : {"tcp://", "http://"}) {
+    if (target.rfind(scheme, 0) == 0) {
+      std::string rest = target.substr(std::strlen(scheme));
+      if (!rest.empty() && rest.back() == '/') rest.pop_back();
+      return rest;
+    }
+  }
+  if (target.find(':') != std::string::npos && target.find('/') == std::string::npos) return target;
+  throw std::invalid_argument("'" + target + "': expected unix:///path or tcp://host:port");
+}
+
+void Check(const grpc::Status& s, const char* what) {
+  if (!s.ok()) throw RpcError(what, s);
+}
+
+}  // namespace
+
+std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chrono::milliseconds timeout) {
+  std::string target = target_in;
+  if (target.empty()) {
+    const char* env = std::getenv("PCIEEMU_TARGET");
+    target = env && *env ? env : kDefaultTarget;
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto c = std::unique_ptr<Client>(new Client());
+  c->channel_ = grpc::CreateCustomChannel(GrpcTarget(target), grpc::InsecureChannelCredentials(), args);
+  if (!c->channel_->WaitForConnected(std::chrono::system_clock::now() + timeout))
+    throw std::runtime_error("cannot connect to " + target);
+  c->platform_ = v1::PlatformService::NewStub(c->channel_);
+  c->config_ = v1::ConfigService::NewStub(c->channel_);
+  c->mmio_ = v1::MmioService::NewStub(c->channel_);
+  c->memory_ = v1::MemoryService::NewStub(c->channel_);
+  c->interrupts_ = v1::InterruptService::NewStub(c->channel_);
+  c->sessions_ = v1::SessionService::NewStub(c->channel_);
+  return c;
+}
+
+void Client::Deadline(grpc::ClientContext& ctx) const {
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+}
+
+v1::GetPlatformResponse Client::GetPlatform() {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::GetPlatformResponse r;
+  Check(platform_->GetPlatform(&ctx, v1::GetPlatformRequest(), &r), "GetPlatform");
+  return r;
+}
+
+std::vector<v1::Function> Client::ListFunctions() {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::ListFunctionsResponse r;
+  Check(platform_->ListFunctions(&ctx, v1::ListFunctionsRequest(), &r), "ListFunctions");
+  return {r.functions().begin(), r.functions().end()};
+}
+
+void Client::ResetPlatform() {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::ResetPlatformResponse r;
+  Check(platform_->ResetPlatform(&ctx, v1::ResetPlatformRequest(), &r), "ResetPlatform");
+}
+
+ConfigRead Client::ReadConfig(uint16_t rid, int offset, int width) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::ReadConfigRequest q;
+  q.set_rid(rid);
+  q.set_offset(static_cast<uint32_t>(offset));
+  q.set_width(static_cast<uint32_t>(width));
+  v1::ReadConfigResponse r;
+  Check(config_->ReadConfig(&ctx, q, &r), "ReadConfig");
+  return {r.status(), r.value()};
+}
+
+Status Client::WriteConfig(uint16_t rid, int offset, int width, uint32_t value) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::WriteConfigRequest q;
+  q.set_rid(rid);
+  q.set_offset(static_cast<uint32_t>(offset));
+  q.set_width(static_cast<uint32_t>(width));
+  q.set_value(value);
+  v1::WriteConfigResponse r;
+  Check(config_->WriteConfig(&ctx, q, &r), "WriteConfig");
+  return r.status();
+}
+
+MmioRead Client::ReadMmio(uint64_t address, int width) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::ReadMmioRequest q;
+  q.set_address(address);
+  q.set_width(static_cast<uint32_t>(width));
+  v1::ReadMmioResponse r;
+  Check(mmio_->ReadMmio(&ctx, q, &r), "ReadMmio");
+  return {r.status(), r.value()};
+}
+
+Status Client::WriteMmio(uint64_t address, int width, uint64_t value) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::WriteMmioRequest q;
+  q.set_address(address);
+  q.set_width(static_cast<uint32_t>(width));
+  q.set_value(value);
+  v1::WriteMmioResponse r;
+  Check(mmio_->WriteMmio(&ctx, q, &r), "WriteMmio");
+  return r.status();
+}
+
+std::string Client::ReadMemory(uint64_t address, uint32_t length) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::ReadMemoryRequest q;
+  q.set_address(address);
+  q.set_length(length);
+  v1::ReadMemoryResponse r;
+  Check(memory_->ReadMemory(&ctx, q, &r), "ReadMemory");
+  return r.data();
+}
+
+void Client::WriteMemory(uint64_t address, const std::string& data) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::WriteMemoryRequest q;
+  q.set_address(address);
+  q.set_data(data);
+  v1::WriteMemoryResponse r;
+  Check(memory_->WriteMemory(&ctx, q, &r), "WriteMemory");
+}
+
+// ---- capability walks (PCI 3.0 §6.7, PCIe Base §7.6) ----
+
+std::vector<Capability> Client::Capabilities(uint16_t rid) {
+  std::vector<Capability> caps;
+  auto st = ReadConfig(rid, regs::kStatus, 2);
+  if (st.status != v1::COMPLETION_STATUS_SUCCESSFUL || !(st.value & regs::kStatusCapList)) return caps;
+  std::set<int> seen;
+  for (int ptr = ReadConfig8(rid, regs::kCapPtr) & 0xfc; ptr >= 0x40 && !seen.count(ptr) && caps.size() < 48;) {
+    seen.insert(ptr);
+    uint16_t hdr = ReadConfig16(rid, ptr);
+    caps.push_back({static_cast<uint8_t>(hdr & 0xff), ptr});
+    ptr = (hdr >> 8) & 0xfc;
+  }
+  return caps;
+}
+
+std::vector<ExtendedCapability> Client::ExtendedCapabilities(uint16_t rid) {
+  std::vector<ExtendedCapability> caps;
+  std::set<int> seen;
+  for (int off = regs::kExtCapStart; off >= regs::kExtCapStart && off < 0x1000 && !seen.count(off);) {
+    seen.insert(off);
+    auto r = ReadConfig(rid, off, 4);
+    if (r.status != v1::COMPLETION_STATUS_SUCCESSFUL || r.value == 0 || r.value == 0xffffffffu) break;
+    caps.push_back({static_cast<uint16_t>(r.value & 0xffff), static_cast<uint8_t>((r.value >> 16) & 0xf), off});
+    off = static_cast<int>((r.value >> 20) & 0xffc);
+  }
+  return caps;
+}
+
+int Client::FindCapability(uint16_t rid, uint8_t id) {
+  for (auto& c : Capabilities(rid))
+    if (c.id == id) return c.offset;
+  return 0;
+}
+
+int Client::FindExtendedCapability(uint16_t rid, uint16_t id) {
+  for (auto& c : ExtendedCapabilities(rid))
+    if (c.id == id) return c.offset;
+  return 0;
+}
+
+// ---- SR-IOV, the way Linux's sriov_enable / sriov_disable do it ----
+
+std::vector<uint16_t> Client::EnableSriov(uint16_t pf, int num_vfs, const SriovOptions& opt) {
+  int sriov = FindExtendedCapability(pf, regs::kExtCapIdSriov);
+  if (!sriov) throw std::runtime_error(FormatBdf(pf) + " has no SR-IOV capability");
+  int total = ReadConfig16(pf, sriov + regs::kSriovTotalVfs);
+  if (num_vfs < 1 || num_vfs > total)
+    throw std::invalid_argument("num_vfs must be 1.." + std::to_string(total) + " (TotalVFs), was " + std::to_string(num_vfs));
+  if (ReadConfig16(pf, sriov + regs::kSriovCtrl) & regs::kSriovCtrlVfe)
+    throw std::runtime_error(FormatBdf(pf) + ": VF Enable is already set");
+
+  auto platform = GetPlatform();
+  const v1::RootPort* port = nullptr;
+  for (auto& p : platform.root_ports())
+    if (p.secondary_bus() == static_cast<uint32_t>(pf >> 8)) port = &p;
+  if (port && port->ari_forwarding_supported() && FindExtendedCapability(pf, regs::kExtCapIdAri))
+    SetAri(static_cast<uint16_t>(port->rid()), pf & 0xff00, opt.ari);
+
+  WriteConfig16(pf, sriov + regs::kSriovNumVfs, static_cast<uint16_t>(num_vfs));
+  // First VF Offset and VF Stride depend on NumVFs and ARI Capable Hierarchy: reread them.
+  uint16_t offset = ReadConfig16(pf, sriov + regs::kSriovVfOffset);
+  uint16_t stride = ReadConfig16(pf, sriov + regs::kSriovVfStride);
+  std::vector<uint16_t> rids;
+  for (int i = 0; i < num_vfs; i++) {
+    uint16_t r = static_cast<uint16_t>(pf + offset + i * stride);
+    if (port && static_cast<uint32_t>(r >> 8) > port->subordinate_bus()) {
+      WriteConfig16(pf, sriov + regs::kSriovNumVfs, 0);
+      throw std::runtime_error("VF " + FormatBdf(r) + " would be beyond the port's subordinate bus");
+    }
+    rids.push_back(r);
+  }
+  uint16_t ctl = ReadConfig16(pf, sriov + regs::kSriovCtrl);
+  WriteConfig16(pf, sriov + regs::kSriovCtrl, ctl | regs::kSriovCtrlVfe | regs::kSriovCtrlMse);  // one write
+  std::this_thread::sleep_for(opt.settle);
+  return rids;
+}
+
+void Client::SetAri(uint16_t port, uint16_t fn0, bool on) {
+  if (int pcie = FindCapability(port, regs::kCapIdPcie)) {
+    uint16_t v = ReadConfig16(port, pcie + regs::kPcieDevCtl2);
+    uint16_t want = on ? (v | regs::kAriForwarding) : (v & ~regs::kAriForwarding);
+    if (want != v) WriteConfig16(port, pcie + regs::kPcieDevCtl2, want);
+  }
+  // ARI Capable Hierarchy lives in the lowest-numbered PF; it may change only while VF Enable is clear.
+  if (int s0 = FindExtendedCapability(fn0, regs::kExtCapIdSriov)) {
+    uint16_t c0 = ReadConfig16(fn0, s0 + regs::kSriovCtrl);
+    if (c0 & regs::kSriovCtrlVfe) return;
+    uint16_t want = on ? (c0 | regs::kSriovCtrlAri) : (c0 & ~regs::kSriovCtrlAri);
+    if (want != c0) WriteConfig16(fn0, s0 + regs::kSriovCtrl, want);
+  }
+}
+
+void Client::DisableSriov(uint16_t pf, std::chrono::milliseconds settle) {
+  int sriov = FindExtendedCapability(pf, regs::kExtCapIdSriov);
+  if (!sriov) throw std::runtime_error(FormatBdf(pf) + " has no SR-IOV capability");
+  uint16_t ctl = ReadConfig16(pf, sriov + regs::kSriovCtrl);
+  WriteConfig16(pf, sriov + regs::kSriovCtrl, ctl & ~(regs::kSriovCtrlVfe | regs::kSriovCtrlMse));
+  std::this_thread::sleep_for(settle);
+  WriteConfig16(pf, sriov + regs::kSriovNumVfs, 0);
+}
+
+// ---- RAM ----
+
+std::unique_ptr<Ram> Client::OpenRam(bool prefer_rpc) {
+  auto p = GetPlatform();
+  if (p.ram_regions_size() == 0) throw std::runtime_error("the server reports no RAM region");
+  const auto& reg = p.ram_regions(0);
+  auto ram = std::unique_ptr<Ram>(new Ram(this, reg.base(), reg.size()));
+  if (prefer_rpc || reg.shared_file_path().empty()) return ram;
+  int fd = ::open(reg.shared_file_path().c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ram;  // not on this host: RPC fallback
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= reg.size()) {
+    void* m = ::mmap(nullptr, reg.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m != MAP_FAILED) ram->data_ = static_cast<uint8_t*>(m);
+  }
+  ::close(fd);
+  return ram;
+}
+
+Ram::~Ram() {
+  if (data_) ::munmap(data_, size_);
+}
+
+uint64_t Ram::Check(uint64_t address, size_t length) const {
+  if (address < base_ || address - base_ + length > size_) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "[0x%llx, +%zu) is outside RAM", static_cast<unsigned long long>(address), length);
+    throw std::out_of_range(buf);
+  }
+  return address - base_;
+}
+
+void Ram::Read(uint64_t address, void* dst, size_t length) {
+  uint64_t off = Check(address, length);
+  if (data_) {
+    std::memcpy(dst, data_ + off, length);
+    return;
+  }
+  auto d = client_->ReadMemory(address, static_cast<uint32_t>(length));
+  std::memcpy(dst, d.data(), std::min(length, d.size()));
+}
+
+void Ram::Write(uint64_t address, const void* src, size_t length) {
+  uint64_t off = Check(address, length);
+  if (data_) {
+    std::memcpy(data_ + off, src, length);
+    return;
+  }
+  client_->WriteMemory(address, std::string(static_cast<const char*>(src), length));
+}
+
+// ---- interrupts ----
+
+std::unique_ptr<InterruptSubscription> Client::SubscribeInterrupts(const std::vector<uint32_t>& rids) {
+  auto s = std::unique_ptr<InterruptSubscription>(new InterruptSubscription());
+  v1::SubscribeInterruptsRequest q;
+  for (auto r : rids) q.add_rids(r);
+  s->reader_ = interrupts_->SubscribeInterrupts(&s->ctx_, q);
+  return s;
+}
+
+InterruptSubscription::~InterruptSubscription() {
+  if (!finished_) {
+    Cancel();
+    Finish();
+  }
+}
+
+void InterruptSubscription::WaitOpened() {
+  reader_->WaitForInitialMetadata();
+  // A refusal comes as a trailers-only response: no initial metadata (not even content-type).
+  if (ctx_.GetServerInitialMetadata().empty()) {
+    auto s = Finish();
+    if (!s.ok()) throw RpcError("SubscribeInterrupts", s);
+  }
+}
+
+bool InterruptSubscription::Next(v1::InterruptEvent* event) { return !finished_ && reader_->Read(event); }
+
+void InterruptSubscription::Cancel() {
+  cancelled_ = true;
+  ctx_.TryCancel();
+}
+
+grpc::Status InterruptSubscription::Finish() {
+  if (!finished_) {
+    v1::InterruptEvent ignored;
+    while (reader_->Read(&ignored)) {
+    }
+    status_ = reader_->Finish();
+    finished_ = true;
+    if (cancelled_ && status_.error_code() == grpc::StatusCode::CANCELLED) status_ = grpc::Status::OK;
+  }
+  return status_;
+}
+
+// ---- health ----
+
+bool WaitServing(const std::string& target, std::chrono::milliseconds timeout) {
+  // grpc.health.v1.Health/Check with an empty request (service ""), through the generic stub:
+  // Debian ships no C++ code for the health proto. The response's field 1 (status) is 1 = SERVING.
+  auto until = std::chrono::system_clock::now() + timeout;
+  auto ch = grpc::CreateChannel(GrpcTarget(target), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(ch);
+  while (std::chrono::system_clock::now() < until) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::CompletionQueue cq;
+    grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to zero bytes
+    grpc::ByteBuffer req(&empty, 1), resp;
+    grpc::Status st;
+    auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", req, &cq);
+    call->StartCall();
+    call->Finish(&resp, &st, reinterpret_cast<void*>(1));
+    void* tag;
+    bool ok;
+    cq.Next(&tag, &ok);
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+    if (st.ok()) {
+      std::vector<grpc::Slice> slices;
+      std::string bytes;
+      if (resp.Dump(&slices).ok())
+        for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+      google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
+      uint32_t status = 0;
+      for (uint32_t t; (t = in.ReadTag()) != 0;) {
+        if (t == (1 << 3 | 0)) {
+          in.ReadVarint32(&status);
+        } else if (!google::protobuf::internal::WireFormatLite::SkipField(&in, t)) {
+          break;
+        }
+      }
+      if (status == 1) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+}  // namespace pcieemu

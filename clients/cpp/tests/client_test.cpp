@@ -1,0 +1,348 @@
+// Tests of the C++ client against a real server: $PCIEEMU_TEST_TARGET, or one started here from
+// $PCIEEMU_SERVER_DLL / src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "pcieemu/pcieemu.h"
+#include "pcieemu/pcieemu.hpp"
+
+namespace fs = std::filesystem;
+using namespace pcieemu;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string g_tcp, g_unix;
+constexpr uint16_t kPf0 = 0x0100, kPort = 0x0008;
+constexpr auto OK = v1::COMPLETION_STATUS_SUCCESSFUL;
+constexpr auto UR = v1::COMPLETION_STATUS_UNSUPPORTED_REQUEST;
+
+int FreePort() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+class ServerEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (const char* t = std::getenv("PCIEEMU_TEST_TARGET")) {
+      g_tcp = t;
+      if (const char* u = std::getenv("PCIEEMU_TEST_UNIX")) g_unix = u;
+      ASSERT_TRUE(WaitServing(g_tcp, 60s)) << g_tcp << " not SERVING";
+      return;
+    }
+    std::string dll;
+    if (const char* d = std::getenv("PCIEEMU_SERVER_DLL")) {
+      dll = d;
+    } else {
+      fs::path dir = fs::path(PCIEEMU_REPO_ROOT) / "src/PcieEmu.Server/bin/Release/net10.0";
+      for (const char* n : {"pcie-emu.dll", "PcieEmu.Server.dll"})
+        if (fs::exists(dir / n)) dll = (dir / n).string();
+      ASSERT_FALSE(dll.empty()) << "server not built: run 'dotnet build src/PcieEmu.Server -c Release' (looked in " << dir << ")";
+    }
+    char tmpl[] = "/tmp/pcieemu-cpp-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    g_tcp = "tcp://127.0.0.1:" + std::to_string(FreePort());
+    g_unix = "unix://" + dir_ + "/pcie-emu.sock";
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      ::execlp("dotnet", "dotnet", dll.c_str(), "serve", "--listen", g_tcp.c_str(), "--listen", g_unix.c_str(), (char*)nullptr);
+      std::perror("exec dotnet");
+      ::_exit(127);
+    }
+    ASSERT_TRUE(WaitServing(g_tcp, 60s)) << "server at " << g_tcp << " not SERVING";
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int st;
+      for (int i = 0; i < 50 && ::waitpid(pid_, &st, WNOHANG) == 0; i++) std::this_thread::sleep_for(100ms);
+      if (::waitpid(pid_, &st, WNOHANG) == 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &st, 0);
+      }
+    }
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string dir_;
+};
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    c = Client::Connect(g_tcp);
+    c->timeout = 30s;
+    c->ResetPlatform();
+  }
+  std::unique_ptr<Client> c;
+};
+
+// Every wait on a future is bounded.
+Completion Get(std::future<Completion>& f) {
+  if (f.wait_for(10s) != std::future_status::ready) throw std::runtime_error("completion timed out");
+  return f.get();
+}
+
+TEST(Bdf, FormatAndParse) {
+  EXPECT_EQ(FormatBdf(0x0280), "02:10.0");
+  EXPECT_EQ(ParseBdf("0000:01:00.1"), 0x0101);
+  EXPECT_EQ(ParseBdf("02:10.0"), Rid(2, 0x10, 0));
+  EXPECT_THROW(ParseBdf("01:20.0"), std::invalid_argument);
+  EXPECT_THROW(ParseBdf("nonsense"), std::invalid_argument);
+  uint16_t r = 0;
+  EXPECT_EQ(pcieemu_parse_bdf("01:10.0", &r), 0);
+  EXPECT_EQ(r, 0x0180);
+  EXPECT_EQ(pcieemu_parse_bdf("zz", &r), -1);
+  EXPECT_NE(std::string(pcieemu_last_error()).find("not a BDF"), std::string::npos);
+}
+
+TEST_F(ClientTest, Enumerate) {
+  auto fns = c->ListFunctions();
+  std::map<std::string, v1::Function> by;
+  for (auto& f : fns) by[f.bdf()] = f;
+  for (auto b : {"00:00.0", "00:01.0", "01:00.0", "01:00.1"}) ASSERT_TRUE(by.count(b)) << b;
+  auto& pf = by["01:00.0"];
+  EXPECT_EQ(pf.rid(), kPf0);
+  EXPECT_EQ(pf.vendor_id(), 0x8086u);
+  EXPECT_EQ(pf.device_id(), 0x10c9u);
+  EXPECT_EQ(pf.class_code(), 0x020000u);
+  EXPECT_FALSE(pf.is_virtual());
+  EXPECT_GT(pf.bars_size(), 0);
+  auto p = c->GetPlatform();
+  ASSERT_GT(p.root_ports_size(), 0);
+  EXPECT_EQ(p.root_ports(0).rid(), kPort);
+  EXPECT_EQ(p.root_ports(0).secondary_bus(), 1u);
+}
+
+TEST_F(ClientTest, UnixSocketAndCApi) {
+  if (g_unix.empty()) GTEST_SKIP() << "no Unix socket target";
+  auto u = Client::Connect(g_unix);
+  EXPECT_EQ(u->ReadConfig32(kPf0, 0), 0x10c98086u);
+  pcieemu_t* emu = pcieemu_connect(g_unix.c_str());
+  ASSERT_NE(emu, nullptr) << pcieemu_last_error();
+  uint32_t v = 0;
+  EXPECT_EQ(pcieemu_cfg_read(emu, kPf0, 0, 4, &v), PCIEEMU_STATUS_SUCCESSFUL);
+  EXPECT_EQ(v, 0x10c98086u);
+  EXPECT_EQ(pcieemu_cfg_read(emu, 0x0900, 0, 4, &v), PCIEEMU_STATUS_UNSUPPORTED_REQUEST);
+  EXPECT_EQ(pcieemu_cfg_read(emu, kPf0, 0, 3, &v), -1);
+  EXPECT_NE(std::string(pcieemu_last_error()).find("width"), std::string::npos);
+  pcieemu_close(emu);
+}
+
+TEST_F(ClientTest, ConfigWidths) {
+  auto r = c->ReadConfig(kPf0, 0, 4);
+  EXPECT_EQ(r.status, OK);
+  EXPECT_EQ(r.value, 0x10c98086u);
+  EXPECT_EQ(c->ReadConfig16(kPf0, 2), 0x10c9);
+  EXPECT_EQ(c->ReadConfig8(kPf0, 1), 0x80);
+  EXPECT_EQ(c->ReadConfig8(kPf0, 0x0b), 0x02);
+  EXPECT_EQ(c->WriteConfig8(kPf0, 0x3c, 0x5a), OK);  // Interrupt Line: read/write
+  EXPECT_EQ(c->ReadConfig32(kPf0, 0x3c) & 0xff, 0x5au);
+  c->WriteConfig16(kPf0, 0, 0x1234);  // Vendor ID: read-only
+  EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+}
+
+TEST_F(ClientTest, UnsupportedRequestReadsAllOnes) {
+  auto a = c->ReadConfig(Rid(1, 1, 0), 0, 4);
+  EXPECT_EQ(a.status, UR);
+  EXPECT_EQ(a.value, 0xffffffffu);
+  auto b = c->ReadConfig(Rid(9, 0, 0), 0, 2);
+  EXPECT_EQ(b.status, UR);
+  EXPECT_EQ(b.value, 0xffffu);
+  auto d = c->ReadConfig(Rid(9, 0, 0), 3, 1);
+  EXPECT_EQ(d.status, UR);
+  EXPECT_EQ(d.value, 0xffu);
+  EXPECT_EQ(c->WriteConfig8(Rid(9, 0, 0), 0x3c, 1), UR);
+}
+
+TEST_F(ClientTest, CapabilityWalk) {
+  auto caps = c->Capabilities(kPf0);
+  ASSERT_EQ(caps.size(), 4u);
+  const std::pair<int, int> want[] = {{regs::kCapIdPm, 0x40}, {regs::kCapIdMsi, 0x50}, {regs::kCapIdMsix, 0x70}, {regs::kCapIdPcie, 0xa0}};
+  for (size_t i = 0; i < 4; i++) {
+    EXPECT_EQ(caps[i].id, want[i].first);
+    EXPECT_EQ(caps[i].offset, want[i].second);
+  }
+  auto ext = c->ExtendedCapabilities(kPf0);
+  ASSERT_EQ(ext.size(), 4u);
+  const std::pair<int, int> wantExt[] = {{regs::kExtCapIdAer, 0x100}, {regs::kExtCapIdDsn, 0x140}, {regs::kExtCapIdAri, 0x150}, {regs::kExtCapIdSriov, 0x160}};
+  for (size_t i = 0; i < 4; i++) {
+    EXPECT_EQ(ext[i].id, wantExt[i].first);
+    EXPECT_EQ(ext[i].offset, wantExt[i].second);
+  }
+  EXPECT_EQ(c->FindCapability(kPort, regs::kCapIdPcie), 0x40);
+  EXPECT_TRUE(c->Capabilities(Rid(9, 0, 0)).empty());
+}
+
+void ExpectVf(Client& c, uint16_t vf) {
+  auto r = c.ReadConfig(vf, regs::kClassRevision, 4);
+  EXPECT_EQ(r.status, OK) << FormatBdf(vf);
+  EXPECT_EQ(r.value >> 8, 0x020000u) << FormatBdf(vf);
+}
+
+TEST_F(ClientTest, SriovWithoutAri) {
+  SriovOptions opt;
+  opt.ari = false;
+  auto vfs = c->EnableSriov(kPf0, 2, opt);
+  ASSERT_EQ(vfs.size(), 2u);
+  EXPECT_EQ(FormatBdf(vfs[0]), "02:10.0");
+  EXPECT_EQ(FormatBdf(vfs[1]), "02:10.2");
+  ExpectVf(*c, ParseBdf("02:10.0"));
+  EXPECT_EQ(c->ReadConfig(ParseBdf("01:10.0"), 0, 4).status, UR);
+  bool listed = false;
+  for (auto& f : c->ListFunctions())
+    if (f.rid() == 0x0280) listed = f.is_virtual() && f.physical_function_rid() == kPf0 && f.device_id() == 0x10ca;
+  EXPECT_TRUE(listed);
+  c->DisableSriov(kPf0);
+  EXPECT_EQ(c->ReadConfig(0x0280, 8, 4).status, UR);
+  EXPECT_EQ(c->ReadConfig16(kPf0, 0x160 + regs::kSriovNumVfs), 0);
+}
+
+TEST_F(ClientTest, SriovWithAri) {
+  auto vfs = c->EnableSriov(kPf0, 2);
+  ASSERT_EQ(vfs.size(), 2u);
+  EXPECT_EQ(FormatBdf(vfs[0]), "01:10.0");
+  EXPECT_EQ(FormatBdf(vfs[1]), "01:10.2");
+  ExpectVf(*c, ParseBdf("01:10.0"));
+  EXPECT_TRUE(c->ReadConfig16(kPort, 0x40 + regs::kPcieDevCtl2) & regs::kAriForwarding);
+  uint16_t want = regs::kSriovCtrlVfe | regs::kSriovCtrlMse | regs::kSriovCtrlAri;
+  EXPECT_EQ(c->ReadConfig16(kPf0, 0x160 + regs::kSriovCtrl) & want, want);
+  EXPECT_EQ(c->ReadConfig(0x0280, 0, 4).status, UR);
+  c->DisableSriov(kPf0);
+  EXPECT_EQ(c->ReadConfig(0x0180, 8, 4).status, UR);
+  EXPECT_THROW(c->EnableSriov(kPf0, 99), std::invalid_argument);
+}
+
+TEST_F(ClientTest, MemoryMappedAndRpc) {
+  auto mapped = c->OpenRam();
+  auto rpc = c->OpenRam(true);
+  ASSERT_TRUE(mapped->mapped()) << "the server runs on this host: the RAM file should map";
+  ASSERT_FALSE(rpc->mapped());
+  uint64_t a = mapped->base() + 0x10000;
+  const uint8_t bytes[] = {1, 2, 3, 4, 5};
+  std::memcpy(mapped->data() + (a - mapped->base()), bytes, 5);
+  uint8_t got[5] = {};
+  rpc->Read(a, got, 5);
+  EXPECT_EQ(std::memcmp(got, bytes, 5), 0);
+  rpc->Write(a + 8, "hello", 5);
+  mapped->Read(a + 8, got, 5);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(got), 5), "hello");
+  auto m = c->ReadMmio(a, 4);
+  EXPECT_EQ(m.status, OK);
+  EXPECT_EQ(m.value, 0x04030201u);
+  EXPECT_THROW(mapped->Read(mapped->base() + mapped->size(), got, 1), std::out_of_range);
+  try {
+    c->ReadMemory(mapped->base() + mapped->size(), 16);
+    ADD_FAILURE() << "ReadMemory past RAM succeeded";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::OUT_OF_RANGE);
+  }
+}
+
+TEST_F(ClientTest, SessionOrderingWithPostedWrites) {
+  auto s = c->OpenSession();
+  std::vector<std::future<Completion>> cfg, mem;
+  for (int i = 0; i < 200; i++) {
+    s->ConfigWrite(kPf0, 0x3c, 1, i & 0xff);
+    cfg.push_back(s->ConfigRead(kPf0, 0x3c, 1));
+    s->MmioWrite(0x2000, 4, static_cast<uint64_t>(i * 7));
+    mem.push_back(s->MmioRead(0x2000, 4));
+  }
+  s->Flush();
+  for (int i = 0; i < 200; i++) {
+    auto a = Get(cfg[i]);
+    auto b = Get(mem[i]);
+    ASSERT_EQ(a.status, OK);
+    ASSERT_EQ(a.value, static_cast<uint64_t>(i & 0xff)) << i;
+    ASSERT_EQ(b.value, static_cast<uint64_t>(i * 7)) << i;
+  }
+  s->ConfigWrite(Rid(9, 0, 0), 0x3c, 1, 1);  // to nothing: reported by tag
+  auto ack = s->ConfigWriteAck(kPf0, 0x3c, 1, 0x11);
+  s->Flush();
+  EXPECT_EQ(Get(ack).status, OK);
+  auto pe = s->PostedErrors();
+  ASSERT_EQ(pe.size(), 1u);
+  EXPECT_EQ(pe[0].status, UR);
+  auto mr = s->MemoryRead(0x2000, 4);
+  s->Flush();
+  auto m = Get(mr);
+  ASSERT_EQ(m.data.size(), 4u);
+  uint32_t v;
+  std::memcpy(&v, m.data.data(), 4);
+  EXPECT_EQ(v, 199u * 7);
+  s->Close();
+}
+
+TEST_F(ClientTest, SessionMalformedEndsStream) {
+  auto s = c->OpenSession();
+  auto f = s->ConfigRead(kPf0, 0, 3);
+  s->Flush();
+  try {
+    Get(f);
+    ADD_FAILURE() << "width 3 completed";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(e.message().find("width"), std::string::npos) << e.message();
+  }
+  s->Cancel();
+}
+
+TEST_F(ClientTest, InterruptStreamOpens) {
+  auto sub = c->SubscribeInterrupts({kPf0});
+  EXPECT_NO_THROW(sub->WaitOpened());
+  sub->Cancel();
+  EXPECT_TRUE(sub->Finish().ok()) << sub->Finish().error_message();
+  auto bad = c->SubscribeInterrupts({0x10000});
+  try {
+    bad->WaitOpened();
+    ADD_FAILURE() << "rid 0x10000 accepted";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+}
+
+TEST_F(ClientTest, InvalidArgument) {
+  try {
+    c->ReadConfig(kPf0, 0, 3);
+    ADD_FAILURE() << "width 3 accepted";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(e.message().find("width"), std::string::npos) << e.message();
+  }
+  try {
+    c->ReadConfig(kPf0, 4096, 4);
+    ADD_FAILURE() << "offset 4096 accepted";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(e.message().find("offset"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new ServerEnvironment);
+  return RUN_ALL_TESTS();
+}

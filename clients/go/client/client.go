@@ -1,0 +1,225 @@
+// Package pcieemu is a Go client for the PcieEmu wire protocol (pcieemu.v1): config, MMIO and
+// memory access, capability walks, Linux-style SR-IOV, the shared RAM file, interrupts as a
+// channel, and the ordered Session stream. The protocol types are generated from proto/ into
+// pcieemu/gen/pcieemuv1.
+package pcieemu
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	pb "pcieemu/gen/pcieemuv1"
+)
+
+// DefaultTarget is the server's default TCP endpoint.
+const DefaultTarget = "tcp://127.0.0.1:50551"
+
+// Client is a connection to a PcieEmu server. Its methods are safe for concurrent use.
+type Client struct {
+	conn       *grpc.ClientConn
+	Platform   pb.PlatformServiceClient
+	Config     pb.ConfigServiceClient
+	Mmio       pb.MmioServiceClient
+	Memory     pb.MemoryServiceClient
+	Interrupts pb.InterruptServiceClient
+	Sessions   pb.SessionServiceClient
+	// Timeout bounds each unary call made by the helpers (30 s by default).
+	Timeout time.Duration
+}
+
+// Dial connects to "tcp://host:port", "host:port" or "unix:///path" (empty: $PCIEEMU_TARGET or
+// DefaultTarget) and waits until the connection is up or ctx ends.
+func Dial(ctx context.Context, target string) (*Client, error) {
+	if target == "" {
+		target = os.Getenv("PCIEEMU_TARGET")
+	}
+	if target == "" {
+		target = DefaultTarget
+	}
+	opts := []grpc.DialOption{grpc.WithInsecure(), grpc.WithBlock(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}
+	var dialTarget string
+	switch {
+	case strings.HasPrefix(target, "unix:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(target, "unix:"), "//")
+		if !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("%q: a unix target needs an absolute path (unix:///run/x.sock)", target)
+		}
+		// Kestrel checks the Host header (:authority): send "localhost", not the socket path.
+		dialTarget = "localhost"
+		opts = append(opts, grpc.WithAuthority("localhost"),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			}))
+	case strings.HasPrefix(target, "tcp://"):
+		dialTarget = strings.TrimSuffix(strings.TrimPrefix(target, "tcp://"), "/")
+	case strings.HasPrefix(target, "http://"):
+		dialTarget = strings.TrimSuffix(strings.TrimPrefix(target, "http://"), "/")
+	case strings.Contains(target, ":") && !strings.Contains(target, "/"):
+		dialTarget = target
+	default:
+		return nil, fmt.Errorf("%q: expected unix:///path or tcp://host:port", target)
+	}
+	conn, err := grpc.DialContext(ctx, dialTarget, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", target, err)
+	}
+	return &Client{
+		conn:       conn,
+		Platform:   pb.NewPlatformServiceClient(conn),
+		Config:     pb.NewConfigServiceClient(conn),
+		Mmio:       pb.NewMmioServiceClient(conn),
+		Memory:     pb.NewMemoryServiceClient(conn),
+		Interrupts: pb.NewInterruptServiceClient(conn),
+		Sessions:   pb.NewSessionServiceClient(conn),
+		Timeout:    30 * time.Second,
+	}, nil
+}
+
+// Conn is the underlying gRPC connection.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || c.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.Timeout)
+}
+
+// GetPlatform describes the machine.
+func (c *Client) GetPlatform(ctx context.Context) (*pb.GetPlatformResponse, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	return c.Platform.GetPlatform(ctx, &pb.GetPlatformRequest{})
+}
+
+// ListFunctions lists every function that answers config requests now, in routing-ID order.
+func (c *Client) ListFunctions(ctx context.Context) ([]*pb.Function, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.Platform.ListFunctions(ctx, &pb.ListFunctionsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return r.Functions, nil
+}
+
+// ResetPlatform cold-resets the machine.
+func (c *Client) ResetPlatform(ctx context.Context) error {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := c.Platform.ResetPlatform(ctx, &pb.ResetPlatformRequest{})
+	return err
+}
+
+// ConfigRead is a config read's completion. On UNSUPPORTED_REQUEST Value is all ones.
+type ConfigRead struct {
+	Status pb.CompletionStatus
+	Value  uint32
+}
+
+// ReadConfig reads 1, 2 or 4 bytes of config space.
+func (c *Client) ReadConfig(ctx context.Context, rid uint16, offset, width int) (ConfigRead, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.Config.ReadConfig(ctx, &pb.ReadConfigRequest{Rid: uint32(rid), Offset: uint32(offset), Width: uint32(width)})
+	if err != nil {
+		return ConfigRead{}, err
+	}
+	return ConfigRead{r.Status, r.Value}, nil
+}
+
+// WriteConfig writes 1, 2 or 4 bytes of config space.
+func (c *Client) WriteConfig(ctx context.Context, rid uint16, offset, width int, value uint32) (pb.CompletionStatus, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.Config.WriteConfig(ctx, &pb.WriteConfigRequest{Rid: uint32(rid), Offset: uint32(offset), Width: uint32(width), Value: value})
+	if err != nil {
+		return 0, err
+	}
+	return r.Status, nil
+}
+
+// ReadConfig8 reads a byte (all ones on UR, as hardware returns).
+func (c *Client) ReadConfig8(ctx context.Context, rid uint16, offset int) (uint8, error) {
+	r, err := c.ReadConfig(ctx, rid, offset, 1)
+	return uint8(r.Value), err
+}
+
+// ReadConfig16 reads a word.
+func (c *Client) ReadConfig16(ctx context.Context, rid uint16, offset int) (uint16, error) {
+	r, err := c.ReadConfig(ctx, rid, offset, 2)
+	return uint16(r.Value), err
+}
+
+// ReadConfig32 reads a dword.
+func (c *Client) ReadConfig32(ctx context.Context, rid uint16, offset int) (uint32, error) {
+	r, err := c.ReadConfig(ctx, rid, offset, 4)
+	return r.Value, err
+}
+
+// WriteConfig8 writes a byte.
+func (c *Client) WriteConfig8(ctx context.Context, rid uint16, offset int, v uint8) (pb.CompletionStatus, error) {
+	return c.WriteConfig(ctx, rid, offset, 1, uint32(v))
+}
+
+// WriteConfig16 writes a word.
+func (c *Client) WriteConfig16(ctx context.Context, rid uint16, offset int, v uint16) (pb.CompletionStatus, error) {
+	return c.WriteConfig(ctx, rid, offset, 2, uint32(v))
+}
+
+// WriteConfig32 writes a dword.
+func (c *Client) WriteConfig32(ctx context.Context, rid uint16, offset int, v uint32) (pb.CompletionStatus, error) {
+	return c.WriteConfig(ctx, rid, offset, 4, v)
+}
+
+// ReadMmio reads 1, 2, 4 or 8 naturally aligned bytes of memory space.
+func (c *Client) ReadMmio(ctx context.Context, address uint64, width int) (pb.CompletionStatus, uint64, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.Mmio.ReadMmio(ctx, &pb.ReadMmioRequest{Address: address, Width: uint32(width)})
+	if err != nil {
+		return 0, 0, err
+	}
+	return r.Status, r.Value, nil
+}
+
+// WriteMmio writes 1, 2, 4 or 8 naturally aligned bytes of memory space.
+func (c *Client) WriteMmio(ctx context.Context, address uint64, width int, value uint64) (pb.CompletionStatus, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.Mmio.WriteMmio(ctx, &pb.WriteMmioRequest{Address: address, Width: uint32(width), Value: value})
+	if err != nil {
+		return 0, err
+	}
+	return r.Status, nil
+}
+
+// ReadMemory reads host RAM over RPC.
+func (c *Client) ReadMemory(ctx context.Context, address uint64, length int) ([]byte, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.Memory.ReadMemory(ctx, &pb.ReadMemoryRequest{Address: address, Length: uint32(length)})
+	if err != nil {
+		return nil, err
+	}
+	return r.Data, nil
+}
+
+// WriteMemory writes host RAM over RPC.
+func (c *Client) WriteMemory(ctx context.Context, address uint64, data []byte) error {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := c.Memory.WriteMemory(ctx, &pb.WriteMemoryRequest{Address: address, Data: data})
+	return err
+}

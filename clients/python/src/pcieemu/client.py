@@ -1,0 +1,305 @@
+"""Connection and the unary RPCs, with config/capability helpers on top."""
+from __future__ import annotations
+
+import getpass
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, Iterator, List, Optional, Tuple
+
+import grpc
+
+from . import pb
+from .bdf import Bdf, RidLike, to_rid
+from . import regs
+
+DEFAULT_TCP_TARGET = "tcp://127.0.0.1:50551"
+TARGET_VARIABLE = "PCIEEMU_TARGET"
+
+
+def default_unix_socket() -> str:
+    """$XDG_RUNTIME_DIR/pcie-emu.sock, else /tmp/pcie-emu-USER/pcie-emu.sock (the server's default)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return os.path.join(xdg, "pcie-emu.sock")
+    return os.path.join(tempfile.gettempdir(), f"pcie-emu-{getpass.getuser()}", "pcie-emu.sock")
+
+
+def default_target() -> str:
+    """$PCIEEMU_TARGET, else the default Unix socket when it exists, else tcp://127.0.0.1:50551."""
+    t = os.environ.get(TARGET_VARIABLE)
+    if t:
+        return t
+    sock = default_unix_socket()
+    return "unix://" + sock if os.path.exists(sock) else DEFAULT_TCP_TARGET
+
+
+def grpc_target(target: str) -> Tuple[str, bool]:
+    """Turns ``tcp://h:p`` / ``http://h:p`` / ``unix:///path`` into a grpc target; returns (target, is_unix)."""
+    t = target.strip()
+    if t.startswith("unix:"):
+        path = t[len("unix:"):]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path.startswith("/"):
+            raise ValueError(f"'{target}': a unix target needs an absolute path (unix:///run/x.sock)")
+        return "unix://" + path, True
+    for scheme in ("tcp://", "http://"):
+        if t.startswith(scheme):
+            hostport = t[len(scheme):].rstrip("/")
+            if ":" not in hostport.rsplit("]", 1)[-1]:
+                raise ValueError(f"'{target}': missing port (tcp://host:port)")
+            return hostport, False
+    raise ValueError(f"'{target}': expected tcp://host:port or unix:///path")
+
+
+class ServerError(RuntimeError):
+    """A gRPC error from the server (malformed request, out of range, ...)."""
+
+    def __init__(self, err: grpc.RpcError):
+        self.code: grpc.StatusCode = err.code()
+        self.details: str = err.details() or ""
+        super().__init__(f"{self.code.name}: {self.details}")
+
+
+@dataclass(frozen=True)
+class ConfigRead:
+    """A non-posted read's completion: status and value (all ones for Unsupported Request)."""
+    status: int
+    value: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == pb.SUCCESSFUL
+
+    @property
+    def status_name(self) -> str:
+        return pb.status_name(self.status)
+
+
+class Client:
+    """One channel to a PcieEmu server and typed helpers over every service.
+
+    Errors from the server are raised as :class:`ServerError`; completion statuses (UR, CA) are
+    hardware answers and are returned, never raised.
+    """
+
+    def __init__(self, target: Optional[str] = None, timeout: float = 10.0):
+        self.target = target or default_target()
+        gt, is_unix = grpc_target(self.target)
+        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        if is_unix:
+            options.append(("grpc.default_authority", "localhost"))
+        self.is_unix = is_unix
+        self.is_local = is_unix or gt.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(gt, options=options)
+        self.platform_stub = pb.platform_pb2_grpc.PlatformServiceStub(self.channel)
+        self.config_stub = pb.config_pb2_grpc.ConfigServiceStub(self.channel)
+        self.mmio_stub = pb.mmio_pb2_grpc.MmioServiceStub(self.channel)
+        self.memory_stub = pb.memory_pb2_grpc.MemoryServiceStub(self.channel)
+        self.session_stub = pb.session_pb2_grpc.SessionServiceStub(self.channel)
+        self.interrupt_stub = pb.interrupt_pb2_grpc.InterruptServiceStub(self.channel)
+        self.ethernet_stub = pb.ethernet_pb2_grpc.EthernetServiceStub(self.channel)
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def wait_ready(self, timeout: float = 10.0) -> "Client":
+        """Blocks until the channel is connected (raises grpc.FutureTimeoutError)."""
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        return self
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, fn, request):
+        try:
+            return fn(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise ServerError(e) from None
+
+    # -- platform ---------------------------------------------------------------------------
+    def get_platform(self):
+        return self._call(self.platform_stub.GetPlatform, pb.platform_pb2.GetPlatformRequest())
+
+    def list_functions(self) -> list:
+        """Every function that answers config requests now (enabled VFs included)."""
+        return list(self._call(self.platform_stub.ListFunctions, pb.platform_pb2.ListFunctionsRequest()).functions)
+
+    def reset(self) -> int:
+        """Cold platform reset; returns the number of functions after it."""
+        return self._call(self.platform_stub.ResetPlatform, pb.platform_pb2.ResetPlatformRequest()).functions
+
+    # -- config -----------------------------------------------------------------------------
+    def config_read(self, rid: RidLike, offset: int, width: int = 4) -> ConfigRead:
+        r = self._call(self.config_stub.ReadConfig,
+                       pb.config_pb2.ReadConfigRequest(rid=to_rid(rid), offset=offset, width=width))
+        return ConfigRead(r.status, r.value)
+
+    def config_write(self, rid: RidLike, offset: int, width: int, value: int) -> int:
+        """Returns the completion status (SUCCESSFUL, or UNSUPPORTED_REQUEST when nothing answers)."""
+        return self._call(self.config_stub.WriteConfig,
+                          pb.config_pb2.WriteConfigRequest(rid=to_rid(rid), offset=offset, width=width, value=value)).status
+
+    def cfg_read8(self, rid: RidLike, offset: int) -> int:
+        return self.config_read(rid, offset, 1).value
+
+    def cfg_read16(self, rid: RidLike, offset: int) -> int:
+        return self.config_read(rid, offset, 2).value
+
+    def cfg_read32(self, rid: RidLike, offset: int) -> int:
+        return self.config_read(rid, offset, 4).value
+
+    def cfg_write8(self, rid: RidLike, offset: int, value: int) -> int:
+        return self.config_write(rid, offset, 1, value)
+
+    def cfg_write16(self, rid: RidLike, offset: int, value: int) -> int:
+        return self.config_write(rid, offset, 2, value)
+
+    def cfg_write32(self, rid: RidLike, offset: int, value: int) -> int:
+        return self.config_write(rid, offset, 4, value)
+
+    # -- capabilities -------------------------------------------------------------------------
+    def capabilities(self, rid: RidLike) -> Iterator[Tuple[int, int]]:
+        """(id, offset) of each standard capability, following 0x34; stops on a loop or a broken chain."""
+        rid = to_rid(rid)
+        if not self.cfg_read16(rid, regs.STATUS) & regs.STATUS_CAP_LIST:
+            return
+        ptr = self.cfg_read8(rid, regs.CAPABILITIES_POINTER) & 0xFC
+        seen = set()
+        while ptr >= 0x40 and ptr not in seen and len(seen) < 48:
+            seen.add(ptr)
+            header = self.cfg_read16(rid, ptr)
+            cap_id = header & 0xFF
+            if cap_id == 0xFF:
+                return
+            yield cap_id, ptr
+            ptr = (header >> 8) & 0xFC
+
+    def ext_capabilities(self, rid: RidLike) -> Iterator[Tuple[int, int, int]]:
+        """(id, version, offset) of each extended capability, from 0x100."""
+        rid = to_rid(rid)
+        ptr, seen = 0x100, set()
+        while ptr >= 0x100 and ptr not in seen and len(seen) < 960:
+            seen.add(ptr)
+            r = self.config_read(rid, ptr, 4)
+            if not r.ok or r.value in (0, 0xFFFFFFFF):
+                return
+            yield r.value & 0xFFFF, (r.value >> 16) & 0xF, ptr
+            ptr = (r.value >> 20) & 0xFFC
+
+    def find_capability(self, rid: RidLike, cap_id: int) -> Optional[int]:
+        return next((off for cid, off in self.capabilities(rid) if cid == cap_id), None)
+
+    def find_ext_capability(self, rid: RidLike, cap_id: int) -> Optional[int]:
+        return next((off for cid, _, off in self.ext_capabilities(rid) if cid == cap_id), None)
+
+    # -- BARs -------------------------------------------------------------------------------
+    def bar_address(self, rid: RidLike, index: int) -> int:
+        """The address programmed in BAR ``index`` (64-bit BARs combined, I/O and flag bits stripped)."""
+        rid = to_rid(rid)
+        lo = self.cfg_read32(rid, regs.BAR0 + 4 * index)
+        if lo & 1:
+            return lo & ~0x3 & 0xFFFFFFFF
+        addr = lo & ~0xF & 0xFFFFFFFF
+        if (lo >> 1) & 3 == 2:
+            addr |= self.cfg_read32(rid, regs.BAR0 + 4 * index + 4) << 32
+        return addr
+
+    # -- MMIO -------------------------------------------------------------------------------
+    def mmio_read(self, address: int, width: int = 4) -> ConfigRead:
+        r = self._call(self.mmio_stub.ReadMmio, pb.mmio_pb2.ReadMmioRequest(address=address, width=width))
+        return ConfigRead(r.status, r.value)
+
+    def mmio_write(self, address: int, width: int, value: int) -> int:
+        return self._call(self.mmio_stub.WriteMmio,
+                          pb.mmio_pb2.WriteMmioRequest(address=address, width=width, value=value)).status
+
+    def read32(self, address: int) -> int:
+        return self.mmio_read(address, 4).value
+
+    def write32(self, address: int, value: int) -> int:
+        return self.mmio_write(address, 4, value)
+
+    # -- memory -----------------------------------------------------------------------------
+    def read_memory(self, address: int, length: int) -> bytes:
+        return self._call(self.memory_stub.ReadMemory, pb.memory_pb2.ReadMemoryRequest(address=address, length=length)).data
+
+    def write_memory(self, address: int, data: bytes) -> int:
+        return self._call(self.memory_stub.WriteMemory, pb.memory_pb2.WriteMemoryRequest(address=address, data=bytes(data))).length
+
+    def map_ram(self, prefer_mmap: bool = True):
+        """A :class:`RamView` of RAM: the shared file mapped with mmap when it is reachable, else RPCs."""
+        from .ram import RamView
+        return RamView.open(self, prefer_mmap=prefer_mmap)
+
+    # -- streams ----------------------------------------------------------------------------
+    def session(self):
+        """Opens the ordered Session stream (see :class:`pcieemu.Session`)."""
+        from .session import Session
+        return Session(self)
+
+    def subscribe_interrupts(self, rids: Optional[Iterable[RidLike]] = None, timeout: Optional[float] = None) -> "InterruptSubscription":
+        """Interrupt events for ``rids`` (all functions when empty) as an iterator; close() ends it.
+        It is live (events from then on reach it) when this returns. ``timeout`` bounds the whole stream."""
+        req = pb.interrupt_pb2.SubscribeInterruptsRequest(rids=[to_rid(r) for r in (rids or [])])
+        call = self.interrupt_stub.SubscribeInterrupts(req, timeout=timeout)
+        try:
+            call.initial_metadata()  # the server sends headers once the subscription is registered
+        except grpc.RpcError as e:
+            raise ServerError(e) from None
+        return InterruptSubscription(call)
+
+    # -- SR-IOV -----------------------------------------------------------------------------
+    def enable_vfs(self, pf: RidLike, num_vfs: int, ari: Optional[bool] = None, settle: float = 0.1):
+        """Linux-style SR-IOV enable; returns a :class:`SriovState` (see pcieemu.sriov)."""
+        from .sriov import enable_vfs
+        return enable_vfs(self, pf, num_vfs, ari=ari, settle=settle)
+
+    def disable_vfs(self, pf: RidLike) -> None:
+        from .sriov import disable_vfs
+        disable_vfs(self, pf)
+
+
+class InterruptSubscription:
+    """Iterates InterruptEvent messages; ``close()`` (or leaving a ``with`` block) cancels the stream."""
+
+    def __init__(self, call):
+        self._call = call
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._call)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise ServerError(e) from None
+
+    def close(self) -> None:
+        self._call.cancel()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def connect(target: Optional[str] = None, timeout: float = 10.0, wait: float = 10.0) -> Client:
+    """Connects to ``target`` (tcp://host:port or unix:///path; default: see :func:`default_target`)."""
+    c = Client(target, timeout=timeout)
+    if wait:
+        try:
+            c.wait_ready(wait)
+        except grpc.FutureTimeoutError:
+            c.close()
+            raise ConnectionError(f"no PcieEmu server answered at {c.target} within {wait} s") from None
+    return c

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds what the Python client needs, runs its pytest suites against a real server (client tests
+# and the Python conformance runner), and writes RESULTS_DIR/client-python.count ("PASSED FAILED").
+# A missing toolchain writes RESULTS_DIR/client-python.error instead (never a silent pass).
+#   usage: clients/python/test.sh RESULTS_DIR
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+results="${1:?usage: clients/python/test.sh RESULTS_DIR}"
+mkdir -p "$results"
+results="$(cd "$results" && pwd)"
+rm -f "$results/client-python.count" "$results/client-python.error"
+PY=/usr/bin/python3   # Debian's python3-grpcio/python3-protobuf are installed for the system interpreter
+
+fail() { echo "$*" > "$results/client-python.error"; echo "client-python: $*" >&2; exit 1; }
+
+[ -x "$PY" ] || fail "/usr/bin/python3 is missing (apt-get install $(tr '\n' ' ' < "$here/apt-packages.txt"))"
+missing=()
+"$PY" -c 'import grpc' 2>/dev/null || missing+=(python3-grpcio)
+"$PY" -c 'import google.protobuf' 2>/dev/null || missing+=(python3-protobuf)
+"$PY" -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+if ! "$PY" -c 'import grpc_tools' 2>/dev/null; then
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  command -v grpc_python_plugin >/dev/null || missing+=(protobuf-compiler-grpc)
+fi
+[ ${#missing[@]} -eq 0 ] || fail "missing Debian packages: ${missing[*]} (apt-get install ${missing[*]}; full list in clients/python/apt-packages.txt)"
+command -v dotnet >/dev/null || fail "dotnet is missing: the tests need the PcieEmu server (src/PcieEmu.Server)"
+
+# Generate the pcieemu.v1 modules from proto/ and build the server once for both suites.
+(cd "$here/src" && "$PY" -m pcieemu._codegen >/dev/null) || fail "generating Python code from proto/ failed (see above)"
+dotnet build "$root/src/PcieEmu.Server" -c Release -nologo -clp:ErrorsOnly -v q >"$results/client-python-build.log" 2>&1 \
+  || fail "building src/PcieEmu.Server failed; see $results/client-python-build.log"
+export PCIEEMU_SKIP_BUILD=1
+
+cd "$root"
+"$PY" -m pytest -q -p no:cacheprovider --junitxml="$results/client-python.xml" \
+  clients/python/tests tests/Conformance/python
+rc=$?
+if [ ! -s "$results/client-python.xml" ]; then
+  fail "pytest exited $rc without writing results"
+fi
+"$PY" - "$results/client-python.xml" "$results/client-python.count" <<'PYEOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = sum(int(s.get("tests", 0)) for s in suites)
+f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+sk = sum(int(s.get("skipped", 0)) for s in suites)
+open(sys.argv[2], "w").write(f"{t - f - sk} {f}\n")
+print(f"client-python: {t - f - sk} passed, {f} failed" + (f", {sk} skipped" if sk else ""))
+PYEOF
+# pytest: 0 all passed, 1 some failed; anything else (e.g. 5 = no tests) is an error
+if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then
+  fail "pytest exited $rc"
+fi
+exit $rc

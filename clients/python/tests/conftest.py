@@ -1,0 +1,27 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import pcieemu  # noqa: E402  (generates the pcieemu.v1 modules from proto/)
+from pcieemu.testing import ServerProcess  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def server():
+    """A real pcie-emu server on a free TCP port and a temporary Unix socket."""
+    s = ServerProcess()
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def emu(server):
+    """A client over TCP on a freshly reset machine."""
+    c = pcieemu.connect(server.tcp_target)
+    c.reset()
+    yield c
+    c.close()

@@ -1,0 +1,6 @@
+export * from './bdf';
+export * from './regs';
+export * from './client';
+export * from './session';
+export { loadProto } from './proto';
+export type { PcieEmuProto } from './proto';

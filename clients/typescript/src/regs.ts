@@ -1,0 +1,37 @@
+/** PCI / PCIe register layout used by the helpers (PCIe Base 4.0 §7.5, SR-IOV §9.3.3).
+ *  These are hardware facts, not wire constants: the wire constants come from the generated code. */
+export const Regs = {
+  VENDOR_ID: 0x00,
+  DEVICE_ID: 0x02,
+  COMMAND: 0x04,
+  STATUS: 0x06,
+  STATUS_CAP_LIST: 1 << 4,
+  CLASS_REVISION: 0x08,
+  HEADER_TYPE: 0x0e,
+  CAP_PTR: 0x34,
+  EXT_CAP_START: 0x100,
+  CAP_ID_PM: 0x01,
+  CAP_ID_MSI: 0x05,
+  CAP_ID_PCIE: 0x10,
+  CAP_ID_MSIX: 0x11,
+  EXT_CAP_ID_AER: 0x0001,
+  EXT_CAP_ID_DSN: 0x0003,
+  EXT_CAP_ID_ARI: 0x000e,
+  EXT_CAP_ID_SRIOV: 0x0010,
+  /** PCIe capability: Device Capabilities 2 / Device Control 2. */
+  PCIE_DEVCAP2: 0x24,
+  PCIE_DEVCTL2: 0x28,
+  /** DevCap2 ARI Forwarding Supported and DevCtl2 ARI Forwarding Enable (bit 5). */
+  ARI_FORWARDING: 1 << 5,
+  SRIOV_CTRL: 0x08,
+  SRIOV_STATUS: 0x0a,
+  SRIOV_INITIAL_VFS: 0x0c,
+  SRIOV_TOTAL_VFS: 0x0e,
+  SRIOV_NUM_VFS: 0x10,
+  SRIOV_VF_OFFSET: 0x14,
+  SRIOV_VF_STRIDE: 0x16,
+  SRIOV_VF_DEVICE_ID: 0x1a,
+  SRIOV_CTRL_VFE: 1 << 0,
+  SRIOV_CTRL_MSE: 1 << 3,
+  SRIOV_CTRL_ARI: 1 << 4,
+} as const;

@@ -1,0 +1,192 @@
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
+import { startServer, TestServer, within } from './harness';
+
+const OK = CompletionStatus.COMPLETION_STATUS_SUCCESSFUL;
+const UR = CompletionStatus.COMPLETION_STATUS_UNSUPPORTED_REQUEST;
+const PF0 = 0x0100, PORT = 0x0008;
+
+describe('bdf', () => {
+  test('format and parse round-trip', () => {
+    assert.equal(formatBdf(0x0100), '01:00.0');
+    assert.equal(formatBdf(rid(2, 0x10, 0)), '02:10.0');
+    assert.equal(parseBdf('02:10.0'), 0x0280);
+    assert.equal(parseBdf('0000:01:00.1'), 0x0101);
+    assert.equal(ariRid(1, 0x80), 0x0180);
+    assert.throws(() => parseBdf('01:20.0'), /device/);
+    assert.throws(() => parseBdf('nonsense'), /not a BDF/);
+  });
+});
+
+describe('against a real server', () => {
+  let server: TestServer;
+  let c: PcieEmuClient;
+
+  before(async () => {
+    server = await within(startServer(), 120_000, 'server start');
+    c = await within(PcieEmuClient.connect(server.tcp), 20_000, 'connect');
+  });
+  after(async () => {
+    c?.close();
+    await server?.stop();
+  });
+  beforeEach(async () => { await within(c.resetPlatform(), 10_000, 'reset'); });
+
+  test('enumerates the default machine', async () => {
+    const fns = await within(c.listFunctions());
+    const byBdf = new Map(fns.map((f) => [f.bdf, f]));
+    for (const b of ['00:00.0', '00:01.0', '01:00.0', '01:00.1']) assert.ok(byBdf.has(b), `missing ${b}`);
+    const pf0 = byBdf.get('01:00.0')!;
+    assert.equal(pf0.rid, PF0);
+    assert.equal(pf0.vendor_id, 0x8086);
+    assert.equal(pf0.device_id, 0x10c9);
+    assert.equal(pf0.class_code, 0x020000);
+    assert.equal(pf0.is_virtual, false);
+    assert.ok(pf0.bars.length >= 1);
+    const p = await within(c.getPlatform());
+    assert.equal(p.root_ports[0].rid, PORT);
+    assert.equal(p.root_ports[0].secondary_bus, 1);
+  });
+
+  test('connects over the Unix socket too', async () => {
+    if (!server.unix) return;
+    const u = await within(PcieEmuClient.connect(server.unix), 20_000, 'unix connect');
+    try {
+      assert.equal(await within(u.readConfig32(PF0, 0)), 0x10c98086);
+    } finally { u.close(); }
+  });
+
+  test('config reads and writes by width', async () => {
+    assert.deepEqual(await within(c.readConfig(PF0, 0, 4)), { status: OK, value: 0x10c98086 });
+    assert.equal(await within(c.readConfig16(PF0, 0)), 0x8086);
+    assert.equal(await within(c.readConfig16(PF0, 2)), 0x10c9);
+    assert.equal(await within(c.readConfig8(PF0, 1)), 0x80);
+    assert.equal(await within(c.readConfig8(PF0, 0x0b)), 0x02);
+    // Interrupt Line (0x3C) is read/write.
+    assert.equal(await within(c.writeConfig8(PF0, 0x3c, 0x5a)), OK);
+    assert.equal(await within(c.readConfig8(PF0, 0x3c)), 0x5a);
+    assert.equal((await within(c.readConfig32(PF0, 0x3c))) & 0xff, 0x5a);
+    // Vendor ID is read-only: a write leaves it alone.
+    assert.equal(await within(c.writeConfig16(PF0, 0, 0x1234)), OK);
+    assert.equal(await within(c.readConfig16(PF0, 0)), 0x8086);
+  });
+
+  test('a read from no function completes UR with all ones', async () => {
+    assert.deepEqual(await within(c.readConfig(rid(1, 1, 0), 0, 4)), { status: UR, value: 0xffffffff });
+    assert.deepEqual(await within(c.readConfig(rid(9, 0, 0), 0, 2)), { status: UR, value: 0xffff });
+    assert.deepEqual(await within(c.readConfig(rid(9, 0, 0), 3, 1)), { status: UR, value: 0xff });
+    assert.equal(await within(c.writeConfig(rid(9, 0, 0), 0x3c, 1, 1)), UR);
+  });
+
+  test('walks standard and extended capabilities', async () => {
+    assert.deepEqual(await within(c.capabilities(PF0)), [
+      { id: Regs.CAP_ID_PM, offset: 0x40 }, { id: Regs.CAP_ID_MSI, offset: 0x50 },
+      { id: Regs.CAP_ID_MSIX, offset: 0x70 }, { id: Regs.CAP_ID_PCIE, offset: 0xa0 },
+    ]);
+    assert.deepEqual((await within(c.extendedCapabilities(PF0))).map((x) => [x.id, x.offset]), [
+      [Regs.EXT_CAP_ID_AER, 0x100], [Regs.EXT_CAP_ID_DSN, 0x140], [Regs.EXT_CAP_ID_ARI, 0x150], [Regs.EXT_CAP_ID_SRIOV, 0x160],
+    ]);
+    assert.equal(await within(c.findCapability(PORT, Regs.CAP_ID_PCIE)), 0x40);
+    assert.deepEqual(await within(c.capabilities(rid(9, 0, 0))), []);
+  });
+
+  test('SR-IOV enable/disable without ARI routes VFs to bus 2', async () => {
+    const vfs = await within(c.enableSriov(PF0, 2, { ari: false }));
+    assert.deepEqual(vfs.map(formatBdf), ['02:10.0', '02:10.2']);
+    const cls = await within(c.readConfig(parseBdf('02:10.0'), 0x08, 4));
+    assert.equal(cls.status, OK);
+    assert.equal(cls.value >>> 8, 0x020000);
+    // VF Vendor/Device ID registers read FFFFh but the function answers.
+    assert.deepEqual(await within(c.readConfig(0x0280, 0, 4)), { status: OK, value: 0xffffffff });
+    assert.equal((await within(c.readConfig(parseBdf('01:10.0'), 0, 4))).status, UR);
+    const fns = await within(c.listFunctions());
+    const vf = fns.find((f) => f.rid === 0x0280)!;
+    assert.ok(vf, 'VF 02:10.0 not listed');
+    assert.equal(vf.is_virtual, true);
+    assert.equal(vf.physical_function_rid, PF0);
+    assert.equal(vf.device_id, 0x10ca);
+    await within(c.disableSriov(PF0));
+    assert.equal((await within(c.readConfig(0x0280, 0x08, 4))).status, UR);
+    assert.equal(await within(c.readConfig16(PF0, 0x160 + Regs.SRIOV_NUM_VFS)), 0);
+  });
+
+  test('SR-IOV enable/disable with ARI routes VFs to bus 1', async () => {
+    const vfs = await within(c.enableSriov(PF0, 2, { ari: true }));
+    assert.deepEqual(vfs.map(formatBdf), ['01:10.0', '01:10.2']);
+    assert.equal(vfs[0], ariRid(1, 0x80));
+    const cls = await within(c.readConfig(0x0180, 0x08, 4));
+    assert.equal(cls.status, OK);
+    assert.equal(cls.value >>> 8, 0x020000);
+    assert.ok((await within(c.readConfig16(PORT, 0x40 + Regs.PCIE_DEVCTL2))) & Regs.ARI_FORWARDING);
+    const ctl = await within(c.readConfig16(PF0, 0x160 + Regs.SRIOV_CTRL));
+    assert.equal(ctl & (Regs.SRIOV_CTRL_VFE | Regs.SRIOV_CTRL_MSE | Regs.SRIOV_CTRL_ARI), Regs.SRIOV_CTRL_VFE | Regs.SRIOV_CTRL_MSE | Regs.SRIOV_CTRL_ARI);
+    assert.equal((await within(c.readConfig(0x0280, 0, 4))).status, UR);
+    await within(c.disableSriov(PF0));
+    assert.equal((await within(c.readConfig(0x0180, 0x08, 4))).status, UR);
+    await assert.rejects(c.enableSriov(PF0, 99), /numVfs must be 1\.\.8/);
+  });
+
+  test('RAM through the shared file and through RPC see the same bytes', async () => {
+    const ram = await within(c.openRam());
+    const rpc = await within(c.openRam({ preferRpc: true }));
+    try {
+      assert.equal(ram.direct, true, 'the server runs on this host, so the RAM file should be usable');
+      assert.equal(rpc.direct, false);
+      const a = ram.base + 0x10000n;
+      await ram.write(a, Buffer.from([1, 2, 3, 4, 5]));
+      assert.deepEqual([...(await within(rpc.read(a, 5)))], [1, 2, 3, 4, 5]);
+      await within(rpc.write(a + 8n, Buffer.from('hello')));
+      assert.equal((await ram.read(a + 8n, 5)).toString(), 'hello');
+      assert.equal((await within(c.readMmio(a, 4))).value, 0x04030201n);
+      await assert.rejects(ram.read(ram.base + ram.size, 1), RangeError);
+      await assert.rejects(c.readMemory(ram.base + ram.size, 16), (e: grpc.ServiceError) => e.code === grpc.status.OUT_OF_RANGE);
+    } finally { ram.close(); rpc.close(); }
+  });
+
+  test('Session: posted writes are seen by later reads, in order', async () => {
+    const s = c.session();
+    const reads: Promise<{ value: bigint; status: string }>[] = [];
+    for (let i = 0; i < 200; i++) {
+      s.configWrite(PF0, 0x3c, 1, i & 0xff);
+      reads.push(s.configRead(PF0, 0x3c, 1));
+      s.mmioWrite(0x2000n, 4, BigInt(i * 7));
+      reads.push(s.mmioRead(0x2000n, 4));
+    }
+    const done = await within(Promise.all(reads));
+    for (let i = 0; i < 200; i++) {
+      assert.equal(done[2 * i].value, BigInt(i & 0xff));
+      assert.equal(done[2 * i + 1].value, BigInt(i * 7));
+    }
+    // A posted write that fails is reported by tag; an acked write completes.
+    s.configWrite(rid(9, 0, 0), 0x3c, 1, 1);
+    const ack = await within(s.configWriteAck(PF0, 0x3c, 1, 0x11));
+    assert.equal(ack.status, OK);
+    assert.equal(s.postedErrors.length, 1);
+    assert.equal(s.postedErrors[0].status, UR);
+    assert.equal((await within(s.memoryRead(0x2000n, 4))).data.readUInt32LE(0), 199 * 7);
+    await within(s.close());
+  });
+
+  test('Session: a malformed transaction ends the stream with INVALID_ARGUMENT', async () => {
+    const s = c.session();
+    await assert.rejects(within(s.configRead(PF0, 0, 3)), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /width/.test(e.details));
+    s.cancel();
+  });
+
+  test('interrupt subscription opens, and a bad rid is INVALID_ARGUMENT', async () => {
+    const sub = c.subscribeInterrupts([PF0]);
+    await within(sub.opened, 10_000, 'subscription headers');
+    sub.cancel();
+    const bad = c.subscribeInterrupts([0x10000]);
+    await assert.rejects(within(bad.opened), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
+  });
+
+  test('a bad width is INVALID_ARGUMENT naming the field', async () => {
+    await assert.rejects(c.readConfig(PF0, 0, 3), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /width/.test(e.details));
+    await assert.rejects(c.readConfig(PF0, 4096, 4), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /offset/.test(e.details));
+    // The server keeps working afterwards.
+    assert.equal(await within(c.readConfig16(PF0, 0)), 0x8086);
+  });
+});

@@ -1,0 +1,93 @@
+/** Starts a real pcie-emu server for the tests (or uses $PCIEEMU_TEST_TARGET) and waits until its
+ *  gRPC health check reports SERVING. */
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import { grpcTarget } from '../src/client';
+
+export interface TestServer { tcp: string; unix: string; stop(): Promise<void> }
+
+const repoRoot = resolve(__dirname, '../../../..');
+
+export function serverDll(): string {
+  if (process.env.PCIEEMU_SERVER_DLL) return process.env.PCIEEMU_SERVER_DLL;
+  const dir = join(repoRoot, 'src/PcieEmu.Server/bin/Release/net10.0');
+  for (const name of ['pcie-emu.dll', 'PcieEmu.Server.dll']) if (existsSync(join(dir, name))) return join(dir, name);
+  throw new Error(`server not built: run 'dotnet build src/PcieEmu.Server -c Release' (looked in ${dir})`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Resolves when Health/Check("") answers SERVING; rejects after `timeoutMs`. */
+export async function waitHealthy(target: string, timeoutMs = 60_000): Promise<void> {
+  const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
+  const client = new Health(grpcTarget(target), grpc.credentials.createInsecure());
+  const until = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const status = await new Promise<string | undefined>((res) =>
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (client as any).check({ service: '' }, { deadline: Date.now() + 2000 }, (e: Error | null, r?: { status: string }) => res(e ? undefined : r?.status)));
+      if (status === 'SERVING') return;
+      if (Date.now() > until) throw new Error(`server at ${target} not SERVING after ${timeoutMs} ms (last: ${status ?? 'no answer'})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    client.close();
+  }
+}
+
+export async function startServer(): Promise<TestServer> {
+  if (process.env.PCIEEMU_TEST_TARGET) {
+    const t = process.env.PCIEEMU_TEST_TARGET;
+    await waitHealthy(t);
+    return { tcp: t, unix: process.env.PCIEEMU_TEST_UNIX ?? '', stop: async () => {} };
+  }
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pcieemu-ts-'));
+  const sock = join(dir, 'pcie-emu.sock');
+  const tcp = `tcp://127.0.0.1:${port}`, unix = `unix://${sock}`;
+  const child: ChildProcess = spawn('dotnet', [serverDll(), 'serve', '--listen', tcp, '--listen', unix], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (d) => { log += d; });
+  child.stderr!.on('data', (d) => { log += d; });
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  try {
+    await Promise.race([waitHealthy(tcp), exited.then(() => { throw new Error(`server exited early:\n${log}`); })]);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+  return {
+    tcp, unix,
+    stop: async () => {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Rejects if `p` has not settled within `ms` (every await in the tests has a timeout). */
+export function within<T>(p: Promise<T>, ms = 10_000, what = 'operation'): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, rej) => { timer = setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms); }),
+  ]);
+}

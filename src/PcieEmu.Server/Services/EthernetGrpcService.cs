@@ -1,0 +1,59 @@
+using System.Globalization;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using PcieEmu.Protocol.V1;
+using PcieEmu.Server.Hosting;
+
+namespace PcieEmu.Server.Services;
+
+/// <summary>EthernetService: the ports' wire, through the <see cref="WireTap"/>.</summary>
+public sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, ILogger<EthernetGrpcService> logger) : EthernetService.EthernetServiceBase
+{
+    /// <inheritdoc/>
+    public override Task<InjectFrameResponse> InjectFrame(InjectFrameRequest request, ServerCallContext context)
+    {
+        int port = Port(request.Port);
+        try
+        {
+            int queues = tap.Inject(port, request.Data.Span);
+            return Task.FromResult(new InjectFrameResponse { Accepted = queues > 0, Queues = (uint)queues });
+        }
+        catch (ArgumentException ex)
+        {
+            throw RpcErrors.Invalid(ex);
+        }
+    }
+
+    /// <inheritdoc/>
+    public override async Task CaptureFrames(CaptureFramesRequest request, IServerStreamWriter<CapturedFrame> responseStream, ServerCallContext context)
+    {
+        int port = Port(request.Port);
+        using var sub = tap.TrySubscribe(port, limits.CaptureQueueCapacity, limits.MaxCaptureSubscribers)
+            ?? throw new RpcException(new Status(StatusCode.ResourceExhausted, $"subscribers: already {limits.MaxCaptureSubscribers} capture subscribers (the limit)"));
+        await context.WriteResponseHeadersAsync([]).ConfigureAwait(false);
+        var reader = sub.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(context.CancellationToken).ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var f))
+                {
+                    await responseStream.WriteAsync(new CapturedFrame { Port = (uint)f.Port, Data = UnsafeByteOperations.UnsafeWrap(f.Data), TimestampNs = f.TimestampUnixNs },
+                        context.CancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (CaptureOverflowException)
+        {
+            long missed = sub.Missed;
+            Log.CaptureOverflow(logger, context.Peer, port, missed);
+            throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                    $"capture subscriber fell behind: its queue of {limits.CaptureQueueCapacity} overflowed and {missed} frame(s) were missed"),
+                new Metadata { { InterruptGrpcService.MissedTrailer, missed.ToString(CultureInfo.InvariantCulture) } });
+        }
+    }
+
+    private int Port(uint port) =>
+        port < (uint)tap.Ports ? (int)port : throw RpcErrors.Invalid("port", $"port {port} does not exist (ports 0..{tap.Ports - 1})");
+}

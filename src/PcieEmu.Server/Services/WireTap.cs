@@ -1,0 +1,150 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Platform;
+using PcieEmu.Server.Hosting;
+
+namespace PcieEmu.Server.Services;
+
+/// <summary>Thrown from a capture subscription's reader when its queue overflowed and it was cut off.</summary>
+public sealed class CaptureOverflowException(long missed) : Exception($"capture subscriber fell behind; {missed} frame(s) missed")
+{
+    /// <summary>Frames missed when the subscription was cut off.</summary>
+    public long Missed => missed;
+}
+
+/// <summary>
+/// The wire of each NIC port, seen from outside: frames injected from the link partner and frames
+/// the ports transmit. Fans transmitted frames out to capture subscribers through bounded queues
+/// (never blocking the machine; an overflowing subscriber is cut off) and, with --pcap DIR, writes
+/// both directions of each port to DIR/pcie-emu-port&lt;N&gt;.pcap. Follows the ports across platform
+/// resets (which rebuild them).
+/// </summary>
+public sealed class WireTap : IDisposable
+{
+    private readonly Machine _machine;
+    private readonly PcapWriter?[] _pcap;
+    private readonly Lock _lock = new();
+    private Subscription[] _subs = [];
+
+    /// <summary>Attaches to the machine's ports; opens pcap files when a capture directory is set.</summary>
+    public WireTap(Machine machine, ServeSettings settings, ILogger<WireTap> logger)
+    {
+        _machine = machine;
+        _pcap = new PcapWriter?[machine.PhysicalFunctions.Count];
+        if (settings.PcapDirectory is { } dir)
+        {
+            Directory.CreateDirectory(dir);
+            for (int p = 0; p < _pcap.Length; p++)
+            {
+                string path = Path.Combine(dir, $"pcie-emu-port{p}.pcap");
+                _pcap[p] = PcapWriter.Create(path);
+                Log.PcapFile(logger, p, path);
+            }
+        }
+        lock (machine.SyncRoot) Attach();
+        machine.PlatformReset += Attach;
+    }
+
+    /// <summary>Number of ports.</summary>
+    public int Ports => _pcap.Length;
+
+    /// <summary>Hooks the current ports (again after a reset rebuilt them). Runs under the machine lock.</summary>
+    private void Attach()
+    {
+        foreach (var pf in _machine.PhysicalFunctions.OfType<IgbPhysicalFunction>())
+        {
+            pf.Nic.FrameTransmitted -= OnTransmitted;
+            pf.Nic.FrameTransmitted += OnTransmitted;
+        }
+    }
+
+    // Under the machine lock: write the pcap record and offer to subscribers; never wait.
+    private void OnTransmitted(WireFrame frame)
+    {
+        if ((uint)frame.Port < (uint)_pcap.Length) _pcap[frame.Port]?.Write(frame);
+        foreach (var s in Volatile.Read(ref _subs)) s.Offer(frame);
+    }
+
+    /// <summary>Delivers <paramref name="data"/> to port <paramref name="port"/>'s receiver; returns the
+    /// receive queues that took it. Throws <see cref="ArgumentException"/> ("port", "data") on bad input.</summary>
+    public int Inject(int port, ReadOnlySpan<byte> data)
+    {
+        if ((uint)port >= (uint)_pcap.Length) throw new ArgumentException($"port {port} does not exist (ports 0..{_pcap.Length - 1})", nameof(port));
+        if (data.Length is < IgbPort.MinFrameSize or > IgbPort.MaxFrameSize)
+            throw new ArgumentException($"frame must be {IgbPort.MinFrameSize}..{IgbPort.MaxFrameSize} bytes (was {data.Length})", nameof(data));
+        lock (_machine.SyncRoot)
+        {
+            var nic = ((IgbPhysicalFunction)_machine.PhysicalFunctions[port]).Nic;
+            _pcap[port]?.Write(new WireFrame(port, data.ToArray(), (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100));
+            return nic.InjectFrame(data);
+        }
+    }
+
+    /// <summary>Subscribes to frames transmitted by <paramref name="port"/>; null when <paramref name="max"/> subscribers exist.</summary>
+    public Subscription? TrySubscribe(int port, int capacity, int max)
+    {
+        var sub = new Subscription(this, port, capacity);
+        lock (_lock)
+        {
+            if (_subs.Length >= max) return null;
+            _subs = [.. _subs, sub];
+        }
+        return sub;
+    }
+
+    private void Remove(Subscription sub)
+    {
+        lock (_lock) _subs = [.. _subs.Where(s => s != sub)];
+    }
+
+    /// <summary>Flushes and closes the pcap files.</summary>
+    public void Dispose()
+    {
+        _machine.PlatformReset -= Attach;
+        lock (_machine.SyncRoot)
+        {
+            foreach (var pf in _machine.PhysicalFunctions.OfType<IgbPhysicalFunction>()) pf.Nic.FrameTransmitted -= OnTransmitted;
+            for (int p = 0; p < _pcap.Length; p++) { _pcap[p]?.Dispose(); _pcap[p] = null; }
+        }
+    }
+
+    /// <summary>One capture subscriber's bounded queue.</summary>
+    public sealed class Subscription : IDisposable
+    {
+        private readonly WireTap _tap;
+        private readonly int _port;
+        private readonly Channel<WireFrame> _channel;
+        private long _missed;
+        private int _closed;
+
+        internal Subscription(WireTap tap, int port, int capacity)
+        {
+            _tap = tap;
+            _port = port;
+            _channel = Channel.CreateBounded<WireFrame>(new BoundedChannelOptions(capacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        }
+
+        /// <summary>Frames in order; completes with <see cref="CaptureOverflowException"/> on overflow.</summary>
+        public ChannelReader<WireFrame> Reader => _channel.Reader;
+        /// <summary>Frames missed.</summary>
+        public long Missed => Interlocked.Read(ref _missed);
+
+        internal void Offer(WireFrame frame)
+        {
+            if (frame.Port != _port) return;
+            if (Volatile.Read(ref _closed) != 0) { Interlocked.Increment(ref _missed); return; }
+            if (_channel.Writer.TryWrite(frame)) return;
+            Interlocked.Increment(ref _missed);
+            if (Interlocked.Exchange(ref _closed, 1) == 0) _channel.Writer.TryComplete(new CaptureOverflowException(Missed));
+        }
+
+        /// <summary>Stops the subscription.</summary>
+        public void Dispose()
+        {
+            Interlocked.Exchange(ref _closed, 1);
+            _channel.Writer.TryComplete();
+            _tap.Remove(this);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[2] / "clients" / "python" / "src"))
+
+import pcieemu  # noqa: E402,F401  (generates the pcieemu.v1 modules)
+from pcieemu.testing import ServerProcess  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def server():
+    s = ServerProcess()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def runner(server):
+    import conformance
+    r = conformance.Runner(server.tcp_target)
+    yield r
+    r.close()

@@ -44,7 +44,7 @@ public class NicBenchmarks
         _vf1 = pf.VfBarWindow(vfBar0, 1).Base;
         void Pf(uint o, uint v) => _m.WriteMmio(pfBar + o, 4, v);
         Pf(CtrlExt, CtrlExtPfrstd); Pf(Mrqc, MrqcVmdq); Pf(Dtxswc, DtxswcLoopback); Pf(Rctl, RctlEn | RctlSecrc); Pf(Tctl, TctlEn);
-        Pf(Vfre, 3); Pf(Vfte, 3);
+        Pf(Vfre, 3); Pf(Vfte, 3); Pf(Vmolr + 4, VmolrAupe | VmolrBam);
         byte[] mac1 = [0x02, 0, 0, 0, 0x10, 1];
         Pf(Ral0 + 8, BinaryPrimitives.ReadUInt32LittleEndian(mac1));
         Pf(Ral0 + 12, BinaryPrimitives.ReadUInt16LittleEndian(mac1.AsSpan(4)) | 2u << RahPoolShift | RahAv);

@@ -10,32 +10,45 @@ namespace PcieEmu.Core.Devices.Igb;
 /// EIAM bits auto-mask EIMS (for the PF only when GPIE.EIAME is set; a VF always auto-masks).
 /// In MSI-X mode EICR bit n is vector n. The PF outside MSI-X mode (GPIE.Multiple_MSIX = 0)
 /// sends vector 0 (MSI or INTx) for every new enabled cause in EICR or ICR.
-/// EITR is stored but moderation is not modelled: an enabled cause is sent at once (interval 0).
+/// EITR moderation (MSI-X mode): after vector n is sent, it is not sent again until EITR[n]'s
+/// interval (bits 14:2, microseconds) has passed; a cause arriving earlier stays in EICR and is
+/// sent when the interval ends (a timer that takes the machine lock), if still set and enabled.
 /// </summary>
 internal sealed class IgbInterruptUnit
 {
     private readonly Func<PciFunction?> _function;
+    private readonly Lock _sync;
+    private readonly Register[] _eitr;
+    private readonly long[] _nextAllowed;
+    private uint _held;
+    private long _timerDue;
+    private Timer? _timer;
     private readonly int _vectors;
     private readonly Register _eicr, _eims, _eiac, _eiam, _ivar0;
     private readonly Register[]? _pfIvar;
     private readonly Register? _gpie, _icr, _ims, _ivarMisc;
 
     /// <summary>A VF's unit: its own file's registers.</summary>
-    public IgbInterruptUnit(RegisterFile vf, Func<PciFunction?> function)
+    public IgbInterruptUnit(RegisterFile vf, Func<PciFunction?> function, Lock sync)
     {
         _function = function;
+        _sync = sync;
         _vectors = Igb82576.VfMsixVectors;
+        _eitr = [.. Enumerable.Range(0, _vectors).Select(i => vf[$"EITR[{i}]"])];
+        _nextAllowed = new long[_vectors];
         (_eicr, _eims, _eiac, _eiam) = (vf["EICR"], vf["EIMS"], vf["EIAC"], vf["EIAM"]);
         _ivar0 = vf["IVAR0"];
         _ivarMisc = vf["IVAR_MISC"];
     }
 
     /// <summary>The PF's unit.</summary>
-    public IgbInterruptUnit(RegisterFile pf, PciFunction function, bool isPf)
+    public IgbInterruptUnit(RegisterFile pf, PciFunction function, Lock sync)
     {
-        _ = isPf;
         _function = () => function;
+        _sync = sync;
         _vectors = Igb82576.PfMsixVectors;
+        _eitr = [.. Enumerable.Range(0, _vectors).Select(i => pf[$"EITR[{i}]"])];
+        _nextAllowed = new long[_vectors];
         (_eicr, _eims, _eiac, _eiam) = (pf["EICR"], pf["EIMS"], pf["EIAC"], pf["EIAM"]);
         _pfIvar = [.. Enumerable.Range(0, 8).Select(i => pf[$"IVAR0[{i}]"])];
         _ivar0 = _pfIvar[0];
@@ -116,10 +129,60 @@ internal sealed class IgbInterruptUnit
             uint bit = 1u << v;
             fire &= ~bit;
             if (v >= _vectors) continue;
+            if (!Moderation(v)) { _held |= bit; continue; }
             fn.RaiseInterrupt(v);
             if ((_eiac.Value & bit) != 0) _eicr.Value &= ~bit;
             if (autoMask && (_eiam.Value & bit) != 0) _eims.Value &= ~bit;
         }
+    }
+
+    /// <summary>True when vector <paramref name="v"/> may be sent now (and starts its interval);
+    /// false when its EITR interval is still running (a timer is armed for its end).</summary>
+    private bool Moderation(int v)
+    {
+        long interval = (_eitr[v].Value >> 2 & 0x1FFF) * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        if (interval == 0) return true;
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (now >= _nextAllowed[v])
+        {
+            _nextAllowed[v] = now + interval;
+            return true;
+        }
+        // Arm the timer for the earliest held vector's end.
+        if (_timerDue == 0 || _nextAllowed[v] < _timerDue)
+        {
+            _timerDue = _nextAllowed[v];
+            long waitMs = ((_timerDue - now) * 1000 + System.Diagnostics.Stopwatch.Frequency - 1) / System.Diagnostics.Stopwatch.Frequency;
+            _timer ??= new Timer(_ => OnIntervalEnd());
+            _timer.Change(Math.Max(1, waitMs), Timeout.Infinite);
+        }
+        return false;
+    }
+
+    private void OnIntervalEnd()
+    {
+        try
+        {
+            lock (_sync)
+            {
+                uint held = _held;
+                _held = 0;
+                _timerDue = 0;
+                if (held != 0) Deliver(held);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // The machine went away while the interval ran.
+        }
+    }
+
+    /// <summary>Forgets running intervals and held vectors (function reset).</summary>
+    public void Reset()
+    {
+        Array.Clear(_nextAllowed);
+        _held = 0;
+        _timerDue = 0;
     }
 
     private void FireLegacy(uint eicrBits, uint icrBits)

@@ -85,7 +85,7 @@ public sealed partial class IgbPort
         for (int i = 0; i < 128; i++) _mta[i] = f[$"MTA[{i}]"];
         for (int q = 0; q < Queues; q++) _q[q] = new QueueRegs(f, q);
 
-        _pfIrq = new IgbInterruptUnit(f, pf, isPf: true);
+        _pfIrq = new IgbInterruptUnit(f, pf, pf.Machine.SyncRoot);
         f.OnRead("STATUS", Status)
          .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })
@@ -132,7 +132,7 @@ public sealed partial class IgbPort
             for (int k = 0; k < MailboxWords; k++) v.Alias(Vmbmem + 4u * (uint)k, $"VMBMEM[{k}]", f[$"VMBMEM[{i * MailboxWords + k}]"]);
             IgbRegisterMaps.AliasQueue(v, f, i, 0, RxLegacy, TxLegacy);
             IgbRegisterMaps.AliasQueue(v, f, i + Pools, 1, RxLegacy + 0x100, TxLegacy + 0x100);
-            _vfIrq[i] = new IgbInterruptUnit(v, () => VfFunction(vf));
+            _vfIrq[i] = new IgbInterruptUnit(v, () => VfFunction(vf), pf.Machine.SyncRoot);
             v.OnRead("STATUS", Status)
              .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) ResetVf(vf); })
              .OnWrite("EICS", (_, _, w, _) => _vfIrq[vf].Deliver(w))
@@ -192,6 +192,8 @@ public sealed partial class IgbPort
     {
         PfRegisters.Reset();
         foreach (var v in _vfFiles) v.Reset();
+        _pfIrq.Reset();
+        foreach (var u in _vfIrq) u.Reset();
         for (int q = 0; q < Queues; q++) InvalidateRxCache(q);
         _pfResetDone = false;
     }
@@ -213,6 +215,7 @@ public sealed partial class IgbPort
         if (pool >= _vfFiles.Length) return;
         var v = _vfFiles[pool];
         v.Reset();
+        _vfIrq[pool].Reset();
         v["VFMAILBOX"].Value = _pfResetDone ? VfmbRstd : VfmbRsti;
         _p2v[pool].Value = 0;
         _q[pool].Reset();

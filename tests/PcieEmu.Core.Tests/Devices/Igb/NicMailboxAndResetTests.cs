@@ -345,4 +345,44 @@ public class NicMailboxAndResetTests
         Assert.Equal(0u, rig.PfRead(TxQueues + Tdlen));
         Assert.Equal(0x8000_E046u, rig.PfRead(Ral0 + 4));
     }
+
+    [Fact]
+    public async Task EitrHoldsASecondCauseUntilTheIntervalEnds()
+    {
+        using var rig = new NicRig(vfs: 2);
+        rig.SetupVmdq(2);
+        rig.EnableMsix(rig.VfRid(1), rig.VfBar3(1), 3);
+        rig.VfWrite(1, Ivar0, 0x80);            // RX0 → vector 0
+        rig.VfWrite(1, Eiac, 1);
+        rig.VfWrite(1, Eims, 1);
+        rig.VfWrite(1, Eitr, 8000u << 2);       // 8 ms
+        rig.VfRx(1);
+        using var sub = rig.M.Interrupts.Subscribe([rig.VfRid(1)]);
+        var frame = NicRig.Frame(NicRig.Mac(1), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        // Holding the machine lock keeps the interval timer out: what happens here is synchronous.
+        lock (rig.M.SyncRoot)
+        {
+            Assert.Equal(1, rig.Nic.InjectFrame(frame));
+            Assert.Single(NicRig.Drain(sub));
+            Assert.Equal(1, rig.Nic.InjectFrame(frame));
+            Assert.Empty(NicRig.Drain(sub));                           // held by EITR
+            Assert.Equal(1u, rig.Nic.VfRegisters[1]["EICR"].Value);   // the cause is pending
+        }
+        var ev = await sub.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(0u, ev.Vector);
+        lock (rig.M.SyncRoot) Assert.Equal(0u, rig.Nic.VfRegisters[1]["EICR"].Value);   // sent, then auto-cleared
+
+        // Intervals are per vector: while vector 0 is held, vector 1 (no interval) goes at once.
+        rig.VfWrite(1, Eitr, 0x1FFFu << 2);
+        rig.VfWrite(1, Eims, 3);
+        lock (rig.M.SyncRoot)
+        {
+            Assert.Equal(1, rig.Nic.InjectFrame(frame));
+            Assert.Equal(1, rig.Nic.InjectFrame(frame));
+            var evs = NicRig.Drain(sub);
+            Assert.True(evs.Count <= 1 && evs.All(e => e.Vector == 0));   // at most the first, the second is held
+            rig.VfWrite(1, Eics, 2);
+            Assert.Equal(1u, Assert.Single(NicRig.Drain(sub)).Vector);
+        }
+    }
 }

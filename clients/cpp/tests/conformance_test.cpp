@@ -380,35 +380,35 @@ class Runner {
     return out;
   }
 
-  ConfigRead RawReadConfig(uint64_t rid, uint64_t off, uint64_t w) {
-    if (rid <= 0xffff) return c_.ReadConfig(static_cast<uint16_t>(rid), static_cast<int>(off), static_cast<int>(w));
+  // Sends a raw config request through the generated stub (for rids the 16-bit API cannot carry).
+  template <typename Req, typename Res, typename Fn>
+  Res Raw(const char* what, uint64_t rid, uint64_t off, uint64_t w, Fn call) {
     auto stub = v1::ConfigService::NewStub(c_.channel());
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::ReadConfigRequest q;
+    Req q;
     q.set_rid(static_cast<uint32_t>(rid));
     q.set_offset(static_cast<uint32_t>(off));
     q.set_width(static_cast<uint32_t>(w));
-    v1::ReadConfigResponse r;
-    grpc::Status st = stub->ReadConfig(&ctx, q, &r);
-    if (!st.ok()) throw RpcError("ReadConfig", st);
+    Res r;
+    grpc::Status st = call(*stub, ctx, q, r);
+    if (!st.ok()) throw RpcError(what, st);
+    return r;
+  }
+  ConfigRead RawReadConfig(uint64_t rid, uint64_t off, uint64_t w) {
+    if (rid <= 0xffff) return c_.ReadConfig(static_cast<uint16_t>(rid), static_cast<int>(off), static_cast<int>(w));
+    auto r = Raw<v1::ReadConfigRequest, v1::ReadConfigResponse>("ReadConfig", rid, off, w, [](auto& s, auto& ctx, auto& q, auto& r) {
+      return s.ReadConfig(&ctx, q, &r);
+    });
     return {r.status(), r.value()};
   }
   Status RawWriteConfig(uint64_t rid, uint64_t off, uint64_t w, uint64_t v) {
     if (rid <= 0xffff && v <= 0xffffffffu)
       return c_.WriteConfig(static_cast<uint16_t>(rid), static_cast<int>(off), static_cast<int>(w), static_cast<uint32_t>(v));
-    auto stub = v1::ConfigService::NewStub(c_.channel());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::WriteConfigRequest q;
-    q.set_rid(static_cast<uint32_t>(rid));
-    q.set_offset(static_cast<uint32_t>(off));
-    q.set_width(static_cast<uint32_t>(w));
-    q.set_value(static_cast<uint32_t>(v));
-    v1::WriteConfigResponse r;
-    grpc::Status st = stub->WriteConfig(&ctx, q, &r);
-    if (!st.ok()) throw RpcError("WriteConfig", st);
-    return r.status();
+    return Raw<v1::WriteConfigRequest, v1::WriteConfigResponse>("WriteConfig", rid, off, w, [v](auto& s, auto& ctx, auto& q, auto& r) {
+      q.set_value(static_cast<uint32_t>(v));
+      return s.WriteConfig(&ctx, q, &r);
+    }).status();
   }
 
   Client& c_;

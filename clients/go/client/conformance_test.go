@@ -164,18 +164,23 @@ func (r *confRunner) checkStatus(what string, actual pb.CompletionStatus, s conf
 	return nil
 }
 
+// maskOf evaluates m[key], or all ones when the key is absent.
+func (r *confRunner) maskOf(m map[string]interface{}, key string) (uint64, error) {
+	if v, ok := m[key]; ok {
+		return r.eval(v)
+	}
+	return ^uint64(0), nil
+}
+
 func (r *confRunner) checkValue(what string, actual uint64, s confStep) error {
 	e := r.expect(s)
 	wv, ok := e["value"]
 	if !ok {
 		return nil
 	}
-	mask := ^uint64(0)
-	if m, ok := e["mask"]; ok {
-		var err error
-		if mask, err = r.eval(m); err != nil {
-			return err
-		}
+	mask, err := r.maskOf(e, "mask")
+	if err != nil {
+		return err
 	}
 	want, err := r.eval(wv)
 	if err != nil {
@@ -192,12 +197,9 @@ func (r *confRunner) save(s confStep, v uint64) error {
 	if name == "" {
 		return nil
 	}
-	mask := ^uint64(0)
-	if m, ok := s["save_mask"]; ok {
-		var err error
-		if mask, err = r.eval(m); err != nil {
-			return err
-		}
+	mask, err := r.maskOf(s, "save_mask")
+	if err != nil {
+		return err
 	}
 	r.env[name] = v & mask
 	return nil

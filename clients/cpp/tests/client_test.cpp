@@ -150,6 +150,22 @@ TEST_F(ClientTest, UnixSocketAndCApi) {
   pcieemu_close(emu);
 }
 
+TEST_F(ClientTest, DefaultTargetFindsUnixSocket) {
+  if (g_unix.empty()) GTEST_SKIP() << "no Unix socket target";
+  char tmpl[] = "/tmp/pcieemu-xdg-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl, sock = dir + "/pcie-emu.sock";
+  fs::create_symlink(g_unix.substr(std::strlen("unix://")), sock);
+  const char* old_xdg = std::getenv("XDG_RUNTIME_DIR");
+  std::string saved = old_xdg ? old_xdg : "";
+  ::setenv("XDG_RUNTIME_DIR", dir.c_str(), 1);
+  ::unsetenv("PCIEEMU_TARGET");
+  EXPECT_EQ(DefaultTarget(), "unix://" + sock);
+  EXPECT_EQ(Client::Connect()->ReadConfig32(kPf0, 0), 0x10c98086u);
+  if (old_xdg) ::setenv("XDG_RUNTIME_DIR", saved.c_str(), 1); else ::unsetenv("XDG_RUNTIME_DIR");
+  fs::remove_all(dir);
+}
+
 TEST_F(ClientTest, ConfigWidths) {
   auto r = c->ReadConfig(kPf0, 0, 4);
   EXPECT_EQ(r.status, OK);

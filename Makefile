@@ -36,7 +36,8 @@ test: build
 CLIENTS := python cpp typescript go
 test-clients:
 	@mkdir -p $(RESULTS)/clients
-	@for c in $(CLIENTS); do echo "== client $$c"; bash clients/$$c/test.sh $(RESULTS)/clients || true; done
+	@export PCIEEMU_SERVER_DLL=$(CURDIR)/src/PcieEmu.Server/bin/$(CONFIG)/net10.0/pcie-emu.dll; \
+	  for c in $(CLIENTS); do echo "== client $$c"; bash clients/$$c/test.sh $(RESULTS)/clients || true; done
 
 # Build and test the clients alone (needs the server built: make build).
 clients: build

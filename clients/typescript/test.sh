@@ -26,7 +26,7 @@ cd "$here"
 npm ci --no-audit --no-fund >>"$out/$name.build.log" 2>&1 || fail "npm ci failed (see $out/$name.build.log)"
 npm run -s build >>"$out/$name.build.log" 2>&1 || fail "TypeScript build failed (see $out/$name.build.log)"
 
-node --test --test-concurrency=1 --test-reporter=tap dist/test/*.test.js >"$out/$name.tap" 2>&1
+timeout 900 node --test --test-concurrency=1 --test-reporter=tap dist/test/*.test.js >"$out/$name.tap" 2>&1
 pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out/$name.tap" | tail -1)
 failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$out/$name.tap" | tail -1)
 [ -n "$pass" ] && [ -n "$failed" ] || fail "node --test produced no summary (see $out/$name.tap)"

@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Running;
 
 // Every benchmark class in this assembly; pick with --filter (e.g. --filter '*Config*').
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+if (args is ["--iommu-interleaved"]) PcieEmu.Core.Benchmarks.IommuBenchmarks.RunInterleaved();
+else BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

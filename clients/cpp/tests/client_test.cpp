@@ -321,6 +321,62 @@ TEST_F(ClientTest, InterruptStreamOpens) {
   }
 }
 
+// Makes the 82576 PF0 send MSI-X vector 0 (address 0xFEE00000, data 0x41): Memory Space + Bus
+// Master, MSI-X table entry 0 programmed and unmasked, MSI-X enabled, GPIE multiple-MSI-X mode,
+// EIMS bit 0, then EICS bit 0 sets the cause.
+void RaiseMsix(Client& c) {
+  std::map<uint32_t, uint64_t> bars;
+  for (auto& f : c.ListFunctions())
+    if (f.rid() == kPf0)
+      for (auto& b : f.bars()) bars[b.index()] = b.address();
+  uint32_t table = c.ReadConfig32(kPf0, 0x70 + 4);
+  uint64_t entry = bars[table & 7] + (table & ~7u);
+  c.WriteConfig16(kPf0, 0x04, c.ReadConfig16(kPf0, 0x04) | 0x6);
+  const std::pair<uint64_t, uint64_t> writes[] = {{0, 0xfee00000}, {4, 0}, {8, 0x41}, {12, 0}};
+  for (auto& w : writes) ASSERT_EQ(c.WriteMmio(entry + w.first, 4, w.second), OK);
+  c.WriteConfig16(kPf0, 0x72, (c.ReadConfig16(kPf0, 0x72) | 0x8000) & ~0x4000);
+  c.WriteMmio(bars[0] + 0x1514, 4, 1 << 4);  // GPIE.Multiple_MSIX
+  c.WriteMmio(bars[0] + 0x1524, 4, 1);       // EIMS
+  c.WriteMmio(bars[0] + 0x1520, 4, 1);       // EICS
+}
+
+TEST_F(ClientTest, InterruptDelivered) {
+  auto sub = c->SubscribeInterrupts({kPf0});
+  sub->WaitOpened();
+  // Next() blocks: read on a helper thread so the wait is bounded.
+  auto next = std::async(std::launch::async, [&] {
+    v1::InterruptEvent ev;
+    bool got = sub->Next(&ev);
+    return std::make_pair(got, ev);
+  });
+  RaiseMsix(*c);
+  if (next.wait_for(10s) != std::future_status::ready) {
+    sub->Cancel();
+    next.wait();
+    FAIL() << "no interrupt event within 10 s";
+  }
+  auto [got, ev] = next.get();
+  ASSERT_TRUE(got) << sub->Finish().error_message();
+  EXPECT_EQ(ev.rid(), kPf0);
+  EXPECT_EQ(ev.kind(), v1::INTERRUPT_KIND_MSIX);
+  EXPECT_EQ(ev.address(), 0xfee00000u);
+  EXPECT_EQ(ev.data(), 0x41u);
+  EXPECT_EQ(ev.vector(), 0u);
+}
+
+TEST_F(ClientTest, ExampleDriver) {
+  std::string cmd = std::string("timeout 60 ") + PCIEEMU_DRIVER + " " + g_tcp + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  for (const char* want : {"01:00.0 8086:10c9 class 020000", "ARI off: VFs at 02:10.0, 02:10.2\n  02:10.0 class/rev = 0x020000",
+                           "ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000", "(COMPLETION_STATUS_SUCCESSFUL)"})
+    EXPECT_NE(out.find(want), std::string::npos) << "driver output lacks '" << want << "':\n" << out;
+}
+
 TEST_F(ClientTest, InvalidArgument) {
   try {
     c->ReadConfig(kPf0, 0, 3);

@@ -1,6 +1,9 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
 import { startServer, TestServer, within } from './harness';
 
@@ -181,6 +184,45 @@ describe('against a real server', () => {
     sub.cancel();
     const bad = c.subscribeInterrupts([0x10000]);
     await assert.rejects(within(bad.opened), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
+  });
+
+  test('an MSI-X interrupt raised through the NIC arrives on the subscription', async () => {
+    const sub = c.subscribeInterrupts([PF0]);
+    try {
+    await within(sub.opened, 10_000, 'subscription headers');
+    const it = sub[Symbol.asyncIterator]();
+    const next = it.next();
+    // 82576 PF0: Memory Space + Bus Master, MSI-X entry 0 -> 0xFEE00000 / data 0x41, MSI-X on,
+    // GPIE multiple-MSI-X mode, EIMS bit 0, then EICS bit 0 sets the cause and sends vector 0.
+    const pf = (await within(c.listFunctions())).find((f) => f.rid === PF0)!;
+    const table = await within(c.readConfig32(PF0, 0x70 + 4));
+    const bar = (i: number) => BigInt(pf.bars.find((b) => b.index === i)!.address);
+    const entry = bar(table & 7) + BigInt(table & ~7);
+    await within(c.writeConfig16(PF0, Regs.COMMAND, (await c.readConfig16(PF0, Regs.COMMAND)) | 0x6));
+    for (const [off, v] of [[0n, 0xfee00000n], [4n, 0n], [8n, 0x41n], [12n, 0n]] as const)
+      assert.equal(await within(c.writeMmio(entry + off, 4, v)), OK);
+    await within(c.writeConfig16(PF0, 0x72, ((await c.readConfig16(PF0, 0x72)) | 0x8000) & ~0x4000));
+    const bar0 = bar(0);
+    await within(c.writeMmio(bar0 + 0x1514n, 4, 1n << 4n)); // GPIE.Multiple_MSIX
+    await within(c.writeMmio(bar0 + 0x1524n, 4, 1n)); // EIMS
+    await within(c.writeMmio(bar0 + 0x1520n, 4, 1n)); // EICS
+    const ev = await within(next, 10_000, 'interrupt event');
+    assert.equal(ev.done, false);
+    assert.equal(ev.value.rid, PF0);
+    assert.equal(ev.value.kind, 'INTERRUPT_KIND_MSIX');
+    assert.equal(BigInt(ev.value.address), 0xfee00000n);
+    assert.equal(ev.value.data, 0x41);
+    assert.equal(ev.value.vector, 0);
+    } finally {
+      sub.cancel();
+    }
+  });
+
+  test('the example driver enables VFs and reads them with and without ARI', async () => {
+    const { stdout } = await within(promisify(execFile)(process.execPath, [join(__dirname, '../examples/driver.js'), server.tcp]), 30_000, 'driver');
+    assert.match(stdout, /^01:00\.0 8086:10c9 class 020000/m);
+    assert.match(stdout, /ARI off: VFs at 02:10\.0, 02:10\.2\n\s+02:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
+    assert.match(stdout, /ARI on : VFs at 01:10\.0, 01:10\.2\n\s+01:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
   });
 
   test('a bad width is INVALID_ARGUMENT naming the field', async () => {

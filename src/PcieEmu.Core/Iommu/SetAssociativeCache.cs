@@ -17,7 +17,6 @@ internal sealed class SetAssociativeCache<T> where T : struct
     }
 
     private readonly Slot[] _slots;
-    private readonly int _setShift;
     private ulong _clock;
 
     /// <summary>Creates a cache of <paramref name="sets"/> × <paramref name="ways"/> entries (<paramref name="sets"/> a power of two).</summary>
@@ -27,7 +26,6 @@ internal sealed class SetAssociativeCache<T> where T : struct
         if (ways < 1) throw new ArgumentOutOfRangeException(nameof(ways));
         Sets = sets; Ways = ways;
         _slots = new Slot[sets * ways];
-        _setShift = 64 - System.Numerics.BitOperations.Log2((uint)sets);
     }
 
     /// <summary>Number of sets.</summary>
@@ -48,21 +46,28 @@ internal sealed class SetAssociativeCache<T> where T : struct
         }
     }
 
-    private int SetBase(ulong tag) =>
-        _setShift == 64 ? 0 : (int)((tag * 0x9E37_79B9_7F4A_7C15UL) >> _setShift) * Ways;
+    /// <summary>The set of a tag: its low 46 bits (the page number, for the IOTLB) plus a hash of
+    /// the bits above (source id and level), so adjacent pages of one requester fall in adjacent
+    /// sets, as an IOTLB indexes by the low page-number bits.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private int SetOf(ulong tag) =>
+        (int)(((tag & ((1UL << 46) - 1)) + (((tag >> 46) * 0x9E37_79B9_7F4A_7C15UL) >> 40)) & (ulong)(Sets - 1));
+
+    // Slots are laid out way-major (slot = way × Sets + set): way 0 of neighbouring sets are
+    // neighbours in memory, so a run of adjacent pages touches few cache lines.
 
     /// <summary>Finds <paramref name="tag"/>; on a hit marks it most recently used (unless <paramref name="touch"/> is false) and returns its slot, else -1.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public int Find(ulong tag, bool touch = true)
     {
-        int b = SetBase(tag);
-        var set = _slots.AsSpan(b, Ways);
-        for (int i = 0; i < set.Length; i++)
+        var slots = _slots;
+        for (int i = SetOf(tag); (uint)i < (uint)slots.Length; i += Sets)
         {
-            ref var s = ref set[i];
+            ref var s = ref slots[i];
             if (s.Tag == tag && s.Stamp != 0)
             {
                 if (touch) s.Stamp = ++_clock;
-                return b + i;
+                return i;
             }
         }
         return -1;
@@ -74,14 +79,13 @@ internal sealed class SetAssociativeCache<T> where T : struct
     /// <summary>Inserts or replaces <paramref name="tag"/>: the same tag is overwritten, else a free way, else the set's least recently used way.</summary>
     public void Insert(ulong tag, in T value)
     {
-        var set = _slots.AsSpan(SetBase(tag), Ways);
-        int victim = 0;
-        for (int i = 0; i < set.Length; i++)
+        int victim = SetOf(tag);
+        for (int i = victim; i < _slots.Length; i += Sets)
         {
-            if (set[i].Stamp != 0 && set[i].Tag == tag) { victim = i; break; }
-            if (set[i].Stamp < set[victim].Stamp) victim = i;   // an invalid way (stamp 0) wins
+            if (_slots[i].Stamp != 0 && _slots[i].Tag == tag) { victim = i; break; }
+            if (_slots[i].Stamp < _slots[victim].Stamp) victim = i;   // an invalid way (stamp 0) wins
         }
-        ref var s = ref set[victim];
+        ref var s = ref _slots[victim];
         s.Tag = tag;
         s.Value = value;
         s.Stamp = ++_clock;

@@ -57,9 +57,9 @@ public readonly record struct DmaResult(DmaStatus Status, int BytesMoved, byte F
 /// <summary>
 /// The only way a device reaches host memory. A port belongs to one requester (its routing
 /// ID is computed when the request is made, so it follows bus renumbering). Each access
-/// checks Bus Master Enable, is split where translations end (at least at every 4 KiB page),
-/// is translated by the remapping unit and lands in RAM. A fault or an access outside RAM
-/// aborts the rest of the transfer.
+/// checks Bus Master Enable, is translated by the remapping unit page by page (a run of pages
+/// that map to adjacent frames is moved as one piece), is split where translations end, and
+/// lands in RAM. A fault or an access outside RAM aborts the rest of the transfer.
 /// </summary>
 public sealed class DmaPort
 {
@@ -67,9 +67,11 @@ public sealed class DmaPort
     private readonly Func<bool> _busMaster;
     private readonly Platform.Machine _machine;
 
-    internal DmaPort(Platform.Machine machine, Func<ushort> rid, Func<bool> busMasterEnabled)
+    private readonly Action? _onUnsupported;
+
+    internal DmaPort(Platform.Machine machine, Func<ushort> rid, Func<bool> busMasterEnabled, Action? onUnsupportedCompletion = null)
     {
-        _machine = machine; _rid = rid; _busMaster = busMasterEnabled;
+        _machine = machine; _rid = rid; _busMaster = busMasterEnabled; _onUnsupported = onUnsupportedCompletion;
     }
 
     /// <summary>Routing ID that requests from this port carry now.</summary>
@@ -93,9 +95,18 @@ public sealed class DmaPort
         {
             ulong iova = address + (ulong)done;
             var t = remapper.TranslateRange(rid, iova, (ulong)(length - done), write);
-            if (!t.Ok) return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
+            if (!t.Ok)
+            {
+                // A blocked read completes UR to the requester (VT-d §7.1); a write is posted: no completion.
+                if (!write) _onUnsupported?.Invoke();
+                return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
+            }
             int chunk = (int)Math.Min((ulong)(length - done), Math.Max(1UL, t.Contiguous));
-            if (!ram.Contains(t.Address, (ulong)chunk)) return new DmaResult(DmaStatus.UnsupportedRequest, done, 0, iova);
+            if (!ram.Contains(t.Address, (ulong)chunk))
+            {
+                if (!write) _onUnsupported?.Invoke();
+                return new DmaResult(DmaStatus.UnsupportedRequest, done, 0, iova);
+            }
             if (write) src.Slice(done, chunk).CopyTo(ram.GetSpan(t.Address, chunk));
             else ram.GetSpan(t.Address, chunk).CopyTo(dst.Slice(done, chunk));
             done += chunk;

@@ -109,7 +109,9 @@ public sealed class Machine : IDisposable
         lock (SyncRoot)
         {
             var f = RouteConfig(rid);
-            return f == null ? ReadResult.Unsupported(width) : new ReadResult(CompletionStatus.Successful, f.ReadConfig(offset, width));
+            if (f != null) return new ReadResult(CompletionStatus.Successful, f.ReadConfig(offset, width));
+            NoteConfigUnsupported(rid);
+            return ReadResult.Unsupported(width);
         }
     }
 
@@ -122,10 +124,16 @@ public sealed class Machine : IDisposable
         lock (SyncRoot)
         {
             var f = RouteConfig(rid);
-            if (f == null) return CompletionStatus.UnsupportedRequest;
+            if (f == null) { NoteConfigUnsupported(rid); return CompletionStatus.UnsupportedRequest; }
             f.WriteConfig(offset, width, value);
             return CompletionStatus.Successful;
         }
+    }
+
+    // A config request the port forwarded that nobody claimed comes back to it as UR.
+    private void NoteConfigUnsupported(ushort rid)
+    {
+        if (_rootPort.ForwardsConfig(rid)) _rootPort.RecordSecondaryMasterAbort();
     }
 
     /// <summary>Every function that answers config requests now, in routing-ID order.</summary>
@@ -227,9 +235,10 @@ public sealed class Machine : IDisposable
         {
             if (Ram.Contains(address, (ulong)width))
                 return new ReadResult(CompletionStatus.Successful, ReadLe(Ram.GetSpan(address, width)));
-            return TryDecodeMemory(address, width, out var d)
-                ? new ReadResult(CompletionStatus.Successful, d.Region.Read(d.Offset, width))
-                : ReadResult.Unsupported(width);
+            if (TryDecodeMemory(address, width, out var d)) return new ReadResult(CompletionStatus.Successful, d.Region.Read(d.Offset, width));
+            // A read the port forwarded that no function claimed completes UR on its secondary side.
+            if (_rootPort.ForwardsMemory(address)) _rootPort.RecordSecondaryMasterAbort();
+            return ReadResult.Unsupported(width);
         }
     }
 

@@ -19,7 +19,7 @@ public abstract class PciFunction
     {
         Machine = machine;
         Name = name;
-        Dma = new DmaPort(machine, () => Rid, () => BusMasterEnabled);
+        Dma = new DmaPort(machine, () => Rid, () => BusMasterEnabled, () => SetStatusBits(ConfigRegs.StatusReceivedMasterAbort));
     }
 
     /// <summary>The machine this function belongs to.</summary>
@@ -137,6 +137,14 @@ public abstract class PciFunction
         Config.SetRaw(ConfigRegs.Status, 2, status | ConfigRegs.StatusInterrupt);
         if ((Command & ConfigRegs.CmdInterruptDisable) == 0)
             Machine.Interrupts.Publish(Rid, InterruptKind.Intx, 0, pin, 0);
+    }
+
+    /// <summary>Records an error event in the Status register's RW1C bits (e.g. Received Master
+    /// Abort when a non-posted request of this function completed Unsupported Request).</summary>
+    public void SetStatusBits(ushort bits)
+    {
+        uint status = Config.ReadRaw(ConfigRegs.Status, 2);
+        Config.SetRaw(ConfigRegs.Status, 2, status | (uint)(bits & ConfigRegs.StatusW1c));
     }
 
     /// <summary>Deasserts INTx (clears Status.Interrupt Status).</summary>

@@ -104,6 +104,24 @@ public sealed class RootPort : PciFunction
         return b <= l && port >= b && port <= l;
     }
 
+    /// <summary>Whether a config request for <paramref name="rid"/> leaves the port on its
+    /// secondary side (so a missing completer is a UR the port receives).</summary>
+    public bool ForwardsConfig(ushort rid)
+    {
+        int bus = rid >> 8;
+        byte sec = SecondaryBus, sub = SubordinateBus;
+        if (sec == 0 || bus < sec || bus > sub) return false;
+        return bus != sec || AriForwardingEnabled || (rid & 0xF8) == 0;
+    }
+
+    /// <summary>The port received an Unsupported Request completion from its secondary side:
+    /// Secondary Status.Received Master Abort (PCI-to-PCI Bridge 1.2 §3.2.5.7).</summary>
+    public void RecordSecondaryMasterAbort()
+    {
+        uint st = Config.ReadRaw(ConfigRegs.SecondaryStatus, 2);
+        Config.SetRaw(ConfigRegs.SecondaryStatus, 2, st | ConfigRegs.StatusReceivedMasterAbort);
+    }
+
     /// <summary>
     /// Routes a config request that reached this port (PCIe Base §7.3.1): to its secondary bus as
     /// type 0 (device 0 only unless ARI Forwarding Enable is set), to buses in (secondary,
@@ -111,10 +129,9 @@ public sealed class RootPort : PciFunction
     /// </summary>
     public PciFunction? RouteConfig(ushort rid)
     {
+        if (!ForwardsConfig(rid)) return null;
         int bus = rid >> 8;
-        byte sec = SecondaryBus, sub = SubordinateBus;
-        if (sec == 0 || bus < sec || bus > sub) return null;
-        if (bus == sec && !AriForwardingEnabled && (rid & 0xF8) != 0) return null;
+        byte sec = SecondaryBus;
         foreach (var f in _downstream)
         {
             if (bus == sec && f.Rid == rid) return f;

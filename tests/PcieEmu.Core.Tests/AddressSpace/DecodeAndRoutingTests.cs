@@ -159,3 +159,46 @@ public class DecodeAndRoutingTests
         Assert.False(File.Exists(path));
     }
 }
+
+public class ErrorStatusTests
+{
+    [Fact]
+    public void UnclaimedRequestsBelowThePortSetReceivedMasterAbortWhichIsRw1c()
+    {
+        using var m = TestMachine.Create();
+        const int SecStatus = 0x1E;
+        Assert.Equal(0u, m.Read(TestMachine.RootPort, SecStatus, 2) & 0x2000);
+        m.ReadConfig(0x0102, 0, 4);                                   // 01:00.2: forwarded, nobody there
+        Assert.Equal(0x2000u, m.Read(TestMachine.RootPort, SecStatus, 2) & 0x2000);
+        m.Write(TestMachine.RootPort, SecStatus, 2, 0x0000);           // writing 0 leaves it
+        Assert.Equal(0x2000u, m.Read(TestMachine.RootPort, SecStatus, 2) & 0x2000);
+        m.Write(TestMachine.RootPort, SecStatus, 2, 0x2000);           // writing 1 clears it
+        Assert.Equal(0u, m.Read(TestMachine.RootPort, SecStatus, 2) & 0x2000);
+
+        m.ReadConfig(0x0108, 0, 4);                                   // device 1 without ARI: the port does not forward
+        Assert.Equal(0u, m.Read(TestMachine.RootPort, SecStatus, 2) & 0x2000);
+        m.ReadConfig(0x0900, 0, 4);                                   // bus 9: not below the port
+        Assert.Equal(0u, m.Read(TestMachine.RootPort, SecStatus, 2) & 0x2000);
+
+        var (wb, _) = m.RootPort.MemoryWindow;
+        ulong hole = wb + 0xF0_0000;                                  // inside the window, no BAR there
+        Assert.False(m.TryDecodeMemory(hole, 4, out _));
+        Assert.Equal(CompletionStatus.UnsupportedRequest, m.ReadMmio(hole, 4).Status);
+        Assert.Equal(0x2000u, m.Read(TestMachine.RootPort, SecStatus, 2) & 0x2000);
+    }
+
+    [Fact]
+    public void ADmaReadOutsideRamSetsTheRequestersReceivedMasterAbort()
+    {
+        using var m = TestMachine.Create();
+        var pf = m.PhysicalFunctions[0];
+        var buf = new byte[8];
+        var r = pf.Dma.Read(m.Ram.Size + 0x1000, buf);
+        Assert.Equal(PcieEmu.Core.Memory.DmaStatus.UnsupportedRequest, r.Status);
+        Assert.Equal(0x2000u, m.Read(0x0100, 0x06, 2) & 0x2000);
+        m.Write(0x0100, 0x06, 2, 0x2000);
+        Assert.Equal(0u, m.Read(0x0100, 0x06, 2) & 0x2000);
+        pf.Dma.Write(m.Ram.Size + 0x1000, buf);                       // posted: no completion, no status
+        Assert.Equal(0u, m.Read(0x0100, 0x06, 2) & 0x2000);
+    }
+}

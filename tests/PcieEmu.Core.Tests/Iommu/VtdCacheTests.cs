@@ -220,4 +220,23 @@ public class VtdCacheTests
         Assert.True(h.Unit.Translate(Pf1, X + 2047 * 0x1000, false).Ok);
         Assert.Equal(hits + 1, h.Unit.IotlbHits);
     }
+
+    [Fact]
+    public void PermissionsGrantedWithoutInvalidationAreNotSeen()
+    {
+        using var h = new VtdHarness();
+        h.Enable();
+        ulong top = h.NewDomain(Pf0, 1);
+        ulong leaf = h.Map(top, X, OldFrame, write: false);
+        Assert.Equal(OldFrame, Out(h, Pf0, X));                                   // cached read-only
+        h.WriteQ(leaf, OldFrame | 3);                                              // driver grants write, forgets to invalidate
+        Assert.Equal(VtdFaultReason.WriteNotPermitted, h.Unit.Probe(Pf0, X, write: true, dryRun: false).FaultReason);
+        h.SetReg(VtdRegs.Iva, 8, X);
+        h.SetReg(VtdRegs.Iotlb, 8, VtdRegs.IotlbIvt | 3UL << 60 | 1UL << 32);
+        Assert.Equal(VtdProbeStatus.Translated, h.Unit.Probe(Pf0, X, write: true, dryRun: false).Status);
+        // Not-present entries are never cached (CAP.CM = 0): mapping a new page needs no invalidation.
+        Assert.Equal(VtdFaultReason.ReadNotPermitted, h.Unit.Probe(Pf0, Y, write: false, dryRun: false).FaultReason);
+        h.Map(top, Y, NewFrame);
+        Assert.Equal(NewFrame, Out(h, Pf0, Y));
+    }
 }

@@ -19,12 +19,18 @@ internal sealed class VtdHarness : IDisposable
     public const ulong DataBase = 0x80_0000;        // data from 8 MiB (RAM is 16 MiB)
     public const ulong FaultMsiAddress = 0xFEE0_0000, InvMsiAddress = 0xFEE0_1000;
 
-    private ulong _next = TablesBase;
+    private ulong _next;
     private readonly Dictionary<int, ulong> _contextTables = [];
+    private readonly bool _ownsMachine;
 
-    public VtdHarness(MachineOptions? options = null)
+    public VtdHarness(MachineOptions? options = null) : this(TestMachine.Create(options), TablesBase, ownsMachine: true) { }
+
+    /// <summary>A driver for the unit of an existing machine, allocating tables from <paramref name="tablesBase"/>.</summary>
+    public VtdHarness(Machine machine, ulong tablesBase, bool ownsMachine = false)
     {
-        M = TestMachine.Create(options);
+        M = machine;
+        _ownsMachine = ownsMachine;
+        _next = tablesBase;
         RootTable = AllocPage();
         Interrupts = M.Interrupts.Subscribe(null, 1024);
     }
@@ -35,7 +41,7 @@ internal sealed class VtdHarness : IDisposable
     public InterruptSubscription Interrupts { get; }
     public ulong IommuBase => M.Options.IommuBase;
 
-    public void Dispose() { Interrupts.Dispose(); M.Dispose(); }
+    public void Dispose() { Interrupts.Dispose(); if (_ownsMachine) M.Dispose(); }
 
     // ---------- memory ----------
     public ulong AllocPage()

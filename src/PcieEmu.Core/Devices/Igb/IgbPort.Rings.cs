@@ -292,16 +292,37 @@ public sealed partial class IgbPort
     /// and counts (RQDPC, and MPC for frames from the wire) when there are not enough. A DMA fault
     /// drops the frame with nothing written back and RDH unchanged.
     /// </summary>
-    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire)
+    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire, bool stripVlan)
     {
         var r = _q[q];
         if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
-        if ((_rctl.Value & RctlSecrc) == 0)
+        ushort vlan = 0;
+        bool vp = stripVlan && frame.Length >= 18 && frame[12] == 0x81 && frame[13] == 0x00;
+        bool keepFcs = (_rctl.Value & RctlSecrc) == 0;
+        if (vp || keepFcs)
         {
-            // CRC not stripped: the FCS lands in the buffer and counts in the length.
-            frame.CopyTo(_rxWithFcs);
-            EthernetFcs.Write(frame, _rxWithFcs.AsSpan(frame.Length, 4));
-            frame = _rxWithFcs.AsSpan(0, frame.Length + 4);
+            // VLAN stripping: the tag leaves the data and goes to the write-back (status VP).
+            // CRC not stripped: the FCS (of the frame as it was on the wire) follows the data.
+            var b = _rxWithFcs.AsSpan();
+            int len;
+            if (vp)
+            {
+                vlan = BinaryPrimitives.ReadUInt16BigEndian(frame[14..]);
+                frame[..12].CopyTo(b);
+                frame[16..].CopyTo(b[12..]);
+                len = frame.Length - 4;
+            }
+            else
+            {
+                frame.CopyTo(b);
+                len = frame.Length;
+            }
+            if (keepFcs)
+            {
+                EthernetFcs.Write(frame, b.Slice(len, 4));
+                len += 4;
+            }
+            frame = b[..len];
         }
         uint ringLen = r.Rdlen.Value / DescSize;
         uint head = r.Rdh.Value, tail = r.Rdt.Value;
@@ -353,18 +374,21 @@ public sealed partial class IgbPort
             DmaResult res;
             if (legacy)
             {
-                // Legacy write-back: length, checksum 0, status DD|EOP|IXSM (checksum not computed), errors 0, VLAN 0.
+                // Legacy write-back: length, checksum 0, status DD|EOP|IXSM (checksum not computed)|VP,
+                // errors 0, VLAN (stripped tag).
                 wb[..8].Clear();
                 BinaryPrimitives.WriteUInt16LittleEndian(wb, (ushort)n);
-                wb[4] = (byte)(0x01 | (last ? 0x02 : 0) | 0x04);
+                wb[4] = (byte)(0x01 | (last ? 0x02 : 0) | 0x04 | (vp ? 0x08 : 0));
+                BinaryPrimitives.WriteUInt16LittleEndian(wb[6..], vlan);
                 res = fn.Dma.Write(da + 8, wb[..8]);
             }
             else
             {
-                // Advanced write-back: pkt_info/hdr_info 0, RSS 0, status_error DD|EOP, length | VLAN << 16.
+                // Advanced write-back: pkt_info/hdr_info 0, RSS 0, status_error DD|EOP|VP, length | VLAN << 16.
                 wb.Clear();
-                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u : 0));
+                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u : 0) | (vp ? 0x08u : 0));
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[12..], (ushort)n);
+                BinaryPrimitives.WriteUInt16LittleEndian(wb[14..], vlan);
                 res = fn.Dma.Write(da, wb);
             }
             if (!res.Ok) { Fault(fn, q, NicDmaStage.RxWriteBack, res, da); return false; }

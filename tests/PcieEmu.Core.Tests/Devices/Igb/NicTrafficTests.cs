@@ -673,4 +673,51 @@ public class NicTrafficTests
         Assert.Equal(0xFFFF, Sum(pseudo, w[34..]));
         Assert.Equal(0, w[24] | w[25]);      // IP checksum untouched (not requested)
     }
+
+    private static byte[] Tagged(byte[] untagged, ushort tci)
+    {
+        var t = new byte[untagged.Length + 4];
+        untagged.AsSpan(0, 12).CopyTo(t);
+        t[12] = 0x81; t[13] = 0x00;
+        BinaryPrimitives.WriteUInt16BigEndian(t.AsSpan(14), tci);
+        untagged.AsSpan(12).CopyTo(t.AsSpan(16));
+        return t;
+    }
+
+    [Fact]
+    public void VlanStrippingPerPoolPutsTheTagInTheWriteBack()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        rig.PfWrite(Vmolr + 4, VmolrAupe | VmolrBam | VmolrStrVlan);
+        var plain = NicRig.Frame(NicRig.Mac(1), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 80);
+        var tagged = Tagged(plain, 0x2064);
+        Assert.Equal(1, rig.Nic.InjectFrame(tagged));
+        var d = rx[1].Desc(0);
+        Assert.Equal(0x0Bu, BinaryPrimitives.ReadUInt32LittleEndian(d.AsSpan(8)) & 0x0F);   // DD | EOP | VP
+        Assert.Equal(80, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(12)));
+        Assert.Equal(0x2064, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(14)));
+        Assert.Equal(plain, rig.ReadRam(rx[1].Buffers[0], 80));
+        // Pool 2 does not strip: the tag stays in the data.
+        var toVf2 = Tagged(NicRig.Frame(NicRig.Mac(2), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 80), 0x0005);
+        Assert.Equal(1, rig.Nic.InjectFrame(toVf2));
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(rx[2].Desc(0).AsSpan(8)) & 0x08);
+        Assert.Equal(toVf2, rig.ReadRam(rx[2].Buffers[0], 84));
+    }
+
+    [Fact]
+    public void CtrlVmeStripsWithoutVmdqIntoLegacyDescriptors()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc);
+        rig.PfWrite(Ctrl, CtrlVme);
+        var rx = rig.PfRx(0, legacy: true);
+        var plain = NicRig.Frame(NicRig.Broadcast, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 70);
+        Assert.Equal(1, rig.Nic.InjectFrame(Tagged(plain, 0x0123)));
+        var d = rx.Desc(0);
+        Assert.Equal(70, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(8)));
+        Assert.Equal(0x0F, d[12] & 0x0F);                                    // DD | EOP | IXSM | VP
+        Assert.Equal(0x0123, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(14)));
+        Assert.Equal(plain, rig.ReadRam(rx.Buffers[0], 70));
+    }
 }

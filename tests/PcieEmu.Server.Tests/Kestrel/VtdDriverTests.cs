@@ -286,6 +286,42 @@ public sealed class VtdDriverTests
     }
 
     [Theory]
+    [InlineData("tcp")]
+    [InlineData("unix")]
+    public async Task Register_based_invalidation_reports_the_granularity_the_unit_used(string transport)
+    {
+        await using var rig = await Rig.StartAsync(transport, transport == "unix");
+        var d = rig.Driver;
+        ushort vf = (await rig.C.EnableSriovAsync(0x100, 1, settle: TimeSpan.Zero).W())[0];
+        var dom = await d.CreateDomainAsync(2).W();
+        await d.AttachAsync(vf, dom).W();
+        // 64 pages in one call: a single run of leaf entries.
+        await d.MapAsync(dom, 0x100_0000, 0x40_0000, 64 * 0x1000).W();
+        await d.EnableAsync().W();
+        Assert.Equal(VtdContextGranularity.Global, await d.InvalidateContextAsync(VtdContextGranularity.Global).W());
+        Assert.Equal(VtdContextGranularity.Domain, await d.InvalidateContextAsync(VtdContextGranularity.Domain, dom.Id).W());
+        Assert.Equal(VtdContextGranularity.Device, await d.InvalidateContextAsync(VtdContextGranularity.Device, dom.Id, vf, 3).W());
+        Assert.Equal(VtdIotlbGranularity.Global, await d.InvalidateIotlbAsync(VtdIotlbGranularity.Global).W());
+        Assert.Equal(VtdIotlbGranularity.Domain, await d.InvalidateIotlbAsync(VtdIotlbGranularity.Domain, dom.Id).W());
+        // AM = 19 is above CAP.MAMV (18): the unit falls back to domain-selective and says so.
+        Assert.Equal(VtdIotlbGranularity.Domain, await d.InvalidateIotlbAsync(VtdIotlbGranularity.Page, dom.Id, 0, 19).W());
+
+        for (ulong p = 0; p < 64; p++) AssertTranslated(await d.ProbeAsync(vf, 0x100_0000 + p * 0x1000 + 8).W(), 0x40_0008 + p * 0x1000);
+        // Unmap 16 pages in the middle without invalidating, then one page-selective request with
+        // AM = 4 covering exactly them: the neighbours stay cached and mapped.
+        await d.UnmapAsync(dom, 0x101_0000, 16 * 0x1000, invalidate: false).W();
+        AssertTranslated(await d.ProbeAsync(vf, 0x101_F008).W(), 0x41_F008);
+        Assert.Equal(VtdIotlbGranularity.Page, await d.InvalidateRangeAsync(dom, 0x101_0000, 16 * 0x1000).W());
+        AssertFault(await d.ProbeAsync(vf, 0x101_0008).W(), 6);
+        await d.ClearFaultsAsync().W();
+        AssertFault(await d.ProbeAsync(vf, 0x101_F008).W(), 6);
+        AssertTranslated(await d.ProbeAsync(vf, 0x100_F008).W(), 0x40_F008);
+        AssertTranslated(await d.ProbeAsync(vf, 0x102_0008).W(), 0x42_0008);
+        Assert.Equal(48 * 0x1000ul, dom.MappedBytes);
+        rig.Server.AssertNoErrors();
+    }
+
+    [Theory]
     [InlineData("tcp", false)]
     [InlineData("unix", true)]
     public async Task Bad_driver_calls_are_refused_with_the_field_named(string transport, bool localRam)
@@ -340,6 +376,8 @@ public sealed class VtdDriverTests
         await d.AttachAsync(vf, dom).W();
         await d.MapAsync(dom, BufIova, BufPhys, 0x1000, VtdAccess.Read).W();
         await d.EnableAsync().W();
+        await d.ConfigureFaultEventAsync(FaultMsiAddress, 0x66).W();
+        using var events = await c.OpenInterruptStreamAsync([0]).W();
 
         var frame = new byte[64];
         new byte[] { 0x02, 0, 0, 0, 0x99, 0x01, 0x02, 0, 0, 0, 0x10, 0x01, 0x08, 0x00 }.CopyTo(frame, 0);
@@ -368,6 +406,8 @@ public sealed class VtdDriverTests
         Assert.Equal(0u, await R(q + Tdh));                                   // the fetch faulted: nothing consumed
         var fault = Assert.Single((await d.ReadFaultsAsync().W()).Records);
         Assert.Equal((vf, (byte)6, true, RingIova), (fault.SourceId, fault.Reason, fault.IsRead, fault.Address));
+        var ev = await NextAsync(events).W();                                 // the unit's fault event
+        Assert.Equal((0u, InterruptKind.IommuFault, 0x66u), (ev.Rid, ev.Kind, ev.Data));
 
         // The driver maps its ring (not present → present: no invalidation needed) and kicks again.
         await d.MapAsync(dom, RingIova, RingPhys, 0x1000).W();

@@ -38,9 +38,19 @@ internal abstract class VtdTableMemory
 
         public override ValueTask Write128Async(ulong address, ulong lo, ulong hi, CancellationToken ct)
         {
-            // The high half first: the present bit lives in the low half.
-            Volatile.Write(ref Ref64(address + 8), hi);
-            Volatile.Write(ref Ref64(address), lo);
+            // The present bit lives in the low half: when making an entry present, the high half
+            // goes first; when clearing one, the low half does, so the unit never sees a present
+            // entry with a half-written high half.
+            if ((lo & 1) != 0)
+            {
+                Volatile.Write(ref Ref64(address + 8), hi);
+                Volatile.Write(ref Ref64(address), lo);
+            }
+            else
+            {
+                Volatile.Write(ref Ref64(address), lo);
+                Volatile.Write(ref Ref64(address + 8), hi);
+            }
             return ValueTask.CompletedTask;
         }
 

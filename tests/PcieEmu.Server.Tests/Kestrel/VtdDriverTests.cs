@@ -321,6 +321,21 @@ public sealed class VtdDriverTests
         rig.Server.AssertNoErrors();
     }
 
+    [Fact]
+    public async Task A_queue_error_stops_queued_invalidation_with_an_error_naming_the_head()
+    {
+        await using var rig = await Rig.StartAsync("unix", true);
+        var d = rig.Driver;
+        await d.EnableAsync().W();
+        await d.EnableQueuedInvalidationAsync().W();
+        Assert.Null(await d.InvalidateIotlbAsync(VtdIotlbGranularity.Global).W());
+        // Someone writes a tail beyond the 256-entry queue: the unit sets IQE and stops.
+        await d.WriteRegister64Async(VtdRegisters.Iqt, 300 << 4).W();
+        Assert.True((await d.ReadFaultsAsync().W()).QueueError);
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => d.InvalidateContextAsync(VtdContextGranularity.Global)).W();
+        Assert.Contains("FSTS.IQE", ex.Message);
+    }
+
     [Theory]
     [InlineData("tcp", false)]
     [InlineData("unix", true)]

@@ -11,12 +11,9 @@ namespace PcieEmu.Client.Vtd;
 /// </summary>
 internal abstract class VtdTableMemory
 {
-    public abstract ValueTask<ulong> Read64Async(ulong address, CancellationToken ct);
-    public abstract ValueTask Write64Async(ulong address, ulong value, CancellationToken ct);
     public abstract ValueTask Write128Async(ulong address, ulong lo, ulong hi, CancellationToken ct);
     public abstract ValueTask ZeroPageAsync(ulong address, CancellationToken ct);
     public abstract ValueTask<uint> Read32Async(ulong address, CancellationToken ct);
-    public abstract ValueTask Write32Async(ulong address, uint value, CancellationToken ct);
     /// <summary>Writes a run of 8-byte entries in one go (one call over the wire).</summary>
     public abstract ValueTask WriteEntriesAsync(ulong address, ReadOnlyMemory<ulong> values, CancellationToken ct);
 
@@ -27,15 +24,6 @@ internal abstract class VtdTableMemory
     {
         // Volatile accesses: the unit in the server process reads the same page concurrently;
         // an 8-byte entry is written in one store, as a CPU driver writes it.
-        public override ValueTask<ulong> Read64Async(ulong address, CancellationToken ct) =>
-            ValueTask.FromResult(Volatile.Read(ref Ref64(address)));
-
-        public override ValueTask Write64Async(ulong address, ulong value, CancellationToken ct)
-        {
-            Volatile.Write(ref Ref64(address), value);
-            return ValueTask.CompletedTask;
-        }
-
         public override ValueTask Write128Async(ulong address, ulong lo, ulong hi, CancellationToken ct)
         {
             // The present bit lives in the low half: when making an entry present, the high half
@@ -64,12 +52,6 @@ internal abstract class VtdTableMemory
         public override ValueTask<uint> Read32Async(ulong address, CancellationToken ct) =>
             ValueTask.FromResult(Volatile.Read(ref System.Runtime.InteropServices.MemoryMarshal.AsRef<uint>(ram.GetSpan(address, 4))));
 
-        public override ValueTask Write32Async(ulong address, uint value, CancellationToken ct)
-        {
-            Volatile.Write(ref System.Runtime.InteropServices.MemoryMarshal.AsRef<uint>(ram.GetSpan(address, 4)), value);
-            return ValueTask.CompletedTask;
-        }
-
         public override ValueTask WriteEntriesAsync(ulong address, ReadOnlyMemory<ulong> values, CancellationToken ct)
         {
             for (int i = 0; i < values.Length; i++) Volatile.Write(ref Ref64(address + 8 * (ulong)i), values.Span[i]);
@@ -93,24 +75,9 @@ internal abstract class VtdTableMemory
             await client.Memory.WriteMemoryAsync(new WriteMemoryRequest { Address = address, Data = ByteString.CopyFrom(data) }, cancellationToken: ct)
                 .ConfigureAwait(false);
 
-        public override async ValueTask<ulong> Read64Async(ulong address, CancellationToken ct) =>
-            BinaryPrimitives.ReadUInt64LittleEndian(await ReadAsync(address, 8, ct).ConfigureAwait(false));
-
-        public override ValueTask Write64Async(ulong address, ulong value, CancellationToken ct)
-        {
-            var b = new byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(b, value);
-            return WriteAsync(address, b, ct);
-        }
-
-        public override ValueTask Write128Async(ulong address, ulong lo, ulong hi, CancellationToken ct)
-        {
-            // One MemoryService write is applied under the machine lock: the unit never sees half an entry.
-            var b = new byte[16];
-            BinaryPrimitives.WriteUInt64LittleEndian(b, lo);
-            BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(8), hi);
-            return WriteAsync(address, b, ct);
-        }
+        // One MemoryService write is applied under the machine lock: the unit never sees half an entry.
+        public override ValueTask Write128Async(ulong address, ulong lo, ulong hi, CancellationToken ct) =>
+            WriteEntriesAsync(address, new[] { lo, hi }, ct);
 
         public override ValueTask WriteEntriesAsync(ulong address, ReadOnlyMemory<ulong> values, CancellationToken ct)
         {
@@ -123,12 +90,5 @@ internal abstract class VtdTableMemory
 
         public override async ValueTask<uint> Read32Async(ulong address, CancellationToken ct) =>
             BinaryPrimitives.ReadUInt32LittleEndian(await ReadAsync(address, 4, ct).ConfigureAwait(false));
-
-        public override ValueTask Write32Async(ulong address, uint value, CancellationToken ct)
-        {
-            var b = new byte[4];
-            BinaryPrimitives.WriteUInt32LittleEndian(b, value);
-            return WriteAsync(address, b, ct);
-        }
     }
 }

@@ -391,6 +391,9 @@ public sealed class VtdDriver
         return t;
     }
 
+    /// <summary>Bytes one entry at <paramref name="level"/> covers.</summary>
+    private static ulong Span(int level) => 1UL << (12 + 9 * (level - 1));
+
     private static int Index(ulong iova, int level) => (int)(iova >> (12 + 9 * (level - 1))) & 0x1FF;
 
     /// <summary>
@@ -417,7 +420,7 @@ public sealed class VtdDriver
             var (table, idx, level) = Lookup(domain, iova + off);
             if (table != 0 && _tables[table][idx] != 0)
                 throw new InvalidOperationException($"IOVA 0x{iova + off:X} of domain {domain.Id} is already mapped");
-            off += level == 2 && table != 0 ? Page2M - ((iova + off) & (Page2M - 1)) : VtdPageAllocator.PageSize;
+            off += Span(level) - ((iova + off) & (Span(level) - 1));   // skip what one missing entry covers
         }
         for (ulong off = 0; off < length;)
         {
@@ -471,7 +474,7 @@ public sealed class VtdDriver
         {
             ulong va = iova + off;
             var (table, idx, level) = Lookup(domain, va);
-            ulong step = level == 2 && table != 0 ? Page2M : VtdPageAllocator.PageSize;
+            ulong step = Span(level);
             if (table != 0 && _tables[table][idx] != 0)
             {
                 if (level == 2 && (va % Page2M != 0 || length - off < Page2M))

@@ -67,7 +67,7 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
             var platform = await client.GetPlatformAsync(ct);
             await Functions.EnableMsixAsync(client, pfRid, bar3, 1, (uint)platform.MsiWindowBase, 0x30, ct);
             await _bar0.WriteAsync(Regs.Gpie, Regs.GpieMsixMode | Regs.GpieEiame | Regs.GpiePba | Regs.GpieNsicr, ct);
-            await _bar0.WriteAsync(Regs.IvarMisc, Regs.IvarValid | 0, ct);
+            await _bar0.WriteAsync(Regs.IvarMisc, (Regs.IvarValid | 0) << 8, ct);   // byte 1: "other" causes → vector 0 (byte 0 is the TCP timer)
             await _bar0.WriteAsync(Regs.Eiac, 1, ct);
             await _bar0.WriteAsync(Regs.Eims, 1, ct);
             await _bar0.WriteAsync(Regs.Ims, Regs.IcrVmmb, ct);
@@ -107,7 +107,8 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
                 await ServiceAsync(stop);
             }
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
+        // Stopping cancels whatever call is in flight (an RpcException with status Cancelled).
+        catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.Cancelled }) { }
         finally
         {
             await irqStop.CancelAsync();

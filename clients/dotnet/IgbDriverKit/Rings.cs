@@ -37,7 +37,8 @@ public sealed class TxRing
         _bar = bar; _block = block; _ram = area.Ram; Count = count;
         Base = area.Alloc(count * 16);
         _buffers = new ulong[count];
-        for (int i = 0; i < count; i++) _buffers[i] = area.Alloc(BufferSize);
+        ulong buffers = area.Alloc(count * BufferSize);
+        for (int i = 0; i < count; i++) _buffers[i] = buffers + (ulong)(i * BufferSize);
         _ram.GetSpan(Base, count * 16).Clear();
     }
 
@@ -122,7 +123,8 @@ public sealed class RxRing
         _bar = bar; _block = block; _ram = area.Ram; Count = count;
         Base = area.Alloc(count * 16);
         _buffers = new ulong[count];
-        for (int i = 0; i < count; i++) _buffers[i] = area.Alloc(BufferSize);
+        ulong buffers = area.Alloc(count * BufferSize);
+        for (int i = 0; i < count; i++) _buffers[i] = buffers + (ulong)(i * BufferSize);
     }
 
     public ulong Base { get; }

@@ -77,3 +77,25 @@ public static class Log
         }
     }
 }
+
+/// <summary>The drivers' exit statuses: 0 done, 2 bad arguments (the message names the option), 1 any other failure.</summary>
+public static class DriverMain
+{
+    public static async Task<int> RunAsync(string name, Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            Console.Error.WriteLine($"{name}: {e.Message}");
+            return 2;
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"{name}: FAILED: {e}");
+            return 1;
+        }
+    }
+}

@@ -19,19 +19,16 @@ public sealed class RamArea(RamMapping ram, ulong start, ulong size)
     }
 }
 
-/// <summary>
-/// A transmit ring of advanced data descriptors (one buffer per frame, EOP|IFCS|RS) in RAM,
-/// registers reached through <see cref="RegisterBar"/>. The tail is written once per batch.
-/// </summary>
-public sealed class TxRing
+/// <summary>What both ring kinds have: a descriptor array and one 2 KiB buffer per descriptor in a RAM area, a queue register block.</summary>
+public abstract class DescriptorRing
 {
-    private readonly RegisterBar _bar;
-    private readonly uint _block;
-    private readonly RamMapping _ram;
-    private readonly ulong[] _buffers;
+    private protected readonly RegisterBar _bar;
+    private protected readonly uint _block;
+    private protected readonly RamMapping _ram;
+    private protected readonly ulong[] _buffers;
     public const int BufferSize = 2048;
 
-    public TxRing(RegisterBar bar, uint block, RamArea area, int count)
+    private protected DescriptorRing(RegisterBar bar, uint block, RamArea area, int count)
     {
         if (count < 8 || count % 8 != 0 || count > 4096) throw new ArgumentOutOfRangeException(nameof(count), "a multiple of 8 (128-byte ring length), at most 4096");
         _bar = bar; _block = block; _ram = area.Ram; Count = count;
@@ -42,8 +39,17 @@ public sealed class TxRing
         _ram.GetSpan(Base, count * 16).Clear();
     }
 
+    /// <summary>Physical address of descriptor 0.</summary>
     public ulong Base { get; }
     public int Count { get; }
+}
+
+/// <summary>
+/// A transmit ring of advanced data descriptors (one buffer per frame, EOP|IFCS|RS) in RAM,
+/// registers reached through <see cref="RegisterBar"/>. The tail is written once per batch.
+/// </summary>
+public sealed class TxRing(RegisterBar bar, uint block, RamArea area, int count) : DescriptorRing(bar, block, area, count)
+{
     /// <summary>Next descriptor the driver fills (the tail it will write).</summary>
     public uint Tail { get; private set; }
     /// <summary>Oldest descriptor not yet seen done.</summary>
@@ -109,26 +115,8 @@ public readonly record struct RxFrame(uint Index, uint StatusError, int Length, 
 /// A receive ring of advanced one-buffer descriptors (SRRCTL DESCTYPE 1, 2 KiB buffers). The
 /// driver reads write-backs from the mapped RAM and gives descriptors back with one RDT write.
 /// </summary>
-public sealed class RxRing
+public sealed class RxRing(RegisterBar bar, uint block, RamArea area, int count) : DescriptorRing(bar, block, area, count)
 {
-    private readonly RegisterBar _bar;
-    private readonly uint _block;
-    private readonly RamMapping _ram;
-    private readonly ulong[] _buffers;
-    public const int BufferSize = 2048;
-
-    public RxRing(RegisterBar bar, uint block, RamArea area, int count)
-    {
-        if (count < 8 || count % 8 != 0 || count > 4096) throw new ArgumentOutOfRangeException(nameof(count), "a multiple of 8 (128-byte ring length), at most 4096");
-        _bar = bar; _block = block; _ram = area.Ram; Count = count;
-        Base = area.Alloc(count * 16);
-        _buffers = new ulong[count];
-        ulong buffers = area.Alloc(count * BufferSize);
-        for (int i = 0; i < count; i++) _buffers[i] = buffers + (ulong)(i * BufferSize);
-    }
-
-    public ulong Base { get; }
-    public int Count { get; }
     /// <summary>Next descriptor the driver expects the device to fill.</summary>
     public uint Next { get; private set; }
     /// <summary>The tail last written (descriptors Next..Tail-1 belong to the device).</summary>

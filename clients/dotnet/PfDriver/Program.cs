@@ -19,7 +19,7 @@ try { a = new Args(args, ["--no-ari", "--poll", "--help"]); }
 catch (ArgumentException e) { Console.Error.WriteLine(e.Message); Console.Error.WriteLine(Usage); return 2; }
 if (a.Flag("--help")) { Console.WriteLine(Usage); return 0; }
 
-try
+return await DriverMain.RunAsync("PfDriver", async () =>
 {
     string? target = a.String("--target");
     ushort pfRid = PciAddress.Parse(a.String("--pf") ?? "01:00.0");
@@ -40,15 +40,5 @@ try
     await driver.ServeAsync(stop.Token);
     driver.PrintSummary();
     return 0;
-}
-catch (Exception e) when (e is ArgumentException or FormatException)
-{
-    Console.Error.WriteLine($"PfDriver: {e.Message}");
-    return 2;
-}
-catch (Exception e)
-{
-    Console.Error.WriteLine($"PfDriver: FAILED: {e}");
-    return 1;
-}
+});
 

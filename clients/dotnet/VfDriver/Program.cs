@@ -26,7 +26,7 @@ try { a = new Args(mode == "run" && (args.Length == 0 || args[0] != "run") ? arg
 catch (ArgumentException e) { Console.Error.WriteLine(e.Message); Console.Error.WriteLine(Usage); return 2; }
 if (a.Flag("--help")) { Console.WriteLine(Usage); return 0; }
 
-try
+return await DriverMain.RunAsync("VfDriver", async () =>
 {
     using var stop = new CancellationTokenSource();
     Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
@@ -39,17 +39,7 @@ try
         "example" => await VfPrograms.ExampleAsync(a, target, timeout, stop.Token),
         _ => throw new ArgumentException($"unknown mode '{mode}' (run, bench, example)"),
     };
-}
-catch (Exception e) when (e is ArgumentException or FormatException)
-{
-    Console.Error.WriteLine($"VfDriver: {e.Message}");
-    return 2;
-}
-catch (Exception e)
-{
-    Console.Error.WriteLine($"VfDriver: FAILED: {e}");
-    return 1;
-}
+});
 
 internal static class VfPrograms
 {

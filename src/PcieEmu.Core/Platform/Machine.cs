@@ -192,12 +192,17 @@ public sealed class Machine : IDisposable
             return true;
         }
         if (!_rootPort.ForwardsMemory(address)) return false;
-        foreach (var f in _rootPort.Downstream)
+        // Indexed loops: this runs for every MMIO access and must not allocate.
+        var downstream = _rootPort.Downstream;
+        for (int fi = 0; fi < downstream.Count; fi++)
         {
+            var f = downstream[fi];
             if (f.MemoryDecodeEnabled)
             {
-                foreach (var bar in f.Bars)
+                var bars = f.Bars;
+                for (int bi = 0; bi < bars.Count; bi++)
                 {
+                    var bar = bars[bi];
                     if (bar.IsIo) continue;
                     if (bar.Kind == BarKind.Rom && (f.Config.ReadRaw(ConfigRegs.ExpansionRom, 4) & 1) == 0) continue;
                     var (b, s) = f.BarWindow(bar);
@@ -210,8 +215,10 @@ public sealed class Machine : IDisposable
             }
             if (f is PhysicalFunction { Sriov: { VfEnabled: true, VfMemorySpaceEnabled: true } sriov } pf && pf.PowerState == 0)
             {
-                foreach (var bar in sriov.Parameters.VfBars)
+                var vfBars = sriov.Parameters.VfBars;
+                for (int bi = 0; bi < vfBars.Count; bi++)
                 {
+                    var bar = vfBars[bi];
                     ulong b = sriov.VfBarBase(bar), per = sriov.PerVfBarSize(bar);
                     if (b == 0 || address < b) continue;
                     ulong index = (address - b) / per;

@@ -42,7 +42,13 @@ public abstract class PciFunction
     public MsixTable? MsixTable { get; protected set; }
 
     /// <summary>First capability of type <typeparamref name="T"/>, or null.</summary>
-    public T? Find<T>() where T : Capability => Capabilities.OfType<T>().FirstOrDefault();
+    public T? Find<T>() where T : Capability
+    {
+        // Indexed loop: this is on the decode and interrupt paths and must not allocate.
+        var caps = Capabilities;
+        for (int i = 0; i < caps.Count; i++) if (caps[i] is T t) return t;
+        return null;
+    }
 
     /// <summary>Vendor ID as software reads it.</summary>
     public virtual ushort VendorId => (ushort)Config.ReadRaw(ConfigRegs.VendorId, 2);

@@ -24,7 +24,26 @@ public sealed partial class IgbPort
     private readonly byte[] _txFrame = new byte[MaxFrameSize + 4];
     private readonly byte[] _descs = new byte[FetchBatch * DescSize];
     private readonly int[] _rsList = new int[FetchBatch * 4];
-    private readonly ushort[] _ctxVlan = new ushort[Queues];
+    private readonly TxContext[] _ctx = new TxContext[Queues * 2];
+
+    /// <summary>An advanced context descriptor's fields (two contexts per queue, IDX bit 4).</summary>
+    private struct TxContext
+    {
+        public ushort Vlan;
+        public int MacLen, IpLen;
+        public uint Tucmd;
+    }
+
+    /// <summary>Checksum offloads requested for the packet being gathered.</summary>
+    private struct TxOffload
+    {
+        public bool Ip, L4, Legacy;
+        public int Ctx, Css, Cso;
+    }
+
+    private const uint TucmdIpv4 = 0x400, TucmdL4tMask = 0x1800, TucmdL4tTcp = 0x800, TucmdL4tUdp = 0;
+    private const uint OlinfoIxsm = 1u << 8, OlinfoTxsm = 1u << 9;
+    private const byte LegIc = 1 << 2;
     private const uint RxPrefetch = 32;
     private readonly RxDescriptorCache[] _rxCache = [.. Enumerable.Range(0, Queues).Select(_ => new RxDescriptorCache())];
 
@@ -85,8 +104,9 @@ public sealed partial class IgbPort
             // Gather one packet: descriptors from head up to the one with EOP.
             uint cur = head;
             int len = 0, rsCount = 0;
-            bool eop = false, drop = false, vle = false;
+            bool eop = false, drop = false, vle = false, first = true;
             ushort vlan = 0;
+            var offload = default(TxOffload);
             while (cur != tail && !eop)
             {
                 if (cur < cacheStart || cur >= cacheStart + cacheCount)
@@ -109,12 +129,20 @@ public sealed partial class IgbPort
                     eop = (d[11] & LegEop) != 0;
                     rs = (d[11] & LegRs) != 0;
                     if (eop && (d[11] & LegVle) != 0) { vle = true; vlan = BinaryPrimitives.ReadUInt16LittleEndian(d[14..]); }
+                    // CMD.IC: insert a checksum computed from CSS to the end at CSO (first descriptor's fields).
+                    if (first && (d[11] & LegIc) != 0) offload = new TxOffload { Legacy = true, Cso = d[10], Css = d[13] };
+                    first = false;
                 }
                 else if ((ctl & AdvDtypMask) == AdvDtypContext)
                 {
-                    // vlan_macip_lens: VLAN tag in bits 31:16; the other context fields (MACLEN,
-                    // IPLEN, TUCMD, MSS, L4LEN) are parsed but offloads are not performed.
-                    _ctxVlan[q] = (ushort)(BinaryPrimitives.ReadUInt32LittleEndian(d) >> 16);
+                    // vlan_macip_lens: IPLEN 8:0, MACLEN 15:9, VLAN 31:16; type_tucmd_mlhl: TUCMD;
+                    // mss_l4len_idx: IDX 6:4 (MSS and L4LEN are for segmentation, not modelled).
+                    uint vml = BinaryPrimitives.ReadUInt32LittleEndian(d);
+                    int idx = d[12] >> 4 & 1;
+                    _ctx[q * 2 + idx] = new TxContext
+                    {
+                        Vlan = (ushort)(vml >> 16), MacLen = (int)(vml >> 9 & 0x7F), IpLen = (int)(vml & 0x1FF), Tucmd = ctl,
+                    };
                     bufLen = 0;
                     rs = (ctl & AdvRs) != 0;
                 }
@@ -124,7 +152,11 @@ public sealed partial class IgbPort
                     eop = (ctl & AdvEop) != 0;
                     rs = (ctl & AdvRs) != 0;
                     if ((ctl & AdvTse) != 0) drop = true;
-                    if (eop && (ctl & AdvVle) != 0) { vle = true; vlan = _ctxVlan[q]; }
+                    uint olinfo = BinaryPrimitives.ReadUInt32LittleEndian(d[12..]);
+                    if (first && (olinfo & (OlinfoIxsm | OlinfoTxsm)) != 0)
+                        offload = new TxOffload { Ip = (olinfo & OlinfoIxsm) != 0, L4 = (olinfo & OlinfoTxsm) != 0, Ctx = q * 2 + (int)(olinfo >> 4 & 1) };
+                    first = false;
+                    if (eop && (ctl & AdvVle) != 0) { vle = true; vlan = _ctx[q * 2 + (int)(olinfo >> 4 & 1)].Vlan; }
                 }
                 else
                 {
@@ -151,7 +183,11 @@ public sealed partial class IgbPort
             if (!eop) break;   // the rest of the packet is not posted yet
 
             if (drop || len < MinFrameSize) TxDropped++;
-            else Transmit(q, fn, FinishFrame(len, vle, vlan));
+            else
+            {
+                ApplyChecksums(_txFrame.AsSpan(0, len), offload);
+                Transmit(q, fn, FinishFrame(len, vle, vlan));
+            }
 
             if (!headWb)
             {
@@ -182,6 +218,46 @@ public sealed partial class IgbPort
             if (!res.Ok) Fault(fn, q, NicDmaStage.TxWriteBack, res, wba);
         }
         QueueInterrupt(q, tx: true);
+    }
+
+    /// <summary>Checksum insertion: IXSM the IPv4 header checksum at MACLEN + 10 over IPLEN bytes;
+    /// TXSM the TCP (+16) or UDP (+6) checksum over the L4 header and payload from MACLEN + IPLEN,
+    /// starting from the pseudo-header sum the driver left in the field; legacy IC the sum from CSS
+    /// to the end at CSO. SCTP CRC is not computed. Offsets outside the frame: nothing is inserted.</summary>
+    private void ApplyChecksums(Span<byte> f, TxOffload o)
+    {
+        if (o.Legacy)
+        {
+            if (o.Css < f.Length && o.Cso + 2 <= f.Length)
+                BinaryPrimitives.WriteUInt16BigEndian(f[o.Cso..], (ushort)~OnesSum(f[o.Css..]));
+            return;
+        }
+        var c = _ctx[o.Ctx];
+        if (o.Ip && c.IpLen >= 20 && c.MacLen + c.IpLen <= f.Length)
+        {
+            var ip = f.Slice(c.MacLen, c.IpLen);
+            ip[10] = 0; ip[11] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(ip[10..], (ushort)~OnesSum(ip));
+        }
+        if (!o.L4) return;
+        int l4 = c.MacLen + c.IpLen;
+        uint l4t = c.Tucmd & TucmdL4tMask;
+        int off = l4t == TucmdL4tTcp ? 16 : l4t == TucmdL4tUdp ? 6 : -1;
+        if (off < 0 || l4 + off + 2 > f.Length) return;
+        ushort sum = (ushort)~OnesSum(f[l4..]);
+        if (l4t == TucmdL4tUdp && sum == 0) sum = 0xFFFF;   // UDP sends a zero checksum as all ones
+        BinaryPrimitives.WriteUInt16BigEndian(f[(l4 + off)..], sum);
+    }
+
+    /// <summary>16-bit one's complement sum of big-endian words (odd length padded with 0), folded.</summary>
+    internal static ushort OnesSum(ReadOnlySpan<byte> data)
+    {
+        ulong sum = 0;
+        int i = 0;
+        for (; i + 1 < data.Length; i += 2) sum += (uint)(data[i] << 8 | data[i + 1]);
+        if (i < data.Length) sum += (uint)data[i] << 8;
+        while (sum > 0xFFFF) sum = (sum & 0xFFFF) + (sum >> 16);
+        return (ushort)sum;
     }
 
     private ReadOnlySpan<byte> FinishFrame(int len, bool vle, ushort vlan)
@@ -216,16 +292,37 @@ public sealed partial class IgbPort
     /// and counts (RQDPC, and MPC for frames from the wire) when there are not enough. A DMA fault
     /// drops the frame with nothing written back and RDH unchanged.
     /// </summary>
-    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire)
+    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire, bool stripVlan)
     {
         var r = _q[q];
         if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
-        if ((_rctl.Value & RctlSecrc) == 0)
+        ushort vlan = 0;
+        bool vp = stripVlan && frame.Length >= 18 && frame[12] == 0x81 && frame[13] == 0x00;
+        bool keepFcs = (_rctl.Value & RctlSecrc) == 0;
+        if (vp || keepFcs)
         {
-            // CRC not stripped: the FCS lands in the buffer and counts in the length.
-            frame.CopyTo(_rxWithFcs);
-            EthernetFcs.Write(frame, _rxWithFcs.AsSpan(frame.Length, 4));
-            frame = _rxWithFcs.AsSpan(0, frame.Length + 4);
+            // VLAN stripping: the tag leaves the data and goes to the write-back (status VP).
+            // CRC not stripped: the FCS (of the frame as it was on the wire) follows the data.
+            var b = _rxWithFcs.AsSpan();
+            int len;
+            if (vp)
+            {
+                vlan = BinaryPrimitives.ReadUInt16BigEndian(frame[14..]);
+                frame[..12].CopyTo(b);
+                frame[16..].CopyTo(b[12..]);
+                len = frame.Length - 4;
+            }
+            else
+            {
+                frame.CopyTo(b);
+                len = frame.Length;
+            }
+            if (keepFcs)
+            {
+                EthernetFcs.Write(frame, b.Slice(len, 4));
+                len += 4;
+            }
+            frame = b[..len];
         }
         uint ringLen = r.Rdlen.Value / DescSize;
         uint head = r.Rdh.Value, tail = r.Rdt.Value;
@@ -277,18 +374,21 @@ public sealed partial class IgbPort
             DmaResult res;
             if (legacy)
             {
-                // Legacy write-back: length, checksum 0, status DD|EOP|IXSM (checksum not computed), errors 0, VLAN 0.
+                // Legacy write-back: length, checksum 0, status DD|EOP|IXSM (checksum not computed)|VP,
+                // errors 0, VLAN (stripped tag).
                 wb[..8].Clear();
                 BinaryPrimitives.WriteUInt16LittleEndian(wb, (ushort)n);
-                wb[4] = (byte)(0x01 | (last ? 0x02 : 0) | 0x04);
+                wb[4] = (byte)(0x01 | (last ? 0x02 : 0) | 0x04 | (vp ? 0x08 : 0));
+                BinaryPrimitives.WriteUInt16LittleEndian(wb[6..], vlan);
                 res = fn.Dma.Write(da + 8, wb[..8]);
             }
             else
             {
-                // Advanced write-back: pkt_info/hdr_info 0, RSS 0, status_error DD|EOP, length | VLAN << 16.
+                // Advanced write-back: pkt_info/hdr_info 0, RSS 0, status_error DD|EOP|VP, length | VLAN << 16.
                 wb.Clear();
-                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u : 0));
+                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u : 0) | (vp ? 0x08u : 0));
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[12..], (ushort)n);
+                BinaryPrimitives.WriteUInt16LittleEndian(wb[14..], vlan);
                 res = fn.Dma.Write(da, wb);
             }
             if (!res.Ok) { Fault(fn, q, NicDmaStage.RxWriteBack, res, da); return false; }

@@ -117,7 +117,9 @@ public sealed partial class IgbPort
     private bool ReceivePool(int pool, ReadOnlySpan<byte> frame, bool fromWire)
     {
         int q = VmdqEnabled ? pool : 0;
-        if (!ReceiveQueue(q, frame, fromWire)) return false;
+        // VLAN stripping: VMOLR.STRVLAN of the pool in VMDq mode, CTRL.VME otherwise.
+        bool strip = VmdqEnabled ? (_vmolr[pool].Value & VmolrStrVlan) != 0 : (_ctrl.Value & CtrlVme) != 0;
+        if (!ReceiveQueue(q, frame, fromWire, strip)) return false;
         uint octets = (uint)frame.Length + 4;
         if (VmdqEnabled && pool < ActiveVfs)
         {

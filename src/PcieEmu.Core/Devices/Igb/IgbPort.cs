@@ -57,7 +57,7 @@ public sealed partial class IgbPort
     private bool _pfResetDone;
 
     // Hot registers, cached by reference.
-    private readonly Register _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
+    private readonly Register _ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
     private readonly Register _ruc, _mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch;
     private readonly Register[] _ral = new Register[RarEntries], _rah = new Register[RarEntries], _vmolr = new Register[Pools], _mta = new Register[128];
     private readonly Register[] _p2v = new Register[Pools];
@@ -76,7 +76,7 @@ public sealed partial class IgbPort
         var f = PfRegisters;
         for (int q = 0; q < 4; q++)
             IgbRegisterMaps.AliasQueue(f, f, q, q, RxLegacy + 0x100u * (uint)q, TxLegacy + 0x100u * (uint)q, " (legacy)");
-        (_rctl, _tctl, _mrqc, _vtCtl, _dtxswc) = (f["RCTL"], f["TCTL"], f["MRQC"], f["VT_CTL"], f["DTXSWC"]);
+        (_ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc) = (f["CTRL"], f["RCTL"], f["TCTL"], f["MRQC"], f["VT_CTL"], f["DTXSWC"]);
         (_vfre, _vfte, _mbvficr, _mbvfimr, _vflre) = (f["VFRE"], f["VFTE"], f["MBVFICR"], f["MBVFIMR"], f["VFLRE"]);
         _ruc = f["RUC"];
         (_mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch) = (f["MPC"], f["GPRC"], f["GPTC"], f["GORCL"], f["GORCH"], f["GOTCL"], f["GOTCH"]);

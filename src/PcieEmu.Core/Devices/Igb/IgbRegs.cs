@@ -31,8 +31,8 @@ public static class IgbRegs
     public const uint VfGprc = 0x0F10, VfGptc = 0x0F14, VfGorc = 0x0F18, VfGotc = 0x0F34, VfMprc = 0x0F3C,
         VfGprlbc = 0x0F40, VfGptlbc = 0x0F44, VfGorlbc = 0x0F48, VfGotlbc = 0x0F50;
 
-    /// <summary>CTRL.RST (self-clearing device reset).</summary>
-    public const uint CtrlRst = 1u << 26;
+    /// <summary>CTRL.RST (self-clearing device reset), CTRL.VME (VLAN mode: strip tags on receive).</summary>
+    public const uint CtrlRst = 1u << 26, CtrlVme = 1u << 30;
     /// <summary>STATUS bits.</summary>
     public const uint StatusFd = 1u << 0, StatusLu = 1u << 1, StatusSpeed1000 = 2u << 6, StatusIov = 1u << 18, StatusGioMasterEnable = 1u << 19;
     /// <summary>STATUS.NUM_VFS shift.</summary>
@@ -68,7 +68,8 @@ public static class IgbRegs
     /// <summary>VT_CTL default pool shift (3 bits).</summary>
     public const int VtCtlDefPoolShift = 7;
     /// <summary>VMOLR bits.</summary>
-    public const uint VmolrAupe = 1u << 24, VmolrRompe = 1u << 25, VmolrRope = 1u << 26, VmolrBam = 1u << 27, VmolrMpme = 1u << 28;
+    public const uint VmolrAupe = 1u << 24, VmolrRompe = 1u << 25, VmolrRope = 1u << 26, VmolrBam = 1u << 27, VmolrMpme = 1u << 28,
+        VmolrStrVlan = 1u << 30;
     /// <summary>DTXSWC VMDq loopback enable.</summary>
     public const uint DtxswcLoopback = 1u << 31;
     /// <summary>PF-side mailbox bits (P2VMAILBOX).</summary>

@@ -588,4 +588,136 @@ public class NicTrafficTests
         Assert.Equal(f, rig.ReadRam(ringB.Buffers[1], 70));
         Assert.NotEqual(f, rig.ReadRam(rx[0].Buffers[1], 70));
     }
+
+    private static ushort Sum(params byte[][] parts)
+    {
+        ulong sum = 0;
+        foreach (var p in parts)
+            for (int i = 0; i < p.Length; i += 2) sum += (uint)(p[i] << 8 | (i + 1 < p.Length ? p[i + 1] : 0));
+        while (sum > 0xFFFF) sum = (sum & 0xFFFF) + (sum >> 16);
+        return (ushort)sum;
+    }
+
+    /// <summary>Ethernet + IPv4 (checksum 0) + TCP or UDP with the pseudo-header sum in the L4 checksum field, as Linux hands it to the NIC.</summary>
+    private static (byte[] Frame, byte[] Pseudo) Ipv4Packet(byte proto, int payload)
+    {
+        int l4Header = proto == 6 ? 20 : 8;
+        int l4Len = l4Header + payload;
+        var f = NicRig.Frame(NicRig.Broadcast, NicRig.Mac(0), 14 + 20 + l4Len);
+        var ip = f.AsSpan(14, 20);
+        ip.Clear();
+        ip[0] = 0x45; BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(20 + l4Len)); ip[8] = 64; ip[9] = proto;
+        byte[] src = [10, 0, 0, 1], dst = [10, 0, 0, 2];
+        src.CopyTo(ip[12..]); dst.CopyTo(ip[16..]);
+        var l4 = f.AsSpan(34, l4Len);
+        l4[..l4Header].Clear();
+        BinaryPrimitives.WriteUInt16BigEndian(l4, 1234); BinaryPrimitives.WriteUInt16BigEndian(l4[2..], 80);
+        if (proto == 17) BinaryPrimitives.WriteUInt16BigEndian(l4[4..], (ushort)l4Len);
+        else l4[12] = 0x50;
+        var pseudo = new byte[12];
+        src.CopyTo(pseudo, 0); dst.CopyTo(pseudo, 4); pseudo[9] = proto; BinaryPrimitives.WriteUInt16BigEndian(pseudo.AsSpan(10), (ushort)l4Len);
+        BinaryPrimitives.WriteUInt16BigEndian(l4[(proto == 6 ? 16 : 6)..], Sum(pseudo));
+        return (f, pseudo);
+    }
+
+    [Theory]
+    [InlineData(6, 100)]
+    [InlineData(17, 33)]
+    public void ChecksumOffloadFillsIpAndL4Checksums(byte proto, int payload)
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Tctl, TctlEn);
+        var tx = rig.PfTx(0);
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        var (frame, pseudo) = Ipv4Packet(proto, payload);
+        // Context 1: MACLEN 14, IPLEN 20, TUCMD IPv4 + L4T; the data descriptor asks for IXSM|TXSM with IDX 1.
+        var ctx = new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(ctx, 14u << 9 | 20);
+        BinaryPrimitives.WriteUInt32LittleEndian(ctx.AsSpan(8), 0x2020_0000u | 0x400 | (proto == 6 ? 0x800u : 0));
+        BinaryPrimitives.WriteUInt32LittleEndian(ctx.AsSpan(12), 1u << 4);
+        rig.M.WriteMemory(tx.DescAddr(0), ctx);
+        rig.M.WriteMemory(tx.Buffers[1], frame);
+        var d = new byte[16];
+        BinaryPrimitives.WriteUInt64LittleEndian(d, tx.Buffers[1]);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(8), (uint)frame.Length | 0x2B30_0000u);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(12), (uint)frame.Length << 14 | 0x300 | 1u << 4);
+        rig.M.WriteMemory(tx.DescAddr(1), d);
+        tx.WriteTail(2);
+        var w = Assert.Single(wire).Data;
+        Assert.Equal(0xFFFF, Sum(w[14..34]));                                  // IPv4 header checksum valid
+        Assert.Equal(0xFFFF, Sum(pseudo, w[34..]));                            // TCP/UDP checksum valid
+        Assert.Equal(frame[..24], w[..24]);                                    // nothing else changed
+        Assert.Equal(frame[(34 + (proto == 6 ? 20 : 8))..], w[(34 + (proto == 6 ? 20 : 8))..]);
+    }
+
+    [Fact]
+    public void LegacyInsertChecksumUsesCssAndCso()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Tctl, TctlEn);
+        var tx = rig.PfTx(0);
+        var wire = new List<WireFrame>();
+        rig.Nic.FrameTransmitted += wire.Add;
+        var (frame, pseudo) = Ipv4Packet(17, 21);
+        rig.M.WriteMemory(tx.Buffers[0], frame);
+        var d = new byte[16];
+        BinaryPrimitives.WriteUInt64LittleEndian(d, tx.Buffers[0]);
+        BinaryPrimitives.WriteUInt16LittleEndian(d.AsSpan(8), (ushort)frame.Length);
+        d[10] = 34 + 6;                      // CSO: UDP checksum
+        d[11] = 0x01 | 0x02 | 0x04 | 0x08;   // EOP | IFCS | IC | RS
+        d[13] = 34;                          // CSS: UDP header
+        rig.M.WriteMemory(tx.DescAddr(0), d);
+        tx.WriteTail(1);
+        var w = Assert.Single(wire).Data;
+        Assert.Equal(0xFFFF, Sum(pseudo, w[34..]));
+        Assert.Equal(0, w[24] | w[25]);      // IP checksum untouched (not requested)
+    }
+
+    private static byte[] Tagged(byte[] untagged, ushort tci)
+    {
+        var t = new byte[untagged.Length + 4];
+        untagged.AsSpan(0, 12).CopyTo(t);
+        t[12] = 0x81; t[13] = 0x00;
+        BinaryPrimitives.WriteUInt16BigEndian(t.AsSpan(14), tci);
+        untagged.AsSpan(12).CopyTo(t.AsSpan(16));
+        return t;
+    }
+
+    [Fact]
+    public void VlanStrippingPerPoolPutsTheTagInTheWriteBack()
+    {
+        var (rig, _, rx) = ThreeVfs();
+        using var __ = rig;
+        rig.PfWrite(Vmolr + 4, VmolrAupe | VmolrBam | VmolrStrVlan);
+        var plain = NicRig.Frame(NicRig.Mac(1), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 80);
+        var tagged = Tagged(plain, 0x2064);
+        Assert.Equal(1, rig.Nic.InjectFrame(tagged));
+        var d = rx[1].Desc(0);
+        Assert.Equal(0x0Bu, BinaryPrimitives.ReadUInt32LittleEndian(d.AsSpan(8)) & 0x0F);   // DD | EOP | VP
+        Assert.Equal(80, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(12)));
+        Assert.Equal(0x2064, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(14)));
+        Assert.Equal(plain, rig.ReadRam(rx[1].Buffers[0], 80));
+        // Pool 2 does not strip: the tag stays in the data.
+        var toVf2 = Tagged(NicRig.Frame(NicRig.Mac(2), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 80), 0x0005);
+        Assert.Equal(1, rig.Nic.InjectFrame(toVf2));
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(rx[2].Desc(0).AsSpan(8)) & 0x08);
+        Assert.Equal(toVf2, rig.ReadRam(rx[2].Buffers[0], 84));
+    }
+
+    [Fact]
+    public void CtrlVmeStripsWithoutVmdqIntoLegacyDescriptors()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Rctl, RctlEn | RctlBam | RctlSecrc);
+        rig.PfWrite(Ctrl, CtrlVme);
+        var rx = rig.PfRx(0, legacy: true);
+        var plain = NicRig.Frame(NicRig.Broadcast, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], 70);
+        Assert.Equal(1, rig.Nic.InjectFrame(Tagged(plain, 0x0123)));
+        var d = rx.Desc(0);
+        Assert.Equal(70, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(8)));
+        Assert.Equal(0x0F, d[12] & 0x0F);                                    // DD | EOP | IXSM | VP
+        Assert.Equal(0x0123, BinaryPrimitives.ReadUInt16LittleEndian(d.AsSpan(14)));
+        Assert.Equal(plain, rig.ReadRam(rx.Buffers[0], 70));
+    }
 }

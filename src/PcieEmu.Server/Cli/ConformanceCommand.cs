@@ -1,0 +1,22 @@
+using System.CommandLine;
+using PcieEmu.Conformance;
+
+namespace PcieEmu.Server.Cli;
+
+/// <summary>
+/// <c>pcie-emu conformance [--target URL] [--filter NAME]</c>: runs the language-neutral
+/// conformance cases (tests/Conformance/cases, embedded) against a server and prints a per-case
+/// report. Exit status 0 when every selected case passed, 1 when one failed or none matched, 2
+/// when the target is bad or unreachable.
+/// </summary>
+public static class ConformanceCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var filter = new Option<string?>("--filter") { Description = "Run only cases whose name contains this text" };
+        var cmd = new Command("conformance", "Run the protocol conformance suite against a server") { filter };
+        cmd.SetAction((parse, ct) => ConformanceRunner.RunAsync(Commands.ResolveTarget(parse), parse.GetValue(filter), Console.Out, ct));
+        return cmd;
+    }
+}

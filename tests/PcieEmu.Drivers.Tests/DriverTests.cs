@@ -145,6 +145,31 @@ public sealed class DriverTests
         Assert.Equal(160, int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
     }
 
+    [Fact]
+    public async Task PfDriver_NacksAMulticastMac_AndTheVfDriverFailsWithTheReason()
+    {
+        await using var server = await Server.StartAsync();
+        using var pf = new DriverProcess("PfDriver", server.Target, "--vfs", "1");
+        await pf.WaitForLineAsync("PF READY vfs=1");
+        using var vf = new DriverProcess("VfDriver", server.Target, "--vf", "0", "--set-mac", "01:00:5e:00:00:01");
+        Assert.Equal(1, await vf.WaitForExitAsync());
+        Assert.Contains("the PF refused request 0x00000002 (NACK)", vf.Stderr);
+        await pf.WaitForLineAsync("PF: VF 0 VF_SET_MAC_ADDR 01:00:5e:00:00:01 refused");
+        // The VF keeps the MAC the reset gave it; the PF still serves it.
+        using var again = new DriverProcess("VfDriver", server.Target, "--vf", "0");
+        Assert.True(await again.WaitForExitAsync() == 0, again.Output);
+        Assert.Contains("MAC 02:1b:21:2b:46:10 from the PF", again.Output);
+    }
+
+    [Fact]
+    public async Task VfDriver_WithoutAPfDriver_TimesOutSayingWhatIsMissing()
+    {
+        await using var server = await Server.StartAsync();
+        using var vf = new DriverProcess("VfDriver", server.Target, "--vf", "0", "--timeout", "1");
+        Assert.Equal(1, await vf.WaitForExitAsync());
+        Assert.Contains("VF 0 did not appear (is the PF driver running?)", vf.Stderr);
+    }
+
     [Theory]
     [InlineData("PfDriver", "--vfs 9", "--vfs")]
     [InlineData("PfDriver", "--bogus 1", "--bogus")]

@@ -78,7 +78,7 @@ public static class Log
     }
 }
 
-/// <summary>The drivers' exit statuses: 0 done, 2 bad arguments (the message names the option), 1 any other failure.</summary>
+/// <summary>The drivers' exit statuses: 0 done, 2 bad arguments (the message names the option), 130 interrupted (Ctrl+C), 1 any other failure.</summary>
 public static class DriverMain
 {
     public static async Task<int> RunAsync(string name, Func<Task<int>> body)
@@ -91,6 +91,11 @@ public static class DriverMain
         {
             Console.Error.WriteLine($"{name}: {e.Message}");
             return 2;
+        }
+        catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.Cancelled })
+        {
+            Console.Error.WriteLine($"{name}: interrupted");
+            return 130;
         }
         catch (Exception e)
         {

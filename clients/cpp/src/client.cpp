@@ -1,6 +1,7 @@
 #include "pcieemu/pcieemu.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,6 +41,27 @@ uint16_t ParseBdf(const std::string& text) {
   return Rid(static_cast<int>(std::stoul(m[2].str(), nullptr, 16)), dev, std::stoi(m[4].str()));
 }
 
+std::string DefaultUnixSocketPath() {
+  struct stat st {};
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg && *xdg && ::stat(xdg, &st) == 0 && S_ISDIR(st.st_mode)) return std::string(xdg) + "/pcie-emu.sock";
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = tmp && *tmp ? tmp : "/tmp";
+  if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const char* user = std::getenv("USER");
+  std::string name = user && *user ? user : "";
+  if (name.empty())
+    if (const passwd* pw = ::getpwuid(::getuid())) name = pw->pw_name;
+  return dir + "/pcie-emu-" + name + "/pcie-emu.sock";
+}
+
+std::string DefaultTarget() {
+  if (const char* env = std::getenv("PCIEEMU_TARGET"); env && *env) return env;
+  std::string sock = DefaultUnixSocketPath();
+  struct stat st {};
+  return ::stat(sock.c_str(), &st) == 0 ? "unix://" + sock : kDefaultTarget;
+}
+
 namespace {
 
 std::string GrpcTarget(const std::string& target) {
@@ -68,11 +90,7 @@ void Check(const grpc::Status& s, const char* what) {
 }  // namespace
 
 std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chrono::milliseconds timeout) {
-  std::string target = target_in;
-  if (target.empty()) {
-    const char* env = std::getenv("PCIEEMU_TARGET");
-    target = env && *env ? env : kDefaultTarget;
-  }
+  std::string target = target_in.empty() ? DefaultTarget() : target_in;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   auto c = std::unique_ptr<Client>(new Client());
@@ -108,11 +126,12 @@ std::vector<v1::Function> Client::ListFunctions() {
   return {r.functions().begin(), r.functions().end()};
 }
 
-void Client::ResetPlatform() {
+uint32_t Client::ResetPlatform() {
   grpc::ClientContext ctx;
   Deadline(ctx);
   v1::ResetPlatformResponse r;
   Check(platform_->ResetPlatform(&ctx, v1::ResetPlatformRequest(), &r), "ResetPlatform");
+  return r.functions();
 }
 
 ConfigRead Client::ReadConfig(uint16_t rid, int offset, int width) {

@@ -18,9 +18,10 @@ namespace fs = std::filesystem;
 using namespace pcieemu;
 using namespace std::chrono_literals;
 
-namespace {
-
+// Targets of the test server (also used by conformance_test.cpp).
 std::string g_tcp, g_unix;
+
+namespace {
 constexpr uint16_t kPf0 = 0x0100, kPort = 0x0008;
 constexpr auto OK = v1::COMPLETION_STATUS_SUCCESSFUL;
 constexpr auto UR = v1::COMPLETION_STATUS_UNSUPPORTED_REQUEST;
@@ -147,6 +148,22 @@ TEST_F(ClientTest, UnixSocketAndCApi) {
   EXPECT_EQ(pcieemu_cfg_read(emu, kPf0, 0, 3, &v), -1);
   EXPECT_NE(std::string(pcieemu_last_error()).find("width"), std::string::npos);
   pcieemu_close(emu);
+}
+
+TEST_F(ClientTest, DefaultTargetFindsUnixSocket) {
+  if (g_unix.empty()) GTEST_SKIP() << "no Unix socket target";
+  char tmpl[] = "/tmp/pcieemu-xdg-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl, sock = dir + "/pcie-emu.sock";
+  fs::create_symlink(g_unix.substr(std::strlen("unix://")), sock);
+  const char* old_xdg = std::getenv("XDG_RUNTIME_DIR");
+  std::string saved = old_xdg ? old_xdg : "";
+  ::setenv("XDG_RUNTIME_DIR", dir.c_str(), 1);
+  ::unsetenv("PCIEEMU_TARGET");
+  EXPECT_EQ(DefaultTarget(), "unix://" + sock);
+  EXPECT_EQ(Client::Connect()->ReadConfig32(kPf0, 0), 0x10c98086u);
+  if (old_xdg) ::setenv("XDG_RUNTIME_DIR", saved.c_str(), 1); else ::unsetenv("XDG_RUNTIME_DIR");
+  fs::remove_all(dir);
 }
 
 TEST_F(ClientTest, ConfigWidths) {

@@ -3,7 +3,10 @@ package pcieemu
 import (
 	"bytes"
 	"context"
+	"io/ioutil"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +96,30 @@ func TestUnixSocket(t *testing.T) {
 	must(t, err)
 	if v != 0x10c98086 {
 		t.Fatalf("ID over the Unix socket = %#x", v)
+	}
+}
+
+func TestDefaultTargetFindsUnixSocket(t *testing.T) {
+	if testUnix == "" {
+		t.Skip("no Unix socket target")
+	}
+	dir, err := ioutil.TempDir("", "pcieemu-xdg-")
+	must(t, err)
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "pcie-emu.sock")
+	must(t, os.Symlink(strings.TrimPrefix(testUnix, "unix://"), sock))
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	t.Setenv("PCIEEMU_TARGET", "")
+	if got := DefaultTargetNow(); got != "unix://"+sock {
+		t.Fatalf("DefaultTargetNow() = %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "")
+	must(t, err)
+	defer c.Close()
+	if v, err := c.ReadConfig32(ctx, pf0, 0); err != nil || v != 0x10c98086 {
+		t.Fatalf("ID over the default socket = %#x, %v", v, err)
 	}
 }
 

@@ -4,7 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { CompletionStatus, defaultTarget, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
 import { startServer, TestServer, within } from './harness';
 
 const OK = CompletionStatus.COMPLETION_STATUS_SUCCESSFUL;
@@ -59,6 +61,24 @@ describe('against a real server', () => {
     try {
       assert.equal(await within(u.readConfig32(PF0, 0)), 0x10c98086);
     } finally { u.close(); }
+  });
+
+  test('with no target it finds the default Unix socket', async () => {
+    if (!server.unix) return;
+    const saved = { xdg: process.env.XDG_RUNTIME_DIR, target: process.env.PCIEEMU_TARGET };
+    const dir = mkdtempSync(join(tmpdir(), 'pcieemu-xdg-'));
+    try {
+      symlinkSync(server.unix.replace(/^unix:\/\//, ''), join(dir, 'pcie-emu.sock'));
+      process.env.XDG_RUNTIME_DIR = dir;
+      delete process.env.PCIEEMU_TARGET;
+      assert.equal(defaultTarget(), `unix://${join(dir, 'pcie-emu.sock')}`);
+      const d = await within(PcieEmuClient.connect(), 20_000, 'default connect');
+      try { assert.equal(await within(d.readConfig32(PF0, 0)), 0x10c98086); } finally { d.close(); }
+    } finally {
+      if (saved.xdg === undefined) delete process.env.XDG_RUNTIME_DIR; else process.env.XDG_RUNTIME_DIR = saved.xdg;
+      if (saved.target !== undefined) process.env.PCIEEMU_TARGET = saved.target;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('config reads and writes by width', async () => {

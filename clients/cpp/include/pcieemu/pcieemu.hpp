@@ -29,6 +29,12 @@ using Status = v1::CompletionStatus;
 // Default server endpoint (TCP).
 inline constexpr const char* kDefaultTarget = "tcp://127.0.0.1:50551";
 
+// The server's default Unix socket: $XDG_RUNTIME_DIR/pcie-emu.sock when that directory exists,
+// else $TMPDIR (or /tmp)/pcie-emu-USER/pcie-emu.sock (as `pcie-emu serve` chooses it).
+std::string DefaultUnixSocketPath();
+// $PCIEEMU_TARGET, else the default Unix socket when it exists, else kDefaultTarget.
+std::string DefaultTarget();
+
 // A gRPC error (the request was malformed, out of range, ...): code() is the gRPC status code.
 class RpcError : public std::runtime_error {
  public:
@@ -176,14 +182,14 @@ class Session {
 
 class Client {
  public:
-  // "tcp://host:port", "host:port" or "unix:///path"; empty: $PCIEEMU_TARGET or kDefaultTarget.
+  // "tcp://host:port", "host:port" or "unix:///path"; empty: DefaultTarget().
   // Waits up to `timeout` for the connection; throws std::runtime_error when it fails.
   static std::unique_ptr<Client> Connect(const std::string& target = "",
                                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   v1::GetPlatformResponse GetPlatform();
   std::vector<v1::Function> ListFunctions();
-  void ResetPlatform();
+  uint32_t ResetPlatform();  // returns how many functions answer after the reset
 
   ConfigRead ReadConfig(uint16_t rid, int offset, int width);
   Status WriteConfig(uint16_t rid, int offset, int width, uint32_t value);

@@ -66,10 +66,13 @@ internal sealed class DriverProcess : IDisposable
     private readonly SemaphoreSlim _lineAdded = new(0);
     private readonly System.Text.StringBuilder _stderr = new();
 
-    public DriverProcess(string name, string target, params string[] args)
+    public DriverProcess(string name, string target, params string[] args) : this(name, target, false, args) { }
+
+    /// <summary><paramref name="stdin"/>: the test writes the process's standard input (<see cref="SendLineAsync"/>).</summary>
+    public DriverProcess(string name, string target, bool stdin, params string[] args)
     {
         Name = name;
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin, UseShellExecute = false };
         psi.ArgumentList.Add(DllPath(name));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.ArgumentList.Add("--target");
@@ -101,6 +104,28 @@ internal sealed class DriverProcess : IDisposable
             if (DateTime.UtcNow > deadline) Assert.Fail($"{Name}: no '{prefix}' within {T.Timeout}:\n{Output}");
             await _lineAdded.WaitAsync(TimeSpan.FromMilliseconds(200));
         }
+    }
+
+    /// <summary>Waits until <paramref name="count"/> lines start with <paramref name="prefix"/>; returns them.</summary>
+    public async Task<List<string>> WaitForLinesAsync(string prefix, int count)
+    {
+        var deadline = DateTime.UtcNow + T.Timeout;
+        while (true)
+        {
+            var hits = _lines.Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            if (hits.Count >= count) return hits;
+            if (_process.HasExited && !await _lineAdded.WaitAsync(200))
+                Assert.Fail($"{Name} exited ({_process.ExitCode}) after {hits.Count} of {count} '{prefix}' lines:\n{Output}");
+            if (DateTime.UtcNow > deadline) Assert.Fail($"{Name}: {hits.Count} of {count} '{prefix}' lines within {T.Timeout}:\n{Output}");
+            await _lineAdded.WaitAsync(TimeSpan.FromMilliseconds(200));
+        }
+    }
+
+    /// <summary>Writes one line to the process's standard input (started with stdin redirected).</summary>
+    public async Task SendLineAsync(string line)
+    {
+        await _process.StandardInput.WriteLineAsync(line).W();
+        await _process.StandardInput.FlushAsync().W();
     }
 
     public async Task<int> WaitForExitAsync()

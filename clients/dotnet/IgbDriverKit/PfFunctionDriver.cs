@@ -1,4 +1,5 @@
 using PcieEmu.Client;
+using PcieEmu.Client.Vtd;
 using PcieEmu.Protocol.V1;
 
 namespace PcieEmu.Drivers;
@@ -11,6 +12,18 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
     private readonly byte[][] _vfMacs = new byte[numVfs][];
     private IReadOnlyList<ushort> _vfRids = [];
     private int _resets, _setMacs, _nacks, _flrs, _interrupts, _polls;
+
+    private VtdDriver? _iommu;
+    private readonly Dictionary<int, VtdDomain> _domains = [];
+
+    /// <summary>
+    /// With a value, the PF driver plays the host that owns the IOMMU: after enabling the VFs it
+    /// enables VT-d translation, gives each VF (its routing ID) its own domain and maps the VF's
+    /// RAM area at the IOVA window of <see cref="Layout"/> (read/write), except for the VFs listed
+    /// in <see cref="IommuOptions.Unmapped"/> (attached, nothing mapped: their DMA faults until
+    /// <see cref="MapVfWindowAsync"/>).
+    /// </summary>
+    public IommuOptions? Iommu { get; init; }
 
     public IReadOnlyList<ushort> VfRids => _vfRids;
     public IReadOnlyList<byte[]> VfMacs => _vfMacs;
@@ -45,6 +58,7 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
 
         _vfRids = await client.EnableSriovAsync(pfRid, numVfs, ari, cancellationToken: ct);
         Log.Line($"PF: enabled {numVfs} VFs (ARI {(ari ? "on" : "off")}): {string.Join(' ', _vfRids.Select(r => PciAddress.Format(r)))}");
+        if (Iommu is { } io) await SetUpIommuAsync(io, ct);
         for (int vf = 0; vf < numVfs; vf++)
             _vfMacs[vf] = [0x02, _pfMac[1], _pfMac[2], _pfMac[3], _pfMac[4], (byte)(0x10 + vf)];   // locally administered, derived from the port MAC
 
@@ -77,6 +91,44 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
         // Tell the VFs the PF is ready: RSTI clears, RSTD sets in every VF mailbox.
         await _bar0.WriteAsync(Regs.CtrlExt, await _bar0.ReadAsync(Regs.CtrlExt, ct) | Regs.CtrlExtPfrstd, ct);
         Log.Line($"PF READY vfs={numVfs} rids={string.Join(',', _vfRids.Select(r => PciAddress.Format(r)))} macs={string.Join(',', _vfMacs.Select(m => Mac.Format(m)))} mode={(poll ? "poll" : "msix")}");
+    }
+
+    /// <summary>VT-d on: a domain per VF (DID = n + 1, 48-bit), its rid attached, its window mapped (unless listed as unmapped), then translation enabled.</summary>
+    private async Task SetUpIommuAsync(IommuOptions io, CancellationToken ct)
+    {
+        _iommu = await VtdDriver.CreateAsync(client, Layout.IommuTableBase, Layout.IommuTableSize, io.Ram, ct);
+        for (int vf = 0; vf < numVfs; vf++)
+        {
+            var domain = await _iommu.CreateDomainAsync((ushort)(vf + 1), 48, ct);
+            await _iommu.AttachAsync(_vfRids[vf], domain, ct);
+            _domains[vf] = domain;
+            if (!io.Unmapped.Contains(vf)) await MapVfWindowAsync(vf, ct);
+            else Log.Line($"PF IOMMU vf={vf} rid={PciAddress.Format(_vfRids[vf])} domain={domain.Id}: window left unmapped");
+        }
+        await _iommu.EnableAsync(ct);
+        Log.Line($"PF IOMMU translation on: {numVfs} domains, tables at 0x{Layout.IommuTableBase:X}");
+    }
+
+    /// <summary>Maps VF <paramref name="vf"/>'s RAM area at its IOVA window (read/write) in its domain.</summary>
+    public async Task MapVfWindowAsync(int vf, CancellationToken ct)
+    {
+        if (_iommu == null || Iommu == null) throw new InvalidOperationException("the IOMMU is not in use (--iommu)");
+        if (vf < 0 || vf >= numVfs) throw new ArgumentOutOfRangeException(nameof(vf), $"VF {vf}: this PF has {numVfs} VFs");
+        var domain = _domains[vf];
+        ulong phys = Layout.DefaultRamBase(vf);
+        if (_iommu.Resolve(domain, Iommu.IovaBase) != null) throw new InvalidOperationException($"VF {vf}'s window is already mapped");
+        await _iommu.MapAsync(domain, Iommu.IovaBase, phys, Layout.RamAreaSize, VtdAccess.ReadWrite, largePages: true, cancellationToken: ct);
+        Log.Line($"PF IOMMU MAPPED vf={vf} rid={PciAddress.Format(_vfRids[vf])} domain={domain.Id} iova=0x{Iommu.IovaBase:X} phys=0x{phys:X} len=0x{Layout.RamAreaSize:X}");
+    }
+
+    /// <summary>Prints the pending DMA remapping faults (FRCD records) and clears them.</summary>
+    public async Task ReportFaultsAsync(CancellationToken ct)
+    {
+        if (_iommu == null) throw new InvalidOperationException("the IOMMU is not in use (--iommu)");
+        var faults = await _iommu.ClearFaultsAsync(ct);
+        foreach (var f in faults)
+            Log.Line($"PF IOMMU FAULT rid={PciAddress.Format(f.SourceId)} reason=0x{f.Reason:X2} {(f.IsRead ? "read" : "write")} addr=0x{f.Address:X}");
+        Log.Line($"PF IOMMU FAULTS {faults.Count}");
     }
 
     public async Task ServeAsync(CancellationToken stop)
@@ -194,3 +246,6 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
     public void PrintSummary() =>
         Log.Line($"PF DONE resets={_resets} set_mac={_setMacs} nacks={_nacks} vflr={_flrs} interrupts={_interrupts} polls={_polls} grpc_calls={GrpcCounter.Calls}");
 }
+
+/// <summary>The PF driver's IOMMU settings: the VFs' IOVA window base, the mapped RAM file for the tables, VFs left unmapped.</summary>
+public sealed record IommuOptions(ulong IovaBase, RamMapping? Ram, IReadOnlySet<int> Unmapped);

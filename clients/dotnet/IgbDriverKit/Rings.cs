@@ -3,12 +3,22 @@ using PcieEmu.Client;
 
 namespace PcieEmu.Drivers;
 
-/// <summary>Hands out 4 KiB-aligned pieces of a RAM area the driver owns.</summary>
-public sealed class RamArea(RamMapping ram, ulong start, ulong size)
+/// <summary>
+/// Hands out 4 KiB-aligned pieces of a RAM area the driver owns. The CPU reaches the area at its
+/// physical addresses (the mapped RAM file); the device reaches it at DMA addresses
+/// <c>dmaBase + (physical - start)</c>: the same as physical without an IOMMU, an IOVA window
+/// the host mapped for the function with one.
+/// </summary>
+public sealed class RamArea(RamMapping ram, ulong start, ulong size, ulong? dmaBase = null)
 {
     private readonly ulong _end = start + size;
+    private readonly ulong _start = start;
+    private readonly ulong _dmaBase = dmaBase ?? start;
     private ulong _next = start;
     public RamMapping Ram { get; } = ram;
+
+    /// <summary>The device's address for <paramref name="physical"/> (inside the area).</summary>
+    public ulong Dma(ulong physical) => _dmaBase + (physical - _start);
 
     public ulong Alloc(int bytes)
     {
@@ -25,7 +35,8 @@ public abstract class DescriptorRing
     private protected readonly RegisterBar _bar;
     private protected readonly uint _block;
     private protected readonly RamMapping _ram;
-    private protected readonly ulong[] _buffers;
+    private protected readonly ulong[] _buffers;     // physical (the CPU's view)
+    private protected readonly ulong[] _dmaBuffers;  // what the descriptors carry (the device's view)
     public const int BufferSize = 2048;
 
     private protected DescriptorRing(RegisterBar bar, uint block, RamArea area, int count)
@@ -33,14 +44,22 @@ public abstract class DescriptorRing
         if (count < 8 || count % 8 != 0 || count > 4096) throw new ArgumentOutOfRangeException(nameof(count), "a multiple of 8 (128-byte ring length), at most 4096");
         _bar = bar; _block = block; _ram = area.Ram; Count = count;
         Base = area.Alloc(count * 16);
+        DmaBase = area.Dma(Base);
         _buffers = new ulong[count];
+        _dmaBuffers = new ulong[count];
         ulong buffers = area.Alloc(count * BufferSize);
-        for (int i = 0; i < count; i++) _buffers[i] = buffers + (ulong)(i * BufferSize);
+        for (int i = 0; i < count; i++)
+        {
+            _buffers[i] = buffers + (ulong)(i * BufferSize);
+            _dmaBuffers[i] = area.Dma(_buffers[i]);
+        }
         _ram.GetSpan(Base, count * 16).Clear();
     }
 
-    /// <summary>Physical address of descriptor 0.</summary>
+    /// <summary>Physical address of descriptor 0 (where the driver reads and writes it).</summary>
     public ulong Base { get; }
+    /// <summary>Descriptor 0 as the device addresses it (TDBA/RDBA): an IOVA when the IOMMU translates.</summary>
+    public ulong DmaBase { get; }
     public int Count { get; }
 }
 
@@ -62,8 +81,8 @@ public sealed class TxRing(RegisterBar bar, uint block, RamArea area, int count)
     public async Task ConfigureAsync(CancellationToken ct)
     {
         await _bar.WriteAsync(_block + Regs.Txdctl, 0, ct);
-        await _bar.WriteAsync(_block + Regs.Tdbal, (uint)Base, ct);
-        await _bar.WriteAsync(_block + Regs.Tdbah, (uint)(Base >> 32), ct);
+        await _bar.WriteAsync(_block + Regs.Tdbal, (uint)DmaBase, ct);
+        await _bar.WriteAsync(_block + Regs.Tdbah, (uint)(DmaBase >> 32), ct);
         await _bar.WriteAsync(_block + Regs.Tdlen, (uint)Count * 16, ct);
         await _bar.WriteAsync(_block + Regs.Tdh, 0, ct);
         await _bar.WriteAsync(_block + Regs.Tdt, 0, ct);
@@ -79,7 +98,7 @@ public sealed class TxRing(RegisterBar bar, uint block, RamArea area, int count)
         uint i = Tail;
         frame.CopyTo(_ram.GetSpan(_buffers[i], frame.Length));
         var d = _ram.GetSpan(Base + 16 * i, 16);
-        BinaryPrimitives.WriteUInt64LittleEndian(d, _buffers[i]);
+        BinaryPrimitives.WriteUInt64LittleEndian(d, _dmaBuffers[i]);
         BinaryPrimitives.WriteUInt32LittleEndian(d[8..], (uint)frame.Length | Regs.TxdDtypData | Regs.TxdEop | Regs.TxdIfcs | Regs.TxdRs | Regs.TxdDext);
         BinaryPrimitives.WriteUInt32LittleEndian(d[12..], (uint)frame.Length << Regs.TxdPaylenShift);
         Tail = (i + 1) % (uint)Count;
@@ -126,7 +145,7 @@ public sealed class RxRing(RegisterBar bar, uint block, RamArea area, int count)
     private void Arm(uint i)
     {
         var d = _ram.GetSpan(Base + 16 * i, 16);
-        BinaryPrimitives.WriteUInt64LittleEndian(d, _buffers[i]);
+        BinaryPrimitives.WriteUInt64LittleEndian(d, _dmaBuffers[i]);
         BinaryPrimitives.WriteUInt64LittleEndian(d[8..], 0);   // header buffer 0; clears the DD of an old write-back
     }
 
@@ -134,8 +153,8 @@ public sealed class RxRing(RegisterBar bar, uint block, RamArea area, int count)
     public async Task ConfigureAsync(CancellationToken ct)
     {
         await _bar.WriteAsync(_block + Regs.Rxdctl, 0, ct);
-        await _bar.WriteAsync(_block + Regs.Rdbal, (uint)Base, ct);
-        await _bar.WriteAsync(_block + Regs.Rdbah, (uint)(Base >> 32), ct);
+        await _bar.WriteAsync(_block + Regs.Rdbal, (uint)DmaBase, ct);
+        await _bar.WriteAsync(_block + Regs.Rdbah, (uint)(DmaBase >> 32), ct);
         await _bar.WriteAsync(_block + Regs.Rdlen, (uint)Count * 16, ct);
         await _bar.WriteAsync(_block + Regs.Srrctl, (BufferSize / 1024) | Regs.SrrctlDescAdvOneBuf | Regs.SrrctlDropEn, ct);
         await _bar.WriteAsync(_block + Regs.Rdh, 0, ct);

@@ -8,10 +8,11 @@ namespace PcieEmu.Drivers;
 /// <summary>
 /// An igbvf-style VF driver: Bus Master and MSI-X on, reset through the mailbox (CTRL.RST,
 /// RSTD, VF_RESET → MAC), optional VF_SET_MAC_ADDR, one TX and one RX ring in a RAM area of the
-/// mapped RAM file (identity DMA addresses: the IOMMU is off by default), interrupts from the
+/// mapped RAM file (DMA addresses = physical by default; with <paramref name="dmaBase"/> the area
+/// is addressed by the device at that IOVA window, which the host mapped in the IOMMU), interrupts from the
 /// interrupt stream (RX on vector 0, TX on 1, mailbox on 2; EICR read in the handler).
 /// </summary>
-public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMapping ram, ulong ramStart, ulong ramSize, TimeSpan timeout) : IDisposable
+public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMapping ram, ulong ramStart, ulong ramSize, TimeSpan timeout, ulong? dmaBase = null) : IDisposable
 {
     public const uint VectorRx = 0, VectorTx = 1, VectorMailbox = 2;
     private readonly RegisterBar _bar0 = new(client, Functions.BarAddress(vf, 0), $"{vf.Bdf} BAR0");
@@ -20,6 +21,7 @@ public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMappi
     private Task? _irqTask;
     private readonly CancellationTokenSource _irqStop = new();
     private readonly Channel<InterruptEvent> _irqs = Channel.CreateUnbounded<InterruptEvent>();
+    private int _kickRequested;
 
     public Function Function { get; } = vf;
     public byte[] Mac { get; private set; } = [];
@@ -72,7 +74,7 @@ public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMappi
     /// <summary>Rings (queue 0) and interrupt routing: IVAR RX0 → 0, TX0 → 1, mailbox → 2; RX and mailbox unmasked, RX auto-masked.</summary>
     public async Task SetupRingsAsync(int txCount, int rxCount, bool interrupts, CancellationToken ct)
     {
-        var area = new RamArea(ram, ramStart, ramSize);
+        var area = new RamArea(ram, ramStart, ramSize, dmaBase);
         Tx = new TxRing(_bar0, Regs.VfTxQueue0, area, txCount);
         Rx = new RxRing(_bar0, Regs.VfRxQueue0, area, rxCount);
         await Tx.ConfigureAsync(ct);
@@ -94,16 +96,25 @@ public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMappi
             if (!tx.Post(f)) throw new InvalidOperationException("TX ring full");
         long target = tx.Completed + frames.Count;
         await tx.KickAsync(ct);
+        Log.Line($"TX kicked frames={frames.Count} tdt={tx.Tail}");
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
             tx.Reclaim();
             if (tx.Completed >= target) return;
+            if (Interlocked.Exchange(ref _kickRequested, 0) != 0)
+            {
+                await tx.KickAsync(ct);   // the same tail again: the queue retries the descriptors it has not done
+                Log.Line($"TX kicked again tdt={tx.Tail} tdh={await tx.ReadHeadAsync(ct)}");
+            }
             if (DateTime.UtcNow > deadline)
                 throw new TimeoutException($"TX: {target - tx.Completed} descriptor(s) not written back (TDH {await tx.ReadHeadAsync(ct)}, tail {tx.Tail})");
             await Task.Delay(1, ct);
         }
     }
+
+    /// <summary>Asks a waiting <see cref="SendAsync"/> to write TDT once more (e.g. after the host fixed the IOMMU mapping).</summary>
+    public void RequestKick() => Interlocked.Exchange(ref _kickRequested, 1);
 
     /// <summary>
     /// Waits for an interrupt (or <paramref name="pollInterval"/> as a fallback), reads EICR and

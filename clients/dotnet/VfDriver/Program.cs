@@ -13,16 +13,20 @@ using PcieEmu.Drivers;
 const string Usage = """
 usage: VfDriver [run] [--target URL] [--pf bb:dd.f] [--vf N] [--set-mac MAC] [--to MAC]... [--count N]
                 [--to-wire N] [--wire-mac MAC] [--receive N] [--size BYTES] [--poll] [--ram-base ADDR] [--timeout S]
+                [--iommu] [--iova-base ADDR] [--kick-on-stdin]
        VfDriver bench [--target URL] [--pf bb:dd.f] [--vf N] [--peer M] [--frames N] [--batch 256] [--ring 1024] [--size 64]
        VfDriver example [--target URL]
   --vf N        which VF of the PF (default 0); its rings live at --ram-base (default 0x1000000 + N * 0x800000)
   --to MAC      send --count frames (default 1) to this MAC (repeatable); --to-wire N frames to --wire-mac
   --receive N   wait until N frames arrived (default 0), printing each; --poll: no interrupts
+  --iommu       the PF driver (run with --iommu) mapped this VF's area at --iova-base (default
+                0x100000000): ring bases and buffer addresses are programmed as IOVAs
+  --kick-on-stdin  while TX waits for write-backs, each stdin line "kick" writes TDT again
 """;
 
 string mode = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "run";
 Args a;
-try { a = new Args(mode == "run" && (args.Length == 0 || args[0] != "run") ? args : args[1..], ["--poll", "--help"]); }
+try { a = new Args(mode == "run" && (args.Length == 0 || args[0] != "run") ? args : args[1..], ["--poll", "--iommu", "--kick-on-stdin", "--help"]); }
 catch (ArgumentException e) { Console.Error.WriteLine(e.Message); Console.Error.WriteLine(Usage); return 2; }
 if (a.Flag("--help")) { Console.WriteLine(Usage); return 0; }
 
@@ -43,13 +47,13 @@ return await DriverMain.RunAsync("VfDriver", async () =>
 
 internal static class VfPrograms
 {
-    private static ulong DefaultRamBase(int vf) => 0x0100_0000UL + (ulong)vf * 0x0080_0000UL;
-    private const ulong RamAreaSize = 0x0080_0000;
+    private static ulong DefaultRamBase(int vf) => Layout.DefaultRamBase(vf);
 
-    private static async Task<VfFunctionDriver> OpenAsync(PcieEmuClient client, RamMapping ram, ushort pfRid, int vf, ulong ramBase, TimeSpan timeout, CancellationToken ct)
+    private static async Task<VfFunctionDriver> OpenAsync(PcieEmuClient client, RamMapping ram, ushort pfRid, int vf, ulong ramBase, TimeSpan timeout, CancellationToken ct,
+        ulong? dmaBase = null)
     {
         var fn = await Functions.WaitForVfAsync(client, pfRid, vf, timeout, ct);
-        return new VfFunctionDriver(client, fn, ram, ramBase, RamAreaSize, timeout);
+        return new VfFunctionDriver(client, fn, ram, ramBase, Layout.RamAreaSize, timeout, dmaBase);
     }
 
     public static async Task<int> RunAsync(Args a, string? target, TimeSpan timeout, CancellationToken ct)
@@ -63,11 +67,21 @@ internal static class VfPrograms
         var wireMac = Mac.Parse(a.String("--wire-mac") ?? "02:00:00:00:00:fe");
         bool poll = a.Flag("--poll");
         ulong ramBase = a.Address("--ram-base", DefaultRamBase(vfIndex));
+        bool iommu = a.Flag("--iommu"), kickOnStdin = a.Flag("--kick-on-stdin");
+        ulong iovaBase = a.Address("--iova-base", Layout.DefaultIovaBase);
+        if (!iommu && a.String("--iova-base") != null) throw new ArgumentException("--iova-base needs --iommu");
+        if ((iovaBase & 0xFFF) != 0) throw new ArgumentException($"--iova-base: 0x{iovaBase:X} is not 4 KiB aligned");
         a.CheckUnknown();
 
         using var client = PcieEmuClient.Connect(target);
         using var ram = await client.MapRamAsync(ct);
-        using var vf = await OpenAsync(client, ram, pfRid, vfIndex, ramBase, timeout, ct);
+        using var vf = await OpenAsync(client, ram, pfRid, vfIndex, ramBase, timeout, ct, iommu ? iovaBase : null);
+        if (kickOnStdin)
+            _ = Task.Run(async () =>
+            {
+                while (await Console.In.ReadLineAsync(ct) is { } line)
+                    if (line.Trim() == "kick") vf.RequestKick();
+            }, ct);
         Log.Line($"VF {vf.Function.Bdf} (rid 0x{vf.Function.Rid:X4}): probing");
         await vf.EnableAsync(!poll, ct);
         await vf.ResetAsync(ct);
@@ -79,7 +93,8 @@ internal static class VfPrograms
         }
         int ring = Math.Max(64, (Math.Max(count * Math.Max(to.Count, 1), toWire) + 8) / 8 * 8 + 8);
         await vf.SetupRingsAsync(Math.Min(ring, 4096), 256, !poll, ct);
-        Log.Line($"READY vf={vfIndex} bdf={vf.Function.Bdf} rid=0x{vf.Function.Rid:X4} mac={Mac.Format(vf.Mac)} tx=0x{vf.Tx!.Base:X} rx=0x{vf.Rx!.Base:X}");
+        Log.Line($"READY vf={vfIndex} bdf={vf.Function.Bdf} rid=0x{vf.Function.Rid:X4} mac={Mac.Format(vf.Mac)} tx=0x{vf.Tx!.Base:X} rx=0x{vf.Rx!.Base:X}" +
+            (iommu ? $" iova_tx=0x{vf.Tx.DmaBase:X} iova_rx=0x{vf.Rx.DmaBase:X}" : ""));
 
         uint seq = 0;
         var frames = new List<byte[]>();

@@ -175,6 +175,11 @@ public sealed class DriverTests
     [InlineData("PfDriver", "--bogus 1", "--bogus")]
     [InlineData("VfDriver", "--to 02:00:zz:00:00:01", "byte 2")]
     [InlineData("VfDriver", "bench --vf 1 --peer 1", "--peer")]
+    [InlineData("PfDriver", "--iommu --vfs 2 --iommu-unmapped 2", "--iommu-unmapped")]
+    [InlineData("PfDriver", "--iommu-unmapped 0", "need --iommu")]
+    [InlineData("PfDriver", "--iommu --iova-base 0x1000", "--iova-base")]
+    [InlineData("VfDriver", "--iova-base 0x100000000", "--iova-base needs --iommu")]
+    [InlineData("VfDriver", "--iommu --iova-base 0x100000010", "--iova-base")]
     public async Task BadArguments_ExitWithAnErrorNamingTheField(string program, string args, string expected)
     {
         using var p = new DriverProcess(program, "tcp://127.0.0.1:9", args.Split(' '));

@@ -117,4 +117,52 @@ public sealed class IommuDriverTests
         Assert.Equal(c.Mac, Drivers.Mac.Format(data.AsSpan(6)));
         Assert.Contains("COUNTERS gprc=3 ", vfB.Output);
     }
+
+    [Fact]
+    public async Task RxAreaMappedReadOnly_BufferWriteFaultsNothingWrittenBack_ReceivesAfterTheHostMapsItReadWrite()
+    {
+        const string VfDMac = "02:aa:bb:cc:dd:0d";
+        await using var server = await Server.StartAsync();
+        var client = server.Client;
+        using var pf = new DriverProcess("PfDriver", server.Target, stdin: true, "--vfs", "2", "--iommu", "--iommu-readonly", "1");
+        await pf.WaitForLineAsync("PF READY vfs=2");
+        Assert.Contains("PF IOMMU MAPPED vf=1 ", pf.Output);
+        Assert.Contains("access=r\n", pf.Output + "\n");
+        var iommu = await VtdDriver.CreateAsync(client, ProbeTableBase, ProbeTableSize).W();
+
+        using var vfD = new DriverProcess("VfDriver", server.Target, "--vf", "1", "--iommu", "--set-mac", VfDMac, "--receive", "1", "--timeout", "55");
+        var d = ParseReady(await vfD.WaitForLineAsync("READY vf=1"));
+
+        // VF A's frame to VF D: A's TX completes (its own mapping is read/write); D's descriptor
+        // fetch (a read) works, the buffer write faults and the frame is dropped.
+        using (var vfA = new DriverProcess("VfDriver", server.Target, "--vf", "0", "--iommu", "--to", VfDMac))
+        {
+            Assert.True(await vfA.WaitForExitAsync() == 0, vfA.Output);
+            Assert.Contains("TX done frames=1", vfA.Output);
+        }
+        var faults = (await iommu.ReadFaultsAsync().W()).Records;
+        var fault = Assert.Single(faults);
+        Assert.Equal(d.Rid, fault.SourceId);
+        Assert.False(fault.IsRead, fault.ToString());
+        var desc = await ReadRamAsync(client, d.Rx, 16);
+        ulong bufIova = BinaryPrimitives.ReadUInt64LittleEndian(desc);
+        Assert.Equal(bufIova & ~0xFFFUL, fault.Address & ~0xFFFUL);   // the buffer of descriptor 0
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(desc.AsSpan(8)) & Regs.RxdStatDd);   // not written back
+        Assert.NotEqual(VfDMac, Drivers.Mac.Format(await ReadRamAsync(client, d.Rx + (bufIova - d.IovaRx), 6)));   // no frame bytes either
+        var vfDFn = (await client.ListFunctionsAsync().W()).Single(f => f.Rid == d.Rid);
+        ulong bar0 = vfDFn.Bars.Single(x => x.Index == 0).Address;
+        Assert.Equal(0UL, (await client.Mmio.ReadMmioAsync(new ReadMmioRequest { Address = bar0 + Regs.VfRxQueue0 + Regs.Rdh, Width = 4 }).ResponseAsync.W()).Value);
+        Assert.DoesNotContain("RX ", vfD.Output);
+
+        // The host maps D's window read/write (unmap, IOTLB invalidation, map); the next frame lands.
+        await pf.SendLineAsync("map 1");
+        Assert.EndsWith("access=rw", (await pf.WaitForLinesAsync("PF IOMMU MAPPED vf=1 ", 2))[1]);
+        using (var vfA = new DriverProcess("VfDriver", server.Target, "--vf", "0", "--iommu", "--to", VfDMac))
+            Assert.True(await vfA.WaitForExitAsync() == 0, vfA.Output);
+        Assert.True(await vfD.WaitForExitAsync() == 0, vfD.Output);
+        var rx = Assert.Single(vfD.Lines, l => l.StartsWith("RX ", StringComparison.Ordinal));
+        Assert.Contains($"idx=0 len=64 status=0x3 dst={VfDMac}", rx);
+        Assert.Equal(VfDMac, Drivers.Mac.Format(await ReadRamAsync(client, d.Rx + (bufIova - d.IovaRx), 6)));
+        Assert.Single((await iommu.ReadFaultsAsync().W()).Records);   // no new fault
+    }
 }

@@ -21,7 +21,8 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
     /// enables VT-d translation, gives each VF (its routing ID) its own domain and maps the VF's
     /// RAM area at the IOVA window of <see cref="Layout"/> (read/write), except for the VFs listed
     /// in <see cref="IommuOptions.Unmapped"/> (attached, nothing mapped: their DMA faults until
-    /// <see cref="MapVfWindowAsync"/>).
+    /// <see cref="MapVfWindowAsync"/>) and <see cref="IommuOptions.ReadOnly"/> (mapped read-only:
+    /// descriptor fetches work, the device's writes fault).
     /// </summary>
     public IommuOptions? Iommu { get; init; }
 
@@ -102,23 +103,27 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
             var domain = await _iommu.CreateDomainAsync((ushort)(vf + 1), 48, ct);
             await _iommu.AttachAsync(_vfRids[vf], domain, ct);
             _domains[vf] = domain;
-            if (!io.Unmapped.Contains(vf)) await MapVfWindowAsync(vf, ct);
+            if (io.ReadOnly.Contains(vf)) await MapVfWindowAsync(vf, VtdAccess.Read, ct);
+            else if (!io.Unmapped.Contains(vf)) await MapVfWindowAsync(vf, VtdAccess.ReadWrite, ct);
             else Log.Line($"PF IOMMU vf={vf} rid={PciAddress.Format(_vfRids[vf])} domain={domain.Id}: window left unmapped");
         }
         await _iommu.EnableAsync(ct);
         Log.Line($"PF IOMMU translation on: {numVfs} domains, tables at 0x{Layout.IommuTableBase:X}");
     }
 
-    /// <summary>Maps VF <paramref name="vf"/>'s RAM area at its IOVA window (read/write) in its domain.</summary>
-    public async Task MapVfWindowAsync(int vf, CancellationToken ct)
+    /// <summary>
+    /// Maps VF <paramref name="vf"/>'s RAM area at its IOVA window in its domain with
+    /// <paramref name="access"/>; a window already mapped is unmapped first (the IOTLB entries for it invalidated).
+    /// </summary>
+    public async Task MapVfWindowAsync(int vf, VtdAccess access, CancellationToken ct)
     {
         if (_iommu == null || Iommu == null) throw new InvalidOperationException("the IOMMU is not in use (--iommu)");
         if (vf < 0 || vf >= numVfs) throw new ArgumentOutOfRangeException(nameof(vf), $"VF {vf}: this PF has {numVfs} VFs");
         var domain = _domains[vf];
         ulong phys = Layout.DefaultRamBase(vf);
-        if (_iommu.Resolve(domain, Iommu.IovaBase) != null) throw new InvalidOperationException($"VF {vf}'s window is already mapped");
-        await _iommu.MapAsync(domain, Iommu.IovaBase, phys, Layout.RamAreaSize, VtdAccess.ReadWrite, largePages: true, cancellationToken: ct);
-        Log.Line($"PF IOMMU MAPPED vf={vf} rid={PciAddress.Format(_vfRids[vf])} domain={domain.Id} iova=0x{Iommu.IovaBase:X} phys=0x{phys:X} len=0x{Layout.RamAreaSize:X}");
+        if (_iommu.Resolve(domain, Iommu.IovaBase) != null) await _iommu.UnmapAsync(domain, Iommu.IovaBase, Layout.RamAreaSize, cancellationToken: ct);
+        await _iommu.MapAsync(domain, Iommu.IovaBase, phys, Layout.RamAreaSize, access, largePages: true, cancellationToken: ct);
+        Log.Line($"PF IOMMU MAPPED vf={vf} rid={PciAddress.Format(_vfRids[vf])} domain={domain.Id} iova=0x{Iommu.IovaBase:X} phys=0x{phys:X} len=0x{Layout.RamAreaSize:X} access={(access == VtdAccess.ReadWrite ? "rw" : "r")}");
     }
 
     /// <summary>Prints the pending DMA remapping faults (FRCD records) and clears them.</summary>
@@ -247,5 +252,5 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
         Log.Line($"PF DONE resets={_resets} set_mac={_setMacs} nacks={_nacks} vflr={_flrs} interrupts={_interrupts} polls={_polls} grpc_calls={GrpcCounter.Calls}");
 }
 
-/// <summary>The PF driver's IOMMU settings: the VFs' IOVA window base, the mapped RAM file for the tables, VFs left unmapped.</summary>
-public sealed record IommuOptions(ulong IovaBase, RamMapping? Ram, IReadOnlySet<int> Unmapped);
+/// <summary>The PF driver's IOMMU settings: the VFs' IOVA window base, the mapped RAM file for the tables, VFs left unmapped, VFs mapped read-only.</summary>
+public sealed record IommuOptions(ulong IovaBase, RamMapping? Ram, IReadOnlySet<int> Unmapped, IReadOnlySet<int> ReadOnly);

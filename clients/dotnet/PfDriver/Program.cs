@@ -8,7 +8,7 @@ using PcieEmu.Protocol.V1;
 
 const string Usage = """
 usage: PfDriver [--target URL] [--pf bb:dd.f] [--vfs N] [--no-ari] [--poll] [--duration SECONDS] [--timeout SECONDS]
-                [--iommu] [--iova-base ADDR] [--iommu-unmapped N]...
+                [--iommu] [--iova-base ADDR] [--iommu-unmapped N]... [--iommu-readonly N]...
   --pf        the PF (default 01:00.0)
   --vfs       VFs to enable (default 2; at most 7: the PF keeps the pool after its VFs)
   --poll      wait for mailbox events by polling MBVFICR/VFLRE instead of the MSI-X interrupt stream
@@ -16,7 +16,9 @@ usage: PfDriver [--target URL] [--pf bb:dd.f] [--vfs N] [--no-ari] [--poll] [--d
   --iommu     enable VT-d: each VF in its own domain, its RAM area (0x1000000 + n * 0x800000,
               8 MiB) mapped at IOVA --iova-base (default 0x100000000); tables at 0x800000..0xC00000
   --iommu-unmapped N  attach VF N but map nothing (its DMA faults); repeatable
-  With --iommu, stdin lines: "map N" maps VF N's window, "faults" prints and clears the fault records.
+  --iommu-readonly N  map VF N's window read-only (the device's writes to it fault); repeatable
+  With --iommu, stdin lines: "map N" maps VF N's window read/write (replacing a read-only
+  mapping), "faults" prints and clears the fault records.
 """;
 
 Args a;
@@ -34,9 +36,13 @@ return await DriverMain.RunAsync("PfDriver", async () =>
     var timeout = TimeSpan.FromSeconds(a.Int("--timeout", 10, 1));
     bool iommu = a.Flag("--iommu");
     ulong iovaBase = a.Address("--iova-base", Layout.DefaultIovaBase);
-    var unmapped = a.All("--iommu-unmapped").Select(v => int.TryParse(v, out int n) && n >= 0 && n < numVfs ? n
-        : throw new ArgumentException($"--iommu-unmapped: '{v}' is not a VF index in [0, {numVfs - 1}]")).ToHashSet();
-    if (!iommu && (unmapped.Count > 0 || a.String("--iova-base") != null)) throw new ArgumentException("--iova-base and --iommu-unmapped need --iommu");
+    HashSet<int> VfList(string option) => a.All(option).Select(v => int.TryParse(v, out int n) && n >= 0 && n < numVfs ? n
+        : throw new ArgumentException($"{option}: '{v}' is not a VF index in [0, {numVfs - 1}]")).ToHashSet();
+    var unmapped = VfList("--iommu-unmapped");
+    var readOnly = VfList("--iommu-readonly");
+    if (!iommu && (unmapped.Count > 0 || readOnly.Count > 0 || a.String("--iova-base") != null))
+        throw new ArgumentException("--iova-base, --iommu-unmapped and --iommu-readonly need --iommu");
+    if (unmapped.Overlaps(readOnly)) throw new ArgumentException("--iommu-readonly: a VF is also in --iommu-unmapped");
     if ((iovaBase & 0x1F_FFFF) != 0) throw new ArgumentException($"--iova-base: 0x{iovaBase:X} is not 2 MiB aligned");
     a.CheckUnknown();
 
@@ -47,7 +53,7 @@ return await DriverMain.RunAsync("PfDriver", async () =>
 
     using var client = PcieEmuClient.Connect(target);
     using var ram = iommu ? await client.MapRamAsync(stop.Token) : null;
-    var driver = new PfFunctionDriver(client, pfRid, numVfs, ari, poll, timeout) { Iommu = iommu ? new IommuOptions(iovaBase, ram, unmapped) : null };
+    var driver = new PfFunctionDriver(client, pfRid, numVfs, ari, poll, timeout) { Iommu = iommu ? new IommuOptions(iovaBase, ram, unmapped, readOnly) : null };
     await driver.ProbeAsync(stop.Token);
     if (iommu) _ = Task.Run(() => HostCommandsAsync(driver, stop.Token), stop.Token);
     await driver.ServeAsync(stop.Token);
@@ -65,7 +71,7 @@ static async Task HostCommandsAsync(PfFunctionDriver driver, CancellationToken c
         var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         try
         {
-            if (words is ["map", var n] && int.TryParse(n, out int vf)) await driver.MapVfWindowAsync(vf, ct);
+            if (words is ["map", var n] && int.TryParse(n, out int vf)) await driver.MapVfWindowAsync(vf, PcieEmu.Client.Vtd.VtdAccess.ReadWrite, ct);
             else if (words is ["faults"]) await driver.ReportFaultsAsync(ct);
             else if (words.Length > 0) Log.Line($"PF: unknown command '{line}' (map N, faults)");
         }

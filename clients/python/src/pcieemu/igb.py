@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Iterable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from .bdf import RidLike, format_bdf, to_rid
 from . import regs
@@ -306,7 +306,7 @@ class Nic:
         return self.bar(self.vf_rid(vf), 0)
 
     def bus_master(self, rid: RidLike) -> None:
-        """Sets Bus Master Enable (and Memory Space for a PF) in the Command register."""
+        """Sets Bus Master Enable in the Command register (the function may then DMA: rings, buffers, MSI-X)."""
         rid = to_rid(rid)
         cmd = self.emu.cfg_read16(rid, regs.COMMAND)
         self.emu.cfg_write16(rid, regs.COMMAND, cmd | regs.CMD_BUS_MASTER)

@@ -32,7 +32,8 @@ build="$here/build"
 (cd "$build" && ctest -V --timeout 600) >"$out/$name.log" 2>&1
 # ctest -V prefixes the test's output with "N: ".
 pass=$(grep -cE '^([0-9]+: )?\[       OK \]' "$out/$name.log")
-failed=$(grep -cE '^([0-9]+: )?\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+ \(' "$out/$name.log")
+# A failed test's own line ends with its time ("(12 ms)"); the summary list at the end does not.
+failed=$(grep -cE '^([0-9]+: )?\[  FAILED  \] .*\([0-9]+ ms\)$' "$out/$name.log")
 if [ "$pass" -eq 0 ] && [ "$failed" -eq 0 ]; then
   fail "no test ran, e.g. the server did not start (see $out/$name.log)"
 fi

@@ -36,8 +36,9 @@ cd "$PCIEEMU_GO_ROOT"
   || fail "Go build failed (see $out/$name.build.log)"
 
 go test -count=1 -v -timeout 10m ./client/ >"$out/$name.log" 2>&1
-pass=$(grep -c '^--- PASS' "$out/$name.log")
-failed=$(grep -c '^--- FAIL' "$out/$name.log")
+# Subtests (one per conformance case) count too.
+pass=$(grep -cE '^\s*--- PASS' "$out/$name.log")
+failed=$(grep -cE '^\s*--- FAIL' "$out/$name.log")
 if ! grep -qE '^(ok|FAIL)\s+pcieemu/client' "$out/$name.log"; then
   fail "go test did not finish (see $out/$name.log)"
 fi

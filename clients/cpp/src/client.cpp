@@ -1,6 +1,7 @@
 #include "pcieemu/pcieemu.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,6 +41,27 @@ uint16_t ParseBdf(const std::string& text) {
   return Rid(static_cast<int>(std::stoul(m[2].str(), nullptr, 16)), dev, std::stoi(m[4].str()));
 }
 
+std::string DefaultUnixSocketPath() {
+  struct stat st {};
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg && *xdg && ::stat(xdg, &st) == 0 && S_ISDIR(st.st_mode)) return std::string(xdg) + "/pcie-emu.sock";
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = tmp && *tmp ? tmp : "/tmp";
+  if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const char* user = std::getenv("USER");
+  std::string name = user && *user ? user : "";
+  if (name.empty())
+    if (const passwd* pw = ::getpwuid(::getuid())) name = pw->pw_name;
+  return dir + "/pcie-emu-" + name + "/pcie-emu.sock";
+}
+
+std::string DefaultTarget() {
+  if (const char* env = std::getenv("PCIEEMU_TARGET"); env && *env) return env;
+  std::string sock = DefaultUnixSocketPath();
+  struct stat st {};
+  return ::stat(sock.c_str(), &st) == 0 ? "unix://" + sock : kDefaultTarget;
+}
+
 namespace {
 
 std::string GrpcTarget(const std::string& target) {
@@ -68,11 +90,7 @@ void Check(const grpc::Status& s, const char* what) {
 }  // namespace
 
 std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chrono::milliseconds timeout) {
-  std::string target = target_in;
-  if (target.empty()) {
-    const char* env = std::getenv("PCIEEMU_TARGET");
-    target = env && *env ? env : kDefaultTarget;
-  }
+  std::string target = target_in.empty() ? DefaultTarget() : target_in;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   auto c = std::unique_ptr<Client>(new Client());
@@ -85,6 +103,7 @@ std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chron
   c->memory_ = v1::MemoryService::NewStub(c->channel_);
   c->interrupts_ = v1::InterruptService::NewStub(c->channel_);
   c->sessions_ = v1::SessionService::NewStub(c->channel_);
+  c->ethernet_ = v1::EthernetService::NewStub(c->channel_);
   return c;
 }
 
@@ -108,11 +127,12 @@ std::vector<v1::Function> Client::ListFunctions() {
   return {r.functions().begin(), r.functions().end()};
 }
 
-void Client::ResetPlatform() {
+uint32_t Client::ResetPlatform() {
   grpc::ClientContext ctx;
   Deadline(ctx);
   v1::ResetPlatformResponse r;
   Check(platform_->ResetPlatform(&ctx, v1::ResetPlatformRequest(), &r), "ResetPlatform");
+  return r.functions();
 }
 
 ConfigRead Client::ReadConfig(uint16_t rid, int offset, int width) {
@@ -340,39 +360,53 @@ void Ram::Write(uint64_t address, const void* src, size_t length) {
 // ---- interrupts ----
 
 std::unique_ptr<InterruptSubscription> Client::SubscribeInterrupts(const std::vector<uint32_t>& rids) {
-  auto s = std::unique_ptr<InterruptSubscription>(new InterruptSubscription());
+  auto s = std::unique_ptr<InterruptSubscription>(new InterruptSubscription("SubscribeInterrupts"));
   v1::SubscribeInterruptsRequest q;
   for (auto r : rids) q.add_rids(r);
   s->reader_ = interrupts_->SubscribeInterrupts(&s->ctx_, q);
   return s;
 }
 
-InterruptSubscription::~InterruptSubscription() {
+std::unique_ptr<FrameCapture> Client::CaptureFrames(uint32_t port, std::chrono::milliseconds deadline) {
+  auto s = std::unique_ptr<FrameCapture>(new FrameCapture("CaptureFrames"));
+  if (deadline.count() > 0) s->ctx_.set_deadline(std::chrono::system_clock::now() + deadline);
+  v1::CaptureFramesRequest q;
+  q.set_port(port);
+  s->reader_ = ethernet_->CaptureFrames(&s->ctx_, q);
+  return s;
+}
+
+template <typename Event>
+StreamSubscription<Event>::~StreamSubscription() {
   if (!finished_) {
     Cancel();
     Finish();
   }
 }
 
-void InterruptSubscription::WaitOpened() {
+template <typename Event>
+void StreamSubscription<Event>::WaitOpened() {
   reader_->WaitForInitialMetadata();
   // A refusal comes as a trailers-only response: no initial metadata (not even content-type).
   if (ctx_.GetServerInitialMetadata().empty()) {
     auto s = Finish();
-    if (!s.ok()) throw RpcError("SubscribeInterrupts", s);
+    if (!s.ok()) throw RpcError(rpc_, s);
   }
 }
 
-bool InterruptSubscription::Next(v1::InterruptEvent* event) { return !finished_ && reader_->Read(event); }
+template <typename Event>
+bool StreamSubscription<Event>::Next(Event* event) { return !finished_ && reader_->Read(event); }
 
-void InterruptSubscription::Cancel() {
+template <typename Event>
+void StreamSubscription<Event>::Cancel() {
   cancelled_ = true;
   ctx_.TryCancel();
 }
 
-grpc::Status InterruptSubscription::Finish() {
+template <typename Event>
+grpc::Status StreamSubscription<Event>::Finish() {
   if (!finished_) {
-    v1::InterruptEvent ignored;
+    Event ignored;
     while (reader_->Read(&ignored)) {
     }
     status_ = reader_->Finish();
@@ -381,6 +415,9 @@ grpc::Status InterruptSubscription::Finish() {
   }
   return status_;
 }
+
+template class StreamSubscription<v1::InterruptEvent>;
+template class StreamSubscription<v1::CapturedFrame>;
 
 // ---- health ----
 

@@ -18,9 +18,10 @@ namespace fs = std::filesystem;
 using namespace pcieemu;
 using namespace std::chrono_literals;
 
-namespace {
-
+// Targets of the test server (also used by conformance_test.cpp).
 std::string g_tcp, g_unix;
+
+namespace {
 constexpr uint16_t kPf0 = 0x0100, kPort = 0x0008;
 constexpr auto OK = v1::COMPLETION_STATUS_SUCCESSFUL;
 constexpr auto UR = v1::COMPLETION_STATUS_UNSUPPORTED_REQUEST;
@@ -147,6 +148,22 @@ TEST_F(ClientTest, UnixSocketAndCApi) {
   EXPECT_EQ(pcieemu_cfg_read(emu, kPf0, 0, 3, &v), -1);
   EXPECT_NE(std::string(pcieemu_last_error()).find("width"), std::string::npos);
   pcieemu_close(emu);
+}
+
+TEST_F(ClientTest, DefaultTargetFindsUnixSocket) {
+  if (g_unix.empty()) GTEST_SKIP() << "no Unix socket target";
+  char tmpl[] = "/tmp/pcieemu-xdg-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl, sock = dir + "/pcie-emu.sock";
+  fs::create_symlink(g_unix.substr(std::strlen("unix://")), sock);
+  const char* old_xdg = std::getenv("XDG_RUNTIME_DIR");
+  std::string saved = old_xdg ? old_xdg : "";
+  ::setenv("XDG_RUNTIME_DIR", dir.c_str(), 1);
+  ::unsetenv("PCIEEMU_TARGET");
+  EXPECT_EQ(DefaultTarget(), "unix://" + sock);
+  EXPECT_EQ(Client::Connect()->ReadConfig32(kPf0, 0), 0x10c98086u);
+  if (old_xdg) ::setenv("XDG_RUNTIME_DIR", saved.c_str(), 1); else ::unsetenv("XDG_RUNTIME_DIR");
+  fs::remove_all(dir);
 }
 
 TEST_F(ClientTest, ConfigWidths) {
@@ -373,7 +390,9 @@ TEST_F(ClientTest, ExampleDriver) {
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   EXPECT_EQ(::pclose(p), 0) << out;
   for (const char* want : {"01:00.0 8086:10c9 class 020000", "ARI off: VFs at 02:10.0, 02:10.2\n  02:10.0 class/rev = 0x020000",
-                           "ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000", "(COMPLETION_STATUS_SUCCESSFUL)"})
+                           "ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000", "(COMPLETION_STATUS_SUCCESSFUL)",
+                           "VF0 -> VF1 loopback: 64-byte frame received intact (RX status 0x3)\n",
+                           "VF0 -> wire: 64-byte frame captured on port 0\n"})
     EXPECT_NE(out.find(want), std::string::npos) << "driver output lacks '" << want << "':\n" << out;
 }
 

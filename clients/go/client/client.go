@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,6 +21,39 @@ import (
 
 // DefaultTarget is the server's default TCP endpoint.
 const DefaultTarget = "tcp://127.0.0.1:50551"
+
+// DefaultUnixSocketPath is the server's default Unix socket: $XDG_RUNTIME_DIR/pcie-emu.sock when
+// that directory exists, else $TMPDIR/pcie-emu-USER/pcie-emu.sock (as `pcie-emu serve` chooses it).
+func DefaultUnixSocketPath() string {
+	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" {
+		if st, err := os.Stat(xdg); err == nil && st.IsDir() {
+			return filepath.Join(xdg, "pcie-emu.sock")
+		}
+	}
+	name := os.Getenv("USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	return filepath.Join(os.TempDir(), "pcie-emu-"+name, "pcie-emu.sock")
+}
+
+// DefaultTargetNow is $PCIEEMU_TARGET, else the default Unix socket when it exists, else DefaultTarget.
+func DefaultTargetNow() string {
+	if t := os.Getenv("PCIEEMU_TARGET"); t != "" {
+		return t
+	}
+	if sock := DefaultUnixSocketPath(); fileExists(sock) {
+		return "unix://" + sock
+	}
+	return DefaultTarget
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
 
 // Client is a connection to a PcieEmu server. Its methods are safe for concurrent use.
 type Client struct {
@@ -33,14 +68,11 @@ type Client struct {
 	Timeout time.Duration
 }
 
-// Dial connects to "tcp://host:port", "host:port" or "unix:///path" (empty: $PCIEEMU_TARGET or
-// DefaultTarget) and waits until the connection is up or ctx ends.
+// Dial connects to "tcp://host:port", "host:port" or "unix:///path" (empty: DefaultTargetNow())
+// and waits until the connection is up or ctx ends.
 func Dial(ctx context.Context, target string) (*Client, error) {
 	if target == "" {
-		target = os.Getenv("PCIEEMU_TARGET")
-	}
-	if target == "" {
-		target = DefaultTarget
+		target = DefaultTargetNow()
 	}
 	opts := []grpc.DialOption{grpc.WithInsecure(), grpc.WithBlock(),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}

@@ -3,7 +3,10 @@ package pcieemu
 import (
 	"bytes"
 	"context"
+	"io/ioutil"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +96,30 @@ func TestUnixSocket(t *testing.T) {
 	must(t, err)
 	if v != 0x10c98086 {
 		t.Fatalf("ID over the Unix socket = %#x", v)
+	}
+}
+
+func TestDefaultTargetFindsUnixSocket(t *testing.T) {
+	if testUnix == "" {
+		t.Skip("no Unix socket target")
+	}
+	dir, err := ioutil.TempDir("", "pcieemu-xdg-")
+	must(t, err)
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "pcie-emu.sock")
+	must(t, os.Symlink(strings.TrimPrefix(testUnix, "unix://"), sock))
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	t.Setenv("PCIEEMU_TARGET", "")
+	if got := DefaultTargetNow(); got != "unix://"+sock {
+		t.Fatalf("DefaultTargetNow() = %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "")
+	must(t, err)
+	defer c.Close()
+	if v, err := c.ReadConfig32(ctx, pf0, 0); err != nil || v != 0x10c98086 {
+		t.Fatalf("ID over the default socket = %#x, %v", v, err)
 	}
 }
 
@@ -432,6 +459,8 @@ func TestExampleDriver(t *testing.T) {
 		"ARI off: VFs at 02:10.0, 02:10.2\n  02:10.0 class/rev = 0x020000",
 		"ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000",
 		"(COMPLETION_STATUS_SUCCESSFUL)",
+		"VF0 -> VF1 loopback: 64-byte frame received intact (RX status 0x3)",
+		"VF0 -> wire: 64-byte frame captured on port 0",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("driver output lacks %q:\n%s", want, out)

@@ -1,6 +1,8 @@
 /** The PcieEmu client: one channel (TCP or Unix socket) and typed helpers over every service. */
 import * as grpc from '@grpc/grpc-js';
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { loadProto, PcieEmuProto } from './proto';
 import { formatBdf } from './bdf';
 import { Regs } from './regs';
@@ -23,6 +25,7 @@ import type { MmioServiceClient } from './gen/pcieemu/v1/MmioService';
 import type { MemoryServiceClient } from './gen/pcieemu/v1/MemoryService';
 import type { InterruptServiceClient } from './gen/pcieemu/v1/InterruptService';
 import type { SessionServiceClient } from './gen/pcieemu/v1/SessionService';
+import type { EthernetServiceClient } from './gen/pcieemu/v1/EthernetService';
 
 export { CompletionStatus };
 export type Status = (typeof CompletionStatus)[keyof typeof CompletionStatus];
@@ -32,6 +35,21 @@ export type InterruptEvent = InterruptEvent__Output;
 
 /** Default server target (TCP). */
 export const DEFAULT_TARGET = 'tcp://127.0.0.1:50551';
+
+/** The server's default Unix socket: $XDG_RUNTIME_DIR/pcie-emu.sock when that directory exists,
+ *  else $TMPDIR/pcie-emu-USER/pcie-emu.sock (as `pcie-emu serve` and the .NET client choose it). */
+export function defaultUnixSocketPath(): string {
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  if (xdg && existsSync(xdg)) return join(xdg, 'pcie-emu.sock');
+  return join(tmpdir(), `pcie-emu-${process.env.USER || userInfo().username}`, 'pcie-emu.sock');
+}
+
+/** $PCIEEMU_TARGET, else the default Unix socket when it exists, else tcp://127.0.0.1:50551. */
+export function defaultTarget(): string {
+  if (process.env.PCIEEMU_TARGET) return process.env.PCIEEMU_TARGET;
+  const sock = defaultUnixSocketPath();
+  return existsSync(sock) ? `unix://${sock}` : DEFAULT_TARGET;
+}
 
 /** A config read's completion. */
 export interface ConfigRead { status: Status; value: number }
@@ -80,6 +98,8 @@ export class PcieEmuClient {
   readonly memoryService: MemoryServiceClient;
   readonly interruptService: InterruptServiceClient;
   readonly sessionService: SessionServiceClient;
+  /** The NIC ports' wire: InjectFrame, CaptureFrames (generated stub, no wrapper). */
+  readonly ethernetService: EthernetServiceClient;
   private readonly timeoutMs: number;
 
   private constructor(target: string, opts: ConnectOptions) {
@@ -96,12 +116,13 @@ export class PcieEmuClient {
     this.memoryService = new v1.MemoryService('unused', creds, o);
     this.interruptService = new v1.InterruptService('unused', creds, o);
     this.sessionService = new v1.SessionService('unused', creds, o);
+    this.ethernetService = new v1.EthernetService('unused', creds, o);
   }
 
-  /** Connects to a server ("tcp://127.0.0.1:50551", "unix:///path"; default $PCIEEMU_TARGET or
-   *  tcp://127.0.0.1:50551) and waits until the channel is ready. */
+  /** Connects to a server ("tcp://127.0.0.1:50551", "unix:///path"; default: defaultTarget())
+   *  and waits until the channel is ready. */
   static async connect(target?: string, opts: ConnectOptions = {}): Promise<PcieEmuClient> {
-    const c = new PcieEmuClient(target ?? process.env.PCIEEMU_TARGET ?? DEFAULT_TARGET, opts);
+    const c = new PcieEmuClient(target || defaultTarget(), opts);
     await new Promise<void>((res, rej) =>
       c.platformService.waitForReady(Date.now() + (opts.timeoutMs ?? 10_000), (e) => (e ? rej(e) : res())));
     return c;

@@ -4,7 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { CompletionStatus, defaultTarget, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
 import { startServer, TestServer, within } from './harness';
 
 const OK = CompletionStatus.COMPLETION_STATUS_SUCCESSFUL;
@@ -59,6 +61,24 @@ describe('against a real server', () => {
     try {
       assert.equal(await within(u.readConfig32(PF0, 0)), 0x10c98086);
     } finally { u.close(); }
+  });
+
+  test('with no target it finds the default Unix socket', async () => {
+    if (!server.unix) return;
+    const saved = { xdg: process.env.XDG_RUNTIME_DIR, target: process.env.PCIEEMU_TARGET };
+    const dir = mkdtempSync(join(tmpdir(), 'pcieemu-xdg-'));
+    try {
+      symlinkSync(server.unix.replace(/^unix:\/\//, ''), join(dir, 'pcie-emu.sock'));
+      process.env.XDG_RUNTIME_DIR = dir;
+      delete process.env.PCIEEMU_TARGET;
+      assert.equal(defaultTarget(), `unix://${join(dir, 'pcie-emu.sock')}`);
+      const d = await within(PcieEmuClient.connect(), 20_000, 'default connect');
+      try { assert.equal(await within(d.readConfig32(PF0, 0)), 0x10c98086); } finally { d.close(); }
+    } finally {
+      if (saved.xdg === undefined) delete process.env.XDG_RUNTIME_DIR; else process.env.XDG_RUNTIME_DIR = saved.xdg;
+      if (saved.target !== undefined) process.env.PCIEEMU_TARGET = saved.target;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('config reads and writes by width', async () => {
@@ -218,11 +238,13 @@ describe('against a real server', () => {
     }
   });
 
-  test('the example driver enables VFs and reads them with and without ARI', async () => {
+  test('the example driver enables VFs, reads them with and without ARI, sends VF0 -> VF1 and to the wire', async () => {
     const { stdout } = await within(promisify(execFile)(process.execPath, [join(__dirname, '../examples/driver.js'), server.tcp]), 30_000, 'driver');
     assert.match(stdout, /^01:00\.0 8086:10c9 class 020000/m);
     assert.match(stdout, /ARI off: VFs at 02:10\.0, 02:10\.2\n\s+02:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
     assert.match(stdout, /ARI on : VFs at 01:10\.0, 01:10\.2\n\s+01:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
+    assert.match(stdout, /^VF0 -> VF1 loopback: 64-byte frame received intact \(RX status 0x3\)$/m);
+    assert.match(stdout, /^VF0 -> wire: 64-byte frame captured on port 0$/m);
   });
 
   test('a bad width is INVALID_ARGUMENT naming the field', async () => {

@@ -16,6 +16,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "pcieemu/v1/config.grpc.pb.h"
+#include "pcieemu/v1/ethernet.grpc.pb.h"
 #include "pcieemu/v1/interrupt.grpc.pb.h"
 #include "pcieemu/v1/memory.grpc.pb.h"
 #include "pcieemu/v1/mmio.grpc.pb.h"
@@ -28,6 +29,12 @@ using Status = v1::CompletionStatus;
 
 // Default server endpoint (TCP).
 inline constexpr const char* kDefaultTarget = "tcp://127.0.0.1:50551";
+
+// The server's default Unix socket: $XDG_RUNTIME_DIR/pcie-emu.sock when that directory exists,
+// else $TMPDIR (or /tmp)/pcie-emu-USER/pcie-emu.sock (as `pcie-emu serve` chooses it).
+std::string DefaultUnixSocketPath();
+// $PCIEEMU_TARGET, else the default Unix socket when it exists, else kDefaultTarget.
+std::string DefaultTarget();
 
 // A gRPC error (the request was malformed, out of range, ...): code() is the gRPC status code.
 class RpcError : public std::runtime_error {
@@ -104,25 +111,30 @@ class Ram {
   uint8_t* data_ = nullptr;
 };
 
-// An interrupt subscription: Next() blocks for the next event (false when the stream ended).
-class InterruptSubscription {
+// A server-streaming subscription (interrupt events, frames captured on the wire): Next() blocks
+// for the next item (false when the stream ended).
+template <typename Event>
+class StreamSubscription {
  public:
-  ~InterruptSubscription();
+  ~StreamSubscription();
   // Waits until the server accepted the subscription; throws RpcError if it refused it.
   void WaitOpened();
-  bool Next(v1::InterruptEvent* event);
+  bool Next(Event* event);
   void Cancel();
   // Status of the ended stream (OK after Cancel or a clean end).
   grpc::Status Finish();
 
  private:
   friend class Client;
-  InterruptSubscription() = default;
+  explicit StreamSubscription(const char* rpc) : rpc_(rpc) {}
+  const char* rpc_;
   grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReader<v1::InterruptEvent>> reader_;
+  std::unique_ptr<grpc::ClientReader<Event>> reader_;
   bool finished_ = false, cancelled_ = false;
   grpc::Status status_;
 };
+using InterruptSubscription = StreamSubscription<v1::InterruptEvent>;
+using FrameCapture = StreamSubscription<v1::CapturedFrame>;
 
 struct Completion {
   uint64_t tag = 0;
@@ -176,14 +188,14 @@ class Session {
 
 class Client {
  public:
-  // "tcp://host:port", "host:port" or "unix:///path"; empty: $PCIEEMU_TARGET or kDefaultTarget.
+  // "tcp://host:port", "host:port" or "unix:///path"; empty: DefaultTarget().
   // Waits up to `timeout` for the connection; throws std::runtime_error when it fails.
   static std::unique_ptr<Client> Connect(const std::string& target = "",
                                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   v1::GetPlatformResponse GetPlatform();
   std::vector<v1::Function> ListFunctions();
-  void ResetPlatform();
+  uint32_t ResetPlatform();  // returns how many functions answer after the reset
 
   ConfigRead ReadConfig(uint16_t rid, int offset, int width);
   Status WriteConfig(uint16_t rid, int offset, int width, uint32_t value);
@@ -212,6 +224,9 @@ class Client {
   // Maps the RAM file (GetPlatform ram_regions[0].shared_file_path) or falls back to RPC.
   std::unique_ptr<Ram> OpenRam(bool prefer_rpc = false);
   std::unique_ptr<InterruptSubscription> SubscribeInterrupts(const std::vector<uint32_t>& rids = {});
+  // Frames NIC port `port` sends onto the wire from now on (EthernetService.CaptureFrames); with a
+  // non-zero `deadline` the stream ends (DEADLINE_EXCEEDED) that long after it opened.
+  std::unique_ptr<FrameCapture> CaptureFrames(uint32_t port, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   std::unique_ptr<Session> OpenSession();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
@@ -227,6 +242,7 @@ class Client {
   std::unique_ptr<v1::MemoryService::Stub> memory_;
   std::unique_ptr<v1::InterruptService::Stub> interrupts_;
   std::unique_ptr<v1::SessionService::Stub> sessions_;
+  std::unique_ptr<v1::EthernetService::Stub> ethernet_;
 };
 
 // Waits until grpc.health.v1.Health/Check("") answers SERVING or the timeout passes.

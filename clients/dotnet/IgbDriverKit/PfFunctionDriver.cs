@@ -1,0 +1,196 @@
+using PcieEmu.Client;
+using PcieEmu.Protocol.V1;
+
+namespace PcieEmu.Drivers;
+
+/// <summary>The PF driver's state: its BARs, its VFs' MAC addresses, counts of handled requests.</summary>
+public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int numVfs, bool ari, bool poll, TimeSpan timeout)
+{
+    private RegisterBar _bar0 = null!;
+    private byte[] _pfMac = [];
+    private readonly byte[][] _vfMacs = new byte[numVfs][];
+    private IReadOnlyList<ushort> _vfRids = [];
+    private int _resets, _setMacs, _nacks, _flrs, _interrupts, _polls;
+
+    public IReadOnlyList<ushort> VfRids => _vfRids;
+    public IReadOnlyList<byte[]> VfMacs => _vfMacs;
+    public int ResetsServed => _resets;
+
+    private int PfPool => numVfs;   // the PF uses the pool after its VFs (igb)
+    private static int VfRar(int vf) => Regs.RarEntries - 1 - vf;   // VF entries from the top of the table (igb)
+
+    public async Task ProbeAsync(CancellationToken ct)
+    {
+        var pf = await Functions.FindAsync(client, pfRid, ct);
+        _bar0 = new RegisterBar(client, Functions.BarAddress(pf, 0), $"{pf.Bdf} BAR0");
+        var bar3 = new RegisterBar(client, Functions.BarAddress(pf, 3), $"{pf.Bdf} BAR3");
+        await Functions.SetCommandBitsAsync(client, pfRid, Cfg.CommandMemory | Cfg.CommandBusMaster, ct);
+
+        // VFs left enabled by an earlier run go first (Linux refuses to re-enable; a driver starting
+        // over disables them).
+        int sriov = await client.FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdSriov, ct);
+        if (sriov == 0) throw new InvalidOperationException($"{pf.Bdf} has no SR-IOV capability");
+        if ((await client.ReadConfig16Async(pfRid, sriov + PciRegs.SriovControl, ct) & PciRegs.SriovCtlVfEnable) != 0)
+        {
+            Log.Line("PF: VFs were enabled; disabling them first");
+            await client.DisableSriovAsync(pfRid, cancellationToken: ct);
+        }
+
+        // Device reset: CTRL.RST self-clears; every register returns to its reset value and the
+        // VF mailboxes show RSTI until CTRL_EXT.PFRSTD.
+        await _bar0.WriteAsync(Regs.Ctrl, Regs.CtrlRst, ct);
+        await _bar0.PollAsync(Regs.Ctrl, v => (v & Regs.CtrlRst) == 0, timeout, "CTRL.RST to clear", ct);
+        _pfMac = Mac.FromRegisters(await _bar0.ReadAsync(Regs.Ral0, ct), await _bar0.ReadAsync(Regs.Ral0 + 4, ct));
+        Log.Line($"PF {pf.Bdf}: reset done, MAC {Mac.Format(_pfMac)}, STATUS 0x{await _bar0.ReadAsync(Regs.Status, ct):X8}");
+
+        _vfRids = await client.EnableSriovAsync(pfRid, numVfs, ari, cancellationToken: ct);
+        Log.Line($"PF: enabled {numVfs} VFs (ARI {(ari ? "on" : "off")}): {string.Join(' ', _vfRids.Select(r => PciAddress.Format(r)))}");
+        for (int vf = 0; vf < numVfs; vf++)
+            _vfMacs[vf] = [0x02, _pfMac[1], _pfMac[2], _pfMac[3], _pfMac[4], (byte)(0x10 + vf)];   // locally administered, derived from the port MAC
+
+        // VMDq with loopback between pools. VF pools receive and transmit only after their
+        // VF_RESET has been served (VFRE/VFTE), as igb does.
+        uint vfMask = (1u << numVfs) - 1;
+        await _bar0.WriteAsync(Regs.Mrqc, Regs.MrqcVmdq, ct);
+        await _bar0.WriteAsync(Regs.VtCtl, (uint)PfPool << Regs.VtCtlDefPoolShift, ct);
+        await _bar0.WriteAsync(Regs.Dtxswc, Regs.DtxswcLoopback | vfMask, ct);   // loopback + MAC anti-spoofing for the VF pools
+        await _bar0.WriteAsync(Regs.Vmolr + 4u * (uint)PfPool, Regs.VmolrAupe | Regs.VmolrBam, ct);
+        await _bar0.WriteAsync(Regs.Ral0 + 4, Mac.High(_pfMac) | Regs.RahAv | 1u << (Regs.RahPoolShift + PfPool), ct);
+        await _bar0.WriteAsync(Regs.Vfre, 1u << PfPool, ct);
+        await _bar0.WriteAsync(Regs.Vfte, 1u << PfPool, ct);
+        await _bar0.WriteAsync(Regs.Rctl, Regs.RctlEn | Regs.RctlBam | Regs.RctlSecrc, ct);
+        await _bar0.WriteAsync(Regs.Tctl, Regs.TctlEn | Regs.TctlPsp, ct);
+
+        // Mailbox interrupt: MSI-X vector 0 carries the "other" causes (ICR.VMMB).
+        if (!poll)
+        {
+            var platform = await client.GetPlatformAsync(ct);
+            await Functions.EnableMsixAsync(client, pfRid, bar3, 1, (uint)platform.MsiWindowBase, 0x30, ct);
+            await _bar0.WriteAsync(Regs.Gpie, Regs.GpieMsixMode | Regs.GpieEiame | Regs.GpiePba | Regs.GpieNsicr, ct);
+            await _bar0.WriteAsync(Regs.IvarMisc, (Regs.IvarValid | 0) << 8, ct);   // byte 1: "other" causes → vector 0 (byte 0 is the TCP timer)
+            await _bar0.WriteAsync(Regs.Eiac, 1, ct);
+            await _bar0.WriteAsync(Regs.Eims, 1, ct);
+            await _bar0.WriteAsync(Regs.Ims, Regs.IcrVmmb, ct);
+        }
+        await _bar0.WriteAsync(Regs.Mbvfimr, vfMask, ct);
+
+        // Tell the VFs the PF is ready: RSTI clears, RSTD sets in every VF mailbox.
+        await _bar0.WriteAsync(Regs.CtrlExt, await _bar0.ReadAsync(Regs.CtrlExt, ct) | Regs.CtrlExtPfrstd, ct);
+        Log.Line($"PF READY vfs={numVfs} rids={string.Join(',', _vfRids.Select(r => PciAddress.Format(r)))} macs={string.Join(',', _vfMacs.Select(m => Mac.Format(m)))} mode={(poll ? "poll" : "msix")}");
+    }
+
+    public async Task ServeAsync(CancellationToken stop)
+    {
+        using var wake = new SemaphoreSlim(0);
+        Task? irqTask = null;
+        using var irqStop = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        if (!poll)
+        {
+            GrpcCounter.Count();
+            var stream = await client.OpenInterruptStreamAsync([pfRid], stop).WaitAsync(timeout, stop);
+            irqTask = Task.Run(async () =>
+            {
+                using (stream)
+                {
+                    await foreach (var e in stream.Events(irqStop.Token))
+                        if (e.Kind == InterruptKind.Msix && e.Vector == 0) { Interlocked.Increment(ref _interrupts); wake.Release(); }
+                }
+            }, irqStop.Token);
+        }
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                // Interrupt-driven, with a slow poll as a safety net (and the only source with --poll).
+                bool woke = await wake.WaitAsync(poll ? TimeSpan.FromMilliseconds(5) : TimeSpan.FromMilliseconds(250), stop);
+                if (!woke) _polls++;
+                await ServiceAsync(stop);
+            }
+        }
+        // Stopping cancels whatever call is in flight (an RpcException with status Cancelled).
+        catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.Cancelled }) { }
+        finally
+        {
+            await irqStop.CancelAsync();
+            if (irqTask != null)
+                try { await irqTask.WaitAsync(timeout, CancellationToken.None); } catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException or TimeoutException) { }
+        }
+    }
+
+    /// <summary>The mailbox interrupt handler: ICR (read clears), VF resets (VFLRE), then requests and acks (MBVFICR).</summary>
+    private async Task ServiceAsync(CancellationToken ct)
+    {
+        if (!poll) await _bar0.ReadAsync(Regs.Icr, ct);
+        uint vflre = await _bar0.ReadAsync(Regs.Vflre, ct);
+        if (vflre != 0)
+        {
+            await _bar0.WriteAsync(Regs.Vflre, vflre, ct);
+            for (int vf = 0; vf < numVfs; vf++)
+                if ((vflre & 1u << vf) != 0)
+                {
+                    _flrs++;
+                    Log.Line($"PF: VF {vf} reset (VFLRE); its pool stays off until it sends VF_RESET");
+                }
+        }
+        uint icr = await _bar0.ReadAsync(Regs.Mbvficr, ct);
+        if (icr == 0) return;
+        await _bar0.WriteAsync(Regs.Mbvficr, icr, ct);   // clear first so a new request is not lost
+        for (int vf = 0; vf < numVfs; vf++)
+            if ((icr & 1u << vf) != 0) await HandleRequestAsync(vf, ct);
+    }
+
+    private async Task HandleRequestAsync(int vf, CancellationToken ct)
+    {
+        var mbx = new PfMailbox(_bar0, vf, timeout);
+        var msg = await mbx.ReadRequestAsync(MbxMsg.Words, ct);
+        uint type = msg[0] & MbxMsg.TypeMask;
+        switch (type)
+        {
+            case MbxMsg.VfReset:
+            {
+                await SetVfMacAsync(vf, _vfMacs[vf], ct);
+                await _bar0.WriteAsync(Regs.Vmolr + 4u * (uint)vf, Regs.VmolrAupe | Regs.VmolrBam, ct);
+                await _bar0.WriteAsync(Regs.Vfre, await _bar0.ReadAsync(Regs.Vfre, ct) | 1u << vf, ct);
+                await _bar0.WriteAsync(Regs.Vfte, await _bar0.ReadAsync(Regs.Vfte, ct) | 1u << vf, ct);
+                var mac = _vfMacs[vf];
+                await mbx.SendAsync(new uint[] { MbxMsg.VfReset | MbxMsg.Ack | MbxMsg.Cts, Mac.Low(mac), Mac.High(mac) }, ct);
+                _resets++;
+                Log.Line($"PF: VF {vf} VF_RESET -> ACK|CTS, MAC {Mac.Format(mac)} in RAR[{VfRar(vf)}] pool {vf}");
+                break;
+            }
+            case MbxMsg.VfSetMacAddr:
+            {
+                var mac = Mac.FromRegisters(msg[1], msg[2]);
+                if (!Mac.IsValidUnicast(mac))
+                {
+                    await mbx.SendAsync(new uint[] { msg[0] | MbxMsg.Nack | MbxMsg.Cts }, ct);
+                    _nacks++;
+                    Log.Line($"PF: VF {vf} VF_SET_MAC_ADDR {Mac.Format(mac)} refused (not a unicast address) -> NACK");
+                    break;
+                }
+                _vfMacs[vf] = mac;
+                await SetVfMacAsync(vf, mac, ct);
+                await mbx.SendAsync(new uint[] { msg[0] | MbxMsg.Ack | MbxMsg.Cts }, ct);
+                _setMacs++;
+                Log.Line($"PF: VF {vf} VF_SET_MAC_ADDR {Mac.Format(mac)} -> ACK");
+                break;
+            }
+            default:
+                await mbx.SendAsync(new uint[] { msg[0] | MbxMsg.Nack | MbxMsg.Cts }, ct);
+                _nacks++;
+                Log.Line($"PF: VF {vf} message 0x{msg[0]:X8} not supported -> NACK");
+                break;
+        }
+    }
+
+    private async Task SetVfMacAsync(int vf, byte[] mac, CancellationToken ct)
+    {
+        uint ral = Regs.Ral(VfRar(vf));
+        await _bar0.WriteAsync(ral + 4, 0, ct);   // invalidate while the low half changes
+        await _bar0.WriteAsync(ral, Mac.Low(mac), ct);
+        await _bar0.WriteAsync(ral + 4, Mac.High(mac) | Regs.RahAv | 1u << (Regs.RahPoolShift + vf), ct);
+    }
+
+    public void PrintSummary() =>
+        Log.Line($"PF DONE resets={_resets} set_mac={_setMacs} nacks={_nacks} vflr={_flrs} interrupts={_interrupts} polls={_polls} grpc_calls={GrpcCounter.Calls}");
+}

@@ -1,0 +1,133 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Reflection;
+using Microsoft.AspNetCore.Builder;
+using PcieEmu.Client;
+using PcieEmu.Server.Hosting;
+
+namespace PcieEmu.Drivers.Tests;
+
+internal static class T
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+    public static Task<TResult> W<TResult>(this Task<TResult> task) => task.WaitAsync(Timeout);
+    public static Task W(this Task task) => task.WaitAsync(Timeout);
+}
+
+/// <summary>A real pcie-emu server (Kestrel, in this process) on a free loopback port with its own RAM file.</summary>
+internal sealed class Server : IAsyncDisposable
+{
+    private readonly string _dir;
+    private readonly WebApplication _app;
+
+    private Server(WebApplication app, string dir)
+    {
+        _app = app;
+        _dir = dir;
+        Target = ServerHost.BoundEndpoints(app).Single();
+        Client = PcieEmuClient.Connect(Target);
+    }
+
+    public string Target { get; }
+    public PcieEmuClient Client { get; }
+
+    public static async Task<Server> StartAsync()
+    {
+        string dir = Directory.CreateTempSubdirectory("pcie-emu-drivers-").FullName;
+        var app = ServerHost.Build(new ServeSettings
+        {
+            Listen = ["tcp://127.0.0.1:0"],
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Machine:RamSize"] = (64 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Machine:RamFilePath"] = Path.Combine(dir, "ram.bin"),
+            },
+            UseAppSettings = false,
+            UseEnvironment = false,
+        });
+        await app.StartAsync().W();
+        return new Server(app, dir);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await _app.StopAsync().W();
+        await _app.DisposeAsync().AsTask().W();
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+}
+
+/// <summary>A driver program run as its own process (<c>dotnet Driver.dll args</c>), its output collected line by line.</summary>
+internal sealed class DriverProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly SemaphoreSlim _lineAdded = new(0);
+    private readonly System.Text.StringBuilder _stderr = new();
+
+    public DriverProcess(string name, string target, params string[] args)
+    {
+        Name = name;
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(DllPath(name));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.ArgumentList.Add("--target");
+        psi.ArgumentList.Add(target);
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        _process = new Process { StartInfo = psi };
+        _process.OutputDataReceived += (_, e) => { if (e.Data != null) { _lines.Enqueue(e.Data); _lineAdded.Release(); } };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_stderr) _stderr.AppendLine(e.Data); };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public string Name { get; }
+    public IReadOnlyList<string> Lines => [.. _lines];
+    public string Output => string.Join('\n', _lines) + "\nstderr:\n" + Stderr;
+    public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+
+    /// <summary>Waits for a line starting with <paramref name="prefix"/>; fails with the output so far if the process exits or time runs out.</summary>
+    public async Task<string> WaitForLineAsync(string prefix)
+    {
+        var deadline = DateTime.UtcNow + T.Timeout;
+        while (true)
+        {
+            var hit = _lines.FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
+            if (hit != null) return hit;
+            if (_process.HasExited && !await _lineAdded.WaitAsync(200))
+                Assert.Fail($"{Name} exited ({_process.ExitCode}) before printing '{prefix}':\n{Output}");
+            if (DateTime.UtcNow > deadline) Assert.Fail($"{Name}: no '{prefix}' within {T.Timeout}:\n{Output}");
+            await _lineAdded.WaitAsync(TimeSpan.FromMilliseconds(200));
+        }
+    }
+
+    public async Task<int> WaitForExitAsync()
+    {
+        using var cts = new CancellationTokenSource(T.Timeout);
+        try { await _process.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { Assert.Fail($"{Name} did not exit within {T.Timeout}:\n{Output}"); }
+        _process.WaitForExit();   // drains the redirected output
+        return _process.ExitCode;
+    }
+
+    public static string DllPath(string name)
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "PcieEmu.sln"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        string config = typeof(DriverProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
+        string path = Path.Combine(dir.FullName, "clients", "dotnet", name, "bin", config, "net10.0", name + ".dll");
+        Assert.True(File.Exists(path), $"{path} is missing (build clients/dotnet/{name})");
+        return path;
+    }
+
+    public void Dispose()
+    {
+        try { if (!_process.HasExited) _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        _process.WaitForExit(10_000);
+        _process.Dispose();
+        _lineAdded.Dispose();
+    }
+}

@@ -74,6 +74,7 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
         "transact" => TransactAsync(s),
         "subscribe_interrupts" when s["while"] != null || Expect(s)["events"] != null => SubscribeAndCollectAsync(s),
         "subscribe_interrupts" => OpenStreamAsync(s, "subscribe", () => client.Interrupts.SubscribeInterrupts(Subscription(s), deadline: Deadline, cancellationToken: _ct), mustStayOpen: true),
+        "capture_frames" when s["while"] != null || Expect(s)["frames"] != null => CaptureAndCollectAsync(s),
         "capture_frames" => OpenStreamAsync(s, "capture", () => client.Ethernet.CaptureFrames(
             new CaptureFramesRequest { Port = (uint)E(s, "port") }, deadline: Deadline, cancellationToken: _ct), mustStayOpen: false),
         "inject_frame" => UnaryFieldsAsync(s, async () => await client.Ethernet.InjectFrameAsync(
@@ -393,10 +394,47 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
         new() { Rids = { ((s["rids"] as JsonArray) ?? []).Select(r => (uint)Evaluate(r, _env)) } };
 
     /// <summary>Subscribes, runs the nested 'while' steps, then expects the listed events in order.</summary>
-    private async Task SubscribeAndCollectAsync(JsonObject s)
+    private Task SubscribeAndCollectAsync(JsonObject s) =>
+        CollectAsync(s, ct => client.Interrupts.SubscribeInterrupts(Subscription(s), cancellationToken: ct), "events", "event", CheckEvent);
+
+    /// <summary>Opens CaptureFrames, runs the nested 'while' steps, then expects the listed frames in order.</summary>
+    private Task CaptureAndCollectAsync(JsonObject s) =>
+        CollectAsync(s, ct => client.Ethernet.CaptureFrames(new CaptureFramesRequest { Port = (uint)E(s, "port") }, cancellationToken: ct),
+            "frames", "frame", CheckFrame);
+
+    private void CheckEvent(string what, InterruptEvent ev, JsonObject want)
+    {
+        foreach (var (key, w) in want)
+        {
+            if (key == "kind")
+            {
+                string name = InterruptEvent.Descriptor.FindFieldByName("kind").EnumType.FindValueByNumber((int)ev.Kind)?.Name.Replace("INTERRUPT_KIND_", "", StringComparison.Ordinal) ?? ev.Kind.ToString();
+                if (name != w!.GetValue<string>()) throw new CaseFailure($"{what}: kind {name}, expected {w.GetValue<string>()}");
+            }
+            else CompareField($"{what}.{key}", Field(ev, key), w, _env);
+        }
+    }
+
+    private void CheckFrame(string what, CapturedFrame frame, JsonObject want)
+    {
+        foreach (var (key, w) in want)
+        {
+            if (key == "data")
+            {
+                var bytes = Data(w, _env);
+                if (!frame.Data.Span.SequenceEqual(bytes)) throw new CaseFailure($"{what}: data {HexPrefix(frame.Data.Span)}, expected {HexPrefix(bytes)}");
+            }
+            else CompareField($"{what}.{key}", Field(frame, key), w, _env);
+        }
+    }
+
+    /// <summary>With a live server stream: runs the nested 'while' steps, then expects the first messages to
+    /// match the list under <paramref name="listKey"/> of the step's expect, in order.</summary>
+    private async Task CollectAsync<T>(JsonObject s, Func<CancellationToken, AsyncServerStreamingCall<T>> open, string listKey, string noun,
+        Action<string, T, JsonObject> check)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(_ct);
-        using var call = client.Interrupts.SubscribeInterrupts(Subscription(s), cancellationToken: cts.Token);
+        using var call = open(cts.Token);
         try
         {
             await call.ResponseHeadersAsync.WaitAsync(rpcTimeout, _ct); // live from here on
@@ -408,27 +446,18 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
                 try { await StepAsync(op, step); }
                 catch (CaseFailure ex) { throw new CaseFailure($"while[{j + 1}] ({op}): {ex.Message}"); }
             }
-            var events = (Expect(s)["events"] as JsonArray) ?? [];
-            for (int k = 0; k < events.Count; k++)
+            var wanted = (Expect(s)[listKey] as JsonArray) ?? [];
+            for (int k = 0; k < wanted.Count; k++)
             {
                 bool more;
                 try
                 {
                     more = await call.ResponseStream.MoveNext(cts.Token).WaitAsync(rpcTimeout, _ct);
                 }
-                catch (TimeoutException) { throw new CaseFailure($"event {k}: none arrived within {rpcTimeout.TotalSeconds:0} s"); }
-                catch (RpcException ex) { throw new CaseFailure($"event {k}: stream error {CodeName(ex.StatusCode)}: {ex.Status.Detail}"); }
-                if (!more) throw new CaseFailure($"event {k}: the subscription ended");
-                var ev = call.ResponseStream.Current;
-                foreach (var (key, want) in (JsonObject)events[k]!)
-                {
-                    if (key == "kind")
-                    {
-                        string name = InterruptEvent.Descriptor.FindFieldByName("kind").EnumType.FindValueByNumber((int)ev.Kind)?.Name.Replace("INTERRUPT_KIND_", "", StringComparison.Ordinal) ?? ev.Kind.ToString();
-                        if (name != want!.GetValue<string>()) throw new CaseFailure($"event {k}: kind {name}, expected {want.GetValue<string>()}");
-                    }
-                    else CompareField($"event {k}.{key}", Field(ev, key), want, _env);
-                }
+                catch (TimeoutException) { throw new CaseFailure($"{noun} {k}: none arrived within {rpcTimeout.TotalSeconds:0} s"); }
+                catch (RpcException ex) { throw new CaseFailure($"{noun} {k}: stream error {CodeName(ex.StatusCode)}: {ex.Status.Detail}"); }
+                if (!more) throw new CaseFailure($"{noun} {k}: the stream ended");
+                check($"{noun} {k}", call.ResponseStream.Current, (JsonObject)wanted[k]!);
             }
         }
         finally

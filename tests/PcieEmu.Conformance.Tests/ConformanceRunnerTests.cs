@@ -123,6 +123,32 @@ public sealed class RunnerBehaviour(RealServer server)
     }
 
     [Fact]
+    public async Task FrameExpectationsAreChecked()
+    {
+        var steps = new JsonArray([.. CaseLoader.LoadEmbedded().Single(c => c.Name == "ethernet.capture-sees-frame-from-vf").Steps.Select(x => x.DeepClone())]);
+        int at = steps.Select((x, i) => (x, i)).First(p => p.x!["op"]!.GetValue<string>() == "capture_frames").i;
+        static ConformanceRunner Runner(JsonArray st, TimeSpan? timeout = null)
+        {
+            var cases = CaseLoader.Parse([("f.json", new JsonObject { ["cases"] = new JsonArray(
+                new JsonObject { ["name"] = "negative", ["spec"] = "test", ["steps"] = st.DeepClone() }) }.ToJsonString())]);
+            return timeout is { } t ? new ConformanceRunner(cases) { RpcTimeout = t } : new ConformanceRunner(cases);
+        }
+
+        var wrong = (JsonArray)steps.DeepClone();
+        wrong[at]!["expect"]!["frames"]![0]!["data"] = "ffffffffffff";
+        var r = Assert.Single(await Runner(wrong).RunCasesAsync(server.TcpTarget, null).W());
+        Assert.False(r.Passed);
+        Assert.Contains($"step {at + 1} (capture_frames): frame 0: data ", r.Reason, StringComparison.Ordinal);
+        Assert.Contains("expected ffffffffffff", r.Reason, StringComparison.Ordinal);
+
+        var silent = (JsonArray)steps.DeepClone();
+        silent[at]!["while"] = new JsonArray(); // TDT never written: no frame may be invented
+        r = Assert.Single(await Runner(silent, TimeSpan.FromSeconds(2)).RunCasesAsync(server.TcpTarget, null).W());
+        Assert.False(r.Passed);
+        Assert.Contains("frame 0: none arrived", r.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task RunAsyncWritesOneLinePerCaseAndASummary()
     {
         var output = new StringWriter();

@@ -1,8 +1,10 @@
 /* Example driver in plain C: enumerate, enable 2 VFs on PF0 (01:00.0), read a VF's config
- * without ARI (02:10.0) and with ARI (01:10.0), disable.
+ * without ARI (02:10.0) and with ARI (01:10.0), disable; then (nic.c) send a frame from VF0 to
+ * VF1 through the NIC's VMDq loopback and one to the wire.
  * Usage: driver [tcp://127.0.0.1:50551 | unix:///path] */
 #include <stdio.h>
 
+#include "nic.h"
 #include "pcieemu/pcieemu.h"
 
 #define CLASS_REVISION 0x08
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
     printf("  %s class/rev = 0x%08x (%s)\n", a, (unsigned)value, pcieemu_status_name(st));
     if (pcieemu_sriov_disable(emu, pf0) < 0) return fail("disable SR-IOV");
   }
+  if (vf_to_vf(emu, pf0)) return 1;
   pcieemu_close(emu);
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "pcieemu/pcieemu.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "pcieemu/pcieemu.hpp"
@@ -15,6 +16,15 @@ const int PCIEEMU_STATUS_CONFIGURATION_RETRY = pcieemu::v1::COMPLETION_STATUS_CO
 
 struct pcieemu_handle {
   std::unique_ptr<pcieemu::Client> client;
+  std::unique_ptr<pcieemu::Ram> ram;  // opened on first use
+  pcieemu::Ram& Ram() {
+    if (!ram) ram = client->OpenRam();
+    return *ram;
+  }
+};
+
+struct pcieemu_capture {
+  std::unique_ptr<pcieemu::FrameCapture> capture;
 };
 
 namespace {
@@ -72,6 +82,8 @@ int pcieemu_list_functions(pcieemu_t* emu, pcieemu_function_t* out, int max) {
       o.physical_function_rid = static_cast<uint16_t>(f.physical_function_rid());
       std::strncpy(o.bdf, f.bdf().c_str(), sizeof o.bdf - 1);
       std::strncpy(o.name, f.name().c_str(), sizeof o.name - 1);
+      for (const auto& b : f.bars())
+        if (b.index() < 7) o.bar[b.index()] = b.address();
     }
     return static_cast<int>(fns.size());
   });
@@ -100,6 +112,52 @@ int pcieemu_mmio_read(pcieemu_t* emu, uint64_t address, int width, uint64_t* val
 int pcieemu_mmio_write(pcieemu_t* emu, uint64_t address, int width, uint64_t value) {
   return Guard([&] { return static_cast<int>(emu->client->WriteMmio(address, width, value)); });
 }
+
+int pcieemu_mem_read(pcieemu_t* emu, uint64_t address, void* dst, size_t length) {
+  return Guard([&] { emu->Ram().Read(address, dst, length); return 0; });
+}
+
+int pcieemu_mem_write(pcieemu_t* emu, uint64_t address, const void* src, size_t length) {
+  return Guard([&] { emu->Ram().Write(address, src, length); return 0; });
+}
+
+uint8_t* pcieemu_ram_map(pcieemu_t* emu, uint64_t* base, uint64_t* size) {
+  uint8_t* p = nullptr;
+  Guard([&] {
+    auto& r = emu->Ram();
+    *base = r.base();
+    *size = r.size();
+    p = r.data();
+    return 0;
+  });
+  return p;
+}
+
+pcieemu_capture_t* pcieemu_capture_open(pcieemu_t* emu, uint32_t port, int timeout_ms) {
+  try {
+    auto cap = std::make_unique<pcieemu_capture_t>();
+    cap->capture = emu->client->CaptureFrames(port, std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 0));
+    cap->capture->WaitOpened();
+    return cap.release();
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return nullptr;
+  }
+}
+
+int pcieemu_capture_next(pcieemu_capture_t* cap, uint8_t* buf, int max) {
+  pcieemu::v1::CapturedFrame f;
+  if (!cap->capture->Next(&f)) {
+    auto st = cap->capture->Finish();
+    last_error = st.ok() ? "capture ended" : "CaptureFrames: " + st.error_message();
+    return -1;
+  }
+  const std::string& d = f.data();
+  std::memcpy(buf, d.data(), std::min(d.size(), static_cast<size_t>(max > 0 ? max : 0)));
+  return static_cast<int>(d.size());
+}
+
+void pcieemu_capture_close(pcieemu_capture_t* cap) { delete cap; }
 
 int pcieemu_find_cap(pcieemu_t* emu, uint16_t rid, uint8_t id) {
   return Guard([&] { return emu->client->FindCapability(rid, id); });

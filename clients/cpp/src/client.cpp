@@ -103,6 +103,7 @@ std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chron
   c->memory_ = v1::MemoryService::NewStub(c->channel_);
   c->interrupts_ = v1::InterruptService::NewStub(c->channel_);
   c->sessions_ = v1::SessionService::NewStub(c->channel_);
+  c->ethernet_ = v1::EthernetService::NewStub(c->channel_);
   return c;
 }
 
@@ -359,39 +360,53 @@ void Ram::Write(uint64_t address, const void* src, size_t length) {
 // ---- interrupts ----
 
 std::unique_ptr<InterruptSubscription> Client::SubscribeInterrupts(const std::vector<uint32_t>& rids) {
-  auto s = std::unique_ptr<InterruptSubscription>(new InterruptSubscription());
+  auto s = std::unique_ptr<InterruptSubscription>(new InterruptSubscription("SubscribeInterrupts"));
   v1::SubscribeInterruptsRequest q;
   for (auto r : rids) q.add_rids(r);
   s->reader_ = interrupts_->SubscribeInterrupts(&s->ctx_, q);
   return s;
 }
 
-InterruptSubscription::~InterruptSubscription() {
+std::unique_ptr<FrameCapture> Client::CaptureFrames(uint32_t port, std::chrono::milliseconds deadline) {
+  auto s = std::unique_ptr<FrameCapture>(new FrameCapture("CaptureFrames"));
+  if (deadline.count() > 0) s->ctx_.set_deadline(std::chrono::system_clock::now() + deadline);
+  v1::CaptureFramesRequest q;
+  q.set_port(port);
+  s->reader_ = ethernet_->CaptureFrames(&s->ctx_, q);
+  return s;
+}
+
+template <typename Event>
+StreamSubscription<Event>::~StreamSubscription() {
   if (!finished_) {
     Cancel();
     Finish();
   }
 }
 
-void InterruptSubscription::WaitOpened() {
+template <typename Event>
+void StreamSubscription<Event>::WaitOpened() {
   reader_->WaitForInitialMetadata();
   // A refusal comes as a trailers-only response: no initial metadata (not even content-type).
   if (ctx_.GetServerInitialMetadata().empty()) {
     auto s = Finish();
-    if (!s.ok()) throw RpcError("SubscribeInterrupts", s);
+    if (!s.ok()) throw RpcError(rpc_, s);
   }
 }
 
-bool InterruptSubscription::Next(v1::InterruptEvent* event) { return !finished_ && reader_->Read(event); }
+template <typename Event>
+bool StreamSubscription<Event>::Next(Event* event) { return !finished_ && reader_->Read(event); }
 
-void InterruptSubscription::Cancel() {
+template <typename Event>
+void StreamSubscription<Event>::Cancel() {
   cancelled_ = true;
   ctx_.TryCancel();
 }
 
-grpc::Status InterruptSubscription::Finish() {
+template <typename Event>
+grpc::Status StreamSubscription<Event>::Finish() {
   if (!finished_) {
-    v1::InterruptEvent ignored;
+    Event ignored;
     while (reader_->Read(&ignored)) {
     }
     status_ = reader_->Finish();
@@ -400,6 +415,9 @@ grpc::Status InterruptSubscription::Finish() {
   }
   return status_;
 }
+
+template class StreamSubscription<v1::InterruptEvent>;
+template class StreamSubscription<v1::CapturedFrame>;
 
 // ---- health ----
 

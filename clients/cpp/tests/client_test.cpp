@@ -390,7 +390,9 @@ TEST_F(ClientTest, ExampleDriver) {
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   EXPECT_EQ(::pclose(p), 0) << out;
   for (const char* want : {"01:00.0 8086:10c9 class 020000", "ARI off: VFs at 02:10.0, 02:10.2\n  02:10.0 class/rev = 0x020000",
-                           "ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000", "(COMPLETION_STATUS_SUCCESSFUL)"})
+                           "ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000", "(COMPLETION_STATUS_SUCCESSFUL)",
+                           "VF0 -> VF1 loopback: 64-byte frame received intact (RX status 0x3)\n",
+                           "VF0 -> wire: 64-byte frame captured on port 0\n"})
     EXPECT_NE(out.find(want), std::string::npos) << "driver output lacks '" << want << "':\n" << out;
 }
 

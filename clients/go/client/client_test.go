@@ -459,6 +459,8 @@ func TestExampleDriver(t *testing.T) {
 		"ARI off: VFs at 02:10.0, 02:10.2\n  02:10.0 class/rev = 0x020000",
 		"ARI on : VFs at 01:10.0, 01:10.2\n  01:10.0 class/rev = 0x020000",
 		"(COMPLETION_STATUS_SUCCESSFUL)",
+		"VF0 -> VF1 loopback: 64-byte frame received intact (RX status 0x3)",
+		"VF0 -> wire: 64-byte frame captured on port 0",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("driver output lacks %q:\n%s", want, out)

@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Example driver: enumerate, enable 2 VFs on PF0, read a VF's config space through non-ARI
-routing (VFs on bus 2) and ARI routing (VFs on bus 1), then disable the VFs.
+routing (VFs on bus 2) and ARI routing (VFs on bus 1); then drive the NIC: program PF0 for VMDq
+with loopback, set up a TX ring on VF0 and an RX ring on VF1 in the mapped RAM file, send one
+frame VF0 -> VF1 (seen by polling the RX write-back and as VF1's MSI-X interrupt), one frame
+VF0 -> the wire (seen by CaptureFrames) and inject one frame from the wire to VF1.
 
     /usr/bin/python3 clients/python/examples/driver.py --target tcp://127.0.0.1:50551
 """
@@ -11,9 +14,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import pcieemu  # noqa: E402
-from pcieemu import regs  # noqa: E402
+from pcieemu import igb, regs  # noqa: E402
 
 PF0 = "01:00.0"
+VF_MACS = [igb.mac("02:00:00:00:10:00"), igb.mac("02:00:00:00:10:01")]
+PEER_MAC = igb.mac("02:00:00:00:99:99")   # a station on the wire (not in any RAR entry)
 
 
 def show_vf(emu, vf):
@@ -43,7 +48,45 @@ def main() -> int:
                 show_vf(emu, vf)
             emu.disable_vfs(PF0)
         print("VFs disabled;", len(emu.list_functions()), "functions left")
+        nic_demo(emu)
     return 0
+
+
+def nic_demo(emu) -> None:
+    """Frames between VF0, VF1 and the wire, the way a PF driver and two VF drivers would do it."""
+    st = emu.enable_vfs(PF0, 2)
+    nic = igb.Nic(emu, PF0)
+    print(f"NIC: RAM {'mapped' if nic.ram.mapped else 'through Read/WriteMemory'}; "
+          f"PF0 BAR0 {nic.pf_bar0:#x}, VF0 BAR0 {nic.vf_bar0(0):#x}, VF1 BAR0 {nic.vf_bar0(1):#x}")
+    for vf in st.vfs:
+        nic.bus_master(vf)
+    nic.setup_vmdq(VF_MACS)
+    tx = nic.vf_tx_ring(0)
+    rx = nic.vf_rx_ring(1)
+    nic.vf_enable_rx_interrupt(1, vector=0, data=0x41)
+
+    frame = igb.ethernet_frame(VF_MACS[1], VF_MACS[0], b"hello from VF0")
+    with emu.subscribe_interrupts([st.vfs[1]], timeout=30) as irq:
+        i = tx.post(frame)
+        got = rx.receive(timeout=5)
+        ev = next(irq)
+    print(f"VF0 -> VF1: TX descriptor {i} DD={tx.tx_done(i)}, VF1 received {len(got)} bytes, "
+          f"{'identical' if got == frame else 'DIFFERENT'}; MSI-X from {pcieemu.format_bdf(ev.rid)} "
+          f"vector {ev.vector} data {ev.data:#x}")
+
+    out = igb.ethernet_frame(PEER_MAC, VF_MACS[0], b"to the wire")
+    with emu.capture_frames(0, timeout=30) as cap:
+        tx.post(out)
+        seen = next(cap)
+    print(f"VF0 -> wire: CaptureFrames saw {len(seen.data)} bytes on port {seen.port}, "
+          f"{'identical' if seen.data == out else 'DIFFERENT'}")
+
+    back = igb.ethernet_frame(VF_MACS[1], PEER_MAC, b"from the wire")
+    r = emu.inject_frame(0, back)
+    got = rx.receive(timeout=5)
+    print(f"wire -> VF1: InjectFrame accepted={r.accepted} queues={r.queues}, VF1 received {len(got)} bytes, "
+          f"{'identical' if got == back else 'DIFFERENT'}")
+    emu.disable_vfs(PF0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-/** Example driver: enumerate, enable 2 VFs on PF0, read a VF's config with and without ARI.
+/** Example driver: enumerate, enable 2 VFs on PF0, read a VF's config with and without ARI,
+ *  then send a frame from VF0 to VF1 through the NIC's VMDq loopback and one to the wire.
  *  Usage: node dist/examples/driver.js [tcp://127.0.0.1:50551 | unix:///path] */
 import { formatBdf, parseBdf, PcieEmuClient, Regs } from '../src';
+import { vfToVf } from './nic';
 
 async function main(): Promise<void> {
   const c = await PcieEmuClient.connect(process.argv[2]);
@@ -17,6 +19,7 @@ async function main(): Promise<void> {
       console.log(`  ${formatBdf(vf)} class/rev = 0x${(r.value >>> 0).toString(16).padStart(8, '0')} (${r.status})`);
       await c.disableSriov(pf0);
     }
+    await vfToVf(c, pf0);
   } finally {
     c.close();
   }

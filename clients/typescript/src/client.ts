@@ -25,6 +25,7 @@ import type { MmioServiceClient } from './gen/pcieemu/v1/MmioService';
 import type { MemoryServiceClient } from './gen/pcieemu/v1/MemoryService';
 import type { InterruptServiceClient } from './gen/pcieemu/v1/InterruptService';
 import type { SessionServiceClient } from './gen/pcieemu/v1/SessionService';
+import type { EthernetServiceClient } from './gen/pcieemu/v1/EthernetService';
 
 export { CompletionStatus };
 export type Status = (typeof CompletionStatus)[keyof typeof CompletionStatus];
@@ -97,6 +98,8 @@ export class PcieEmuClient {
   readonly memoryService: MemoryServiceClient;
   readonly interruptService: InterruptServiceClient;
   readonly sessionService: SessionServiceClient;
+  /** The NIC ports' wire: InjectFrame, CaptureFrames (generated stub, no wrapper). */
+  readonly ethernetService: EthernetServiceClient;
   private readonly timeoutMs: number;
 
   private constructor(target: string, opts: ConnectOptions) {
@@ -113,6 +116,7 @@ export class PcieEmuClient {
     this.memoryService = new v1.MemoryService('unused', creds, o);
     this.interruptService = new v1.InterruptService('unused', creds, o);
     this.sessionService = new v1.SessionService('unused', creds, o);
+    this.ethernetService = new v1.EthernetService('unused', creds, o);
   }
 
   /** Connects to a server ("tcp://127.0.0.1:50551", "unix:///path"; default: defaultTarget())

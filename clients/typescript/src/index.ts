@@ -1,5 +1,6 @@
 export * from './bdf';
 export * from './regs';
+export * from './igb';
 export * from './client';
 export * from './session';
 export { loadProto } from './proto';

@@ -238,11 +238,13 @@ describe('against a real server', () => {
     }
   });
 
-  test('the example driver enables VFs and reads them with and without ARI', async () => {
+  test('the example driver enables VFs, reads them with and without ARI, sends VF0 -> VF1 and to the wire', async () => {
     const { stdout } = await within(promisify(execFile)(process.execPath, [join(__dirname, '../examples/driver.js'), server.tcp]), 30_000, 'driver');
     assert.match(stdout, /^01:00\.0 8086:10c9 class 020000/m);
     assert.match(stdout, /ARI off: VFs at 02:10\.0, 02:10\.2\n\s+02:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
     assert.match(stdout, /ARI on : VFs at 01:10\.0, 01:10\.2\n\s+01:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
+    assert.match(stdout, /^VF0 -> VF1 loopback: 64-byte frame received intact \(RX status 0x3\)$/m);
+    assert.match(stdout, /^VF0 -> wire: 64-byte frame captured on port 0$/m);
   });
 
   test('a bad width is INVALID_ARGUMENT naming the field', async () => {

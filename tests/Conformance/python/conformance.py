@@ -463,14 +463,37 @@ class Runner:
     def _subscribe_and_collect(self, req, step):
         """Subscribes, runs the nested 'while' steps, then expects the listed events in order."""
         call = self.client.interrupt_stub.SubscribeInterrupts(req, timeout=RPC_TIMEOUT + 30)
-        events: "queue.Queue" = queue.Queue()
+        self._collect(call, step, step.get("expect", {}).get("events", []), "event", self._check_event)
+
+    def _check_event(self, what, ev, want):
+        for key, w in want.items():
+            actual = getattr(ev, key)
+            if key == "kind":
+                name = pb.interrupt_pb2.InterruptKind.Name(actual).replace("INTERRUPT_KIND_", "")
+                if name != w:
+                    raise CaseFailure(f"{what}: kind {name}, expected {w}")
+            else:
+                compare_field(f"{what}.{key}", actual, w, self.env)
+
+    def _check_frame(self, what, fr, want):
+        for key, w in want.items():
+            if key == "data":
+                if fr.data != data_of(w, self.env):
+                    raise CaseFailure(f"{what}: data {fr.data[:64].hex()}, expected {data_of(w, self.env)[:64].hex()}")
+            else:
+                compare_field(f"{what}.{key}", getattr(fr, key), w, self.env)
+
+    def _collect(self, call, step, wants, noun, check):
+        """With a live server stream: runs the nested 'while' steps, then expects the first messages
+        to match ``wants`` in order (each checked by ``check(what, message, want)``)."""
+        messages: "queue.Queue" = queue.Queue()
 
         def pump():
             try:
-                for ev in call:
-                    events.put(ev)
+                for m in call:
+                    messages.put(m)
             except grpc.RpcError as e:
-                events.put(e)
+                messages.put(e)
         try:
             call.initial_metadata()  # live from here on
             threading.Thread(target=pump, daemon=True).start()
@@ -479,23 +502,16 @@ class Runner:
                     getattr(self, "_op_" + inner["op"])(inner)
                 except CaseFailure as e:
                     raise CaseFailure(f"while[{j + 1}] ({inner['op']}): {e}") from None
-            for k, want in enumerate(step.get("expect", {}).get("events", [])):
+            for k, want in enumerate(wants):
                 try:
-                    ev = events.get(timeout=RPC_TIMEOUT)
+                    m = messages.get(timeout=RPC_TIMEOUT)
                 except queue.Empty:
-                    raise CaseFailure(f"event {k}: none arrived within {RPC_TIMEOUT:.0f} s") from None
-                if isinstance(ev, grpc.RpcError):
-                    if ev.code() == grpc.StatusCode.CANCELLED:
-                        raise CaseFailure(f"event {k}: the subscription ended")
-                    raise CaseFailure(f"event {k}: stream error {ev.code().name}: {ev.details()}")
-                for key, w in want.items():
-                    actual = getattr(ev, key)
-                    if key == "kind":
-                        name = pb.interrupt_pb2.InterruptKind.Name(actual).replace("INTERRUPT_KIND_", "")
-                        if name != w:
-                            raise CaseFailure(f"event {k}: kind {name}, expected {w}")
-                    else:
-                        compare_field(f"event {k}.{key}", actual, w, self.env)
+                    raise CaseFailure(f"{noun} {k}: none arrived within {RPC_TIMEOUT:.0f} s") from None
+                if isinstance(m, grpc.RpcError):
+                    if m.code() == grpc.StatusCode.CANCELLED:
+                        raise CaseFailure(f"{noun} {k}: the stream ended")
+                    raise CaseFailure(f"{noun} {k}: stream error {m.code().name}: {m.details()}")
+                check(f"{noun} {k}", m, want)
         finally:
             call.cancel()
 
@@ -516,7 +532,7 @@ class Runner:
         finally:
             call.cancel()
 
-    # -- EthernetService / IommuService (argument checks)
+    # -- EthernetService / IommuService
     def _check_fields(self, resp, step):
         if resp is not None:
             for path, want in step.get("expect", {}).get("fields", {}).items():
@@ -528,6 +544,9 @@ class Runner:
 
     def _op_capture_frames(self, step):
         req = pb.ethernet_pb2.CaptureFramesRequest(port=self._e(step, "port"))
+        if "frames" in step.get("expect", {}) or "while" in step:
+            call = self.client.ethernet_stub.CaptureFrames(req, timeout=RPC_TIMEOUT + 30)
+            return self._collect(call, step, step.get("expect", {}).get("frames", []), "frame", self._check_frame)
         err, _ = self._open_stream(self.client.ethernet_stub.CaptureFrames(req, timeout=RPC_TIMEOUT), "error" in step.get("expect", {}))
         check_error("capture", err, step.get("expect", {}))
 

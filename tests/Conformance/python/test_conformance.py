@@ -122,6 +122,24 @@ def test_interrupt_expectations_are_checked(runner):
     assert not result.passed and "none arrived" in result.reason
 
 
+def test_frame_expectations_are_checked(runner):
+    case = next(c for c in CASES if c.name == "ethernet.capture-sees-frame-from-vf")
+    at = next(i for i, s in enumerate(case.steps) if s["op"] == "capture_frames")
+    wrong = json.loads(json.dumps(case.steps))
+    wrong[at]["expect"]["frames"][0]["data"] = "ffffffffffff"
+    result = runner.run_case(_one("negative", wrong))
+    assert not result.passed and f"step {at + 1} (capture_frames): frame 0: data " in result.reason
+    assert "expected ffffffffffff" in result.reason
+    silent = json.loads(json.dumps(case.steps))
+    silent[at]["while"] = []  # TDT never written: no frame may be invented
+    conformance.RPC_TIMEOUT, saved = 2.0, conformance.RPC_TIMEOUT
+    try:
+        result = runner.run_case(_one("negative", silent))
+    finally:
+        conformance.RPC_TIMEOUT = saved
+    assert not result.passed and "frame 0: none arrived" in result.reason
+
+
 def test_report_lines_and_exit_code(server, tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"cases": [
         {"name": "good", "spec": "s", "steps": [{"op": "read_config", "rid": "00:00.0", "offset": 0, "width": 2, "expect": {"value": "0x8086"}}]},

@@ -5,6 +5,7 @@
 #ifndef PCIEEMU_H
 #define PCIEEMU_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -28,6 +29,9 @@ typedef struct {
   uint16_t physical_function_rid;
   char bdf[16];
   char name[32];
+  /* Address programmed in BAR 0-5 and the expansion ROM (6); 0 if not implemented or unassigned.
+   * A VF's entries are its slice of the PF's VF BAR apertures. */
+  uint64_t bar[7];
 } pcieemu_function_t;
 
 /* "tcp://127.0.0.1:50551", "unix:///path" or NULL ($PCIEEMU_TARGET or the default). NULL on failure. */
@@ -46,6 +50,23 @@ int pcieemu_cfg_write(pcieemu_t* emu, uint16_t rid, int offset, int width, uint3
 /* Memory-space access (1, 2, 4, 8 naturally aligned). Returns the completion status, or -1. */
 int pcieemu_mmio_read(pcieemu_t* emu, uint64_t address, int width, uint64_t* value);
 int pcieemu_mmio_write(pcieemu_t* emu, uint64_t address, int width, uint64_t value);
+
+/* Host RAM by physical address: the shared RAM file mapped into this process when the server is
+ * local, else the Read/WriteMemory RPCs (opened on first use). Return 0, or -1. */
+int pcieemu_mem_read(pcieemu_t* emu, uint64_t address, void* dst, size_t length);
+int pcieemu_mem_write(pcieemu_t* emu, uint64_t address, const void* src, size_t length);
+/* The RAM's physical base and size; returns the mapping (index = address - base), or NULL when
+ * the RAM is reached through RPC (or on an error: see pcieemu_last_error()). */
+uint8_t* pcieemu_ram_map(pcieemu_t* emu, uint64_t* base, uint64_t* size);
+
+/* Frames a NIC port sends onto the wire from now on (EthernetService.CaptureFrames). open waits
+ * until the server has subscribed; the capture ends timeout_ms after that (0: never). NULL on
+ * failure. next copies the next frame (at most max bytes) and returns its full length, or -1
+ * when the capture ended (timeout, error). */
+typedef struct pcieemu_capture pcieemu_capture_t;
+pcieemu_capture_t* pcieemu_capture_open(pcieemu_t* emu, uint32_t port, int timeout_ms);
+int pcieemu_capture_next(pcieemu_capture_t* cap, uint8_t* buf, int max);
+void pcieemu_capture_close(pcieemu_capture_t* cap);
 
 /* Capability offsets (0 if absent, -1 on error). */
 int pcieemu_find_cap(pcieemu_t* emu, uint16_t rid, uint8_t id);

@@ -16,6 +16,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "pcieemu/v1/config.grpc.pb.h"
+#include "pcieemu/v1/ethernet.grpc.pb.h"
 #include "pcieemu/v1/interrupt.grpc.pb.h"
 #include "pcieemu/v1/memory.grpc.pb.h"
 #include "pcieemu/v1/mmio.grpc.pb.h"
@@ -110,25 +111,30 @@ class Ram {
   uint8_t* data_ = nullptr;
 };
 
-// An interrupt subscription: Next() blocks for the next event (false when the stream ended).
-class InterruptSubscription {
+// A server-streaming subscription (interrupt events, frames captured on the wire): Next() blocks
+// for the next item (false when the stream ended).
+template <typename Event>
+class StreamSubscription {
  public:
-  ~InterruptSubscription();
+  ~StreamSubscription();
   // Waits until the server accepted the subscription; throws RpcError if it refused it.
   void WaitOpened();
-  bool Next(v1::InterruptEvent* event);
+  bool Next(Event* event);
   void Cancel();
   // Status of the ended stream (OK after Cancel or a clean end).
   grpc::Status Finish();
 
  private:
   friend class Client;
-  InterruptSubscription() = default;
+  explicit StreamSubscription(const char* rpc) : rpc_(rpc) {}
+  const char* rpc_;
   grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReader<v1::InterruptEvent>> reader_;
+  std::unique_ptr<grpc::ClientReader<Event>> reader_;
   bool finished_ = false, cancelled_ = false;
   grpc::Status status_;
 };
+using InterruptSubscription = StreamSubscription<v1::InterruptEvent>;
+using FrameCapture = StreamSubscription<v1::CapturedFrame>;
 
 struct Completion {
   uint64_t tag = 0;
@@ -218,6 +224,9 @@ class Client {
   // Maps the RAM file (GetPlatform ram_regions[0].shared_file_path) or falls back to RPC.
   std::unique_ptr<Ram> OpenRam(bool prefer_rpc = false);
   std::unique_ptr<InterruptSubscription> SubscribeInterrupts(const std::vector<uint32_t>& rids = {});
+  // Frames NIC port `port` sends onto the wire from now on (EthernetService.CaptureFrames); with a
+  // non-zero `deadline` the stream ends (DEADLINE_EXCEEDED) that long after it opened.
+  std::unique_ptr<FrameCapture> CaptureFrames(uint32_t port, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   std::unique_ptr<Session> OpenSession();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
@@ -233,6 +242,7 @@ class Client {
   std::unique_ptr<v1::MemoryService::Stub> memory_;
   std::unique_ptr<v1::InterruptService::Stub> interrupts_;
   std::unique_ptr<v1::SessionService::Stub> sessions_;
+  std::unique_ptr<v1::EthernetService::Stub> ethernet_;
 };
 
 // Waits until grpc.health.v1.Health/Check("") answers SERVING or the timeout passes.

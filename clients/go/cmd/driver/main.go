@@ -1,5 +1,6 @@
 // Command driver is the example driver: enumerate, enable 2 VFs on PF0, read a VF's config
-// without ARI (02:10.0) and with ARI (01:10.0).
+// without ARI (02:10.0) and with ARI (01:10.0), then send a frame from VF0 to VF1 through the
+// NIC's VMDq loopback and one from VF0 to the wire.
 // Usage: driver [tcp://127.0.0.1:50551 | unix:///path]
 package main
 
@@ -44,7 +45,7 @@ func run(target string) error {
 			return err
 		}
 	}
-	return nil
+	return vfToVf(ctx, c, pf0)
 }
 
 func main() {

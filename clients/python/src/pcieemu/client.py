@@ -101,6 +101,7 @@ class Client:
         self.session_stub = pb.session_pb2_grpc.SessionServiceStub(self.channel)
         self.interrupt_stub = pb.interrupt_pb2_grpc.InterruptServiceStub(self.channel)
         self.ethernet_stub = pb.ethernet_pb2_grpc.EthernetServiceStub(self.channel)
+        self.iommu_stub = pb.iommu_pb2_grpc.IommuServiceStub(self.channel)
 
     # -- lifetime ---------------------------------------------------------------------------
     def wait_ready(self, timeout: float = 10.0) -> "Client":
@@ -255,6 +256,28 @@ class Client:
             raise ServerError(e) from None
         return InterruptSubscription(call)
 
+    def capture_frames(self, port: int = 0, timeout: Optional[float] = None) -> "InterruptSubscription":
+        """Frames ``port`` transmits onto the wire (CapturedFrame: port, data, timestamp_ns) as an
+        iterator; live when this returns; close() ends it. ``timeout`` bounds the whole stream."""
+        call = self.ethernet_stub.CaptureFrames(pb.ethernet_pb2.CaptureFramesRequest(port=port), timeout=timeout)
+        try:
+            call.initial_metadata()  # headers are sent once the tap is registered
+        except grpc.RpcError as e:
+            raise ServerError(e) from None
+        return InterruptSubscription(call)
+
+    # -- Ethernet / IOMMU -------------------------------------------------------------------
+    def inject_frame(self, port: int, data: bytes):
+        """Delivers ``data`` (destination MAC first, no FCS) to ``port`` from the link partner;
+        returns InjectFrameResponse (accepted, queues)."""
+        return self._call(self.ethernet_stub.InjectFrame, pb.ethernet_pb2.InjectFrameRequest(port=port, data=bytes(data)))
+
+    def translate_address(self, rid: RidLike, address: int, write: bool = False, dry_run: bool = True):
+        """IommuService.TranslateAddress; returns TranslateAddressResponse (status, translated_address,
+        fault_reason, fault_recorded)."""
+        return self._call(self.iommu_stub.TranslateAddress,
+                          pb.iommu_pb2.TranslateAddressRequest(rid=to_rid(rid), address=address, write=write, dry_run=dry_run))
+
     # -- SR-IOV -----------------------------------------------------------------------------
     def enable_vfs(self, pf: RidLike, num_vfs: int, ari: Optional[bool] = None, settle: float = 0.1):
         """Linux-style SR-IOV enable; returns a :class:`SriovState` (see pcieemu.sriov)."""
@@ -267,7 +290,7 @@ class Client:
 
 
 class InterruptSubscription:
-    """Iterates InterruptEvent messages; ``close()`` (or leaving a ``with`` block) cancels the stream."""
+    """Iterates the messages of a server stream (InterruptEvent, CapturedFrame); ``close()`` (or leaving a ``with`` block) cancels the stream."""
 
     def __init__(self, call):
         self._call = call

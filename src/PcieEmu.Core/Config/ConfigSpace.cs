@@ -30,6 +30,7 @@ public sealed class ConfigSpace
     private byte[] _wmask;
     private byte[] _w1cmask;
     private byte[] _reset;
+    private byte[] _sticky;
     private bool _masksShared;
     private Hook[] _hooks = [];
 
@@ -42,6 +43,7 @@ public sealed class ConfigSpace
         _wmask = new byte[Size];
         _w1cmask = new byte[Size];
         _reset = new byte[Size];
+        _sticky = new byte[Size];
     }
 
     /// <summary>Creates a config space that shares <paramref name="template"/>'s masks and reset
@@ -53,6 +55,7 @@ public sealed class ConfigSpace
         _wmask = template._wmask;
         _w1cmask = template._w1cmask;
         _reset = template._reset;
+        _sticky = template._sticky;
         _masksShared = true;
         template._masksShared = true;
     }
@@ -182,17 +185,20 @@ public sealed class ConfigSpace
         _data.CopyTo(_reset, 0);
     }
 
-    /// <summary>Restores every byte to its reset value (FLR, hot reset). Hooks are not run:
-    /// the owner of the function resets its capability state alongside.</summary>
-    public void RestoreReset(ReadOnlySpan<byte> preserveMask = default)
+    /// <summary>Marks bits as sticky (RWS, RW1CS, ROS): a Function Level Reset or hot reset keeps
+    /// them (PCIe Base §7.4); only a cold reset (a new machine) clears them.</summary>
+    public void SetSticky(int offset, int width, uint mask)
     {
-        if (preserveMask.IsEmpty)
-        {
-            _reset.CopyTo(_data, 0);
-            return;
-        }
+        EnsureOwnMasks();
+        for (int i = 0; i < width; i++) _sticky[offset + i] = (byte)(mask >> (8 * i));
+    }
+
+    /// <summary>Restores every non-sticky bit to its reset value (FLR, hot reset). Hooks are not
+    /// run: the owner of the function resets its capability state alongside.</summary>
+    public void RestoreReset()
+    {
         for (int i = 0; i < Size; i++)
-            _data[i] = (byte)((_data[i] & preserveMask[i]) | (_reset[i] & ~preserveMask[i]));
+            _data[i] = (byte)((_data[i] & _sticky[i]) | (_reset[i] & ~_sticky[i]));
     }
 
     private void EnsureOwnMasks()
@@ -201,6 +207,7 @@ public sealed class ConfigSpace
         _wmask = (byte[])_wmask.Clone();
         _w1cmask = (byte[])_w1cmask.Clone();
         _reset = (byte[])_reset.Clone();
+        _sticky = (byte[])_sticky.Clone();
         _masksShared = false;
     }
 }

@@ -96,3 +96,24 @@ public class SecondaryBusResetTests
         Assert.Equal(0x10C98086u, m.Read(0x0100, 0));
     }
 }
+
+public class StickyBitTests
+{
+    [Fact]
+    public void AerStickyBitsSurviveFlrButNotAColdReset()
+    {
+        using var m = TestMachine.Create();
+        var pf = m.PhysicalFunctions[0];
+        pf.Config.SetRaw(0x104, 4, 0x0010_0000);          // an Unsupported Request error was logged
+        m.Write(0x0100, 0x108, 4, 0x0000_1000);            // software masked Poisoned TLP
+        m.Write(0x0100, 0xA8, 2, 0x8000 | m.Read(0x0100, 0xA8, 2));   // FLR
+        Assert.Equal(0x0010_0000u, m.Read(0x0100, 0x104));
+        Assert.Equal(0x0000_1000u, m.Read(0x0100, 0x108));
+        Assert.Equal(0u, m.Read(0x0100, 0x04, 2));         // the rest is back at reset
+        m.Write(0x0100, 0x104, 4, 0x0010_0000);            // still RW1C
+        Assert.Equal(0u, m.Read(0x0100, 0x104));
+        pf.Config.SetRaw(0x104, 4, 0x0010_0000);
+        m.Reset();                                         // cold reset: new functions, all clear
+        Assert.Equal(0u, m.Read(0x0100, 0x104));
+    }
+}

@@ -38,6 +38,15 @@ public sealed class AerCapability(
         cs.Init(o + CorMask, 4, correctableMaskReset);
         cs.SetWritable(o + CorMask, 4, correctableImplemented);
         // Capabilities and Control: First Error Pointer (ROS); ECRC generation/check not capable.
+        // Status (RW1CS), mask and severity (RWS), First Error Pointer and the header log (ROS)
+        // survive FLR and hot reset (PCIe Base §7.8.4).
+        cs.SetSticky(o + UncorStatus, 4, uncorrectableImplemented);
+        cs.SetSticky(o + UncorMask, 4, uncorrectableImplemented);
+        cs.SetSticky(o + UncorSeverity, 4, uncorrectableImplemented);
+        cs.SetSticky(o + CorStatus, 4, correctableImplemented);
+        cs.SetSticky(o + CorMask, 4, correctableImplemented);
+        cs.SetSticky(o + CapControl, 4, 0x1F);
+        for (int i = 0; i < 16; i += 4) cs.SetSticky(o + HeaderLog + i, 4, 0xFFFF_FFFF);
         if (isRootPort)
         {
             cs.SetWritable(o + RootCommand, 4, 0x7);

@@ -9,19 +9,29 @@ namespace PcieEmu.Core.Config;
 /// </summary>
 public static class LspciDump
 {
-    /// <summary>Appends one function's dump. <paramref name="config"/> holds 256 or 4096 bytes.</summary>
+    /// <summary>Appends one function's dump: the "bb:dd.f description" line, the rows, a blank line.
+    /// <paramref name="config"/> holds 256 or 4096 bytes.</summary>
     public static void Append(StringBuilder sb, ushort rid, ReadOnlySpan<byte> config, string? description = null)
     {
         ArgumentNullException.ThrowIfNull(sb);
         if (config.Length is not (256 or 4096)) throw new ArgumentException("config must be 256 or 4096 bytes", nameof(config));
         sb.Append(Topology.Bdf.Format(rid)).Append(' ').Append(description ?? "").Append('\n');
+        AppendRows(sb, config);
+        sb.Append('\n');
+    }
+
+    /// <summary>Appends rows of 16 bytes, "off: xx xx ...", offsets in hex as lspci prints them
+    /// (<c>-x</c> gives 64 bytes, <c>-xxx</c> 256, <c>-xxxx</c> 4096).</summary>
+    public static void AppendRows(StringBuilder sb, ReadOnlySpan<byte> config)
+    {
+        ArgumentNullException.ThrowIfNull(sb);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
         for (int row = 0; row < config.Length; row += 16)
         {
-            sb.Append(row.ToString(row < 0x100 ? "x2" : "x3", System.Globalization.CultureInfo.InvariantCulture)).Append(':');
-            for (int i = 0; i < 16; i++) sb.Append(' ').Append(config[row + i].ToString("x2", System.Globalization.CultureInfo.InvariantCulture));
+            sb.Append(row.ToString(row < 0x100 ? "x2" : "x3", inv)).Append(':');
+            for (int i = 0; i < 16 && row + i < config.Length; i++) sb.Append(' ').Append(config[row + i].ToString("x2", inv));
             sb.Append('\n');
         }
-        sb.Append('\n');
     }
 
     /// <summary>Parses rows "off: xx xx ..." of a dump (the first device only) into bytes; missing rows read 0.</summary>

@@ -70,21 +70,9 @@ public static class LspciCommand
             if (dump > 0)
             {
                 byte[] bytes = await client.DumpConfigAsync(f.Rid, dump, ct).ConfigureAwait(false);
-                sb.Append(FormatDump(bytes)).Append('\n');
+                Core.Config.LspciDump.AppendRows(sb, bytes);
+                sb.Append('\n');
             }
-        }
-        return sb.ToString();
-    }
-
-    /// <summary>Rows of 16 bytes, "off: xx xx ...", offsets in hex as lspci prints them.</summary>
-    public static string FormatDump(ReadOnlySpan<byte> bytes)
-    {
-        var sb = new StringBuilder();
-        for (int off = 0; off < bytes.Length; off += 16)
-        {
-            sb.Append($"{off:x2}:");
-            for (int i = 0; i < 16 && off + i < bytes.Length; i++) sb.Append($" {bytes[off + i]:x2}");
-            sb.Append('\n');
         }
         return sb.ToString();
     }

@@ -12,16 +12,26 @@ public static class Endpoints
     /// <summary>Environment variable a client reads its default target from.</summary>
     public const string TargetVariable = "PCIEEMU_TARGET";
 
+    /// <summary>Environment variable a client reads the TCP bearer token from (before the token file).</summary>
+    public const string TokenVariable = "PCIEEMU_TOKEN";
+
     /// <summary>
-    /// Default Unix socket path: <c>$XDG_RUNTIME_DIR/pcie-emu.sock</c> when that directory exists,
-    /// else <c>/tmp/pcie-emu-USER/pcie-emu.sock</c> (the directory is created 0700 by the server).
+    /// The server's private runtime directory (created 0700 by the server, owned by its user):
+    /// <c>$XDG_RUNTIME_DIR/pcie-emu</c> when XDG_RUNTIME_DIR names an existing directory, else
+    /// <c>$TMPDIR/pcie-emu-USER</c>. It holds the default socket, the token file and the RAM file.
     /// </summary>
-    public static string DefaultUnixSocketPath()
+    public static string DefaultRuntimeDirectory()
     {
         string? xdg = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
-        if (!string.IsNullOrEmpty(xdg) && Directory.Exists(xdg)) return Path.Combine(xdg, "pcie-emu.sock");
-        return Path.Combine(Path.GetTempPath(), $"pcie-emu-{Environment.UserName}", "pcie-emu.sock");
+        if (!string.IsNullOrEmpty(xdg) && Directory.Exists(xdg)) return Path.Combine(xdg, "pcie-emu");
+        return Path.Combine(Path.GetTempPath(), $"pcie-emu-{Environment.UserName}");
     }
+
+    /// <summary>Default Unix socket path: <c>pcie-emu.sock</c> in <see cref="DefaultRuntimeDirectory"/>.</summary>
+    public static string DefaultUnixSocketPath() => Path.Combine(DefaultRuntimeDirectory(), "pcie-emu.sock");
+
+    /// <summary>Default token file (TCP authentication): <c>token</c> in <see cref="DefaultRuntimeDirectory"/>.</summary>
+    public static string DefaultTokenPath() => Path.Combine(DefaultRuntimeDirectory(), "token");
 
     /// <summary>
     /// The target a client uses when none is given: $PCIEEMU_TARGET, else the default Unix socket

@@ -163,8 +163,9 @@ public sealed class TokenGuard
             response.StatusCode = (int)HttpStatusCode.OK;
             response.ContentType = "application/grpc";
             response.Headers["grpc-status"] = "16";
-            response.Headers["grpc-message"] = Uri.EscapeDataString(
-                $"missing or wrong token: TCP needs metadata '{TokenAuth.MetadataKey}: {TokenAuth.Scheme} <token>' (the token is in the server's token file; ${Endpoints.TokenVariable} or the token file on the client)");
+            // Printable ASCII without '%': nothing to percent-encode.
+            response.Headers["grpc-message"] =
+                $"missing or wrong token: TCP needs metadata '{TokenAuth.MetadataKey}: {TokenAuth.Scheme} <token>' (the token is in the server's token file; ${Endpoints.TokenVariable} or the token file on the client)";
         }
         else
         {

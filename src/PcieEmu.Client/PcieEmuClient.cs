@@ -32,10 +32,15 @@ public sealed partial class PcieEmuClient : IDisposable
     /// <summary>
     /// Connects to <paramref name="target"/> (<c>unix:///path</c> or <c>tcp://host:port</c>; null =
     /// <see cref="Endpoints.DefaultTarget"/>). The connection is made lazily by the first call.
+    /// On TCP every call carries the server's token (<c>authorization: Bearer</c>), found by
+    /// <see cref="TokenAuth.Resolve"/>: <paramref name="token"/>, else the file
+    /// <paramref name="tokenFile"/>, else $PCIEEMU_TOKEN, else the default token file. A Unix
+    /// socket needs no token and is sent none.
     /// </summary>
-    public static PcieEmuClient Connect(string? target = null)
+    public static PcieEmuClient Connect(string? target = null, string? token = null, string? tokenFile = null)
     {
         var ep = Endpoints.Parse(target ?? Endpoints.DefaultTarget());
+        string? bearer = ep.Kind == EndpointKind.Tcp ? TokenAuth.Resolve(token, tokenFile) : null;
         var handler = new SocketsHttpHandler
         {
             EnableMultipleHttp2Connections = true,
@@ -67,14 +72,31 @@ public sealed partial class PcieEmuClient : IDisposable
         {
             address = $"http://{(ep.Host.Contains(':', StringComparison.Ordinal) ? $"[{ep.Host}]" : ep.Host)}:{ep.Port}";
         }
-        var channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        var options = new GrpcChannelOptions
         {
             HttpHandler = handler,
             MaxReceiveMessageSize = 8 << 20,
             MaxSendMessageSize = 8 << 20,
-        });
-        return new PcieEmuClient(channel, ep);
+        };
+        if (bearer != null)
+        {
+            // Channel-level call credentials so every stub made on Channel sends the token too.
+            // The channel is plain HTTP/2 (h2c), hence the explicit opt-in.
+            string value = $"{TokenAuth.Scheme} {bearer}";
+            options.Credentials = ChannelCredentials.Create(ChannelCredentials.Insecure,
+                CallCredentials.FromInterceptor((_, metadata) =>
+                {
+                    metadata.Add(TokenAuth.MetadataKey, value);
+                    return Task.CompletedTask;
+                }));
+            options.UnsafeUseInsecureChannelCallCredentials = true;
+        }
+        var channel = GrpcChannel.ForAddress(address, options);
+        return new PcieEmuClient(channel, ep) { HasToken = bearer != null };
     }
+
+    /// <summary>Whether this client sends a token (TCP with a token found).</summary>
+    public bool HasToken { get; private init; }
 
     /// <summary>The endpoint this client talks to.</summary>
     public Endpoint Endpoint { get; }

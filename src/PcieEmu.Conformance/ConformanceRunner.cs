@@ -19,6 +19,12 @@ public sealed class ConformanceRunner
     public TimeSpan RpcTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// Token file for a TCP target (null: $PCIEEMU_TOKEN, else the default token file; see
+    /// <see cref="TokenAuth.Resolve"/>). A Unix socket target needs no token.
+    /// </summary>
+    public string? TokenFile { get; init; }
+
+    /// <summary>
     /// Runs the cases whose name contains <paramref name="filter"/> (null = all; '*' wildcards) against
     /// <paramref name="target"/> (<c>tcp://host:port</c> or <c>unix:///path</c>). <paramref name="onResult"/>
     /// sees each result as it is known. Throws <see cref="FormatException"/> for a bad target.
@@ -26,7 +32,7 @@ public sealed class ConformanceRunner
     public async Task<IReadOnlyList<CaseResult>> RunCasesAsync(string target, string? filter, Action<CaseResult>? onResult = null, CancellationToken ct = default)
     {
         var selected = CaseLoader.Select(Cases, filter);
-        using var client = PcieEmuClient.Connect(target);
+        using var client = PcieEmuClient.Connect(target, tokenFile: TokenFile);
         var executor = new CaseExecutor(client, RpcTimeout);
         var results = new List<CaseResult>(selected.Count);
         foreach (var c in selected)
@@ -43,20 +49,28 @@ public sealed class ConformanceRunner
     public static string FormatLine(CaseResult r) => r.Passed ? $"PASS {r.Name}" : $"FAIL {r.Name} [{r.Spec}]: {r.Reason}";
 
     /// <summary>
-    /// The <c>pcie-emu conformance --target URL [--filter NAME]</c> entry point: runs the embedded cases,
-    /// writes the report to <paramref name="output"/>. Returns 0 when every selected case passed, 1 when
-    /// any failed or none matched, 2 when the target is malformed or does not answer.
+    /// The <c>pcie-emu conformance --target URL [--filter NAME] [--token-file PATH]</c> entry point: runs
+    /// the embedded cases, writes the report to <paramref name="output"/>. Returns 0 when every selected
+    /// case passed, 1 when any failed or none matched, 2 when the target is malformed, does not answer
+    /// or refuses the token.
     /// </summary>
-    public static async Task<int> RunAsync(string target, string? filter, TextWriter output, CancellationToken ct)
+    public static Task<int> RunAsync(string target, string? filter, TextWriter output, CancellationToken ct) =>
+        RunAsync(target, filter, null, output, ct);
+
+    /// <summary>
+    /// <see cref="RunAsync(string, string?, TextWriter, CancellationToken)"/> with the token of
+    /// <paramref name="tokenFile"/> (null: $PCIEEMU_TOKEN, else the default token file) on TCP.
+    /// </summary>
+    public static async Task<int> RunAsync(string target, string? filter, string? tokenFile, TextWriter output, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(output);
         IReadOnlyList<CaseResult> results;
         try
         {
-            var runner = new ConformanceRunner();
-            if (!await ReachableAsync(target, runner.RpcTimeout, ct))
+            var runner = new ConformanceRunner { TokenFile = tokenFile };
+            if (await ReachableAsync(target, tokenFile, runner.RpcTimeout, ct) is { } problem)
             {
-                await output.WriteLineAsync($"conformance: no server answered at {target}");
+                await output.WriteLineAsync($"conformance: {problem}");
                 return 2;
             }
             results = await runner.RunCasesAsync(target, filter, r => output.WriteLine(FormatLine(r)), ct);
@@ -64,6 +78,11 @@ public sealed class ConformanceRunner
         catch (FormatException ex)
         {
             await output.WriteLineAsync($"conformance: --target: {ex.Message}");
+            return 2;
+        }
+        catch (IOException ex)
+        {
+            await output.WriteLineAsync($"conformance: --token-file: {ex.Message}");
             return 2;
         }
         catch (CaseFileException ex)
@@ -81,17 +100,22 @@ public sealed class ConformanceRunner
         return passed == results.Count ? 0 : 1;
     }
 
-    private static async Task<bool> ReachableAsync(string target, TimeSpan timeout, CancellationToken ct)
+    /// <summary>Null when the target answers; else why not (unreachable, or the token is missing or wrong).</summary>
+    private static async Task<string?> ReachableAsync(string target, string? tokenFile, TimeSpan timeout, CancellationToken ct)
     {
-        using var client = PcieEmuClient.Connect(target);
+        using var client = PcieEmuClient.Connect(target, tokenFile: tokenFile);
         try
         {
             await client.Platform.GetPlatformAsync(new Protocol.V1.GetPlatformRequest(), deadline: DateTime.UtcNow + timeout, cancellationToken: ct);
-            return true;
+            return null;
         }
         catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
         {
-            return false;
+            return $"no server answered at {target}";
+        }
+        catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unauthenticated)
+        {
+            return $"{target}: UNAUTHENTICATED: {TokenAuth.Hint()}";
         }
     }
 }

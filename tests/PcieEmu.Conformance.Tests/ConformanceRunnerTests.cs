@@ -9,7 +9,7 @@ public sealed class ServerCollection : ICollectionFixture<RealServer>;
 [Collection("server")]
 public sealed class CasesAgainstPcieEmu(RealServer server)
 {
-    private static readonly ConformanceRunner Runner = new();
+    private ConformanceRunner Runner => new() { TokenFile = server.TokenFile };
 
     public static TheoryData<string> CaseNames()
     {
@@ -97,7 +97,7 @@ public sealed class RunnerBehaviour(RealServer server)
     [InlineData("""[{"op": "read_config", "rid": "$nothing", "offset": 0, "width": 4}]""", "bad case data")]
     public async Task WrongExpectationsFailWithAReason(string steps, string reason)
     {
-        var r = Assert.Single(await Inline(steps).RunCasesAsync(server.TcpTarget, null).W());
+        var r = Assert.Single(await Inline(steps).WithToken(server).RunCasesAsync(server.TcpTarget, null).W());
         Assert.False(r.Passed);
         Assert.Contains(reason, r.Reason, StringComparison.Ordinal);
     }
@@ -109,7 +109,7 @@ public sealed class RunnerBehaviour(RealServer server)
         fire["expect"]!["events"]![0]!["data"] = "0x99";
         var runner = new ConformanceRunner(CaseLoader.Parse([("i.json", new JsonObject { ["cases"] = new JsonArray(
             new JsonObject { ["name"] = "negative", ["spec"] = "test", ["steps"] = new JsonArray(fire) }) }.ToJsonString())]));
-        var r = Assert.Single(await runner.RunCasesAsync(server.TcpTarget, null).W());
+        var r = Assert.Single(await runner.WithToken(server).RunCasesAsync(server.TcpTarget, null).W());
         Assert.False(r.Passed);
         Assert.Contains("event 0.data: 0x41, expected 0x99", r.Reason, StringComparison.Ordinal);
 
@@ -117,7 +117,7 @@ public sealed class RunnerBehaviour(RealServer server)
         ((JsonArray)silent["while"]!).RemoveAt(((JsonArray)silent["while"]!).Count - 1); // never writes EICS
         runner = new ConformanceRunner(CaseLoader.Parse([("i.json", new JsonObject { ["cases"] = new JsonArray(
             new JsonObject { ["name"] = "negative", ["spec"] = "test", ["steps"] = new JsonArray(silent) }) }.ToJsonString())])) { RpcTimeout = TimeSpan.FromSeconds(2) };
-        r = Assert.Single(await runner.RunCasesAsync(server.TcpTarget, null).W());
+        r = Assert.Single(await runner.WithToken(server).RunCasesAsync(server.TcpTarget, null).W());
         Assert.False(r.Passed);
         Assert.Contains("none arrived", r.Reason, StringComparison.Ordinal);
     }
@@ -136,14 +136,14 @@ public sealed class RunnerBehaviour(RealServer server)
 
         var wrong = (JsonArray)steps.DeepClone();
         wrong[at]!["expect"]!["frames"]![0]!["data"] = "ffffffffffff";
-        var r = Assert.Single(await Runner(wrong).RunCasesAsync(server.TcpTarget, null).W());
+        var r = Assert.Single(await Runner(wrong).WithToken(server).RunCasesAsync(server.TcpTarget, null).W());
         Assert.False(r.Passed);
         Assert.Contains($"step {at + 1} (capture_frames): frame 0: data ", r.Reason, StringComparison.Ordinal);
         Assert.Contains("expected ffffffffffff", r.Reason, StringComparison.Ordinal);
 
         var silent = (JsonArray)steps.DeepClone();
         silent[at]!["while"] = new JsonArray(); // TDT never written: no frame may be invented
-        r = Assert.Single(await Runner(silent, TimeSpan.FromSeconds(2)).RunCasesAsync(server.TcpTarget, null).W());
+        r = Assert.Single(await Runner(silent, TimeSpan.FromSeconds(2)).WithToken(server).RunCasesAsync(server.TcpTarget, null).W());
         Assert.False(r.Passed);
         Assert.Contains("frame 0: none arrived", r.Reason, StringComparison.Ordinal);
     }
@@ -152,7 +152,7 @@ public sealed class RunnerBehaviour(RealServer server)
     public async Task RunAsyncWritesOneLinePerCaseAndASummary()
     {
         var output = new StringWriter();
-        int rc = await ConformanceRunner.RunAsync(server.TcpTarget, "sriov.enable", output, CancellationToken.None).W();
+        int rc = await ConformanceRunner.RunAsync(server.TcpTarget, "sriov.enable", server.TokenFile, output, CancellationToken.None).W();
         var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         Assert.Equal(0, rc);
         Assert.Equal(["PASS sriov.enable-without-ari", "PASS sriov.enable-with-ari", "conformance: 2 passed, 0 failed"], lines);
@@ -170,7 +170,7 @@ public sealed class RunnerBehaviour(RealServer server)
     public async Task ExitCodes()
     {
         var output = new StringWriter();
-        Assert.Equal(1, await ConformanceRunner.RunAsync(server.TcpTarget, "no-such-case", output, CancellationToken.None).W());
+        Assert.Equal(1, await ConformanceRunner.RunAsync(server.TcpTarget, "no-such-case", server.TokenFile, output, CancellationToken.None).W());
         Assert.Contains("no case matches", output.ToString(), StringComparison.Ordinal);
         Assert.Equal(2, await ConformanceRunner.RunAsync("ftp://nowhere", null, output, CancellationToken.None).W());
         Assert.Contains("--target", output.ToString(), StringComparison.Ordinal);
@@ -180,13 +180,17 @@ public sealed class RunnerBehaviour(RealServer server)
         closed.Stop();
         Assert.Equal(2, await ConformanceRunner.RunAsync($"tcp://127.0.0.1:{port}", null, output, CancellationToken.None).W());
         Assert.Contains("no server answered", output.ToString(), StringComparison.Ordinal);
+        string wrongToken = Path.Combine(Path.GetDirectoryName(server.TokenFile)!, "wrong-token");
+        await File.WriteAllTextAsync(wrongToken, new string('0', 64));
+        Assert.Equal(2, await ConformanceRunner.RunAsync(server.TcpTarget, null, wrongToken, output, CancellationToken.None).W());
+        Assert.Contains("UNAUTHENTICATED", output.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task AFailingCaseMakesTheExitCodeNonZero()
     {
         var runner = Inline("""[{"op": "read_config", "rid": "00:00.0", "offset": 0, "width": 2, "expect": {"value": "0x1"}}]""");
-        var results = await runner.RunCasesAsync(server.TcpTarget, null).W();
+        var results = await runner.WithToken(server).RunCasesAsync(server.TcpTarget, null).W();
         Assert.Equal("FAIL negative [test]: step 1 (read_config): config read 00:00.0 +0x0/2: value 0x8086, expected 0x1; raw 0x8086",
             ConformanceRunner.FormatLine(Assert.Single(results)));
     }
@@ -201,7 +205,7 @@ public sealed class RunnerBehaviour(RealServer server)
     [Fact]
     public async Task SuiteCatchesAServerThatDropsPostedWriteOrdering()
     {
-        await using var fake = await BrokenFakeServer.StartAsync(server.TcpTarget).W();
+        await using var fake = await BrokenFakeServer.StartAsync(server.TcpTarget, server.TokenFile).W();
         var results = (await new ConformanceRunner().RunCasesAsync(fake.Target, "session.").W()).ToDictionary(r => r.Name);
         foreach (var name in OrderingCases)
             Assert.False(results[name].Passed, $"{name} passed against a server without posted-write ordering");

@@ -10,6 +10,13 @@ using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Conformance.Tests;
 
+internal static class RunnerExtensions
+{
+    /// <summary>The same runner, sending <paramref name="server"/>'s token on TCP.</summary>
+    public static ConformanceRunner WithToken(this ConformanceRunner runner, RealServer server) =>
+        new(runner.Cases) { RpcTimeout = runner.RpcTimeout, TokenFile = server.TokenFile };
+}
+
 internal static class T
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
@@ -25,12 +32,15 @@ public sealed class RealServer : IAsyncLifetime
 
     public string TcpTarget { get; private set; } = "";
     public string UnixTarget => $"unix://{_dir}/emu.sock";
+    /// <summary>The server's token file (TCP needs its token).</summary>
+    public string TokenFile => Path.Combine(_dir, "token");
 
     public async Task InitializeAsync()
     {
         _app = ServerHost.Build(new ServeSettings
         {
             Listen = ["tcp://127.0.0.1:0", UnixTarget],
+            TokenFile = TokenFile,
             Overrides = new Dictionary<string, string?> { ["Machine:RamFilePath"] = Path.Combine(_dir, "ram.bin") },
             UseAppSettings = false,
             UseEnvironment = false,
@@ -69,9 +79,9 @@ internal sealed class BrokenFakeServer : IAsyncDisposable
 
     public string Target { get; }
 
-    public static async Task<BrokenFakeServer> StartAsync(string upstreamTarget)
+    public static async Task<BrokenFakeServer> StartAsync(string upstreamTarget, string upstreamTokenFile)
     {
-        var upstream = PcieEmuClient.Connect(upstreamTarget);
+        var upstream = PcieEmuClient.Connect(upstreamTarget, tokenFile: upstreamTokenFile);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));

@@ -25,8 +25,15 @@ internal sealed class Server : IAsyncDisposable
         _app = app;
         _dir = dir;
         Target = ServerHost.BoundEndpoints(app).Single();
-        Client = PcieEmuClient.Connect(Target);
+        Client = PcieEmuClient.Connect(Target, tokenFile: TokenFile);
+        Tokens[Target] = File.ReadAllText(TokenFile).Trim();
     }
+
+    /// <summary>Each running server's token by target: driver processes get it in $PCIEEMU_TOKEN.</summary>
+    public static ConcurrentDictionary<string, string> Tokens { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The server's token file (TCP needs its token).</summary>
+    public string TokenFile => Path.Combine(_dir, "token");
 
     public string Target { get; }
     public PcieEmuClient Client { get; }
@@ -37,6 +44,7 @@ internal sealed class Server : IAsyncDisposable
         var app = ServerHost.Build(new ServeSettings
         {
             Listen = ["tcp://127.0.0.1:0"],
+            TokenFile = Path.Combine(dir, "token"),
             Overrides = new Dictionary<string, string?>
             {
                 ["Machine:RamSize"] = (64 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -51,6 +59,7 @@ internal sealed class Server : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        Tokens.TryRemove(Target, out _);
         Client.Dispose();
         await _app.StopAsync().W();
         await _app.DisposeAsync().AsTask().W();
@@ -78,6 +87,9 @@ internal sealed class DriverProcess : IDisposable
         psi.ArgumentList.Add("--target");
         psi.ArgumentList.Add(target);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        // The drivers find the TCP token the way every client does: $PCIEEMU_TOKEN here.
+        if (Server.Tokens.TryGetValue(target, out var token)) psi.Environment["PCIEEMU_TOKEN"] = token;
+        else psi.Environment.Remove("PCIEEMU_TOKEN");
         _process = new Process { StartInfo = psi };
         _process.OutputDataReceived += (_, e) => { if (e.Data != null) { _lines.Enqueue(e.Data); _lineAdded.Release(); } };
         _process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_stderr) _stderr.AppendLine(e.Data); };

@@ -73,7 +73,7 @@ internal sealed class TestServer : IAsyncDisposable
         Target = target;
         _dir = dir;
         Logs = logs;
-        Client = PcieEmuClient.Connect(target);
+        Client = NewClient();
     }
 
     public WebApplication App { get; }
@@ -82,10 +82,14 @@ internal sealed class TestServer : IAsyncDisposable
     public CapturingLoggerProvider Logs { get; }
     public Machine Machine => App.Services.GetRequiredService<Machine>();
     public string SocketPath => Path.Combine(_dir, "emu.sock");
+    /// <summary>Where the server writes its TCP token (in the test's own directory).</summary>
+    public string TokenFile => Path.Combine(_dir, "token");
+    public string Directory => _dir;
 
-    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null)
+    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null,
+        TcpAuthMode tcpAuth = TcpAuthMode.Token)
     {
-        string dir = Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
+        string dir = System.IO.Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
         {
             ["Machine:RamSize"] = (16 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -98,6 +102,8 @@ internal sealed class TestServer : IAsyncDisposable
             Listen = [transport == "unix" ? $"unix://{dir}/emu.sock" : "tcp://127.0.0.1:0"],
             Overrides = all,
             PcapDirectory = pcapDirectory,
+            TokenFile = Path.Combine(dir, "token"),
+            TcpAuth = tcpAuth,
             UseAppSettings = false,
             UseEnvironment = false,
         }, l => l.AddProvider(logs));
@@ -105,7 +111,8 @@ internal sealed class TestServer : IAsyncDisposable
         return new TestServer(app, ServerHost.BoundEndpoints(app).Single(), dir, logs);
     }
 
-    public PcieEmuClient NewClient() => PcieEmuClient.Connect(Target);
+    /// <summary>A client of this server, with its token when it wrote one (TCP with auth on).</summary>
+    public PcieEmuClient NewClient() => PcieEmuClient.Connect(Target, tokenFile: File.Exists(TokenFile) ? TokenFile : null);
 
     public void AssertNoErrors() => Assert.Empty(Logs.Errors);
 
@@ -118,6 +125,6 @@ internal sealed class TestServer : IAsyncDisposable
         Client.Dispose();
         await App.StopAsync().WaitAsync(T.Timeout);
         await App.DisposeAsync().AsTask().W();
-        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        try { System.IO.Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 }

@@ -1,5 +1,6 @@
 // Measures the ReadConfig round trip (p50/p99) and pipelined Session throughput.
 // Usage: bench [target] [unaryCount] [sessionCount]
+// On TCP the token comes from $PCIEEMU_TOKEN, else the server's default token file.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

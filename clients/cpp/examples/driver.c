@@ -1,7 +1,8 @@
 /* Example driver in plain C: enumerate, enable 2 VFs on PF0 (01:00.0), read a VF's config
  * without ARI (02:10.0) and with ARI (01:10.0), disable; then (nic.c) send a frame from VF0 to
  * VF1 through the NIC's VMDq loopback and one to the wire.
- * Usage: driver [tcp://127.0.0.1:50551 | unix:///path] */
+ * Usage: driver [tcp://127.0.0.1:50551 | unix:///path] [token-file]
+ * On TCP the token comes from token-file, else $PCIEEMU_TOKEN, else the server's default token file. */
 #include <stdio.h>
 
 #include "nic.h"
@@ -20,7 +21,7 @@ int main(int argc, char** argv) {
   char a[8], b[8];
   uint32_t value;
   int n, i, ari, st;
-  pcieemu_t* emu = pcieemu_connect(argc > 1 ? argv[1] : NULL);
+  pcieemu_t* emu = pcieemu_connect_token_file(argc > 1 ? argv[1] : NULL, argc > 2 ? argv[2] : NULL);
   if (!emu) return fail("connect");
 
   n = pcieemu_list_functions(emu, fns, 64);

@@ -43,10 +43,15 @@ int Guard(F&& f) {
 
 extern "C" {
 
-pcieemu_t* pcieemu_connect(const char* target) {
+pcieemu_t* pcieemu_connect(const char* target) { return pcieemu_connect_token_file(target, nullptr); }
+
+pcieemu_t* pcieemu_connect_token_file(const char* target, const char* token_file) {
   try {
+    pcieemu::ConnectOptions options;
+    if (token_file) options.token_file = token_file;
+    auto client = pcieemu::Client::Connect(target ? target : "", std::chrono::seconds(10), options);
     auto* emu = new pcieemu_t();
-    emu->client = pcieemu::Client::Connect(target ? target : "");
+    emu->client = std::move(client);
     return emu;
   } catch (const std::exception& e) {
     last_error = e.what();

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <set>
 
 #include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/client_interceptor.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
@@ -41,18 +43,57 @@ uint16_t ParseBdf(const std::string& text) {
   return Rid(static_cast<int>(std::stoul(m[2].str(), nullptr, 16)), dev, std::stoi(m[4].str()));
 }
 
-std::string DefaultUnixSocketPath() {
+std::string DefaultRuntimeDir() {
   struct stat st {};
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  if (xdg && *xdg && ::stat(xdg, &st) == 0 && S_ISDIR(st.st_mode)) return std::string(xdg) + "/pcie-emu.sock";
+  if (xdg && *xdg && ::stat(xdg, &st) == 0 && S_ISDIR(st.st_mode)) return std::string(xdg) + "/pcie-emu";
   const char* tmp = std::getenv("TMPDIR");
   std::string dir = tmp && *tmp ? tmp : "/tmp";
   if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  const char* user = std::getenv("USER");
-  std::string name = user && *user ? user : "";
+  std::string name;
+  if (const passwd* pw = ::getpwuid(::geteuid())) name = pw->pw_name;
   if (name.empty())
-    if (const passwd* pw = ::getpwuid(::getuid())) name = pw->pw_name;
-  return dir + "/pcie-emu-" + name + "/pcie-emu.sock";
+    if (const char* user = std::getenv("USER")) name = user;
+  return dir + "/pcie-emu-" + name;
+}
+
+std::string DefaultUnixSocketPath() { return DefaultRuntimeDir() + "/pcie-emu.sock"; }
+
+std::string DefaultTokenPath() { return DefaultRuntimeDir() + "/token"; }
+
+namespace {
+
+std::string Trim(std::string s) {
+  const char* ws = " \t\r\n";
+  s.erase(s.find_last_not_of(ws) + 1);
+  s.erase(0, s.find_first_not_of(ws) == std::string::npos ? s.size() : s.find_first_not_of(ws));
+  return s;
+}
+
+bool ReadFile(const std::string& path, std::string& out) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return false;
+  char buf[256];
+  size_t n = std::fread(buf, 1, sizeof buf, f);
+  std::fclose(f);
+  out = Trim(std::string(buf, n));
+  return true;
+}
+
+}  // namespace
+
+std::string ResolveToken(const std::string& token, const std::string& token_file) {
+  if (!Trim(token).empty()) return Trim(token);
+  std::string text;
+  if (!token_file.empty()) {
+    if (!ReadFile(token_file, text))
+      throw std::runtime_error("token file '" + token_file + "': " + std::strerror(errno));
+    if (text.empty()) throw std::runtime_error("token file '" + token_file + "' is empty");
+    return text;
+  }
+  if (const char* env = std::getenv(kTokenVariable); env && !Trim(env).empty()) return Trim(env);
+  if (ReadFile(DefaultTokenPath(), text)) return text;
+  return "";
 }
 
 std::string DefaultTarget() {
@@ -87,14 +128,53 @@ void Check(const grpc::Status& s, const char* what) {
   if (!s.ok()) throw RpcError(what, s);
 }
 
+// Adds "authorization: Bearer <token>" to the initial metadata of every call of a channel (the
+// token is the guard on plain TCP; insecure channel credentials cannot carry call credentials).
+class BearerInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerInterceptor(const std::string& value) : value_(value) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA))
+      methods->GetSendInitialMetadata()->emplace("authorization", value_);
+    methods->Proceed();
+  }
+
+ private:
+  std::string value_;
+};
+
+class BearerFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerFactory(std::string token) : value_("Bearer " + std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo*) override {
+    return new BearerInterceptor(value_);
+  }
+
+ private:
+  std::string value_;
+};
+
 }  // namespace
 
-std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chrono::milliseconds timeout) {
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, const std::string& token,
+                                             const grpc::ChannelArguments& args) {
+  if (token.empty()) return grpc::CreateCustomChannel(GrpcTarget(target), grpc::InsecureChannelCredentials(), args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<BearerFactory>(token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(GrpcTarget(target), grpc::InsecureChannelCredentials(),
+                                                                  args, std::move(factories));
+}
+
+std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chrono::milliseconds timeout,
+                                        const ConnectOptions& options) {
   std::string target = target_in.empty() ? DefaultTarget() : target_in;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   auto c = std::unique_ptr<Client>(new Client());
-  c->channel_ = grpc::CreateCustomChannel(GrpcTarget(target), grpc::InsecureChannelCredentials(), args);
+  // The Unix socket needs no token (its mode is the guard); TCP sends the server's token.
+  std::string token = GrpcTarget(target).rfind("unix:", 0) == 0 ? "" : ResolveToken(options.token, options.token_file);
+  c->has_token_ = !token.empty();
+  c->channel_ = CreateChannel(target, token, args);
   if (!c->channel_->WaitForConnected(std::chrono::system_clock::now() + timeout))
     throw std::runtime_error("cannot connect to " + target);
   c->platform_ = v1::PlatformService::NewStub(c->channel_);
@@ -421,14 +501,23 @@ template class StreamSubscription<v1::CapturedFrame>;
 
 // ---- health ----
 
-bool WaitServing(const std::string& target, std::chrono::milliseconds timeout) {
+bool WaitServing(const std::string& target, std::chrono::milliseconds timeout, const ConnectOptions& options) {
   // grpc.health.v1.Health/Check with an empty request (service ""), through the generic stub:
   // Debian ships no C++ code for the health proto. The response's field 1 (status) is 1 = SERVING.
   auto until = std::chrono::system_clock::now() + timeout;
   auto ch = grpc::CreateChannel(GrpcTarget(target), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(ch);
+  bool unix_socket = GrpcTarget(target).rfind("unix:", 0) == 0;
   while (std::chrono::system_clock::now() < until) {
     grpc::ClientContext ctx;
+    if (!unix_socket) {
+      std::string token;
+      try {
+        token = ResolveToken(options.token, options.token_file);
+      } catch (const std::runtime_error&) {  // the server has not written its token file yet
+      }
+      if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    }
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc::CompletionQueue cq;
     grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to zero bytes

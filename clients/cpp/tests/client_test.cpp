@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 using namespace pcieemu;
 using namespace std::chrono_literals;
 
-// Targets of the test server (also used by conformance_test.cpp).
-std::string g_tcp, g_unix;
+// Targets of the test server and its TCP token file (also used by conformance_test.cpp).
+std::string g_tcp, g_unix, g_token_file;
 
 namespace {
 constexpr uint16_t kPf0 = 0x0100, kPort = 0x0008;
@@ -44,7 +44,8 @@ class ServerEnvironment : public ::testing::Environment {
     if (const char* t = std::getenv("PCIEEMU_TEST_TARGET")) {
       g_tcp = t;
       if (const char* u = std::getenv("PCIEEMU_TEST_UNIX")) g_unix = u;
-      ASSERT_TRUE(WaitServing(g_tcp, 60s)) << g_tcp << " not SERVING";
+      if (const char* f = std::getenv("PCIEEMU_TEST_TOKEN_FILE")) g_token_file = f;
+      ASSERT_TRUE(WaitServing(g_tcp, 60s, {"", g_token_file})) << g_tcp << " not SERVING";
       return;
     }
     std::string dll;
@@ -61,14 +62,17 @@ class ServerEnvironment : public ::testing::Environment {
     dir_ = tmpl;
     g_tcp = "tcp://127.0.0.1:" + std::to_string(FreePort());
     g_unix = "unix://" + dir_ + "/pcie-emu.sock";
+    g_token_file = dir_ + "/token";
+    std::string ram = dir_ + "/ram.bin";
     pid_ = ::fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
-      ::execlp("dotnet", "dotnet", dll.c_str(), "serve", "--listen", g_tcp.c_str(), "--listen", g_unix.c_str(), (char*)nullptr);
+      ::execlp("dotnet", "dotnet", dll.c_str(), "serve", "--listen", g_tcp.c_str(), "--listen", g_unix.c_str(),
+               "--token-file", g_token_file.c_str(), "--ram-file", ram.c_str(), (char*)nullptr);
       std::perror("exec dotnet");
       ::_exit(127);
     }
-    ASSERT_TRUE(WaitServing(g_tcp, 60s)) << "server at " << g_tcp << " not SERVING";
+    ASSERT_TRUE(WaitServing(g_tcp, 60s, {"", g_token_file})) << "server at " << g_tcp << " not SERVING";
   }
   void TearDown() override {
     if (pid_ > 0) {
@@ -91,7 +95,7 @@ class ServerEnvironment : public ::testing::Environment {
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    c = Client::Connect(g_tcp);
+    c = Client::Connect(g_tcp, 10s, {"", g_token_file});
     c->timeout = 30s;
     c->ResetPlatform();
   }
@@ -154,7 +158,8 @@ TEST_F(ClientTest, DefaultTargetFindsUnixSocket) {
   if (g_unix.empty()) GTEST_SKIP() << "no Unix socket target";
   char tmpl[] = "/tmp/pcieemu-xdg-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl, sock = dir + "/pcie-emu.sock";
+  std::string dir = tmpl, sock = dir + "/pcie-emu/pcie-emu.sock";
+  fs::create_directory(dir + "/pcie-emu");
   fs::create_symlink(g_unix.substr(std::strlen("unix://")), sock);
   const char* old_xdg = std::getenv("XDG_RUNTIME_DIR");
   std::string saved = old_xdg ? old_xdg : "";
@@ -382,7 +387,7 @@ TEST_F(ClientTest, InterruptDelivered) {
 }
 
 TEST_F(ClientTest, ExampleDriver) {
-  std::string cmd = std::string("timeout 60 ") + PCIEEMU_DRIVER + " " + g_tcp + " 2>&1";
+  std::string cmd = std::string("timeout 60 ") + PCIEEMU_DRIVER + " " + g_tcp + " " + g_token_file + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;

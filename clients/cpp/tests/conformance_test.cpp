@@ -18,7 +18,7 @@
 
 #include "pcieemu/pcieemu.hpp"
 
-extern std::string g_tcp;
+extern std::string g_tcp, g_token_file;
 
 namespace {
 
@@ -423,7 +423,7 @@ TEST(ConformanceSuite, CoreSubsetLoads) {
 }
 
 TEST_P(Conformance, Case) {
-  auto c = Client::Connect(g_tcp);
+  auto c = Client::Connect(g_tcp, std::chrono::seconds(10), {"", g_token_file});
   Runner r(*c);
   try {
     r.Run(GetParam());

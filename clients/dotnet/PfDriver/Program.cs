@@ -7,8 +7,10 @@ using PcieEmu.Drivers;
 using PcieEmu.Protocol.V1;
 
 const string Usage = """
-usage: PfDriver [--target URL] [--pf bb:dd.f] [--vfs N] [--no-ari] [--poll] [--duration SECONDS] [--timeout SECONDS]
+usage: PfDriver [--target URL] [--token-file PATH] [--pf bb:dd.f] [--vfs N] [--no-ari] [--poll] [--duration SECONDS] [--timeout SECONDS]
                 [--iommu] [--iova-base ADDR] [--iommu-unmapped N]... [--iommu-readonly N]...
+  --target, --token-file  the server (default: $PCIEEMU_TARGET, the default socket, tcp://127.0.0.1:50551)
+              and on TCP its token (default: $PCIEEMU_TOKEN, else the default token file)
   --pf        the PF (default 01:00.0)
   --vfs       VFs to enable (default 2; at most 7: the PF keeps the pool after its VFs)
   --poll      wait for mailbox events by polling MBVFICR/VFLRE instead of the MSI-X interrupt stream
@@ -29,6 +31,7 @@ if (a.Flag("--help")) { Console.WriteLine(Usage); return 0; }
 return await DriverMain.RunAsync("PfDriver", async () =>
 {
     string? target = a.String("--target");
+    string? tokenFile = a.String("--token-file");
     ushort pfRid = PciAddress.Parse(a.String("--pf") ?? "01:00.0");
     int numVfs = a.Int("--vfs", 2, 1, 7);
     bool ari = !a.Flag("--no-ari"), poll = a.Flag("--poll");
@@ -51,7 +54,7 @@ return await DriverMain.RunAsync("PfDriver", async () =>
     using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
     if (duration > 0) stop.CancelAfter(TimeSpan.FromSeconds(duration));
 
-    using var client = PcieEmuClient.Connect(target);
+    using var client = PcieEmuClient.Connect(target, tokenFile: tokenFile);
     using var ram = iommu ? await client.MapRamAsync(stop.Token) : null;
     var driver = new PfFunctionDriver(client, pfRid, numVfs, ari, poll, timeout) { Iommu = iommu ? new IommuOptions(iovaBase, ram, unmapped, readOnly) : null };
     await driver.ProbeAsync(stop.Token);

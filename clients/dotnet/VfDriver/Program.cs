@@ -11,11 +11,13 @@ using PcieEmu.Client;
 using PcieEmu.Drivers;
 
 const string Usage = """
-usage: VfDriver [run] [--target URL] [--pf bb:dd.f] [--vf N] [--set-mac MAC] [--to MAC]... [--count N]
+usage: VfDriver [run] [--target URL] [--token-file PATH] [--pf bb:dd.f] [--vf N] [--set-mac MAC] [--to MAC]... [--count N]
                 [--to-wire N] [--wire-mac MAC] [--receive N] [--size BYTES] [--poll] [--ram-base ADDR] [--timeout S]
                 [--iommu] [--iova-base ADDR] [--kick-on-stdin]
        VfDriver bench [--target URL] [--pf bb:dd.f] [--vf N] [--peer M] [--frames N] [--batch 256] [--ring 1024] [--size 64]
        VfDriver example [--target URL]
+  --target, --token-file  the server (default: $PCIEEMU_TARGET, the default socket, tcp://127.0.0.1:50551)
+                and on TCP its token (default: $PCIEEMU_TOKEN, else the default token file)
   --vf N        which VF of the PF (default 0); its rings live at --ram-base (default 0x1000000 + N * 0x800000)
   --to MAC      send --count frames (default 1) to this MAC (repeatable); --to-wire N frames to --wire-mac
   --receive N   wait until N frames arrived (default 0), printing each; --poll: no interrupts
@@ -36,6 +38,7 @@ return await DriverMain.RunAsync("VfDriver", async () =>
     Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
     var timeout = TimeSpan.FromSeconds(a.Int("--timeout", 10, 1));
     string? target = a.String("--target");
+    _ = a.String("--token-file");   // read where each mode connects
     return mode switch
     {
         "run" => await VfPrograms.RunAsync(a, target, timeout, stop.Token),
@@ -73,7 +76,7 @@ internal static class VfPrograms
         if ((iovaBase & 0xFFF) != 0) throw new ArgumentException($"--iova-base: 0x{iovaBase:X} is not 4 KiB aligned");
         a.CheckUnknown();
 
-        using var client = PcieEmuClient.Connect(target);
+        using var client = PcieEmuClient.Connect(target, tokenFile: a.String("--token-file"));
         using var ram = await client.MapRamAsync(ct);
         using var vf = await OpenAsync(client, ram, pfRid, vfIndex, ramBase, timeout, ct, iommu ? iovaBase : null);
         if (kickOnStdin)
@@ -138,7 +141,7 @@ internal static class VfPrograms
         if (senderIndex == receiverIndex) throw new ArgumentException("--vf and --peer must differ");
         if (batch > ringSize / 2) throw new ArgumentException("--batch must be at most half of --ring");
 
-        using var client = PcieEmuClient.Connect(target);
+        using var client = PcieEmuClient.Connect(target, tokenFile: a.String("--token-file"));
         using var ram = await client.MapRamAsync(ct);
         using var sender = await OpenAsync(client, ram, pfRid, senderIndex, DefaultRamBase(senderIndex), timeout, ct);
         using var receiver = await OpenAsync(client, ram, pfRid, receiverIndex, DefaultRamBase(receiverIndex), timeout, ct);
@@ -202,7 +205,7 @@ internal static class VfPrograms
     {
         a.CheckUnknown();
         const ushort Pf0 = 0x0100;
-        using var client = PcieEmuClient.Connect(target);
+        using var client = PcieEmuClient.Connect(target, tokenFile: a.String("--token-file"));
         await client.Platform.ResetPlatformAsync(new PcieEmu.Protocol.V1.ResetPlatformRequest(), cancellationToken: ct);
         Log.Line($"connected to {client.Endpoint}; platform reset");
         foreach (var f in await client.ListFunctionsAsync(ct))

@@ -22,21 +22,77 @@ import (
 // DefaultTarget is the server's default TCP endpoint.
 const DefaultTarget = "tcp://127.0.0.1:50551"
 
-// DefaultUnixSocketPath is the server's default Unix socket: $XDG_RUNTIME_DIR/pcie-emu.sock when
-// that directory exists, else $TMPDIR/pcie-emu-USER/pcie-emu.sock (as `pcie-emu serve` chooses it).
-func DefaultUnixSocketPath() string {
+// TokenVariable is the environment variable a client reads the TCP token from.
+const TokenVariable = "PCIEEMU_TOKEN"
+
+// DefaultRuntimeDir is the server's private runtime directory: $XDG_RUNTIME_DIR/pcie-emu when
+// XDG_RUNTIME_DIR is an existing directory, else $TMPDIR/pcie-emu-USER. It holds the default
+// socket and the default token file.
+func DefaultRuntimeDir() string {
 	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" {
 		if st, err := os.Stat(xdg); err == nil && st.IsDir() {
-			return filepath.Join(xdg, "pcie-emu.sock")
+			return filepath.Join(xdg, "pcie-emu")
 		}
 	}
-	name := os.Getenv("USER")
+	name := ""
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
 	if name == "" {
-		if u, err := user.Current(); err == nil {
-			name = u.Username
-		}
+		name = os.Getenv("USER")
 	}
-	return filepath.Join(os.TempDir(), "pcie-emu-"+name, "pcie-emu.sock")
+	return filepath.Join(os.TempDir(), "pcie-emu-"+name)
+}
+
+// DefaultUnixSocketPath is the server's default Unix socket: pcie-emu.sock in DefaultRuntimeDir().
+func DefaultUnixSocketPath() string { return filepath.Join(DefaultRuntimeDir(), "pcie-emu.sock") }
+
+// DefaultTokenPath is where the server writes its TCP token by default: token in DefaultRuntimeDir().
+func DefaultTokenPath() string { return filepath.Join(DefaultRuntimeDir(), "token") }
+
+// ResolveToken returns the TCP token a client sends, first found of: token; the file tokenFile
+// (an error when it cannot be read); $PCIEEMU_TOKEN; the default token file when readable.
+// "" when there is none (the server then answers UNAUTHENTICATED on TCP).
+func ResolveToken(token, tokenFile string) (string, error) {
+	if t := strings.TrimSpace(token); t != "" {
+		return t, nil
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("token file %s is empty", tokenFile)
+		}
+		return t, nil
+	}
+	if t := strings.TrimSpace(os.Getenv(TokenVariable)); t != "" {
+		return t, nil
+	}
+	if b, err := os.ReadFile(DefaultTokenPath()); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", nil
+}
+
+// bearer sends "authorization: Bearer <token>" with every call (over plain TCP: the token is the
+// guard, not the transport).
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// Options are the optional settings of DialWith.
+type Options struct {
+	// Token is the server's TCP token; empty: TokenFile, $PCIEEMU_TOKEN, the default token file.
+	Token string
+	// TokenFile is a file holding the token (as written by `pcie-emu serve --token-file`).
+	TokenFile string
 }
 
 // DefaultTargetNow is $PCIEEMU_TARGET, else the default Unix socket when it exists, else DefaultTarget.
@@ -66,11 +122,19 @@ type Client struct {
 	Sessions   pb.SessionServiceClient
 	// Timeout bounds each unary call made by the helpers (30 s by default).
 	Timeout time.Duration
+	// HasToken tells whether calls carry a token (TCP with a token found).
+	HasToken bool
 }
 
 // Dial connects to "tcp://host:port", "host:port" or "unix:///path" (empty: DefaultTargetNow())
-// and waits until the connection is up or ctx ends.
+// and waits until the connection is up or ctx ends. On TCP every call carries the token found by
+// ResolveToken("", "") ($PCIEEMU_TOKEN, else the default token file); a Unix socket needs none.
 func Dial(ctx context.Context, target string) (*Client, error) {
+	return DialWith(ctx, target, Options{})
+}
+
+// DialWith is Dial with an explicit token or token file for TCP.
+func DialWith(ctx context.Context, target string, o Options) (*Client, error) {
 	if target == "" {
 		target = DefaultTargetNow()
 	}
@@ -99,6 +163,17 @@ func Dial(ctx context.Context, target string) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("%q: expected unix:///path or tcp://host:port", target)
 	}
+	hasToken := false
+	if !strings.HasPrefix(target, "unix:") {
+		token, err := ResolveToken(o.Token, o.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		if token != "" {
+			opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
+			hasToken = true
+		}
+	}
 	conn, err := grpc.DialContext(ctx, dialTarget, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", target, err)
@@ -112,6 +187,7 @@ func Dial(ctx context.Context, target string) (*Client, error) {
 		Interrupts: pb.NewInterruptServiceClient(conn),
 		Sessions:   pb.NewSessionServiceClient(conn),
 		Timeout:    30 * time.Second,
+		HasToken:   hasToken,
 	}, nil
 }
 

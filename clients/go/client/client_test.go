@@ -29,7 +29,7 @@ func setup(t *testing.T) (*Client, context.Context) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	c, err := Dial(ctx, testTCP)
+	c, err := dialTest(ctx, testTCP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,8 @@ func TestDefaultTargetFindsUnixSocket(t *testing.T) {
 	dir, err := ioutil.TempDir("", "pcieemu-xdg-")
 	must(t, err)
 	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "pcie-emu.sock")
+	must(t, os.Mkdir(filepath.Join(dir, "pcie-emu"), 0o700))
+	sock := filepath.Join(dir, "pcie-emu", "pcie-emu.sock")
 	must(t, os.Symlink(strings.TrimPrefix(testUnix, "unix://"), sock))
 	t.Setenv("XDG_RUNTIME_DIR", dir)
 	t.Setenv("PCIEEMU_TARGET", "")
@@ -450,7 +451,12 @@ func TestExampleDriver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	// GOPATH mode (see env.sh): builds and runs pcieemu/cmd/driver against the test server.
-	out, err := exec.CommandContext(ctx, "go", "run", "pcieemu/cmd/driver", testTCP).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "go", "run", "pcieemu/cmd/driver", testTCP)
+	cmd.Env = os.Environ()
+	if testTokenFile != "" { // the driver finds the TCP token in $PCIEEMU_TOKEN
+		cmd.Env = append(cmd.Env, TokenVariable+"="+testToken(t))
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("driver: %v\n%s", err, out)
 	}

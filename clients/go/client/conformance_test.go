@@ -553,7 +553,7 @@ func TestConformanceCoreSubset(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := Dial(ctx, testTCP)
+	c, err := dialTest(ctx, testTCP)
 	must(t, err)
 	defer c.Close()
 	for _, kase := range core {

@@ -16,9 +16,15 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// The tests run against a real server: $PCIEEMU_TEST_TARGET, or one started here from
-// $PCIEEMU_SERVER_DLL / src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll.
-var testTCP, testUnix string
+// The tests run against a real server: $PCIEEMU_TEST_TARGET (its token in $PCIEEMU_TEST_TOKEN_FILE),
+// or one started here from $PCIEEMU_SERVER_DLL / src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll
+// with --token-file in its temporary directory.
+var testTCP, testUnix, testTokenFile string
+
+// dialTest connects to target with the test server's token file.
+func dialTest(ctx context.Context, target string) (*Client, error) {
+	return DialWith(ctx, target, Options{TokenFile: testTokenFile})
+}
 
 func serverDLL() (string, error) {
 	if d := os.Getenv("PCIEEMU_SERVER_DLL"); d != "" {
@@ -53,7 +59,13 @@ func waitServing(target string, timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		c, err := Dial(ctx, target)
+		var c *Client
+		var err error
+		if _, statErr := os.Stat(testTokenFile); statErr == nil || testTokenFile == "" {
+			c, err = dialTest(ctx, target)
+		} else {
+			err = statErr
+		}
 		if err == nil {
 			var r *grpc_health_v1.HealthCheckResponse
 			r, err = grpc_health_v1.NewHealthClient(c.Conn()).Check(ctx, &grpc_health_v1.HealthCheckRequest{})
@@ -72,7 +84,7 @@ func waitServing(target string, timeout time.Duration) error {
 
 func TestMain(m *testing.M) {
 	if t := os.Getenv("PCIEEMU_TEST_TARGET"); t != "" {
-		testTCP, testUnix = t, os.Getenv("PCIEEMU_TEST_UNIX")
+		testTCP, testUnix, testTokenFile = t, os.Getenv("PCIEEMU_TEST_UNIX"), os.Getenv("PCIEEMU_TEST_TOKEN_FILE")
 		if err := waitServing(testTCP, 60*time.Second); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
@@ -92,7 +104,9 @@ func TestMain(m *testing.M) {
 	dir, _ := ioutil.TempDir("", "pcieemu-go-")
 	testTCP = fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	testUnix = "unix://" + filepath.Join(dir, "pcie-emu.sock")
-	cmd := exec.Command("dotnet", dll, "serve", "--listen", testTCP, "--listen", testUnix)
+	testTokenFile = filepath.Join(dir, "token")
+	cmd := exec.Command("dotnet", dll, "serve", "--listen", testTCP, "--listen", testUnix, "--token-file", testTokenFile,
+		"--ram-file", filepath.Join(dir, "ram.bin"))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "start server:", err)

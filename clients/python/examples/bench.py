@@ -71,6 +71,8 @@ def batched(emu, n, batch):
 def main():
     ap = argparse.ArgumentParser(description="Python client benchmark")
     ap.add_argument("--target", action="append", help="tcp://host:port or unix:///path (repeatable); default: start a server")
+    ap.add_argument("--token-file", default=None,
+                    help="TCP: the server's token file (default: $PCIEEMU_TOKEN, else the default token file)")
     ap.add_argument("--calls", type=int, default=5000)
     ap.add_argument("--reads", type=int, default=50000)
     args = ap.parse_args()
@@ -80,10 +82,11 @@ def main():
         from pcieemu.testing import ServerProcess
         server = ServerProcess()
         targets = [server.tcp_target, server.unix_target]
+        args.token_file = server.token_file
     try:
         print(f"{'transport':<10} {'ReadConfig mean us':>19} {'p50 us':>8} {'p99 us':>8} {'Session window=64 ops/s':>24} {'Session batch=256 ops/s':>24}")
         for t in targets:
-            with pcieemu.connect(t) as emu:
+            with pcieemu.connect(t, token_file=args.token_file) as emu:
                 mean, p50, p99 = round_trip(emu, args.calls)
                 pipe = pipelined(emu, args.reads, 64)
                 batch = batched(emu, args.reads, 256)

@@ -31,8 +31,10 @@ def show_vf(emu, vf):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default=None, help="tcp://host:port or unix:///path")
+    ap.add_argument("--token-file", default=None,
+                    help="TCP: the server's token file (default: $PCIEEMU_TOKEN, else the default token file)")
     args = ap.parse_args()
-    with pcieemu.connect(args.target) as emu:
+    with pcieemu.connect(args.target, token_file=args.token_file) as emu:
         print(f"connected to {emu.target}")
         emu.reset()
         print("functions:")

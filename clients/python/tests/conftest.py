@@ -20,8 +20,8 @@ def server():
 
 @pytest.fixture()
 def emu(server):
-    """A client over TCP on a freshly reset machine."""
-    c = pcieemu.connect(server.tcp_target)
+    """A client over TCP (with the server's token file) on a freshly reset machine."""
+    c = pcieemu.connect(server.tcp_target, token_file=server.token_file)
     c.reset()
     yield c
     c.close()

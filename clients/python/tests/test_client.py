@@ -10,8 +10,8 @@ from pcieemu import pb, regs
 
 
 def test_connect_over_tcp_and_unix(server):
-    for target in (server.tcp_target, server.unix_target):
-        with pcieemu.connect(target) as c:
+    for target, token_file in ((server.tcp_target, server.token_file), (server.unix_target, None)):
+        with pcieemu.connect(target, token_file=token_file) as c:
             assert [str(pcieemu.Bdf.from_rid(f.rid)) for f in c.list_functions()] == ["00:00.0", "00:01.0", "01:00.0", "01:00.1"]
 
 
@@ -179,7 +179,7 @@ def test_example_driver_runs(server):
     from pathlib import Path
     script = Path(__file__).resolve().parents[1] / "examples" / "driver.py"
     old = sys.argv
-    sys.argv = [str(script), "--target", server.tcp_target]
+    sys.argv = [str(script), "--target", server.tcp_target, "--token-file", server.token_file]
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:

@@ -1,5 +1,6 @@
 """The 82576 NIC driven through the client: VMDq loopback VF0 -> VF1 with rings in the mapped RAM
 file, VF1's MSI-X interrupt, CaptureFrames and InjectFrame (pcieemu.igb helpers)."""
+import os
 import struct
 import subprocess
 import sys
@@ -119,8 +120,9 @@ def test_helpers_reject_bad_input():
 
 def test_example_driver_runs(server):
     root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PCIEEMU_TOKEN=server.token)   # the example finds the token in the environment
     r = subprocess.run([sys.executable, str(root / "examples" / "driver.py"), "--target", server.tcp_target],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert "VF0 -> VF1: TX descriptor 0 DD=True, VF1 received 60 bytes, identical; MSI-X from 01:10.2" in r.stdout
     assert "VF0 -> wire: CaptureFrames saw 60 bytes on port 0, identical" in r.stdout

@@ -1,5 +1,6 @@
 /** Measures ReadConfig round trip (p50/p99) and pipelined Session throughput.
- *  Usage: node dist/examples/bench.js [target] [unaryCount] [sessionCount] */
+ *  Usage: node dist/examples/bench.js [target] [unaryCount] [sessionCount]
+ *  On TCP the token comes from $PCIEEMU_TOKEN, else the server's default token file. */
 import { PcieEmuClient } from '../src';
 
 async function main(): Promise<void> {

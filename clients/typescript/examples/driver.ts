@@ -1,6 +1,7 @@
 /** Example driver: enumerate, enable 2 VFs on PF0, read a VF's config with and without ARI,
  *  then send a frame from VF0 to VF1 through the NIC's VMDq loopback and one to the wire.
- *  Usage: node dist/examples/driver.js [tcp://127.0.0.1:50551 | unix:///path] */
+ *  Usage: node dist/examples/driver.js [tcp://127.0.0.1:50551 | unix:///path]
+ *  On TCP the token comes from $PCIEEMU_TOKEN, else the server's default token file. */
 import { formatBdf, parseBdf, PcieEmuClient, Regs } from '../src';
 import { vfToVf } from './nic';
 

@@ -1,6 +1,6 @@
 /** The PcieEmu client: one channel (TCP or Unix socket) and typed helpers over every service. */
 import * as grpc from '@grpc/grpc-js';
-import { closeSync, existsSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { loadProto, PcieEmuProto } from './proto';
@@ -36,12 +36,54 @@ export type InterruptEvent = InterruptEvent__Output;
 /** Default server target (TCP). */
 export const DEFAULT_TARGET = 'tcp://127.0.0.1:50551';
 
-/** The server's default Unix socket: $XDG_RUNTIME_DIR/pcie-emu.sock when that directory exists,
- *  else $TMPDIR/pcie-emu-USER/pcie-emu.sock (as `pcie-emu serve` and the .NET client choose it). */
-export function defaultUnixSocketPath(): string {
+/** Environment variable a client reads the TCP token from. */
+export const TOKEN_VARIABLE = 'PCIEEMU_TOKEN';
+
+/** The server's private runtime directory: $XDG_RUNTIME_DIR/pcie-emu when XDG_RUNTIME_DIR is an
+ *  existing directory, else $TMPDIR/pcie-emu-USER. It holds the default socket and token file. */
+export function defaultRuntimeDir(): string {
   const xdg = process.env.XDG_RUNTIME_DIR;
-  if (xdg && existsSync(xdg)) return join(xdg, 'pcie-emu.sock');
-  return join(tmpdir(), `pcie-emu-${process.env.USER || userInfo().username}`, 'pcie-emu.sock');
+  if (xdg && existsSync(xdg)) return join(xdg, 'pcie-emu');
+  return join(tmpdir(), `pcie-emu-${userInfo().username || process.env.USER}`);
+}
+
+/** The server's default Unix socket: pcie-emu.sock in defaultRuntimeDir(). */
+export function defaultUnixSocketPath(): string {
+  return join(defaultRuntimeDir(), 'pcie-emu.sock');
+}
+
+/** Where the server writes its TCP token by default: token in defaultRuntimeDir(). */
+export function defaultTokenPath(): string {
+  return join(defaultRuntimeDir(), 'token');
+}
+
+/** The TCP token a client sends, first found of: `token`; the file `tokenFile` (throws when it
+ *  cannot be read); $PCIEEMU_TOKEN; the default token file when readable. Undefined when there is
+ *  none (the server then answers UNAUTHENTICATED on TCP). */
+export function resolveToken(token?: string, tokenFile?: string): string | undefined {
+  if (token && token.trim()) return token.trim();
+  if (tokenFile) {
+    const t = readFileSync(tokenFile, 'ascii').trim();
+    if (!t) throw new Error(`token file '${tokenFile}' is empty`);
+    return t;
+  }
+  const env = (process.env[TOKEN_VARIABLE] ?? '').trim();
+  if (env) return env;
+  try {
+    return readFileSync(defaultTokenPath(), 'ascii').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An interceptor adding `authorization: Bearer <token>` to every call. */
+export function bearerInterceptor(token: string): grpc.Interceptor {
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('authorization', `Bearer ${token}`);
+      next(metadata, listener);
+    },
+  });
 }
 
 /** $PCIEEMU_TARGET, else the default Unix socket when it exists, else tcp://127.0.0.1:50551. */
@@ -63,6 +105,10 @@ export interface ExtendedCapability { id: number; version: number; offset: numbe
 export interface ConnectOptions {
   /** Deadline of each unary call in milliseconds (default 30 s). */
   timeoutMs?: number;
+  /** TCP: the server's token (default: tokenFile, $PCIEEMU_TOKEN, the default token file). */
+  token?: string;
+  /** TCP: a file holding the token (as written by `pcie-emu serve --token-file`). */
+  tokenFile?: string;
 }
 
 export interface SriovOptions {
@@ -100,6 +146,8 @@ export class PcieEmuClient {
   readonly sessionService: SessionServiceClient;
   /** The NIC ports' wire: InjectFrame, CaptureFrames (generated stub, no wrapper). */
   readonly ethernetService: EthernetServiceClient;
+  /** Whether calls carry a token (TCP with a token found). */
+  readonly hasToken: boolean;
   private readonly timeoutMs: number;
 
   private constructor(target: string, opts: ConnectOptions) {
@@ -107,9 +155,13 @@ export class PcieEmuClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     const creds = grpc.credentials.createInsecure();
     const chOpts: grpc.ChannelOptions = { 'grpc.max_receive_message_length': 64 << 20 };
-    this.channel = new grpc.Channel(grpcTarget(target), creds, chOpts);
+    const gt = grpcTarget(target);
+    // The Unix socket needs no token (its mode is the guard); TCP sends the server's token.
+    const token = gt.startsWith('unix:') ? undefined : resolveToken(opts.token, opts.tokenFile);
+    this.hasToken = token !== undefined;
+    this.channel = new grpc.Channel(gt, creds, chOpts);
     const v1 = this.proto.pcieemu.v1;
-    const o = { channelOverride: this.channel };
+    const o: grpc.ClientOptions = { channelOverride: this.channel, interceptors: token ? [bearerInterceptor(token)] : [] };
     this.platformService = new v1.PlatformService('unused', creds, o);
     this.configService = new v1.ConfigService('unused', creds, o);
     this.mmioService = new v1.MmioService('unused', creds, o);
@@ -120,7 +172,8 @@ export class PcieEmuClient {
   }
 
   /** Connects to a server ("tcp://127.0.0.1:50551", "unix:///path"; default: defaultTarget())
-   *  and waits until the channel is ready. */
+   *  and waits until the channel is ready. On TCP every call carries the token found by
+   *  resolveToken(opts.token, opts.tokenFile). */
   static async connect(target?: string, opts: ConnectOptions = {}): Promise<PcieEmuClient> {
     const c = new PcieEmuClient(target || defaultTarget(), opts);
     await new Promise<void>((res, rej) =>

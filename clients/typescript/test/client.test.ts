@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { CompletionStatus, defaultTarget, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
 import { startServer, TestServer, within } from './harness';
@@ -31,7 +31,7 @@ describe('against a real server', () => {
 
   before(async () => {
     server = await within(startServer(), 120_000, 'server start');
-    c = await within(PcieEmuClient.connect(server.tcp), 20_000, 'connect');
+    c = await within(PcieEmuClient.connect(server.tcp, { tokenFile: server.tokenFile }), 20_000, 'connect');
   });
   after(async () => {
     c?.close();
@@ -68,10 +68,11 @@ describe('against a real server', () => {
     const saved = { xdg: process.env.XDG_RUNTIME_DIR, target: process.env.PCIEEMU_TARGET };
     const dir = mkdtempSync(join(tmpdir(), 'pcieemu-xdg-'));
     try {
-      symlinkSync(server.unix.replace(/^unix:\/\//, ''), join(dir, 'pcie-emu.sock'));
+      mkdirSync(join(dir, 'pcie-emu'), { mode: 0o700 });
+      symlinkSync(server.unix.replace(/^unix:\/\//, ''), join(dir, 'pcie-emu', 'pcie-emu.sock'));
       process.env.XDG_RUNTIME_DIR = dir;
       delete process.env.PCIEEMU_TARGET;
-      assert.equal(defaultTarget(), `unix://${join(dir, 'pcie-emu.sock')}`);
+      assert.equal(defaultTarget(), `unix://${join(dir, 'pcie-emu', 'pcie-emu.sock')}`);
       const d = await within(PcieEmuClient.connect(), 20_000, 'default connect');
       try { assert.equal(await within(d.readConfig32(PF0, 0)), 0x10c98086); } finally { d.close(); }
     } finally {
@@ -239,7 +240,9 @@ describe('against a real server', () => {
   });
 
   test('the example driver enables VFs, reads them with and without ARI, sends VF0 -> VF1 and to the wire', async () => {
-    const { stdout } = await within(promisify(execFile)(process.execPath, [join(__dirname, '../examples/driver.js'), server.tcp]), 30_000, 'driver');
+    // The example finds the TCP token in $PCIEEMU_TOKEN.
+    const env = { ...process.env, PCIEEMU_TOKEN: server.token ?? '' };
+    const { stdout } = await within(promisify(execFile)(process.execPath, [join(__dirname, '../examples/driver.js'), server.tcp], { env }), 30_000, 'driver');
     assert.match(stdout, /^01:00\.0 8086:10c9 class 020000/m);
     assert.match(stdout, /ARI off: VFs at 02:10\.0, 02:10\.2\n\s+02:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
     assert.match(stdout, /ARI on : VFs at 01:10\.0, 01:10\.2\n\s+01:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);

@@ -233,7 +233,7 @@ describe('conformance (core subset through the TypeScript API)', () => {
 
   before(async () => {
     server = await within(startServer(), 120_000, 'server start');
-    c = await within(PcieEmuClient.connect(server.tcp), 20_000, 'connect');
+    c = await within(PcieEmuClient.connect(server.tcp, { tokenFile: server.tokenFile }), 20_000, 'connect');
     runner = new Runner(c);
   });
   after(async () => {

@@ -1,7 +1,7 @@
 /** Starts a real pcie-emu server for the tests (or uses $PCIEEMU_TEST_TARGET) and waits until its
  *  gRPC health check reports SERVING. */
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,7 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { grpcTarget } from '../src/client';
 
-export interface TestServer { tcp: string; unix: string; stop(): Promise<void> }
+/** A running server; TCP needs its token, which it wrote to `tokenFile` (`token` holds it). */
+export interface TestServer { tcp: string; unix: string; tokenFile?: string; token?: string; stop(): Promise<void> }
 
 const repoRoot = resolve(__dirname, '../../../..');
 
@@ -32,15 +33,17 @@ function freePort(): Promise<number> {
 }
 
 /** Resolves when Health/Check("") answers SERVING; rejects after `timeoutMs`. */
-export async function waitHealthy(target: string, timeoutMs = 60_000): Promise<void> {
+export async function waitHealthy(target: string, timeoutMs = 60_000, tokenFile?: string): Promise<void> {
   const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
   const client = new Health(grpcTarget(target), grpc.credentials.createInsecure());
   const until = Date.now() + timeoutMs;
   try {
     for (;;) {
+      const md = new grpc.Metadata();
+      if (tokenFile && existsSync(tokenFile)) md.set('authorization', `Bearer ${readFileSync(tokenFile, 'ascii').trim()}`);
       const status = await new Promise<string | undefined>((res) =>
         // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        (client as any).check({ service: '' }, { deadline: Date.now() + 2000 }, (e: Error | null, r?: { status: string }) => res(e ? undefined : r?.status)));
+        (client as any).check({ service: '' }, md, { deadline: Date.now() + 2000 }, (e: Error | null, r?: { status: string }) => res(e ? undefined : r?.status)));
       if (status === 'SERVING') return;
       if (Date.now() > until) throw new Error(`server at ${target} not SERVING after ${timeoutMs} ms (last: ${status ?? 'no answer'})`);
       await new Promise((r) => setTimeout(r, 200));
@@ -53,26 +56,30 @@ export async function waitHealthy(target: string, timeoutMs = 60_000): Promise<v
 export async function startServer(): Promise<TestServer> {
   if (process.env.PCIEEMU_TEST_TARGET) {
     const t = process.env.PCIEEMU_TEST_TARGET;
-    await waitHealthy(t);
-    return { tcp: t, unix: process.env.PCIEEMU_TEST_UNIX ?? '', stop: async () => {} };
+    const tokenFile = process.env.PCIEEMU_TEST_TOKEN_FILE || undefined;
+    await waitHealthy(t, 60_000, tokenFile);
+    const token = tokenFile ? readFileSync(tokenFile, 'ascii').trim() : undefined;
+    return { tcp: t, unix: process.env.PCIEEMU_TEST_UNIX ?? '', tokenFile, token, stop: async () => {} };
   }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'pcieemu-ts-'));
   const sock = join(dir, 'pcie-emu.sock');
   const tcp = `tcp://127.0.0.1:${port}`, unix = `unix://${sock}`;
-  const child: ChildProcess = spawn('dotnet', [serverDll(), 'serve', '--listen', tcp, '--listen', unix], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tokenFile = join(dir, 'token');
+  const child: ChildProcess = spawn('dotnet', [serverDll(), 'serve', '--listen', tcp, '--listen', unix, '--token-file', tokenFile,
+    '--ram-file', join(dir, 'ram.bin')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout!.on('data', (d) => { log += d; });
   child.stderr!.on('data', (d) => { log += d; });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   try {
-    await Promise.race([waitHealthy(tcp), exited.then(() => { throw new Error(`server exited early:\n${log}`); })]);
+    await Promise.race([waitHealthy(tcp, 60_000, tokenFile), exited.then(() => { throw new Error(`server exited early:\n${log}`); })]);
   } catch (e) {
     child.kill('SIGKILL');
     throw e;
   }
   return {
-    tcp, unix,
+    tcp, unix, tokenFile, token: readFileSync(tokenFile, 'ascii').trim(),
     stop: async () => {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 5000);

@@ -36,6 +36,7 @@ public static class BenchCommand
             int b = Math.Clamp(parse.GetValue(batch), 1, 1024);
             int p = Math.Max(b, parse.GetValue(total));
             var targets = new List<string>();
+            string? tokenFile = parse.GetValue(Commands.TokenFile);
             Microsoft.AspNetCore.Builder.WebApplication? app = null;
             string? sockDir = null;
             if (parse.GetValue(Commands.Target) is { } t) targets.Add(t);
@@ -45,10 +46,12 @@ public static class BenchCommand
                 app = ServerHost.Build(new ServeSettings
                 {
                     Listen = ["tcp://127.0.0.1:0", $"unix://{sockDir}/bench.sock"],
+                    TokenFile = Path.Combine(sockDir, "token"),
                     Overrides = new Dictionary<string, string?> { ["Machine:RamSize"] = (64 << 20).ToString(CultureInfo.InvariantCulture) },
                     UseAppSettings = false,
                 }, l => l.SetMinimumLevel(LogLevel.Warning).AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
                 await app.StartAsync(ct).ConfigureAwait(false);
+                tokenFile = Path.Combine(sockDir, "token");
                 targets.AddRange(ServerHost.BoundEndpoints(app).OrderBy(e => e.StartsWith("unix", StringComparison.Ordinal) ? 1 : 0));
             }
             try
@@ -58,7 +61,7 @@ public static class BenchCommand
                 {
                     string transport = target.StartsWith("unix", StringComparison.Ordinal) ? "unix" : "tcp";
                     await Console.Error.WriteLineAsync($"bench: {target}").ConfigureAwait(false);
-                    rows.AddRange(await RunAsync(target, transport, n, b, p, ct).ConfigureAwait(false));
+                    rows.AddRange(await RunAsync(target, transport, n, b, p, tokenFile, ct).ConfigureAwait(false));
                 }
                 await Console.Out.WriteAsync(FormatTable(rows, b)).ConfigureAwait(false);
                 return 0;
@@ -72,10 +75,10 @@ public static class BenchCommand
         return cmd;
     }
 
-    /// <summary>Runs every workload against one target.</summary>
-    public static async Task<IReadOnlyList<Row>> RunAsync(string target, string transport, int n, int batch, int pipelined, CancellationToken ct)
+    /// <summary>Runs every workload against one target (on TCP with the token of <paramref name="tokenFile"/> or found as usual).</summary>
+    public static async Task<IReadOnlyList<Row>> RunAsync(string target, string transport, int n, int batch, int pipelined, string? tokenFile, CancellationToken ct)
     {
-        using var client = PcieEmuClient.Connect(target);
+        using var client = PcieEmuClient.Connect(target, tokenFile: tokenFile);
         var rows = new List<Row>();
         var health = new HealthCheckRequest();
         var read = new ReadConfigRequest { Rid = 0x0100, Offset = 0, Width = 4 };

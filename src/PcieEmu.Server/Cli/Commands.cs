@@ -15,11 +15,22 @@ public static class Commands
         Recursive = true,
     };
 
+    /// <summary>
+    /// Global option: the TCP token file. <c>serve</c> writes its token there; the tools read it
+    /// (before $PCIEEMU_TOKEN and the default file). Never give the token itself on a command line.
+    /// </summary>
+    public static readonly Option<string?> TokenFile = new("--token-file")
+    {
+        Description = "TCP token file: serve writes its per-start token there, the tools read it (default: $PCIEEMU_TOKEN for the tools, else 'token' in the runtime directory beside the default socket)",
+        Recursive = true,
+    };
+
     /// <summary>Builds the root command.</summary>
     public static RootCommand Build()
     {
         var root = new RootCommand("PcieEmu: a byte-level PCIe machine emulator (Intel 82576 SR-IOV NIC) with a gRPC wire protocol");
         root.Options.Add(Target);
+        root.Options.Add(TokenFile);
         root.Subcommands.Add(Serve());
         root.Subcommands.Add(LspciCommand.Create());
         root.Subcommands.Add(SetpciCommand.Create());
@@ -31,17 +42,30 @@ public static class Commands
     /// <summary>The target the tools use.</summary>
     public static string ResolveTarget(ParseResult parse) => parse.GetValue(Target) ?? Endpoints.DefaultTarget();
 
+    /// <summary>Connects the tools to their target with the token from --token-file, $PCIEEMU_TOKEN or the default token file (TCP only).</summary>
+    public static PcieEmuClient Connect(ParseResult parse) => PcieEmuClient.Connect(ResolveTarget(parse), tokenFile: parse.GetValue(TokenFile));
+
+    /// <summary>One line for a failed call of a tool: unreachable server, missing token, or the status.</summary>
+    public static string DescribeRpcError(string tool, Grpc.Core.RpcException ex, string target) => ex.StatusCode switch
+    {
+        Grpc.Core.StatusCode.Unavailable => $"pcie-emu {tool}: cannot reach a server at {target} (is `pcie-emu serve` running?): {ex.Status.Detail}",
+        Grpc.Core.StatusCode.Unauthenticated => $"pcie-emu {tool}: {target}: UNAUTHENTICATED: {TokenAuth.Hint()}",
+        _ => $"pcie-emu {tool}: {ex.Status.StatusCode}: {ex.Status.Detail}",
+    };
+
     private static Command Serve()
     {
         var listen = new Option<string[]>("--listen") { Description = "Endpoint to listen on, repeatable: unix:///path or tcp://host:port (replaces the defaults)", AllowMultipleArgumentsPerToken = false };
-        var allowRemote = new Option<bool>("--allow-remote") { Description = "Allow listening on non-loopback TCP addresses (no authentication!)" };
+        var allowRemote = new Option<bool>("--allow-remote") { Description = "Allow listening on non-loopback TCP addresses (token-protected, but not encrypted: use on trusted networks only)" };
+        var tcpAuth = new Option<string>("--tcp-auth") { Description = "TCP authentication: 'token' (default: every call needs the per-start token from --token-file) or 'none' (anyone who reaches the port drives the machine)", DefaultValueFactory = _ => "token" };
+        tcpAuth.AcceptOnlyFromAmong("token", "none");
         var config = new Option<string?>("--config") { Description = "JSON file with \"Machine\" and \"Limits\" sections (see docs/protocol.md)" };
         var ramSize = new Option<string?>("--ram-size") { Description = "RAM size in bytes, or with a K/M/G suffix (default 256M)" };
         var ramFile = new Option<string?>("--ram-file") { Description = "Path of the shared RAM file (default under $XDG_RUNTIME_DIR or /tmp)" };
         var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
         var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, config, ramSize, ramFile, keepRam, noFirmware, pcap };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -61,6 +85,8 @@ public static class Commands
             {
                 Listen = parse.GetValue(listen) ?? [],
                 AllowRemote = parse.GetValue(allowRemote),
+                TcpAuth = parse.GetValue(tcpAuth) == "none" ? TcpAuthMode.None : TcpAuthMode.Token,
+                TokenFile = parse.GetValue(TokenFile) is { } tf ? Path.GetFullPath(tf) : null,
                 ConfigFile = parse.GetValue(config),
                 PcapDirectory = parse.GetValue(pcap),
                 Overrides = overrides,

@@ -16,7 +16,7 @@ public static class ConformanceCommand
     {
         var filter = new Option<string?>("--filter") { Description = "Run only cases whose name contains this text" };
         var cmd = new Command("conformance", "Run the protocol conformance suite against a server") { filter };
-        cmd.SetAction((parse, ct) => ConformanceRunner.RunAsync(Commands.ResolveTarget(parse), parse.GetValue(filter), Console.Out, ct));
+        cmd.SetAction((parse, ct) => ConformanceRunner.RunAsync(Commands.ResolveTarget(parse), parse.GetValue(filter), parse.GetValue(Commands.TokenFile), Console.Out, ct));
         return cmd;
     }
 }

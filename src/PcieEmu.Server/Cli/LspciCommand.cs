@@ -35,7 +35,7 @@ public static class LspciCommand
             bool showTree = parse.GetValue(tree) || parse.GetValue(tv);
             try
             {
-                using var client = PcieEmuClient.Connect(Commands.ResolveTarget(parse));
+                using var client = Commands.Connect(parse);
                 var functions = await client.ListFunctionsAsync(ct).ConfigureAwait(false);
                 string text = showTree
                     ? Tree(functions, (await client.GetPlatformAsync(ct).ConfigureAwait(false)).RootPorts, parse.GetValue(verbose) || parse.GetValue(tv))
@@ -45,14 +45,17 @@ public static class LspciCommand
             }
             catch (RpcException ex)
             {
-                await Console.Error.WriteLineAsync(ex.StatusCode == StatusCode.Unavailable
-                    ? $"pcie-emu lspci: cannot reach a server at {Commands.ResolveTarget(parse)} (is `pcie-emu serve` running?): {ex.Status.Detail}"
-                    : $"pcie-emu lspci: {ex.Status.StatusCode}: {ex.Status.Detail}").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync(Commands.DescribeRpcError("lspci", ex, Commands.ResolveTarget(parse))).ConfigureAwait(false);
                 return 1;
             }
             catch (FormatException ex)
             {
                 await Console.Error.WriteLineAsync($"pcie-emu lspci: --target: {ex.Message}").ConfigureAwait(false);
+                return 2;
+            }
+            catch (IOException ex)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu lspci: --token-file: {ex.Message}").ConfigureAwait(false);
                 return 2;
             }
         });

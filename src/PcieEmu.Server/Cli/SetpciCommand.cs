@@ -58,7 +58,7 @@ public static partial class SetpciCommand
             }
             try
             {
-                using var client = PcieEmuClient.Connect(Commands.ResolveTarget(parse));
+                using var client = Commands.Connect(parse);
                 foreach (var op in parsed)
                 {
                     if (op.Value is not { } v)
@@ -86,14 +86,17 @@ public static partial class SetpciCommand
             }
             catch (RpcException ex)
             {
-                await Console.Error.WriteLineAsync(ex.StatusCode == StatusCode.Unavailable
-                    ? $"pcie-emu setpci: cannot reach a server at {Commands.ResolveTarget(parse)} (is `pcie-emu serve` running?): {ex.Status.Detail}"
-                    : $"pcie-emu setpci: {ex.Status.StatusCode}: {ex.Status.Detail}").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync(Commands.DescribeRpcError("setpci", ex, Commands.ResolveTarget(parse))).ConfigureAwait(false);
                 return 1;
             }
             catch (FormatException ex)
             {
                 await Console.Error.WriteLineAsync($"pcie-emu setpci: --target: {ex.Message}").ConfigureAwait(false);
+                return 2;
+            }
+            catch (IOException ex)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu setpci: --token-file: {ex.Message}").ConfigureAwait(false);
                 return 2;
             }
         });

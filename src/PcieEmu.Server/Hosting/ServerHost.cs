@@ -31,6 +31,7 @@ public static class ServerHost
     public static WebApplication Build(ServeSettings settings, Action<ILoggingBuilder>? configureLogging = null)
     {
         var endpoints = ResolveEndpoints(settings);
+        var tokenGuard = TokenGuard.Create(settings, endpoints);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             Args = [],
@@ -81,7 +82,7 @@ public static class ServerHost
             foreach (var ep in endpoints)
             {
                 if (ep.Kind == EndpointKind.Unix)
-                    k.ListenUnixSocket(ep.Path, l => l.Protocols = HttpProtocols.Http2);
+                    k.ListenUnixSocket(ep.Path, l => { l.Protocols = HttpProtocols.Http2; TokenGuard.MarkUnixListener(l); });
                 else
                     k.Listen(ResolveAddress(ep.Host), ep.Port, l => l.Protocols = HttpProtocols.Http2);
             }
@@ -123,6 +124,7 @@ public static class ServerHost
         app.Services.GetRequiredService<WireTap>();   // attach to the ports (and open pcap files) now
         lifetime.ApplicationStopped.Register(() =>
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
+        tokenGuard.Attach(app, logger, lifetime);   // writes the token file; its check runs before every endpoint
         return app;
     }
 
@@ -167,7 +169,7 @@ public static class ServerHost
             {
                 var addr = ResolveAddress(ep.Host);
                 if (!IPAddress.IsLoopback(addr) && !settings.AllowRemote)
-                    throw new ServeConfigurationException($"--listen {t}: {ep.Host} is not a loopback address; add --allow-remote to listen on it (there is no authentication)");
+                    throw new ServeConfigurationException($"--listen {t}: {ep.Host} is not a loopback address; add --allow-remote to listen on it (then anyone on the network who has the token drives the machine; the traffic is not encrypted)");
             }
             list.Add(ep);
         }

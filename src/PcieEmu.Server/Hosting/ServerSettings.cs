@@ -38,6 +38,10 @@ public sealed class ServeSettings
     public IList<string> Listen { get; init; } = [];
     /// <summary>Allow non-loopback TCP addresses.</summary>
     public bool AllowRemote { get; init; }
+    /// <summary>Where the TCP token is written (<c>--token-file</c>); null = <see cref="PcieEmu.Client.Endpoints.DefaultTokenPath"/>.</summary>
+    public string? TokenFile { get; init; }
+    /// <summary>Whether TCP needs the token (<c>--tcp-auth token|none</c>).</summary>
+    public TcpAuthMode TcpAuth { get; init; } = TcpAuthMode.Token;
     /// <summary>A JSON file with "Machine" and "Limits" sections (layered over appsettings.json).</summary>
     public string? ConfigFile { get; init; }
     /// <summary>Directory for packet captures: each port's wire traffic goes to pcie-emu-port&lt;N&gt;.pcap there.</summary>

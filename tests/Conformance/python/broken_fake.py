@@ -8,7 +8,7 @@ catch this.
 from __future__ import annotations
 
 from concurrent import futures
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import grpc
 
@@ -82,10 +82,12 @@ class _Forwarder(grpc.GenericRpcHandler):
 class BrokenFakeServer:
     """Listens on a free loopback port; ``target`` is its tcp:// URL."""
 
-    def __init__(self, upstream_target: str):
-        from pcieemu.client import grpc_target
+    def __init__(self, upstream_target: str, token_file: Optional[str] = None):
+        from pcieemu.client import grpc_target, resolve_token, with_token
         gt, is_unix = grpc_target(upstream_target)
         self.channel = grpc.insecure_channel(gt, options=[("grpc.default_authority", "localhost")] if is_unix else [])
+        if not is_unix:
+            self.channel = with_token(self.channel, resolve_token(token_file=token_file))
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[_Forwarder(self.channel)],
                                   options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
         port = self.server.add_insecure_port("127.0.0.1:0")

@@ -226,8 +226,9 @@ def data_of(spec: Any, env: Dict[str, int]) -> bytes:
 class Runner:
     """Runs cases against one target."""
 
-    def __init__(self, target: str):
-        self.client = pcieemu.Client(target, timeout=RPC_TIMEOUT)
+    def __init__(self, target: str, token_file: Optional[str] = None):
+        # On TCP the token comes from token_file, else $PCIEEMU_TOKEN, else the default token file.
+        self.client = pcieemu.Client(target, timeout=RPC_TIMEOUT, token_file=token_file)
         self.target = target
         self.env: Dict[str, int] = {}
 
@@ -558,16 +559,22 @@ class Runner:
         self._check_fields(self._unary(stub.TranslateAddress, req, step), step)
 
 
-def run(target: str, name_filter: Optional[str] = None, out=sys.stdout, cases_dir: Path = CASES_DIR) -> List[Result]:
+def run(target: str, name_filter: Optional[str] = None, out=sys.stdout, cases_dir: Path = CASES_DIR,
+        token_file: Optional[str] = None) -> List[Result]:
     """Runs the selected cases; prints one line per case and a summary; returns the results."""
     cases = select(load_cases(cases_dir), name_filter)
-    runner = Runner(target)
+    runner = Runner(target, token_file)
     results: List[Result] = []
     try:
         try:
             runner.client.wait_ready(10)
         except grpc.FutureTimeoutError:
             raise ConnectionError(f"no server answered at {target}") from None
+        try:
+            runner.client.get_platform()
+        except pcieemu.ServerError as e:
+            if e.code == grpc.StatusCode.UNAUTHENTICATED:
+                raise ConnectionError(f"{target}: {e}") from None
         for case in cases:
             r = runner.run_case(case)
             results.append(r)
@@ -583,6 +590,7 @@ def run(target: str, name_filter: Optional[str] = None, out=sys.stdout, cases_di
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="Run the PcieEmu conformance cases against a server.")
     ap.add_argument("--target", default=None, help="tcp://host:port or unix:///path (default: $PCIEEMU_TARGET or the default endpoints)")
+    ap.add_argument("--token-file", default=None, help="the server's TCP token file (default: $PCIEEMU_TOKEN, else the default token file)")
     ap.add_argument("--filter", default=None, help="run only cases whose name contains this text ('*' wildcards allowed)")
     ap.add_argument("--cases", default=str(CASES_DIR), help="directory of case files")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -592,8 +600,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for c in select(load_cases(Path(args.cases)), args.filter):
                 print(f"{c.name}\t{c.spec}")
             return 0
-        results = run(args.target or pcieemu.default_target(), args.filter, cases_dir=Path(args.cases))
-    except (CaseFileError, ConnectionError, ValueError) as e:
+        results = run(args.target or pcieemu.default_target(), args.filter, cases_dir=Path(args.cases), token_file=args.token_file)
+    except (CaseFileError, ConnectionError, ValueError, OSError) as e:
         print(f"conformance: {e}", file=sys.stderr)
         return 2
     if not results:

@@ -21,6 +21,6 @@ def server():
 @pytest.fixture(scope="session")
 def runner(server):
     import conformance
-    r = conformance.Runner(server.tcp_target)
+    r = conformance.Runner(server.tcp_target, token_file=server.token_file)
     yield r
     r.close()

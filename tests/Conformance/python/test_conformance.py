@@ -146,15 +146,15 @@ def test_report_lines_and_exit_code(server, tmp_path):
         {"name": "bad", "spec": "spec-x", "steps": [{"op": "read_config", "rid": "00:00.0", "offset": 0, "width": 2, "expect": {"value": "0x1"}}]},
     ]}))
     out = io.StringIO()
-    results = conformance.run(server.tcp_target, None, out=out, cases_dir=tmp_path)
+    results = conformance.run(server.tcp_target, None, out=out, cases_dir=tmp_path, token_file=server.token_file)
     lines = out.getvalue().splitlines()
     assert lines[0] == "PASS good"
     assert lines[1].startswith("FAIL bad [spec-x]: step 1 (read_config)")
     assert lines[-1] == "conformance: 1 passed, 1 failed"
     assert [r.passed for r in results] == [True, False]
-    assert conformance.main(["--target", server.tcp_target, "--cases", str(tmp_path)]) == 1
-    assert conformance.main(["--target", server.tcp_target, "--cases", str(tmp_path), "--filter", "good"]) == 0
-    assert conformance.main(["--target", server.tcp_target, "--cases", str(tmp_path), "--filter", "nomatch"]) == 1
+    assert conformance.main(["--target", server.tcp_target, "--token-file", server.token_file, "--cases", str(tmp_path)]) == 1
+    assert conformance.main(["--target", server.tcp_target, "--token-file", server.token_file, "--cases", str(tmp_path), "--filter", "good"]) == 0
+    assert conformance.main(["--target", server.tcp_target, "--token-file", server.token_file, "--cases", str(tmp_path), "--filter", "nomatch"]) == 1
 
 
 def test_runner_over_unix_socket(server):
@@ -171,7 +171,7 @@ ORDERING_CASES = ["session.read-sees-posted-config-write", "session.read-sees-ma
 
 
 def test_suite_catches_a_server_that_drops_posted_write_ordering(server):
-    fake = BrokenFakeServer(server.tcp_target)
+    fake = BrokenFakeServer(server.tcp_target, token_file=server.token_file)
     try:
         out = io.StringIO()
         results = {r.name: r for r in conformance.run(fake.target, "session.", out=out)}

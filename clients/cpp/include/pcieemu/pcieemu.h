@@ -34,8 +34,13 @@ typedef struct {
   uint64_t bar[7];
 } pcieemu_function_t;
 
-/* "tcp://127.0.0.1:50551", "unix:///path" or NULL ($PCIEEMU_TARGET or the default). NULL on failure. */
+/* "tcp://127.0.0.1:50551", "unix:///path" or NULL ($PCIEEMU_TARGET or the default). NULL on failure.
+ * On TCP every call carries the server's token: $PCIEEMU_TOKEN, else the default token file
+ * (token in the runtime directory beside the default socket). A Unix socket needs none. */
 pcieemu_t* pcieemu_connect(const char* target);
+/* pcieemu_connect with the TCP token read from token_file (NULL: as pcieemu_connect). NULL on
+ * failure, e.g. an unreadable token file. */
+pcieemu_t* pcieemu_connect_token_file(const char* target, const char* token_file);
 void pcieemu_close(pcieemu_t* emu);
 const char* pcieemu_last_error(void);
 const char* pcieemu_status_name(int status);

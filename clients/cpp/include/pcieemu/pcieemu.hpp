@@ -30,9 +30,27 @@ using Status = v1::CompletionStatus;
 // Default server endpoint (TCP).
 inline constexpr const char* kDefaultTarget = "tcp://127.0.0.1:50551";
 
-// The server's default Unix socket: $XDG_RUNTIME_DIR/pcie-emu.sock when that directory exists,
-// else $TMPDIR (or /tmp)/pcie-emu-USER/pcie-emu.sock (as `pcie-emu serve` chooses it).
+// Environment variable a client reads the TCP token from.
+inline constexpr const char* kTokenVariable = "PCIEEMU_TOKEN";
+
+// The server's private runtime directory: $XDG_RUNTIME_DIR/pcie-emu when XDG_RUNTIME_DIR is an
+// existing directory, else $TMPDIR (or /tmp)/pcie-emu-USER. It holds the default socket and token file.
+std::string DefaultRuntimeDir();
+// The server's default Unix socket: pcie-emu.sock in DefaultRuntimeDir().
 std::string DefaultUnixSocketPath();
+// Where the server writes its TCP token by default: token in DefaultRuntimeDir().
+std::string DefaultTokenPath();
+// The TCP token a client sends, first found of: `token`; the file `token_file` (throws
+// std::runtime_error when it cannot be read); $PCIEEMU_TOKEN; the default token file when
+// readable. Empty when there is none (the server then answers UNAUTHENTICATED on TCP).
+std::string ResolveToken(const std::string& token = "", const std::string& token_file = "");
+
+// How a client authenticates on TCP (a Unix socket needs nothing): the server's token, given or
+// read from a file; both empty: $PCIEEMU_TOKEN, else the default token file.
+struct ConnectOptions {
+  std::string token;
+  std::string token_file;
+};
 // $PCIEEMU_TARGET, else the default Unix socket when it exists, else kDefaultTarget.
 std::string DefaultTarget();
 
@@ -189,9 +207,14 @@ class Session {
 class Client {
  public:
   // "tcp://host:port", "host:port" or "unix:///path"; empty: DefaultTarget().
-  // Waits up to `timeout` for the connection; throws std::runtime_error when it fails.
+  // Waits up to `timeout` for the connection; throws std::runtime_error when it fails. On TCP
+  // every call carries "authorization: Bearer <token>" with the token found by
+  // ResolveToken(options.token, options.token_file).
   static std::unique_ptr<Client> Connect(const std::string& target = "",
-                                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                                         std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                                         const ConnectOptions& options = {});
+  // Whether calls carry a token (TCP with a token found).
+  bool has_token() const { return has_token_; }
 
   v1::GetPlatformResponse GetPlatform();
   std::vector<v1::Function> ListFunctions();
@@ -235,6 +258,7 @@ class Client {
  private:
   void SetAri(uint16_t port, uint16_t fn0, bool on);
   void Deadline(grpc::ClientContext& ctx) const;
+  bool has_token_ = false;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::PlatformService::Stub> platform_;
   std::unique_ptr<v1::ConfigService::Stub> config_;
@@ -245,7 +269,13 @@ class Client {
   std::unique_ptr<v1::EthernetService::Stub> ethernet_;
 };
 
-// Waits until grpc.health.v1.Health/Check("") answers SERVING or the timeout passes.
-bool WaitServing(const std::string& target, std::chrono::milliseconds timeout);
+// Waits until grpc.health.v1.Health/Check("") answers SERVING or the timeout passes. On TCP it
+// sends the token of `options` (re-read each try: the token file may not exist yet).
+bool WaitServing(const std::string& target, std::chrono::milliseconds timeout, const ConnectOptions& options = {});
+
+// A channel to `target` ("tcp://...", "unix://...") that sends "authorization: Bearer <token>"
+// with every call when `token` is not empty.
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, const std::string& token,
+                                             const grpc::ChannelArguments& args = {});
 
 }  // namespace pcieemu

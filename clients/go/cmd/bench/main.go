@@ -1,5 +1,6 @@
 // Command bench measures the ReadConfig round trip (p50/p99) and pipelined Session throughput.
 // Usage: bench [target] [unaryCount] [sessionCount]
+// On TCP the token comes from $PCIEEMU_TOKEN, else the server's default token file.
 package main
 
 import (

@@ -2,6 +2,7 @@
 // without ARI (02:10.0) and with ARI (01:10.0), then send a frame from VF0 to VF1 through the
 // NIC's VMDq loopback and one from VF0 to the wire.
 // Usage: driver [tcp://127.0.0.1:50551 | unix:///path]
+// On TCP the token comes from $PCIEEMU_TOKEN, else the server's default token file.
 package main
 
 import (

@@ -15,14 +15,96 @@ from . import regs
 
 DEFAULT_TCP_TARGET = "tcp://127.0.0.1:50551"
 TARGET_VARIABLE = "PCIEEMU_TARGET"
+TOKEN_VARIABLE = "PCIEEMU_TOKEN"
+
+
+def _user_name() -> str:
+    try:
+        import pwd
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return getpass.getuser()
+
+
+def default_runtime_dir() -> str:
+    """The server's private runtime directory: $XDG_RUNTIME_DIR/pcie-emu when XDG_RUNTIME_DIR is
+    an existing directory, else $TMPDIR/pcie-emu-USER (holds the default socket and token file)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return os.path.join(xdg, "pcie-emu")
+    return os.path.join(tempfile.gettempdir(), f"pcie-emu-{_user_name()}")
 
 
 def default_unix_socket() -> str:
-    """$XDG_RUNTIME_DIR/pcie-emu.sock, else /tmp/pcie-emu-USER/pcie-emu.sock (the server's default)."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg):
-        return os.path.join(xdg, "pcie-emu.sock")
-    return os.path.join(tempfile.gettempdir(), f"pcie-emu-{getpass.getuser()}", "pcie-emu.sock")
+    """``pcie-emu.sock`` in :func:`default_runtime_dir` (the server's default socket)."""
+    return os.path.join(default_runtime_dir(), "pcie-emu.sock")
+
+
+def default_token_path() -> str:
+    """``token`` in :func:`default_runtime_dir` (where the server writes its TCP token by default)."""
+    return os.path.join(default_runtime_dir(), "token")
+
+
+def resolve_token(token: Optional[str] = None, token_file: Optional[str] = None) -> Optional[str]:
+    """The TCP token a client sends, first found of: ``token``; the file ``token_file`` (an
+    OSError when it cannot be read); $PCIEEMU_TOKEN; the default token file when readable.
+    None when there is none (the server then answers UNAUTHENTICATED on TCP)."""
+    if token and token.strip():
+        return token.strip()
+    if token_file:
+        with open(token_file, encoding="ascii") as f:
+            text = f.read().strip()
+        if not text:
+            raise OSError(f"token file '{token_file}' is empty")
+        return text
+    env = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if env:
+        return env
+    try:
+        with open(default_token_path(), encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                   grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every call of the channel."""
+
+    def __init__(self, token: str):
+        self._header = ("authorization", "Bearer " + token)
+
+    def _details(self, d):
+        md = list(d.metadata or []) + [self._header]
+        return _CallDetails(d.method, d.timeout, md, d.credentials, getattr(d, "wait_for_ready", None),
+                            getattr(d, "compression", None))
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
+def with_token(channel: grpc.Channel, token: Optional[str]) -> grpc.Channel:
+    """``channel`` sending ``authorization: Bearer <token>`` on every call (unchanged when None)."""
+    return grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
 
 
 def default_target() -> str:
@@ -59,7 +141,11 @@ class ServerError(RuntimeError):
     def __init__(self, err: grpc.RpcError):
         self.code: grpc.StatusCode = err.code()
         self.details: str = err.details() or ""
-        super().__init__(f"{self.code.name}: {self.details}")
+        hint = ""
+        if self.code == grpc.StatusCode.UNAUTHENTICATED:
+            hint = (f" (TCP needs the server's token: set ${TOKEN_VARIABLE}, pass token_file=, or make "
+                    f"{default_token_path()} readable; a Unix socket needs none)")
+        super().__init__(f"{self.code.name}: {self.details}{hint}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +170,11 @@ class Client:
     hardware answers and are returned, never raised.
     """
 
-    def __init__(self, target: Optional[str] = None, timeout: float = 10.0):
+    def __init__(self, target: Optional[str] = None, timeout: float = 10.0,
+                 token: Optional[str] = None, token_file: Optional[str] = None):
+        """On TCP every call carries the server's token (``authorization: Bearer``), found by
+        :func:`resolve_token`: ``token``, else ``token_file``, else $PCIEEMU_TOKEN, else the
+        default token file. A Unix socket needs none and is sent none."""
         self.target = target or default_target()
         gt, is_unix = grpc_target(self.target)
         options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
@@ -93,7 +183,9 @@ class Client:
         self.is_unix = is_unix
         self.is_local = is_unix or gt.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(gt, options=options)
+        bearer = None if is_unix else resolve_token(token, token_file)
+        self.has_token = bearer is not None
+        self.channel = with_token(grpc.insecure_channel(gt, options=options), bearer)
         self.platform_stub = pb.platform_pb2_grpc.PlatformServiceStub(self.channel)
         self.config_stub = pb.config_pb2_grpc.ConfigServiceStub(self.channel)
         self.mmio_stub = pb.mmio_pb2_grpc.MmioServiceStub(self.channel)
@@ -316,9 +408,11 @@ class InterruptSubscription:
         self.close()
 
 
-def connect(target: Optional[str] = None, timeout: float = 10.0, wait: float = 10.0) -> Client:
-    """Connects to ``target`` (tcp://host:port or unix:///path; default: see :func:`default_target`)."""
-    c = Client(target, timeout=timeout)
+def connect(target: Optional[str] = None, timeout: float = 10.0, wait: float = 10.0,
+            token: Optional[str] = None, token_file: Optional[str] = None) -> Client:
+    """Connects to ``target`` (tcp://host:port or unix:///path; default: see :func:`default_target`).
+    On TCP the token comes from ``token``, ``token_file``, $PCIEEMU_TOKEN or the default token file."""
+    c = Client(target, timeout=timeout, token=token, token_file=token_file)
     if wait:
         try:
             c.wait_ready(wait)

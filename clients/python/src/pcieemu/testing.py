@@ -43,7 +43,7 @@ def server_dll(build: bool = True) -> Path:
     return dll
 
 
-def _health_serving(target: str, timeout: float) -> bool:
+def _health_serving(target: str, timeout: float, token: Optional[str] = None) -> bool:
     """Calls grpc.health.v1.Health/Check by hand (no grpcio-health-checking package needed)."""
     opts = [("grpc.default_authority", "localhost")] if target.startswith("unix:") else []
     with grpc.insecure_channel(target, options=opts) as ch:
@@ -51,14 +51,17 @@ def _health_serving(target: str, timeout: float) -> bool:
                                request_serializer=lambda _: b"",  # HealthCheckRequest{service=""}
                                response_deserializer=lambda b: b)
         try:
-            resp = check(None, timeout=timeout)
+            md = [("authorization", "Bearer " + token)] if token else None
+            resp = check(None, timeout=timeout, metadata=md)
         except grpc.RpcError:
             return False
         return resp == b"\x08\x01"  # HealthCheckResponse{status=SERVING}
 
 
 class ServerProcess:
-    """A running ``pcie-emu serve`` with ``tcp_target`` and ``unix_target``."""
+    """A running ``pcie-emu serve`` with ``tcp_target`` and ``unix_target``. TCP needs its token:
+    the server writes it to ``token_file`` (in the temporary directory; ``token`` holds it once
+    the server is up). ``extra_args=["--tcp-auth", "none"]`` starts one without."""
 
     def __init__(self, extra_args: Optional[list] = None, build: bool = True, start_timeout: float = 60.0):
         self.tmp = tempfile.mkdtemp(prefix="pcieemu-test-")
@@ -67,16 +70,21 @@ class ServerProcess:
         self.tcp_target = f"tcp://127.0.0.1:{self.port}"
         self.unix_target = f"unix://{self.socket_path}"
         self.log_path = os.path.join(self.tmp, "server.log")
+        self.token_file = os.path.join(self.tmp, "token")
+        self.token: Optional[str] = None
         dll = server_dll(build)
         args = ["dotnet", str(dll), "serve", "--listen", self.tcp_target, "--listen", self.unix_target,
-                "--ram-file", os.path.join(self.tmp, "ram.bin")] + list(extra_args or [])
+                "--ram-file", os.path.join(self.tmp, "ram.bin"), "--token-file", self.token_file] + list(extra_args or [])
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + start_timeout
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            if _health_serving(f"127.0.0.1:{self.port}", 1.0):
+            if os.path.exists(self.token_file):
+                with open(self.token_file, encoding="ascii") as f:
+                    self.token = f.read().strip() or None
+            if _health_serving(f"127.0.0.1:{self.port}", 1.0, self.token):
                 break
             if time.monotonic() > deadline:
                 self.stop()

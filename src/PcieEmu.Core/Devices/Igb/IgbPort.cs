@@ -209,7 +209,7 @@ public sealed partial class IgbPort
     }
 
     /// <summary>VF reset (VF CTRL.RST or VF FLR): the VF's registers and its two queues go back to
-    /// reset, its pool's RX/TX enables clear, VFLRE records it and the PF gets VMMB.</summary>
+    /// reset (queues disabled), its pool's RX/TX enables clear, VFLRE records it and the PF gets VMMB.</summary>
     internal void ResetVf(int pool, bool signalPf = true, bool keepPoolEnables = false)
     {
         if (pool >= _vfFiles.Length) return;
@@ -220,6 +220,13 @@ public sealed partial class IgbPort
         _p2v[pool].Value = 0;
         _q[pool].Reset();
         _q[pool + Pools].Reset();
+        if (signalPf)
+        {
+            // A VF reset leaves its queues disabled (PF queue 0's power-on enable included); a VF
+            // that appears starts from the power-on values.
+            _q[pool].Rxdctl.Value &= ~QueueEnable;
+            _q[pool].Txdctl.Value &= ~QueueEnable;
+        }
         InvalidateRxCache(pool);
         InvalidateRxCache(pool + Pools);
         if (!keepPoolEnables)

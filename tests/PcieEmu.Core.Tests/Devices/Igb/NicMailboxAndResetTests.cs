@@ -148,7 +148,7 @@ public class NicMailboxAndResetTests
         Assert.Equal(VfmbRstd, rig.VfRead(1, VfMailbox));       // the PF finished its reset: RSTD
         Assert.Equal(0u, rig.VfRead(1, Eiac));
         Assert.Equal(0u, rig.VfRead(1, RxLegacy + Rdlen));
-        Assert.Equal(0u, rig.PfRead(RxQueues + 0x40 + Rxdctl));
+        Assert.Equal(0x0001_0000u, rig.PfRead(RxQueues + 0x40 + Rxdctl));   // reset: WTHRESH 1, queue disabled
         Assert.Equal(0u, rig.PfRead(Vfre) & 2);                 // the PF re-enables the pool after VF_RESET
         rig.PfWrite(Vflre, 2);
         Assert.Equal(0u, rig.PfRead(Vflre));
@@ -178,7 +178,7 @@ public class NicMailboxAndResetTests
         Assert.Single(NicRig.Drain(sub));
         Assert.Equal(0u, rig.M.Read(rig.VfRid(1), 0x04, 2) & 4);   // Bus Master cleared by FLR
         Assert.Equal(0u, rig.VfRead(1, RxLegacy + Rdh));
-        Assert.Equal(0u, rig.VfRead(1, RxLegacy + Rxdctl));
+        Assert.Equal(0x0001_0000u, rig.VfRead(1, RxLegacy + Rxdctl));   // reset: WTHRESH 1, queue disabled
         Assert.Equal(0u, rig.VfRead(1, VfGprc));
 
         // Traffic continues: VF 2 still receives, frames for VF 1 are dropped without DMA.

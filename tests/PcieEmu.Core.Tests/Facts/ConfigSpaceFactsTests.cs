@@ -84,4 +84,25 @@ public class ConfigSpaceFactsTests
         m.Write(TestMachine.RootPort, 0x1E, 2, 0x2000);
         Assert.Equal(0u, m.Read(TestMachine.RootPort, 0x1E, 2) & 0x2000);        // a 1 clears it
     }
+
+    [Fact]
+    public void PfStatusReceivedMasterAbortIsSetByAnUnsupportedDmaReadAndClearedByWriteOne()
+    {
+        // The PF's transmit queue fetches descriptors from an address no RAM backs: the read
+        // completes Unsupported Request, and the requester records Received Master Abort
+        // (Status bit 13, RW1C). Driven through MMIO, observed and cleared through config.
+        using var rig = new Devices.Igb.NicRig();
+        const uint Tx0 = PcieEmu.Core.Devices.Igb.IgbRegs.TxQueues;
+        Assert.Equal(0u, rig.M.Read(TestMachine.Pf0, 0x06, 2) & 0x2000);
+        rig.PfWrite(Tx0 + 0x00, 0x2000_0000);         // TDBAL: above the 16 MiB of RAM, below the MMIO window
+        rig.PfWrite(Tx0 + 0x08, 1024);                // TDLEN
+        rig.PfWrite(Tx0 + 0x28, 1u << 25);            // TXDCTL.ENABLE
+        rig.PfWrite(0x400, 0x2);                      // TCTL.EN
+        rig.PfWrite(Tx0 + 0x18, 1);                   // TDT: one descriptor to fetch
+        Assert.Equal(0x2000u, rig.M.Read(TestMachine.Pf0, 0x06, 2) & 0x2000);
+        rig.M.Write(TestMachine.Pf0, 0x06, 2, 0);
+        Assert.Equal(0x2000u, rig.M.Read(TestMachine.Pf0, 0x06, 2) & 0x2000);   // a 0 leaves it
+        rig.M.Write(TestMachine.Pf0, 0x06, 2, 0x2000);
+        Assert.Equal(0u, rig.M.Read(TestMachine.Pf0, 0x06, 2) & 0x2000);        // a 1 clears it
+    }
 }

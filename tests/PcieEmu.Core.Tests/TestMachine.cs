@@ -5,8 +5,8 @@ namespace PcieEmu.Core.Tests;
 /// <summary>Builds small machines for tests (16 MiB RAM in a temp file, deleted on dispose).</summary>
 internal static class TestMachine
 {
-    public static Machine Create(MachineOptions? options = null) =>
-        new((options ?? new MachineOptions()) with { RamSize = 16UL << 20 });
+    public static Machine Create(MachineOptions? options = null, TimeProvider? time = null) =>
+        new((options ?? new MachineOptions()) with { RamSize = 16UL << 20 }, time);
 
     public const ushort RootPort = 0x0008, Pf0 = 0x0100, Pf1 = 0x0101;
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Threading.Channels;
 
 namespace PcieEmu.Core.Interrupts;
@@ -47,9 +46,17 @@ public sealed class InterruptOverflowException(long missed)
 public sealed class InterruptHub
 {
     private readonly Lock _lock = new();
-    private readonly long _start = Stopwatch.GetTimestamp();
+    private readonly TimeProvider _time;
+    private readonly long _start;
     private Subscription[] _subs = [];
     private ulong _sequence;
+
+    /// <summary>A hub whose event timestamps come from <paramref name="time"/> (the system clock when null).</summary>
+    public InterruptHub(TimeProvider? time = null)
+    {
+        _time = time ?? TimeProvider.System;
+        _start = _time.GetTimestamp();
+    }
 
     /// <summary>Events published so far.</summary>
     public ulong Published => Volatile.Read(ref _sequence);
@@ -78,7 +85,7 @@ public sealed class InterruptHub
         InterruptEvent ev;
         lock (_lock)
         {
-            long ns = (long)((Stopwatch.GetTimestamp() - _start) * (1e9 / Stopwatch.Frequency));
+            long ns = (long)_time.GetElapsedTime(_start).Ticks * 100;
             ev = new InterruptEvent(++_sequence, rid, kind, address, data, vector,
                 (byte)(address >> 12), (byte)data, ns);
         }

@@ -28,11 +28,16 @@ public sealed class Machine : IDisposable
     private RootPort _rootPort = null!;
     private List<PhysicalFunction> _pfs = [];
 
-    /// <summary>Builds a machine from <paramref name="options"/> (the default machine when null).</summary>
-    public Machine(MachineOptions? options = null)
+    /// <summary>Builds a machine from <paramref name="options"/> (the default machine when null).
+    /// <paramref name="time"/> is the clock every device timer and timestamp uses (EITR
+    /// moderation intervals, interrupt event and wire frame timestamps); the system clock when
+    /// null. Tests pass a fake clock and advance it instead of sleeping.</summary>
+    public Machine(MachineOptions? options = null, TimeProvider? time = null)
     {
         Options = options ?? new MachineOptions();
         Options.Validate();
+        Time = time ?? TimeProvider.System;
+        Interrupts = new InterruptHub(Time);
         Ram = new HostRam(Options.RamFilePath ?? HostRam.DefaultPath(), Options.RamSize, Options.KeepRamFile);
         Iommu = new VtdUnit(this);
         Remapper = Iommu;
@@ -47,12 +52,14 @@ public sealed class Machine : IDisposable
 
     /// <summary>The options the machine was built with.</summary>
     public MachineOptions Options { get; }
+    /// <summary>The machine's clock: device timers and timestamps (see the constructor).</summary>
+    public TimeProvider Time { get; }
     /// <summary>The machine lock: held for each transaction.</summary>
     public Lock SyncRoot { get; } = new();
     /// <summary>Host RAM.</summary>
     public HostRam Ram { get; }
     /// <summary>Interrupt fan-out.</summary>
-    public InterruptHub Interrupts { get; } = new();
+    public InterruptHub Interrupts { get; }
     /// <summary>The DMA remapping unit every DMA goes through (identity while none is present).</summary>
     public IDmaRemapper Remapper { get; set; } = IdentityRemapper.Instance;
     /// <summary>The remapping unit's register block at <see cref="MachineOptions.IommuBase"/> (reads 0 while none is present).</summary>

@@ -76,7 +76,7 @@ public sealed class WireTap : IDisposable
         lock (_machine.SyncRoot)
         {
             var nic = ((IgbPhysicalFunction)_machine.PhysicalFunctions[port]).Nic;
-            _pcap[port]?.Write(new WireFrame(port, data.ToArray(), (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100));
+            _pcap[port]?.Write(new WireFrame(port, data.ToArray(), (_machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100));
             return nic.InjectFrame(data);
         }
     }

@@ -65,7 +65,11 @@ public class CapabilityChainTests
         Assert.Equal(0x10000000u, m.Read(0x0280, 0xA4) & 0x10000000);   // VF is FLR capable
         var rp = WalkStandard(m, TestMachine.RootPort);
         Assert.Contains((0x40, 0x10), rp);
-        Assert.Equal(0x42u, m.Read(TestMachine.RootPort, 0x42, 2) & 0xF0 | 2);   // root port type, v2
+        uint pcieCaps = m.Read(TestMachine.RootPort, 0x42, 2);
+        Assert.Equal(0x4u, pcieCaps >> 4 & 0xF);                             // Device/Port Type: Root Port
+        Assert.Equal(0x2u, pcieCaps & 0xF);                                  // Capability Version 2
+        Assert.Equal(0x2u, m.Read(0x0100, 0xA2, 2) & 0xF);                   // the PF's too (the real part's dump)
+        Assert.Equal(0x0u, m.Read(0x0100, 0xA2, 2) >> 4 & 0xF);              // PCI Express Endpoint
         Assert.Equal(0x20u, m.Read(TestMachine.RootPort, 0x64) & 0x20);       // ARI forwarding supported
         Assert.Empty(WalkStandard(m, 0x0000));
     }

@@ -3,8 +3,12 @@ using PcieEmu.Core.Registers;
 namespace PcieEmu.Core.Tests.Registers;
 
 /// <summary>
-/// Proves every declared register of a file behaves as its declaration says, through an
-/// access path (the machine's MMIO path for device files). Driven only by the declarations.
+/// The register engine's self-test: every declared register of a file behaves as its declaration
+/// says, through the file's read/write path, with device-side bits set through the engine's
+/// hardware API (HardwareSet). Driven by the declarations, so it proves the engine (RegisterFile,
+/// Register) applies access types correctly, on synthetic files in RegisterFileTests; it says
+/// nothing about whether a device's declarations match its datasheet. Device facts are checked
+/// by Facts/IgbRegisterFactsTests against a hand-written table, through MMIO only.
 /// </summary>
 internal static class RegisterSweep
 {

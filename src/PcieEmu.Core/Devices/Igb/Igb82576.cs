@@ -119,6 +119,8 @@ public sealed class IgbPhysicalFunction : PhysicalFunction
             // settings apply) (SR-IOV 1.1 §3.5.6).
             DevCtl = 0, DevCtlWritable = 0, DevSta = 0, LinkSta = 0x1041,
             DevCtl2Writable = 0,
+            // VF Link Control is RsvdP too: the link is the PF's (SR-IOV 1.1 §3.5.8).
+            LinkCtl = 0, LinkCtlWritable = 0,
         }), 0xA0)
         .Add(new AerCapability(), 0x100)
         .Add(new AriCapability(0), 0x150);

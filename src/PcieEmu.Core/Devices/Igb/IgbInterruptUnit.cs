@@ -13,6 +13,7 @@ namespace PcieEmu.Core.Devices.Igb;
 /// EITR moderation (MSI-X mode): after vector n is sent, it is not sent again until EITR[n]'s
 /// interval (bits 14:2, microseconds) has passed; a cause arriving earlier stays in EICR and is
 /// sent when the interval ends (a timer that takes the machine lock), if still set and enabled.
+/// Intervals are measured on, and the timer comes from, the machine's <see cref="TimeProvider"/>.
 /// </summary>
 internal sealed class IgbInterruptUnit
 {
@@ -22,15 +23,17 @@ internal sealed class IgbInterruptUnit
     private readonly long[] _nextAllowed;
     private uint _held;
     private long _timerDue;
-    private Timer? _timer;
+    private ITimer? _timer;
+    private readonly TimeProvider _time;
     private readonly int _vectors;
     private readonly Register _eicr, _eims, _eiac, _eiam, _ivar0;
     private readonly Register[]? _pfIvar;
     private readonly Register? _gpie, _icr, _ims, _ivarMisc;
 
     /// <summary>A VF's unit: its own file's registers.</summary>
-    public IgbInterruptUnit(RegisterFile vf, Func<PciFunction?> function, Lock sync)
+    public IgbInterruptUnit(RegisterFile vf, Func<PciFunction?> function, Lock sync, TimeProvider time)
     {
+        _time = time;
         _function = function;
         _sync = sync;
         _vectors = Igb82576.VfMsixVectors;
@@ -42,8 +45,9 @@ internal sealed class IgbInterruptUnit
     }
 
     /// <summary>The PF's unit.</summary>
-    public IgbInterruptUnit(RegisterFile pf, PciFunction function, Lock sync)
+    public IgbInterruptUnit(RegisterFile pf, PciFunction function, Lock sync, TimeProvider time)
     {
+        _time = time;
         _function = () => function;
         _sync = sync;
         _vectors = Igb82576.PfMsixVectors;
@@ -140,9 +144,9 @@ internal sealed class IgbInterruptUnit
     /// false when its EITR interval is still running (a timer is armed for its end).</summary>
     private bool Moderation(int v)
     {
-        long interval = (_eitr[v].Value >> 2 & 0x1FFF) * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long interval = (_eitr[v].Value >> 2 & 0x1FFF) * _time.TimestampFrequency / 1_000_000;
         if (interval == 0) return true;
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        long now = _time.GetTimestamp();
         if (now >= _nextAllowed[v])
         {
             _nextAllowed[v] = now + interval;
@@ -152,9 +156,8 @@ internal sealed class IgbInterruptUnit
         if (_timerDue == 0 || _nextAllowed[v] < _timerDue)
         {
             _timerDue = _nextAllowed[v];
-            long waitMs = ((_timerDue - now) * 1000 + System.Diagnostics.Stopwatch.Frequency - 1) / System.Diagnostics.Stopwatch.Frequency;
-            _timer ??= new Timer(_ => OnIntervalEnd());
-            _timer.Change(Math.Max(1, waitMs), Timeout.Infinite);
+            _timer ??= _time.CreateTimer(static s => ((IgbInterruptUnit)s!).OnIntervalEnd(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _timer.Change(_time.GetElapsedTime(now, _timerDue), Timeout.InfiniteTimeSpan);
         }
         return false;
     }

@@ -108,7 +108,7 @@ public sealed partial class IgbPort
         var handler = FrameTransmitted;
         if (handler != null)
         {
-            long ns = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+            long ns = (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100;
             handler(new WireFrame(PortNumber, frame.ToArray(), ns));
         }
     }

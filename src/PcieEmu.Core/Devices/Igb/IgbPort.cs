@@ -85,7 +85,7 @@ public sealed partial class IgbPort
         for (int i = 0; i < 128; i++) _mta[i] = f[$"MTA[{i}]"];
         for (int q = 0; q < Queues; q++) _q[q] = new QueueRegs(f, q);
 
-        _pfIrq = new IgbInterruptUnit(f, pf, pf.Machine.SyncRoot);
+        _pfIrq = new IgbInterruptUnit(f, pf, pf.Machine.SyncRoot, pf.Machine.Time);
         f.OnRead("STATUS", Status)
          .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })
@@ -132,7 +132,7 @@ public sealed partial class IgbPort
             for (int k = 0; k < MailboxWords; k++) v.Alias(Vmbmem + 4u * (uint)k, $"VMBMEM[{k}]", f[$"VMBMEM[{i * MailboxWords + k}]"]);
             IgbRegisterMaps.AliasQueue(v, f, i, 0, RxLegacy, TxLegacy);
             IgbRegisterMaps.AliasQueue(v, f, i + Pools, 1, RxLegacy + 0x100, TxLegacy + 0x100);
-            _vfIrq[i] = new IgbInterruptUnit(v, () => VfFunction(vf), pf.Machine.SyncRoot);
+            _vfIrq[i] = new IgbInterruptUnit(v, () => VfFunction(vf), pf.Machine.SyncRoot, pf.Machine.Time);
             v.OnRead("STATUS", Status)
              .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) ResetVf(vf); })
              .OnWrite("EICS", (_, _, w, _) => _vfIrq[vf].Deliver(w))
@@ -209,7 +209,7 @@ public sealed partial class IgbPort
     }
 
     /// <summary>VF reset (VF CTRL.RST or VF FLR): the VF's registers and its two queues go back to
-    /// reset, its pool's RX/TX enables clear, VFLRE records it and the PF gets VMMB.</summary>
+    /// reset (queues disabled), its pool's RX/TX enables clear, VFLRE records it and the PF gets VMMB.</summary>
     internal void ResetVf(int pool, bool signalPf = true, bool keepPoolEnables = false)
     {
         if (pool >= _vfFiles.Length) return;
@@ -220,6 +220,13 @@ public sealed partial class IgbPort
         _p2v[pool].Value = 0;
         _q[pool].Reset();
         _q[pool + Pools].Reset();
+        if (signalPf)
+        {
+            // A VF reset leaves its queues disabled (PF queue 0's power-on enable included); a VF
+            // that appears starts from the power-on values.
+            _q[pool].Rxdctl.Value &= ~QueueEnable;
+            _q[pool].Txdctl.Value &= ~QueueEnable;
+        }
         InvalidateRxCache(pool);
         InvalidateRxCache(pool + Pools);
         if (!keepPoolEnables)

@@ -38,6 +38,11 @@ public static class IgbRegisterMaps
     /// <summary>SRRCTL reset: 2 KiB packet buffer, 256-byte header buffer, legacy descriptors.</summary>
     public const uint SrrctlReset = 0x0000_0402;
 
+    /// <summary>RXDCTL reset (datasheet): WTHRESH = 1; queue 0 is also enabled.</summary>
+    public const uint RxdctlReset = 0x0001_0000, Rxdctl0Reset = RxdctlReset | QueueEnable;
+    /// <summary>TXDCTL reset (datasheet): queue 0 enabled, the others disabled.</summary>
+    public const uint Txdctl0Reset = QueueEnable;
+
     /// <summary>The PF BAR0 declarations. <paramref name="mac"/> is loaded into RAL0/RAH0 at reset
     /// (as the part loads it from its EEPROM).</summary>
     public static IReadOnlyList<RegisterSpec> PfBar0(ReadOnlySpan<byte> mac)
@@ -114,7 +119,7 @@ public static class IgbRegisterMaps
          .Reg(Q("RDH", q), rx + Rdh, 0, Rw("RDH", 0, 16))
          .Reg(Q("RXCTL", q), rx + Rxctl, 0, Rw("DCA", 0, 32))
          .Reg(Q("RDT", q), rx + Rdt, 0, Rw("RDT", 0, 16))
-         .Reg(Q("RXDCTL", q), rx + Rxdctl, 0, Rw("PTHRESH", 0, 5), Rw("HTHRESH", 8, 5), Rw("WTHRESH", 16, 5), Rw("ENABLE", 25), Sc("SWFLSH", 26))
+         .Reg(Q("RXDCTL", q), rx + Rxdctl, q == 0 ? Rxdctl0Reset : RxdctlReset, Rw("PTHRESH", 0, 5), Rw("HTHRESH", 8, 5), Rw("WTHRESH", 16, 5), Rw("ENABLE", 25), Sc("SWFLSH", 26))
          .Reg(Q("RQDPC", q), rx + Rqdpc, 0, Rc("COUNT", 0, 32))
          .Reg(Q("TDBAL", q), tx + Tdbal, 0, Rw("TDBAL", 7, 25))
          .Reg(Q("TDBAH", q), tx + Tdbah, 0, Rw("TDBAH", 0, 32))
@@ -122,7 +127,7 @@ public static class IgbRegisterMaps
          .Reg(Q("TDH", q), tx + Tdh, 0, Rw("TDH", 0, 16))
          .Reg(Q("TXCTL", q), tx + Txctl, 0, Rw("DCA", 0, 32))
          .Reg(Q("TDT", q), tx + Tdt, 0, Rw("TDT", 0, 16))
-         .Reg(Q("TXDCTL", q), tx + Txdctl, 0, Rw("PTHRESH", 0, 6), Rw("HTHRESH", 8, 6), Rw("WTHRESH", 16, 6), Rw("ENABLE", 25), Sc("SWFLSH", 26), Rw("PRIORITY", 27))
+         .Reg(Q("TXDCTL", q), tx + Txdctl, q == 0 ? Txdctl0Reset : 0, Rw("PTHRESH", 0, 6), Rw("HTHRESH", 8, 6), Rw("WTHRESH", 16, 6), Rw("ENABLE", 25), Sc("SWFLSH", 26), Rw("PRIORITY", 27))
          .Reg(Q("TDWBAL", q), tx + Tdwbal, 0, Rw("HEAD_WB_EN", 0), Rw("ADDR", 2, 30))
          .Reg(Q("TDWBAH", q), tx + Tdwbah, 0, Rw("ADDR", 0, 32));
     }

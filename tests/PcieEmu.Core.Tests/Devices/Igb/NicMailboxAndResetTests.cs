@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Microsoft.Extensions.Time.Testing;
 using PcieEmu.Core.Interrupts;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
 
@@ -147,7 +148,7 @@ public class NicMailboxAndResetTests
         Assert.Equal(VfmbRstd, rig.VfRead(1, VfMailbox));       // the PF finished its reset: RSTD
         Assert.Equal(0u, rig.VfRead(1, Eiac));
         Assert.Equal(0u, rig.VfRead(1, RxLegacy + Rdlen));
-        Assert.Equal(0u, rig.PfRead(RxQueues + 0x40 + Rxdctl));
+        Assert.Equal(0x0001_0000u, rig.PfRead(RxQueues + 0x40 + Rxdctl));   // reset: WTHRESH 1, queue disabled
         Assert.Equal(0u, rig.PfRead(Vfre) & 2);                 // the PF re-enables the pool after VF_RESET
         rig.PfWrite(Vflre, 2);
         Assert.Equal(0u, rig.PfRead(Vflre));
@@ -177,7 +178,7 @@ public class NicMailboxAndResetTests
         Assert.Single(NicRig.Drain(sub));
         Assert.Equal(0u, rig.M.Read(rig.VfRid(1), 0x04, 2) & 4);   // Bus Master cleared by FLR
         Assert.Equal(0u, rig.VfRead(1, RxLegacy + Rdh));
-        Assert.Equal(0u, rig.VfRead(1, RxLegacy + Rxdctl));
+        Assert.Equal(0x0001_0000u, rig.VfRead(1, RxLegacy + Rxdctl));   // reset: WTHRESH 1, queue disabled
         Assert.Equal(0u, rig.VfRead(1, VfGprc));
 
         // Traffic continues: VF 2 still receives, frames for VF 1 are dropped without DMA.
@@ -347,9 +348,11 @@ public class NicMailboxAndResetTests
     }
 
     [Fact]
-    public async Task EitrHoldsASecondCauseUntilTheIntervalEnds()
+    public void EitrHoldsASecondCauseUntilTheIntervalEnds()
     {
-        using var rig = new NicRig(vfs: 2);
+        // The machine's clock is a fake: the interval ends when the test says so, not after a sleep.
+        var clock = new FakeTimeProvider();
+        using var rig = new NicRig(vfs: 2, time: clock);
         rig.SetupVmdq(2);
         rig.EnableMsix(rig.VfRid(1), rig.VfBar3(1), 3);
         rig.VfWrite(1, Ivar0, 0x80);            // RX0 → vector 0
@@ -359,30 +362,41 @@ public class NicMailboxAndResetTests
         rig.VfRx(1);
         using var sub = rig.M.Interrupts.Subscribe([rig.VfRid(1)]);
         var frame = NicRig.Frame(NicRig.Mac(1), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
-        // Holding the machine lock keeps the interval timer out: what happens here is synchronous.
-        lock (rig.M.SyncRoot)
-        {
-            Assert.Equal(1, rig.Nic.InjectFrame(frame));
-            Assert.Single(NicRig.Drain(sub));
-            Assert.Equal(1, rig.Nic.InjectFrame(frame));
-            Assert.Empty(NicRig.Drain(sub));                           // held by EITR
-            Assert.Equal(1u, rig.Nic.VfRegisters[1]["EICR"].Value);   // the cause is pending
-        }
-        var ev = await sub.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Equal(0L, Assert.Single(NicRig.Drain(sub)).TimestampNs);   // machine time starts at 0
+        clock.Advance(TimeSpan.FromMilliseconds(3));
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Empty(NicRig.Drain(sub));                           // held by EITR
+        Assert.Equal(1u, EicrOf(rig));                             // the cause is pending
+        clock.Advance(TimeSpan.FromMilliseconds(5) - TimeSpan.FromTicks(1));
+        Assert.Empty(NicRig.Drain(sub));                           // one tick before the interval ends
+        clock.Advance(TimeSpan.FromTicks(1));
+        var ev = Assert.Single(NicRig.Drain(sub));                 // sent at exactly 8 ms
         Assert.Equal(0u, ev.Vector);
-        lock (rig.M.SyncRoot) Assert.Equal(0u, rig.Nic.VfRegisters[1]["EICR"].Value);   // sent, then auto-cleared
+        Assert.Equal(8_000_000L, ev.TimestampNs);
+        Assert.Equal(0u, EicrOf(rig));                             // sent, then auto-cleared (EIAC)
+
+        // A cause after the interval ended goes at once (and starts a new interval).
+        clock.Advance(TimeSpan.FromMilliseconds(8));
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Single(NicRig.Drain(sub));
 
         // Intervals are per vector: while vector 0 is held, vector 1 (no interval) goes at once.
         rig.VfWrite(1, Eitr, 0x1FFFu << 2);
         rig.VfWrite(1, Eims, 3);
-        lock (rig.M.SyncRoot)
-        {
-            Assert.Equal(1, rig.Nic.InjectFrame(frame));
-            Assert.Equal(1, rig.Nic.InjectFrame(frame));
-            var evs = NicRig.Drain(sub);
-            Assert.True(evs.Count <= 1 && evs.All(e => e.Vector == 0));   // at most the first, the second is held
-            rig.VfWrite(1, Eics, 2);
-            Assert.Equal(1u, Assert.Single(NicRig.Drain(sub)).Vector);
-        }
+        Assert.Equal(1, rig.Nic.InjectFrame(frame));
+        Assert.Empty(NicRig.Drain(sub));                           // vector 0 still inside its 8 ms
+        rig.VfWrite(1, Eics, 2);
+        Assert.Equal(1u, Assert.Single(NicRig.Drain(sub)).Vector);
+        // The new EITR value (8191 us) applies from the next send: the held cause goes when the
+        // running 8 ms interval ends.
+        clock.Advance(TimeSpan.FromMilliseconds(8));
+        Assert.Equal(0u, Assert.Single(NicRig.Drain(sub)).Vector);
+    }
+
+    // The VF's EICR as latched (an MMIO read would clear it and so change what the timer sends).
+    private static uint EicrOf(NicRig rig)
+    {
+        lock (rig.M.SyncRoot) return rig.Nic.VfRegisters[1]["EICR"].Value;
     }
 }

@@ -22,7 +22,7 @@ internal sealed class NicRig : IDisposable
 
     private readonly bool _ownsMachine = true;
 
-    public NicRig(int vfs = 0, MachineOptions? options = null) : this(TestMachine.Create(options), vfs) { }
+    public NicRig(int vfs = 0, MachineOptions? options = null, TimeProvider? time = null) : this(TestMachine.Create(options, time), vfs) { }
 
     /// <summary>A rig on an existing machine (not disposed by the rig), allocating RAM from <paramref name="ramStart"/>.</summary>
     public NicRig(Machine m, int vfs, ulong ramStart, bool ownsMachine) : this(m, vfs)

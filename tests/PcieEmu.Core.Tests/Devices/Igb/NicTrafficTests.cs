@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Microsoft.Extensions.Time.Testing;
 using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.Interrupts;
 using PcieEmu.Core.Memory;
@@ -9,9 +10,9 @@ namespace PcieEmu.Core.Tests.Devices.Igb;
 public class NicTrafficTests
 {
     /// <summary>Three VFs in VMDq loopback; VF n's RX queue 0 set up with MSI-X vector 0 for RX.</summary>
-    private static (NicRig Rig, NicRig.Ring[] Tx, NicRig.Ring[] Rx) ThreeVfs(int rxPost = -1)
+    private static (NicRig Rig, NicRig.Ring[] Tx, NicRig.Ring[] Rx) ThreeVfs(int rxPost = -1, TimeProvider? time = null)
     {
-        var rig = new NicRig(vfs: 3);
+        var rig = new NicRig(vfs: 3, time: time);
         rig.SetupVmdq(3);
         var tx = new NicRig.Ring[3];
         var rx = new NicRig.Ring[3];
@@ -93,17 +94,18 @@ public class NicTrafficTests
     [Fact]
     public void VfToWireGoesToCaptureAndCounters()
     {
-        var (rig, tx, rx) = ThreeVfs();
+        var clock = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddSeconds(1_700_000_000));
+        var (rig, tx, rx) = ThreeVfs(time: clock);
         using var _ = rig;
         var wire = new List<WireFrame>();
         rig.Nic.FrameTransmitted += wire.Add;
         var frame = NicRig.Frame([0x00, 0x11, 0x22, 0x33, 0x44, 0x55], NicRig.Mac(0), 100);
-        long before = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+        clock.Advance(TimeSpan.FromTicks(12_345));
         rig.PostAdv(tx[0], frame);
         var w = Assert.Single(wire);
         Assert.Equal(0, w.Port);
         Assert.Equal(frame, w.Data);
-        Assert.InRange(w.TimestampUnixNs, before, before + 60_000_000_000L);
+        Assert.Equal(1_700_000_000_000_000_000L + 1_234_500, w.TimestampUnixNs);   // the machine's clock
         Assert.All(rx, r => Assert.Equal(0u, r.Head));
         Assert.Equal(1u, rig.PfRead(Gptc));
         Assert.Equal(104u, rig.PfRead(Gotcl));

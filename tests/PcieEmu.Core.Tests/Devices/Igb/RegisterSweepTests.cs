@@ -1,36 +1,17 @@
-using PcieEmu.Core.Registers;
 using PcieEmu.Core.Tests.Registers;
 
 namespace PcieEmu.Core.Tests.Devices.Igb;
 
-/// <summary>Sweeps every declared register of the PF and VF BAR0 files through the machine's MMIO path.</summary>
+/// <summary>
+/// Layout of the PF and VF BAR0 files (hand-written offsets) and the holes between registers,
+/// through the machine's MMIO path. Access types and reset values are checked against the
+/// datasheet table in <see cref="Facts.IgbRegisterFactsTests"/>, not against the declarations.
+/// </summary>
 public class RegisterSweepTests
 {
     private static (RegisterSweep.ReadFn, RegisterSweep.WriteFn) Mmio(NicRig rig, ulong bar) => (
         (o, w) => rig.M.ReadMmio(bar + o, w).Value,
         (o, w, v) => rig.M.WriteMmio(bar + o, w, v));
-
-    [Fact]
-    public void PfBar0EveryRegisterBehavesAsDeclared()
-    {
-        using var rig = new NicRig(vfs: 2);
-        var (r, w) = Mmio(rig, rig.PfBar0);
-        var file = rig.Nic.PfRegisters;
-        Assert.Equal(file.Entries.Count, RegisterSweep.Sweep(file, r, w));
-        Assert.True(file.Entries.Count > 700);   // 16 queues × 18, RAR, MTA, VMBMEM, aliases ...
-    }
-
-    [Fact]
-    public void VfBar0EveryRegisterBehavesAsDeclared()
-    {
-        using var rig = new NicRig(vfs: 3);
-        for (int i = 0; i < 3; i++)
-        {
-            var (r, w) = Mmio(rig, rig.VfBar0(i));
-            var file = rig.Nic.VfRegisters[i];
-            Assert.Equal(file.Entries.Count, RegisterSweep.Sweep(file, r, w));
-        }
-    }
 
     [Fact]
     public void UnmappedOffsetsReadZeroAndIgnoreWrites()
@@ -40,19 +21,6 @@ public class RegisterSweepTests
         Assert.True(RegisterSweep.SweepHoles(rig.Nic.PfRegisters, r, w) > 20000);
         var (vr, vw) = Mmio(rig, rig.VfBar0(0));
         Assert.True(RegisterSweep.SweepHoles(rig.Nic.VfRegisters[0], vr, vw) > 3000);
-    }
-
-    [Fact]
-    public void ResetValuesReadBackAfterPowerOn()
-    {
-        using var rig = new NicRig(vfs: 2);
-        foreach (var (file, bar) in new[] { (rig.Nic.PfRegisters, rig.PfBar0), (rig.Nic.VfRegisters[0], rig.VfBar0(0)) })
-            foreach (var e in file.Entries)
-            {
-                if (e.Register.ReadHandler != null) continue;   // STATUS, ICR: computed / checked elsewhere
-                uint expected = e.Register.Spec.Reset & e.Register.Spec.ReadableMask;
-                Assert.True(expected == (uint)rig.M.ReadMmio(bar + e.Offset, 4).Value, $"{file.Name} {e.Name}");
-            }
     }
 
     [Fact]

@@ -124,10 +124,10 @@ public class VfioUserEndpointTests
     }
 
     /// <summary>Arms MSI-X with three eventfds the way QEMU does: MSI-X Enable and Bus Master in config, then SET_IRQS.</summary>
-    private static OwnedFd[] ArmMsix(VfioUserTestClient c)
+    private static OwnedFd[] ArmMsix(VfioUserTestClient c, bool guestWritesEnable = true)
     {
         c.Write16(Config, 0x04, 0x0006);
-        c.Write16(Config, 0x72, 0x8000);
+        if (guestWritesEnable) c.Write16(Config, 0x72, 0x8000);
         var fds = new[] { OwnedFd.EventFd(), OwnedFd.EventFd(), OwnedFd.EventFd() };
         c.Ok(SetIrqs, U32s(20, 0x24, 2, 0, 3), [.. fds.Select(f => f.Fd)]);      // DATA_EVENTFD | ACTION_TRIGGER
         return fds;
@@ -158,6 +158,7 @@ public class VfioUserEndpointTests
             rig.PfWrite(P2vMailbox, P2vSts);
             Assert.Equal(0, fds[2].WaitSignalled(TimeSpan.FromMilliseconds(100)));
             Assert.Equal(1u, (uint)rig.M.ReadBar(VfioUserRig.Vf0, 3, 2 * 16 + 12, 4).Value);   // masked in the VF's own table
+            Assert.Equal(0u, (uint)rig.M.ReadConfig(VfioUserRig.Vf0, 0x72, 2).Value & 0x8000);   // and MSI-X is off
         }
         finally
         {
@@ -173,7 +174,8 @@ public class VfioUserEndpointTests
         using var c = await Attach(rig);
         using var ram = new GuestRam(1 << 20);
         c.Ok(DmaMap, DmaMapPayload(3, 0, Iova, 1 << 20), ram.Fd.Fd);
-        var fds = ArmMsix(c);
+        var fds = ArmMsix(c, guestWritesEnable: false);   // SET_IRQS turns MSI-X on by itself, as vfio-pci does
+        Assert.Equal(0x8000u, (uint)rig.M.ReadConfig(VfioUserRig.Vf0, 0x72, 2).Value & 0x8000);
         using var cts = new CancellationTokenSource(T.Timeout);
         using var capture = rig.Server.Client.Ethernet.CaptureFrames(new PcieEmu.Protocol.V1.CaptureFramesRequest { Port = 0 }, cancellationToken: cts.Token);
         await capture.ResponseHeadersAsync.W();
@@ -247,6 +249,14 @@ public class VfioUserEndpointTests
         var fault = nic.LastDmaFault!.Value;
         Assert.Equal((VfioUserRig.Vf0, PcieEmu.Core.Memory.DmaStatus.UnsupportedRequest, 0x8000_0000UL), (fault.Rid, fault.Status, fault.Address));
         Assert.True((c.Read32(Config, 0x04) & 0x2000_0000) != 0, $"Status.Received Master Abort (config dword 4: 0x{c.Read32(Config, 0x04):X8}, machine 0x{rig.M.ReadConfig(VfioUserRig.Vf0, 4, 4).Value:X8})");
+
+        // A ring in a region mapped without a descriptor: DMA by message is not supported; UR, and the log says why.
+        c.Write32(Bar0, TxLegacy + Txdctl, 0);
+        c.Write32(Bar0, TxLegacy + Tdbal, 0xFFFC_0000);
+        c.Write32(Bar0, TxLegacy + Txdctl, QueueEnable);
+        c.Write32(Bar0, TxLegacy + Tdt, 1);
+        Assert.Equal((PcieEmu.Core.Memory.DmaStatus.UnsupportedRequest, 0xFFFC_0000UL), (nic.LastDmaFault!.Value.Status, nic.LastDmaFault!.Value.Address));
+        Assert.Contains(rig.Server.Logs.Entries, e => e.Message.Contains("without a file descriptor", StringComparison.Ordinal));
 
         // Unmap: a range cutting a region in two is refused; the exact range works and echoes the request.
         Assert.Equal(22u, c.Request(DmaUnmap, DmaUnmapPayload(0, Iova, 0x1000)).Error);

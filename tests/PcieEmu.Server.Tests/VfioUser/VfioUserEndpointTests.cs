@@ -426,6 +426,13 @@ public class VfioUserEndpointTests
     }
 
     [Fact]
+    public void A_socket_in_a_directory_others_can_write_is_refused()
+    {
+        var ex = Assert.Throws<PcieEmu.Server.Hosting.ServeConfigurationException>(() => PcieEmu.Server.VfioUser.VfioUserBinding.ParseAll(["02:10.0=/tmp/vf0.sock"]));
+        Assert.StartsWith("--vfio-user 02:10.0=/tmp/vf0.sock: the directory /tmp is writable by other users", ex.Message);
+    }
+
+    [Fact]
     public void The_same_function_twice_is_refused()
     {
         var ex = Assert.Throws<PcieEmu.Server.Hosting.ServeConfigurationException>(() =>

@@ -291,8 +291,8 @@ internal sealed class VfioUserSession : IDisposable
         ulong size = BinaryPrimitives.ReadUInt64LittleEndian(body[16..]);
         if ((flags & VfioUserWire.DmaUnmapGetDirtyBitmap) != 0) { reason = "DMA_UNMAP: dirty page tracking is not supported"; return VfioUserWire.ENOTSUP; }
         if ((flags & ~VfioUserWire.DmaUnmapAll) != 0) { reason = $"DMA_UNMAP: unknown flags 0x{flags:X}"; return VfioUserWire.EINVAL; }
+        // With ALL the address and size are ignored (QEMU may pass the range it was unmapping).
         bool all = (flags & VfioUserWire.DmaUnmapAll) != 0;
-        if (all && (iova | size) != 0) { reason = "DMA_UNMAP: with the ALL flag address and size must be 0"; return VfioUserWire.EINVAL; }
         uint err = _memory.Unmap(iova, size, all);
         if (err != 0) { reason = $"DMA_UNMAP [0x{iova:X}, +0x{size:X}): a region lies partly outside the range, or the range is empty"; return err; }
         body.CopyTo(reply);

@@ -31,6 +31,8 @@ internal sealed class VfioUserSession : IDisposable
     private readonly byte[] _reply = new byte[VfioUserWire.MaxMessageSize];
     private readonly List<int> _fds = new(VfioUserWire.MaxMessageFds);
     private ConfigView? _view;
+    private Timer? _presence;
+    private int _gone;
     private long _messages;
     private volatile bool _stopping;
 
@@ -72,6 +74,7 @@ internal sealed class VfioUserSession : IDisposable
             _irqs.Resize(VfioUserWire.IrqErr, 1);
             _irqs.Resize(VfioUserWire.IrqReq, 1);
             VfioUserLog.Attached(_logger, _bdf, function.Name);
+            _presence = new Timer(_ => WatchPresence(), null, PresencePeriod, PresencePeriod);
             while (!_stopping && ServeOne()) Interlocked.Increment(ref _messages);
             VfioUserLog.Detached(_logger, _bdf, Messages);
         }
@@ -82,9 +85,24 @@ internal sealed class VfioUserSession : IDisposable
         }
         finally
         {
+            _presence?.Dispose();
             _machine.SetDmaMemory(_rid, null);
             DisarmMsix();
         }
+    }
+
+    private static readonly TimeSpan PresencePeriod = TimeSpan.FromMilliseconds(100);
+
+    // When the function goes away under the client (the PF driver clears VF Enable), a host's vfio-pci
+    // asks its user to release the device through the request (REQ) eventfd; do the same, once per
+    // disappearance.
+    private void WatchPresence()
+    {
+        bool present = _machine.DescribeFunction(_rid) != null;
+        if (present) { Volatile.Write(ref _gone, 0); return; }
+        if (Interlocked.Exchange(ref _gone, 1) != 0) return;
+        VfioUserLog.Problem(_logger, _bdf, "the function went away (VF Enable cleared?); asking the client to release it (REQ eventfd)");
+        _irqs.Signal(VfioUserWire.IrqReq, 0);
     }
 
     private FunctionDescription? WaitForFunction()

@@ -434,6 +434,24 @@ public class VfioUserEndpointTests
     }
 
     [Fact]
+    public async Task The_client_is_asked_to_release_a_vf_that_goes_away()
+    {
+        await using var rig = await VfioUserRig.StartAsync();
+        using var c = await Attach(rig);
+        using var req = OwnedFd.EventFd();
+        c.Ok(SetIrqs, U32s(20, 0x24, 4, 0, 1), req.Fd);
+        Assert.Equal(0, req.WaitSignalled(TimeSpan.FromMilliseconds(300)));
+        rig.M.WriteConfig(VfioUserRig.Pf0, VfioUserRig.SriovCap + 0x08, 2, 0);           // the PF driver clears VF Enable
+        Assert.Equal(1, req.WaitSignalled(T.Timeout));
+        // The session stays: config reads complete as Unsupported Request (all ones) except the emulated bytes.
+        Assert.Equal(0xFFFF_FFFFu, c.Read32(Config, 0x08));
+        Assert.Equal(19u, c.Request(DeviceReset, []).Error);                             // ENODEV
+        rig.M.WriteConfig(VfioUserRig.Pf0, VfioUserRig.SriovCap + 0x08, 2, 0x9);         // back
+        Assert.Equal(0x0200_0001u, c.Read32(Config, 0x08));                             // class 020000, revision 01
+        rig.Server.AssertNoErrors();
+    }
+
+    [Fact]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task The_socket_is_private_to_the_user()
     {

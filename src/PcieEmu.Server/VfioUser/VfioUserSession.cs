@@ -31,6 +31,7 @@ internal sealed class VfioUserSession : IDisposable
     private readonly byte[] _reply = new byte[VfioUserWire.MaxMessageSize];
     private readonly List<int> _fds = new(VfioUserWire.MaxMessageFds);
     private ConfigView? _view;
+    private bool _fdsTruncated;
     private Timer? _presence;
     private int _gone;
     private long _messages;
@@ -122,6 +123,7 @@ internal sealed class VfioUserSession : IDisposable
     private bool ServeOne()
     {
         _fds.Clear();
+        _fdsTruncated = false;
         int got = ReadExact(_header, collectFds: true);
         if (got <= 0) return false;
         if (got < VfioUserWire.HeaderSize) return false;   // peer closed mid-header
@@ -137,6 +139,8 @@ internal sealed class VfioUserSession : IDisposable
                 return Fail(h, VfioUserWire.E2BIG, $"size {h.Size} exceeds the largest message ({VfioUserWire.MaxMessageSize})");
             }
             if (bodyLength > 0 && ReadExact(_body.AsSpan(0, bodyLength), collectFds: true) < bodyLength) return false;
+            if (_fdsTruncated)
+                return Fail(h, VfioUserWire.EINVAL, $"more than {VfioUserWire.MaxMessageFds} file descriptors (the extra ones were closed)");
             if (h.Type != VfioUserWire.TypeRequest)
                 return Fail(h, VfioUserWire.EINVAL, h.Type == VfioUserWire.TypeReply ? "unsolicited reply (no request of the server is outstanding)" : $"unknown message type {h.Type}");
             var body = _body.AsSpan(0, bodyLength);
@@ -189,7 +193,8 @@ internal sealed class VfioUserSession : IDisposable
         int done = 0;
         while (done < buffer.Length)
         {
-            int n = UnixFd.Receive(_fd, buffer[done..], _fds, collectFds ? VfioUserWire.MaxMessageFds : 0, out _, out int errno);
+            int n = UnixFd.Receive(_fd, buffer[done..], _fds, collectFds ? VfioUserWire.MaxMessageFds : 0, out bool truncated, out int errno);
+            _fdsTruncated |= truncated;
             if (n < 0)
             {
                 if (errno == UnixFd.EAGAIN) { UnixFd.WaitReadable(_fd); continue; }

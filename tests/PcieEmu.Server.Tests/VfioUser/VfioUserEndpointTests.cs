@@ -376,6 +376,7 @@ public class VfioUserEndpointTests
         Assert.Equal(38u, c.Request(15, U32s(0, 0)).Error);                                 // REGION_WRITE_MULTI (not announced)
         // Unexpected descriptors.
         using (var e = OwnedFd.EventFd()) Assert.Equal(22u, c.Request(DeviceGetInfo, U32s(16, 0, 0, 0), e.Fd).Error);
+        using (var e = OwnedFd.EventFd()) Assert.Equal(22u, c.Request(SetIrqs, U32s(20, 0x24, 2, 0, 3), [.. Enumerable.Repeat(e.Fd, 20)]).Error);   // over max_msg_fds
         // SET_IRQS with bad flags, index or range.
         Assert.Equal(22u, c.Request(SetIrqs, U32s(20, 0x25, 2, 0, 1)).Error);
         Assert.Equal(22u, c.Request(SetIrqs, U32s(20, 0x24, 7, 0, 1)).Error);

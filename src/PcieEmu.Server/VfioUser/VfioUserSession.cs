@@ -566,13 +566,13 @@ internal sealed class VfioUserSession : IDisposable
     // returns all ones and a write is dropped, as a master abort would.
     private void ReadBar(int bar, ulong offset, Span<byte> data)
     {
-        if (!_view!.MemoryEnabled) { data.Fill(0xFF); return; }
+        if (!Decodes(bar)) { data.Fill(0xFF); return; }
         int done = 0;
         while (done < data.Length)
         {
             ulong o = offset + (ulong)done;
-            int w = MmioPiece(o, data.Length - done);
-            ulong v = _view.ReadBar(bar, o, w).Value;
+            int w = MmioPiece(o, data.Length - done, bar);
+            ulong v = _view!.ReadBar(bar, o, w).Value;
             for (int i = 0; i < w; i++) data[done + i] = (byte)(v >> (8 * i));
             done += w;
         }
@@ -580,12 +580,12 @@ internal sealed class VfioUserSession : IDisposable
 
     private void WriteBar(int bar, ulong offset, ReadOnlySpan<byte> data)
     {
-        if (!_view!.MemoryEnabled) return;
+        if (!Decodes(bar)) return;
         int done = 0;
         while (done < data.Length)
         {
             ulong o = offset + (ulong)done;
-            int w = MmioPiece(o, data.Length - done);
+            int w = MmioPiece(o, data.Length - done, bar);
             ulong v = 0;
             for (int i = 0; i < w; i++) v |= (ulong)data[done + i] << (8 * i);
             _machine.WriteBar(_rid, bar, o, w, v);
@@ -593,10 +593,16 @@ internal sealed class VfioUserSession : IDisposable
         }
     }
 
-    private static int MmioPiece(ulong offset, int count)
+    // A memory BAR needs Memory Space Enable as the guest sees it; an I/O BAR is gated by the machine's own
+    // I/O decode (a PF's I/O Space Enable, which the guest's Command writes reach).
+    private bool Decodes(int bar) => _view!.Function.Bar(bar) is { Kind: BarKind.Io } || _view.MemoryEnabled;
+
+    private int MmioPiece(ulong offset, int count, int bar)
     {
+        // Port I/O is at most 4 bytes wide.
+        int max = _view!.Function.Bar(bar) is { Kind: BarKind.Io } ? 4 : 8;
         foreach (int w in (ReadOnlySpan<int>)[8, 4, 2])
-            if ((offset & (ulong)(w - 1)) == 0 && count >= w) return w;
+            if (w <= max && (offset & (ulong)(w - 1)) == 0 && count >= w) return w;
         return 1;
     }
 

@@ -11,17 +11,8 @@ namespace PcieEmu.Core.Platform;
 /// <param name="Kind">Memory32, Memory64, I/O or ROM.</param>
 /// <param name="Size">Size of the function's own window (for a VF: the per-VF size, System Page Size included).</param>
 /// <param name="Prefetchable">Prefetchable memory.</param>
-public readonly record struct FunctionBar(int Index, BarKind Kind, ulong Size, bool Prefetchable)
-{
-    /// <summary>The low type bits the BAR register reads back.</summary>
-    public uint TypeBits => Kind switch
-    {
-        BarKind.Io => 0x1,
-        BarKind.Memory64 => 0x4u | (Prefetchable ? 0x8u : 0),
-        BarKind.Memory32 => Prefetchable ? 0x8u : 0,
-        _ => 0,
-    };
-}
+/// <param name="TypeBits">The low type bits the BAR register reads back (<see cref="BarDefinition.TypeBits"/>).</param>
+public readonly record struct FunctionBar(int Index, BarKind Kind, ulong Size, bool Prefetchable, uint TypeBits);
 
 /// <summary>A consistent snapshot of what a function is, taken under the machine lock.</summary>
 /// <param name="Rid">Routing ID now.</param>
@@ -89,7 +80,7 @@ public sealed partial class Machine
             if (f == null) return null;
             var bars = new List<FunctionBar>();
             var defs = f is VirtualFunction vf ? vf.VfBars : f.Bars;
-            foreach (var d in defs) bars.Add(new FunctionBar(d.Index, d.Kind, f.BarWindow(d).Size, d.Prefetchable));
+            foreach (var d in defs) bars.Add(new FunctionBar(d.Index, d.Kind, f.BarWindow(d).Size, d.Prefetchable, d.TypeBits));
             bars.Sort((a, b) => a.Index.CompareTo(b.Index));
             var msix = f.Find<MsixCapability>();
             var pcie = f.Find<PcieCapability>();

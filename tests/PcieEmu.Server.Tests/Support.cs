@@ -87,7 +87,7 @@ internal sealed class TestServer : IAsyncDisposable
     public string Directory => _dir;
 
     public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null,
-        TcpAuthMode tcpAuth = TcpAuthMode.Token)
+        TcpAuthMode tcpAuth = TcpAuthMode.Token, Func<string, IList<string>>? vfioUser = null)
     {
         string dir = System.IO.Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -104,6 +104,7 @@ internal sealed class TestServer : IAsyncDisposable
             PcapDirectory = pcapDirectory,
             TokenFile = Path.Combine(dir, "token"),
             TcpAuth = tcpAuth,
+            VfioUser = vfioUser?.Invoke(dir) ?? [],
             UseAppSettings = false,
             UseEnvironment = false,
         }, l => l.AddProvider(logs));

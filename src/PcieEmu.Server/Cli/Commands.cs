@@ -35,6 +35,7 @@ public static class Commands
         root.Subcommands.Add(LspciCommand.Create());
         root.Subcommands.Add(SetpciCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(BenchVfioUserCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());
         return root;
     }
@@ -65,7 +66,8 @@ public static class Commands
         var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
         var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap };
+        var vfioUser = new Option<string[]>("--vfio-user") { Description = "Serve a function over vfio-user, repeatable: BDF=SOCKET (e.g. 02:10.0=/tmp/pcie-emu/vf0.sock); see docs/vfio-user.md", AllowMultipleArgumentsPerToken = false };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -89,6 +91,7 @@ public static class Commands
                 TokenFile = parse.GetValue(TokenFile) is { } tf ? Path.GetFullPath(tf) : null,
                 ConfigFile = parse.GetValue(config),
                 PcapDirectory = parse.GetValue(pcap),
+                VfioUser = parse.GetValue(vfioUser) ?? [],
                 Overrides = overrides,
             };
             Microsoft.AspNetCore.Builder.WebApplication app;
@@ -109,6 +112,13 @@ public static class Commands
             try
             {
                 await app.RunAsync().ConfigureAwait(false);
+            }
+            catch (ServeConfigurationException ex)
+            {
+                // Raised while starting (e.g. a --vfio-user socket another server listens on).
+                await Console.Error.WriteLineAsync($"pcie-emu serve: {ex.Message}").ConfigureAwait(false);
+                await app.DisposeAsync().ConfigureAwait(false);
+                return 2;
             }
             catch (IOException ex)
             {

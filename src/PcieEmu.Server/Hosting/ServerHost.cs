@@ -32,6 +32,7 @@ public static class ServerHost
     {
         var endpoints = ResolveEndpoints(settings);
         var tokenGuard = TokenGuard.Create(settings, endpoints);
+        var vfioUser = PcieEmu.Server.VfioUser.VfioUserBinding.ParseAll(settings.VfioUser);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             Args = [],
@@ -63,6 +64,8 @@ public static class ServerHost
         builder.Services.AddSingleton(_ => new Machine(machineOptions));
         builder.Services.AddSingleton<InterruptSubscribers>();
         builder.Services.AddSingleton<WireTap>();
+        if (vfioUser.Count > 0)
+            builder.Services.AddHostedService(sp => new PcieEmu.Server.VfioUser.VfioUserHost(sp.GetRequiredService<Machine>(), vfioUser, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddGrpc(o =>
         {
             // A WriteMemory of 4 MiB plus its envelope must fit; anything larger is malformed.

@@ -60,6 +60,9 @@ public readonly record struct DmaResult(DmaStatus Status, int BytesMoved, byte F
 /// checks Bus Master Enable, is translated by the remapping unit page by page (a run of pages
 /// that map to adjacent frames is moved as one piece), is split where translations end, and
 /// lands in RAM. A fault or an access outside RAM aborts the rest of the transfer.
+/// When the machine has an <see cref="IDmaMemory"/> for the requester's routing ID
+/// (<see cref="Platform.Machine.SetDmaMemory"/>), the access goes to that memory instead of
+/// the remapping unit and RAM: a function assigned to a virtual machine reaches the VM's memory.
 /// </summary>
 public sealed class DmaPort
 {
@@ -88,6 +91,13 @@ public sealed class DmaPort
         int length = write ? src.Length : dst.Length;
         if (!_busMaster()) return new DmaResult(DmaStatus.BusMasterDisabled, 0);
         ushort rid = _rid();
+        if (_machine.DmaMemoryFor(rid) is { } memory)
+        {
+            var r = write ? memory.Write(address, src) : memory.Read(address, dst);
+            // As for RAM: a read nobody backs completes UR to the requester; a write is posted.
+            if (!r.Ok && !write) _onUnsupported?.Invoke();
+            return r;
+        }
         var remapper = _machine.Remapper;
         var ram = _machine.Ram;
         int done = 0;

@@ -19,7 +19,7 @@ namespace PcieEmu.Core.Platform;
 /// handed to subscribers through bounded queues that never block.
 /// </para>
 /// </summary>
-public sealed class Machine : IDisposable
+public sealed partial class Machine : IDisposable
 {
     /// <summary>The MSI window: memory writes that land here are interrupt messages.</summary>
     public const ulong MsiWindowBase = 0xFEE0_0000, MsiWindowSize = 0x10_0000;

@@ -41,7 +41,8 @@ public static class Commands
         var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
         var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, config, ramSize, ramFile, keepRam, noFirmware, pcap };
+        var vfioUser = new Option<string[]>("--vfio-user") { Description = "Serve a function over vfio-user, repeatable: BDF=SOCKET (e.g. 02:10.0=/tmp/pcie-emu/vf0.sock); see docs/vfio-user.md", AllowMultipleArgumentsPerToken = false };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -63,6 +64,7 @@ public static class Commands
                 AllowRemote = parse.GetValue(allowRemote),
                 ConfigFile = parse.GetValue(config),
                 PcapDirectory = parse.GetValue(pcap),
+                VfioUser = parse.GetValue(vfioUser) ?? [],
                 Overrides = overrides,
             };
             Microsoft.AspNetCore.Builder.WebApplication app;

@@ -31,6 +31,7 @@ public static class ServerHost
     public static WebApplication Build(ServeSettings settings, Action<ILoggingBuilder>? configureLogging = null)
     {
         var endpoints = ResolveEndpoints(settings);
+        var vfioUser = PcieEmu.Server.VfioUser.VfioUserBinding.ParseAll(settings.VfioUser);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             Args = [],
@@ -62,6 +63,8 @@ public static class ServerHost
         builder.Services.AddSingleton(_ => new Machine(machineOptions));
         builder.Services.AddSingleton<InterruptSubscribers>();
         builder.Services.AddSingleton<WireTap>();
+        if (vfioUser.Count > 0)
+            builder.Services.AddHostedService(sp => new PcieEmu.Server.VfioUser.VfioUserHost(sp.GetRequiredService<Machine>(), vfioUser, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddGrpc(o =>
         {
             // A WriteMemory of 4 MiB plus its envelope must fit; anything larger is malformed.

@@ -42,6 +42,8 @@ public sealed class ServeSettings
     public string? ConfigFile { get; init; }
     /// <summary>Directory for packet captures: each port's wire traffic goes to pcie-emu-port&lt;N&gt;.pcap there.</summary>
     public string? PcapDirectory { get; init; }
+    /// <summary>Functions served over vfio-user: <c>BDF=SOCKET</c> each (e.g. <c>02:10.0=/tmp/pcie-emu/vf0.sock</c>).</summary>
+    public IList<string> VfioUser { get; init; } = [];
     /// <summary>Configuration keys set from the command line (highest precedence), e.g. "Machine:RamSize".</summary>
     public IDictionary<string, string?> Overrides { get; init; } = new Dictionary<string, string?>();
     /// <summary>Read appsettings.json next to the executable (tests turn it off).</summary>

@@ -121,6 +121,7 @@ def main():
                     reply, kind = r[0], f"echo reply to {fmt_ip(r[1])} seq {r[2]}"
                     key = "echo_replies"
                 if reply is not None:
+                    reply = reply.ljust(60, b"\0")   # a real link partner pads to the 64-byte minimum (60 + FCS)
                     res = emu.inject_frame(a.port, reply)
                     if res.accepted:
                         stats[key] += 1

@@ -83,7 +83,8 @@ internal sealed class TestServer : IAsyncDisposable
     public Machine Machine => App.Services.GetRequiredService<Machine>();
     public string SocketPath => Path.Combine(_dir, "emu.sock");
 
-    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null)
+    public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null,
+        Func<string, IList<string>>? vfioUser = null)
     {
         string dir = Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -98,6 +99,7 @@ internal sealed class TestServer : IAsyncDisposable
             Listen = [transport == "unix" ? $"unix://{dir}/emu.sock" : "tcp://127.0.0.1:0"],
             Overrides = all,
             PcapDirectory = pcapDirectory,
+            VfioUser = vfioUser?.Invoke(dir) ?? [],
             UseAppSettings = false,
             UseEnvironment = false,
         }, l => l.AddProvider(logs));

@@ -32,12 +32,13 @@ public readonly record struct FunctionBar(int Index, BarKind Kind, ulong Size, b
 /// <param name="Bars">Implemented BARs in index order.</param>
 /// <param name="InterruptPin">Interrupt Pin (0 = no INTx).</param>
 /// <param name="MsixVectors">MSI-X table size (0 = no MSI-X).</param>
+/// <param name="MsixOffset">Offset of the MSI-X capability (0 = none).</param>
 /// <param name="MsixTableBar">BAR holding the MSI-X table.</param>
 /// <param name="MsixTableOffset">Offset of the table in that BAR.</param>
 /// <param name="PcieOffset">Offset of the PCI Express capability, 0 when none.</param>
 /// <param name="FlrCapable">Device Capabilities advertises Function Level Reset.</param>
 public sealed record FunctionDescription(ushort Rid, string Name, ushort VendorId, ushort DeviceId, bool IsVirtual,
-    IReadOnlyList<FunctionBar> Bars, byte InterruptPin, int MsixVectors, int MsixTableBar, uint MsixTableOffset,
+    IReadOnlyList<FunctionBar> Bars, byte InterruptPin, int MsixVectors, int MsixOffset, int MsixTableBar, uint MsixTableOffset,
     int PcieOffset, bool FlrCapable)
 {
     /// <summary>Size of config space software may address: 4 KiB for PCI Express functions, 256 B otherwise.</summary>
@@ -94,7 +95,7 @@ public sealed partial class Machine
             var pcie = f.Find<PcieCapability>();
             bool flr = pcie != null && (f.Config.ReadRaw(pcie.Offset + PcieCapability.DevCap, 4) & PcieCapability.DevCapFlr) != 0;
             return new FunctionDescription(f.Rid, f.Name, f.VendorId, f.DeviceId, f.IsVirtual, bars,
-                (byte)f.Config.ReadRaw(ConfigRegs.InterruptPin, 1), msix?.Vectors ?? 0, msix?.TableBar ?? 0, msix?.TableOffset ?? 0,
+                (byte)f.Config.ReadRaw(ConfigRegs.InterruptPin, 1), msix?.Vectors ?? 0, msix?.Offset ?? 0, msix?.TableBar ?? 0, msix?.TableOffset ?? 0,
                 pcie?.Offset ?? 0, flr);
         }
     }

@@ -24,6 +24,7 @@ public static class Commands
         root.Subcommands.Add(LspciCommand.Create());
         root.Subcommands.Add(SetpciCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(BenchVfioUserCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());
         return root;
     }

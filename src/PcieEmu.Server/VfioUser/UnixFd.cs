@@ -102,6 +102,7 @@ internal static unsafe partial class UnixFd
                 {
                     errno = Marshal.GetLastPInvokeError();
                     if (errno == EINTR) continue;
+                    if (errno == EAGAIN) { Wait(socket, 4 /* POLLOUT */); continue; }
                     return false;
                 }
                 sent += (int)n;
@@ -173,9 +174,11 @@ internal static unsafe partial class UnixFd
     private static partial int poll(PollFd* fds, nuint count, int timeout);
 
     /// <summary>Waits until <paramref name="fd"/> is readable (or hung up), for a socket that turned out non-blocking.</summary>
-    public static void WaitReadable(int fd)
+    public static void WaitReadable(int fd) => Wait(fd, 1 /* POLLIN */);
+
+    private static void Wait(int fd, short events)
     {
-        var p = new PollFd { Fd = fd, Events = 1 /* POLLIN */ };
+        var p = new PollFd { Fd = fd, Events = events };
         poll(&p, 1, -1);
     }
 

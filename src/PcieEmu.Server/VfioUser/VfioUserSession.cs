@@ -24,7 +24,7 @@ internal sealed class VfioUserSession : IDisposable
     private readonly Socket _socket;
     private readonly int _fd;
     private readonly ILogger _logger;
-    private readonly VmMemory _memory = new();
+    private readonly VmMemory _memory;
     private readonly InterruptRelay _irqs;
     private readonly byte[] _header = new byte[VfioUserWire.HeaderSize];
     private readonly byte[] _body = new byte[VfioUserWire.MaxMessageSize];
@@ -43,6 +43,8 @@ internal sealed class VfioUserSession : IDisposable
         _fd = (int)socket.SafeHandle.DangerousGetHandle();
         _logger = logger;
         _irqs = new InterruptRelay(machine.Interrupts, logger, _bdf);
+        _memory = new VmMemory(a => VfioUserLog.Problem(logger, _bdf,
+            $"device DMA at 0x{a:X} hit a region the client mapped without a file descriptor; DMA by message is not supported, the access completed as Unsupported Request (give the VM memory-backend-memfd,share=on)"));
     }
 
     /// <summary>Messages handled so far.</summary>
@@ -384,8 +386,9 @@ internal sealed class VfioUserSession : IDisposable
         if (disableAll)
         {
             _irqs.Clear((int)index);
-            if (index == VfioUserWire.IrqMsix) return ProgramMsix(0, vectors, out reason);
-            return 0;
+            if (index != VfioUserWire.IrqMsix) return 0;
+            SetMsixEnable(false);
+            return ProgramMsix(0, vectors, out reason);
         }
         if (action == VfioUserWire.IrqActionTrigger)
         {
@@ -393,7 +396,10 @@ internal sealed class VfioUserSession : IDisposable
             {
                 bool any = _fds.Count > 0;
                 for (int i = 0; i < count; i++) _irqs.Set((int)index, (int)start + i, any ? TakeFd(0) : -1);
-                return index == VfioUserWire.IrqMsix ? ProgramMsix((int)start, (int)count, out reason) : 0;
+                if (index != VfioUserWire.IrqMsix) return 0;
+                uint err = ProgramMsix((int)start, (int)count, out reason);
+                if (err == 0 && any) SetMsixEnable(true);
+                return err;
             }
             // Loopback trigger: the client asks for the interrupt to be signalled.
             for (int i = 0; i < count; i++)
@@ -437,6 +443,18 @@ internal sealed class VfioUserSession : IDisposable
             if (err != 0) return err;
         }
         return 0;
+    }
+
+    // Like a host's vfio-pci, arming MSI-X vectors turns MSI-X on in the function (the guest's own write of
+    // MSI-X Enable normally got there first) and disarming all turns it off, through the config write path.
+    private void SetMsixEnable(bool on)
+    {
+        var f = _view!.Function;
+        if (f.MsixOffset == 0) return;
+        int control = f.MsixOffset + 2;
+        uint v = (uint)_machine.ReadConfig(_rid, control, 2).Value;
+        uint n = on ? v | MsixCapability.EnableBit : v & ~(uint)MsixCapability.EnableBit;
+        if (n != v) _machine.WriteConfig(_rid, control, 2, n);
     }
 
     private uint WriteMsixControl(int vector, bool masked, out string? reason)

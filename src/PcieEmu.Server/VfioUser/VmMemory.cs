@@ -35,6 +35,11 @@ internal sealed class VmMemory : IDmaMemory, IDisposable
     private readonly Lock _lock = new();
     private readonly List<Region> _regions = [];   // sorted by IOVA, never overlapping
     private long _messageAccesses, _unmappedAccesses;
+    private readonly Action<ulong>? _firstMessageAccess;
+
+    /// <summary>Creates an empty memory; <paramref name="firstMessageAccess"/> is told (once) the address of the first
+    /// device access to a region without a descriptor, so the server can say why it failed.</summary>
+    public VmMemory(Action<ulong>? firstMessageAccess = null) => _firstMessageAccess = firstMessageAccess;
 
     /// <summary>Number of regions mapped now.</summary>
     public int Count { get { lock (_lock) return _regions.Count; } }
@@ -135,7 +140,7 @@ internal sealed class VmMemory : IDmaMemory, IDisposable
                 }
                 if (r.Mapping == 0)
                 {
-                    Interlocked.Increment(ref _messageAccesses);
+                    if (Interlocked.Increment(ref _messageAccesses) == 1) _firstMessageAccess?.Invoke(a);
                     return new DmaResult(DmaStatus.UnsupportedRequest, done, 0, a);
                 }
                 int chunk = (int)Math.Min((ulong)(length - done), r.End - a);

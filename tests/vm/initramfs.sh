@@ -83,5 +83,8 @@ cp "$WORK/kernel/boot/vmlinuz-$kver" "$OUT/vmlinuz"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -9) > "$OUT/initrd.cpio.gz"
 echo "$kver" > "$OUT/KERNEL"
 touch "$OUT/.complete"
+for d in "$VM_CACHE"/guest-*/; do   # older guests (another kernel or an older init)
+  [ "$(cd "$d" && pwd)" = "$OUT" ] || rm -rf "$d"
+done
 log "guest in $OUT ($(du -h "$OUT/initrd.cpio.gz" | cut -f1) initramfs)"
 echo "$OUT"

@@ -25,10 +25,10 @@ internal sealed class VfioUserRig : IAsyncDisposable
     public string SocketPath { get; }
     public Machine M => Server.Machine;
 
-    public static async Task<VfioUserRig> StartAsync(bool enableVfs = true)
+    public static async Task<VfioUserRig> StartAsync(bool enableVfs = true, string bdf = "02:10.0")
     {
         string? socket = null;
-        var server = await TestServer.StartAsync("unix", vfioUser: dir => [$"02:10.0={socket = Path.Combine(dir, "vfio", "vf0.sock")}"]);
+        var server = await TestServer.StartAsync("unix", vfioUser: dir => [$"{bdf}={socket = Path.Combine(dir, "vfio", "fn.sock")}"]);
         var rig = new VfioUserRig(server, socket!);
         if (enableVfs) rig.EnableVfs(2);
         return rig;

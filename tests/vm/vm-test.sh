@@ -169,6 +169,10 @@ check "the guest answered ARP/ICMP: ping statistics with 0% packet loss" has "$C
 check "the guest's ARP request and echo requests appeared on the wire (CaptureFrames)" \
   has "$R" "RESPONDER .*arp_requests=[1-9][0-9]* .*echo_requests=$PING_COUNT "
 check "every reply injected on the wire was accepted by the NIC" has "$R" 'RESPONDER .*rejected=0$'
+pcap="$(/usr/bin/python3 "$HERE/pcapcount.py" "$WORK/pcap/pcie-emu-port0.pcap" "${MAC0:-00:00:00:00:00:00}" 2>&1)"
+echo "  pcap port 0: $pcap"
+check "the pcap of port 0 holds both directions (guest's ARP request + $PING_COUNT echo requests, the injected replies)" \
+  eval "echo '$pcap' | grep -q -E '^arp_requests=[1-9][0-9]* arp_replies=[1-9][0-9]* echo_requests=$PING_COUNT echo_replies=$PING_COUNT\$'"
 check "VF1 -> guest through the VMDq switch: the guest received VF1's $VF1_FRAMES frames before pinging" \
   has "$C" "VMTEST: received ([$VF1_FRAMES-9]|[1-9][0-9]+) frames before ping"
 check "guest -> VF1 through the VMDq switch: VF1 (example VF driver over gRPC) received the guest's broadcast" \

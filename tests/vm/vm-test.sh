@@ -54,9 +54,10 @@ wait_for() {
 
 t0=$SECONDS
 # -- 1. what the test needs ----------------------------------------------------------------------
-rc=0; QEMU_DIR="$(timeout 3600 bash "$HERE/qemu.sh" | tail -1)" || rc=$?
+rc=0; QEMU_DIR="$(timeout 3600 bash "$HERE/qemu.sh" 2> >(tee "$WORK/qemu.log" >&2) | tail -1)" || rc=$?
 if [ $rc -eq 2 ]; then
-  reason="no QEMU >= 10.1 source package could be downloaded from Debian's archive (see tests/vm/qemu.sh output above)"
+  sleep 0.3   # the tee of qemu.sh's log may still be flushing
+  reason="no QEMU >= 10.1 source package could be downloaded from Debian's archive: $(grep -o 'no QEMU.*\|apt-get update.*failed' "$WORK/qemu.log" | tail -1)"
   echo "$reason" > "$RESULTS/vm-test.skip"
   printf '\n*** vm-test SKIPPED: %s ***\n\n' "$reason" >&2
   exit 0

@@ -98,7 +98,10 @@ public static class BenchVfioUserCommand
         var version = new byte[16 + 4 + caps.Length + 1];
         new VfioUserHeader(0, (ushort)VfioUserCommand.Version, (uint)version.Length, 0, 0).Write(version);
         caps.CopyTo(version, 20);
-        RoundTrip(fd, version, buf, fds);
+        if (!UnixFd.SendAll(fd, version, default, out int se)) throw new IOException($"send failed (errno {se})");
+        if (!s.Poll(TimeSpan.FromSeconds(10), SelectMode.SelectRead))
+            throw new IOException("no answer to VERSION within 10 s (a VF served before the PF driver set VF Enable waits until it exists)");
+        ReadReply(fd, buf, fds);
 
         var read = new byte[32];
         BinaryPrimitives.WriteUInt64LittleEndian(read.AsSpan(16), 0);
@@ -125,6 +128,11 @@ public static class BenchVfioUserCommand
     private static void RoundTrip(int fd, byte[] request, byte[] buf, List<int> fds)
     {
         if (!UnixFd.SendAll(fd, request, default, out int e)) throw new IOException($"send failed (errno {e})");
+        ReadReply(fd, buf, fds);
+    }
+
+    private static void ReadReply(int fd, byte[] buf, List<int> fds)
+    {
         Read(fd, buf.AsSpan(0, 16), fds);
         var h = VfioUserHeader.Read(buf);
         if (h.Size < 16 || h.Size > buf.Length) throw new IOException($"bad reply size {h.Size}");

@@ -87,6 +87,13 @@ public static class Commands
             {
                 await app.RunAsync().ConfigureAwait(false);
             }
+            catch (ServeConfigurationException ex)
+            {
+                // Raised while starting (e.g. a --vfio-user socket another server listens on).
+                await Console.Error.WriteLineAsync($"pcie-emu serve: {ex.Message}").ConfigureAwait(false);
+                await app.DisposeAsync().ConfigureAwait(false);
+                return 2;
+            }
             catch (IOException ex)
             {
                 await Console.Error.WriteLineAsync($"pcie-emu serve: {ex.Message}").ConfigureAwait(false);

@@ -36,7 +36,19 @@ public sealed record VfioUserBinding(ushort Rid, string SocketPath)
             throw new ServeConfigurationException($"--vfio-user: function {Bdf.Format(g.Key)} is given more than once");
         foreach (var g in list.GroupBy(b => b.SocketPath).Where(g => g.Count() > 1))
             throw new ServeConfigurationException($"--vfio-user: socket {g.Key} is given more than once");
+        foreach (var b in list) CheckDirectory(b);
         return list;
+    }
+
+    // The socket must be private: in a directory other users cannot write to (they could replace the
+    // socket). A missing directory is created mode 0700 at start.
+    private static void CheckDirectory(VfioUserBinding b)
+    {
+        string dir = Path.GetDirectoryName(b.SocketPath)!;
+        if (OperatingSystem.IsWindows() || !Directory.Exists(dir)) return;
+        var mode = File.GetUnixFileMode(dir);
+        if ((mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
+            throw new ServeConfigurationException($"--vfio-user {Bdf.Format(b.Rid)}={b.SocketPath}: the directory {dir} is writable by other users; put the socket in a directory of your own (a missing one is created with mode 0700)");
     }
 }
 

@@ -23,6 +23,9 @@ internal static partial class VfioUserLog
     [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "vfio-user {Bdf}: {What}")]
     public static partial void Problem(ILogger logger, string bdf, string what);
 
+    [LoggerMessage(EventId = 107, Level = LogLevel.Error, Message = "vfio-user {Bdf}: command {Command} failed inside the server; answered EIO")]
+    public static partial void HandlerFailed(ILogger logger, string bdf, ushort command, Exception exception);
+
     [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "vfio-user {Bdf}: connection ended: {Reason}")]
     public static partial void ConnectionFailed(ILogger logger, string bdf, string reason);
 }

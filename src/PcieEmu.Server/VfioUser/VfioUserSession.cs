@@ -122,7 +122,22 @@ internal sealed class VfioUserSession : IDisposable
             if (h.Type != VfioUserWire.TypeRequest)
                 return Fail(h, VfioUserWire.EINVAL, h.Type == VfioUserWire.TypeReply ? "unsolicited reply (no request of the server is outstanding)" : $"unknown message type {h.Type}");
             var body = _body.AsSpan(0, bodyLength);
-            uint err = Dispatch(h, body, out int replyLength, out string? reason);
+            uint err;
+            int replyLength;
+            string? reason;
+            try
+            {
+                err = Dispatch(h, body, out replyLength, out reason);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // An emulator bug: say so loudly, answer EIO and keep serving (a client such as QEMU
+                // aborts when its server goes away mid-session).
+                VfioUserLog.HandlerFailed(_logger, _bdf, h.Command, ex);
+                err = VfioUserWire.EIO;
+                replyLength = 0;
+                reason = ex.Message;
+            }
             if (err != 0) return Fail(h, err, reason ?? "error");
             if ((h.Flags & VfioUserWire.NoReply) != 0) return true;
             return SendReply(h, 0, replyLength);

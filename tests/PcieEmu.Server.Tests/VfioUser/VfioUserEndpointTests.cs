@@ -168,6 +168,35 @@ public class VfioUserEndpointTests
     }
 
     [Fact]
+    public async Task Msix_arming_in_runs_of_fds_and_no_fds_programs_the_vf_table_like_a_host_driver()
+    {
+        await using var rig = await VfioUserRig.StartAsync();
+        using var c = await Attach(rig);
+        c.Write16(Config, 0x04, 0x0006);
+        using var e0 = OwnedFd.EventFd();
+        using var e2 = OwnedFd.EventFd();
+        // QEMU splits {fd, -1, fd} into three messages: a run with descriptors, a run without, a run with.
+        c.Ok(SetIrqs, U32s(20, 0x24, 2, 0, 1), e0.Fd);
+        c.Ok(SetIrqs, U32s(20, 0x24, 2, 1, 1));
+        c.Ok(SetIrqs, U32s(20, 0x24, 2, 2, 1), e2.Fd);
+        uint Entry(int v, int dw) => (uint)rig.M.ReadBar(VfioUserRig.Vf0, 3, (ulong)(16 * v + 4 * dw), 4).Value;
+        Assert.Equal(new uint[] { 0xFEE0_0000, 0, 0, 0 }, Enumerable.Range(0, 4).Select(dw => Entry(0, dw)));
+        Assert.Equal(1u, Entry(1, 3));                                                   // masked
+        Assert.Equal(new uint[] { 0xFEE0_0000, 0, 2, 0 }, Enumerable.Range(0, 4).Select(dw => Entry(2, dw)));
+        Assert.Equal(0x8000u, (uint)rig.M.ReadConfig(VfioUserRig.Vf0, 0x72, 2).Value & 0x8000);
+        // Mask and unmask through SET_IRQS act on the VF's own Mask bits.
+        c.Ok(SetIrqs, U32s(20, 0x09, 2, 2, 1));                                          // DATA_NONE | ACTION_MASK
+        Assert.Equal(1u, Entry(2, 3));
+        c.Ok(SetIrqs, U32s(20, 0x11, 2, 2, 1));                                          // DATA_NONE | ACTION_UNMASK
+        Assert.Equal(0u, Entry(2, 3));
+        // Loopback trigger: DATA_BOOL | ACTION_TRIGGER signals the chosen eventfds.
+        c.Ok(SetIrqs, [.. U32s(23, 0x22, 2, 0, 3), 1, 0, 1]);
+        Assert.Equal(1, e0.WaitSignalled(T.Timeout));
+        Assert.Equal(1, e2.WaitSignalled(T.Timeout));
+        rig.Server.AssertNoErrors();
+    }
+
+    [Fact]
     public async Task Vf_rings_in_guest_memory_send_to_the_wire_and_receive_from_it()
     {
         await using var rig = await VfioUserRig.StartAsync();
@@ -423,6 +452,13 @@ public class VfioUserEndpointTests
         Assert.StartsWith("--vfio-user", ex.Message);
         Assert.Contains(message, ex.Message);
         Assert.DoesNotContain('\n', ex.Message);
+    }
+
+    [Fact]
+    public void A_socket_in_a_directory_others_can_write_is_refused()
+    {
+        var ex = Assert.Throws<PcieEmu.Server.Hosting.ServeConfigurationException>(() => PcieEmu.Server.VfioUser.VfioUserBinding.ParseAll(["02:10.0=/tmp/vf0.sock"]));
+        Assert.StartsWith("--vfio-user 02:10.0=/tmp/vf0.sock: the directory /tmp is writable by other users", ex.Message);
     }
 
     [Fact]

@@ -166,6 +166,8 @@ check "igbvf got VF0's MAC from the PF driver through the mailbox (kernel: 'Addr
 check "igbvf's resets through the mailbox succeeded (no 'PF still in reset state' / 'PF still resetting')" \
   eval "! grep -q -E 'igbvf .*PF still (in reset state|resetting)' '$C'"
 check "the link came up (kernel: 'Link is Up 1000 Mbps Full Duplex')" has "$C" 'igbvf [0-9a-f:.]+: Link is Up 1000 Mbps Full Duplex'
+check "MSI-X through eventfds: the guest's igbvf RX vector fired (/proc/interrupts)" \
+  has "$C" 'VMTEST: irq [1-9][0-9]* .*-rx-0'
 check "the guest answered ARP/ICMP: ping statistics with 0% packet loss" has "$C" "$PING_COUNT packets transmitted, $PING_COUNT packets received, 0% packet loss"
 check "the guest's ARP request and echo requests appeared on the wire (CaptureFrames)" \
   has "$R" "RESPONDER .*arp_requests=[1-9][0-9]* .*echo_requests=$PING_COUNT "

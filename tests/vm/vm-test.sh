@@ -73,7 +73,7 @@ SERVER_DLL="${PCIEEMU_SERVER_DLL:-$ROOT/src/PcieEmu.Server/bin/Release/net10.0/p
 PF_DLL="$ROOT/clients/dotnet/PfDriver/bin/Release/net10.0/PfDriver.dll"
 VF_DLL="$ROOT/clients/dotnet/VfDriver/bin/Release/net10.0/VfDriver.dll"
 if [ -z "${PCIEEMU_SKIP_BUILD:-}" ]; then
-  log "building pcie-emu and the example PF driver"
+  log "building pcie-emu and the example PF and VF drivers"
   for p in src/PcieEmu.Server clients/dotnet/PfDriver clients/dotnet/VfDriver; do
     timeout 900 dotnet build "$ROOT/$p" -c Release -nologo -clp:ErrorsOnly -v q > "$WORK/build.log" 2>&1 \
       || { cp "$WORK/build.log" "$RESULTS/vm-test-build.log"; error "dotnet build $p failed; see $RESULTS/vm-test-build.log"; }

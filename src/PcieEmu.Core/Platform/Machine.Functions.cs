@@ -101,36 +101,46 @@ public sealed partial class Machine
     }
 
     /// <summary>
-    /// A CPU memory read at <paramref name="offset"/> inside BAR <paramref name="bar"/> of the function at
+    /// A CPU read at <paramref name="offset"/> inside BAR <paramref name="bar"/> of the function at
     /// <paramref name="rid"/>: the address is the BAR's current base plus the offset, decoded as any other
-    /// memory request (so Memory Space Enable, VF MSE and power state apply). Unsupported Request when the
-    /// function, the BAR or an assigned window is missing or the access leaves the BAR.
+    /// memory request (so Memory Space Enable, VF MSE and power state apply), or as an I/O request for an
+    /// I/O BAR (1, 2 or 4 bytes). Unsupported Request when the function, the BAR or an assigned window is
+    /// missing or the access leaves the BAR.
     /// </summary>
     public ReadResult ReadBar(ushort rid, int bar, ulong offset, int width)
     {
         lock (SyncRoot)
-            return TryBarAddress(rid, bar, offset, width, out ulong address) ? ReadMmio(address, width) : ReadResult.Unsupported(width);
+        {
+            if (!TryBarAddress(rid, bar, offset, width, out ulong address, out bool io)) return ReadResult.Unsupported(width);
+            return io ? ReadIo(address, width) : ReadMmio(address, width);
+        }
     }
 
     /// <summary>A CPU memory write inside a function's BAR (see <see cref="ReadBar"/>). Posted.</summary>
     public CompletionStatus WriteBar(ushort rid, int bar, ulong offset, int width, ulong value)
     {
         lock (SyncRoot)
-            return TryBarAddress(rid, bar, offset, width, out ulong address) ? WriteMmio(address, width, value) : CompletionStatus.UnsupportedRequest;
+        {
+            if (!TryBarAddress(rid, bar, offset, width, out ulong address, out bool io)) return CompletionStatus.UnsupportedRequest;
+            return io ? WriteIo(address, width, (uint)value) : WriteMmio(address, width, value);
+        }
     }
 
-    private bool TryBarAddress(ushort rid, int bar, ulong offset, int width, out ulong address)
+    // The address of [offset, +width) inside the function's BAR now; an I/O BAR gives a port (width at most 4).
+    private bool TryBarAddress(ushort rid, int bar, ulong offset, int width, out ulong address, out bool io)
     {
         address = 0;
+        io = false;
         var f = RouteConfig(rid);
         if (f == null) return false;
         var defs = f is VirtualFunction vf ? vf.VfBars : f.Bars;
         foreach (var d in defs)
         {
-            if (d.Index != bar || d.IsIo) continue;
+            if (d.Index != bar || (d.IsIo && width > 4)) continue;
             var (b, s) = f.BarWindow(d);
             if (b == 0 || offset >= s || s - offset < (ulong)width) return false;
             address = b + offset;
+            io = d.IsIo;
             return true;
         }
         return false;

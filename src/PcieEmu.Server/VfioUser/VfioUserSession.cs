@@ -31,6 +31,9 @@ internal sealed class VfioUserSession : IDisposable
     private readonly byte[] _reply = new byte[VfioUserWire.MaxMessageSize];
     private readonly List<int> _fds = new(VfioUserWire.MaxMessageFds);
     private ConfigView? _view;
+    private bool _fdsTruncated;
+    private Timer? _presence;
+    private int _gone;
     private long _messages;
     private volatile bool _stopping;
 
@@ -72,6 +75,7 @@ internal sealed class VfioUserSession : IDisposable
             _irqs.Resize(VfioUserWire.IrqErr, 1);
             _irqs.Resize(VfioUserWire.IrqReq, 1);
             VfioUserLog.Attached(_logger, _bdf, function.Name);
+            _presence = new Timer(_ => WatchPresence(), null, PresencePeriod, PresencePeriod);
             while (!_stopping && ServeOne()) Interlocked.Increment(ref _messages);
             VfioUserLog.Detached(_logger, _bdf, Messages);
         }
@@ -82,9 +86,24 @@ internal sealed class VfioUserSession : IDisposable
         }
         finally
         {
+            _presence?.Dispose();
             _machine.SetDmaMemory(_rid, null);
             DisarmMsix();
         }
+    }
+
+    private static readonly TimeSpan PresencePeriod = TimeSpan.FromMilliseconds(100);
+
+    // When the function goes away under the client (the PF driver clears VF Enable), a host's vfio-pci
+    // asks its user to release the device through the request (REQ) eventfd; do the same, once per
+    // disappearance.
+    private void WatchPresence()
+    {
+        bool present = _machine.DescribeFunction(_rid) != null;
+        if (present) { Volatile.Write(ref _gone, 0); return; }
+        if (Interlocked.Exchange(ref _gone, 1) != 0) return;
+        VfioUserLog.Problem(_logger, _bdf, "the function went away (VF Enable cleared?); asking the client to release it (REQ eventfd)");
+        _irqs.Signal(VfioUserWire.IrqReq, 0);
     }
 
     private FunctionDescription? WaitForFunction()
@@ -104,6 +123,7 @@ internal sealed class VfioUserSession : IDisposable
     private bool ServeOne()
     {
         _fds.Clear();
+        _fdsTruncated = false;
         int got = ReadExact(_header, collectFds: true);
         if (got <= 0) return false;
         if (got < VfioUserWire.HeaderSize) return false;   // peer closed mid-header
@@ -119,6 +139,8 @@ internal sealed class VfioUserSession : IDisposable
                 return Fail(h, VfioUserWire.E2BIG, $"size {h.Size} exceeds the largest message ({VfioUserWire.MaxMessageSize})");
             }
             if (bodyLength > 0 && ReadExact(_body.AsSpan(0, bodyLength), collectFds: true) < bodyLength) return false;
+            if (_fdsTruncated)
+                return Fail(h, VfioUserWire.EINVAL, $"more than {VfioUserWire.MaxMessageFds} file descriptors (the extra ones were closed)");
             if (h.Type != VfioUserWire.TypeRequest)
                 return Fail(h, VfioUserWire.EINVAL, h.Type == VfioUserWire.TypeReply ? "unsolicited reply (no request of the server is outstanding)" : $"unknown message type {h.Type}");
             var body = _body.AsSpan(0, bodyLength);
@@ -171,7 +193,8 @@ internal sealed class VfioUserSession : IDisposable
         int done = 0;
         while (done < buffer.Length)
         {
-            int n = UnixFd.Receive(_fd, buffer[done..], _fds, collectFds ? VfioUserWire.MaxMessageFds : 0, out _, out int errno);
+            int n = UnixFd.Receive(_fd, buffer[done..], _fds, collectFds ? VfioUserWire.MaxMessageFds : 0, out bool truncated, out int errno);
+            _fdsTruncated |= truncated;
             if (n < 0)
             {
                 if (errno == UnixFd.EAGAIN) { UnixFd.WaitReadable(_fd); continue; }
@@ -291,8 +314,8 @@ internal sealed class VfioUserSession : IDisposable
         ulong size = BinaryPrimitives.ReadUInt64LittleEndian(body[16..]);
         if ((flags & VfioUserWire.DmaUnmapGetDirtyBitmap) != 0) { reason = "DMA_UNMAP: dirty page tracking is not supported"; return VfioUserWire.ENOTSUP; }
         if ((flags & ~VfioUserWire.DmaUnmapAll) != 0) { reason = $"DMA_UNMAP: unknown flags 0x{flags:X}"; return VfioUserWire.EINVAL; }
+        // With ALL the address and size are ignored (QEMU may pass the range it was unmapping).
         bool all = (flags & VfioUserWire.DmaUnmapAll) != 0;
-        if (all && (iova | size) != 0) { reason = "DMA_UNMAP: with the ALL flag address and size must be 0"; return VfioUserWire.EINVAL; }
         uint err = _memory.Unmap(iova, size, all);
         if (err != 0) { reason = $"DMA_UNMAP [0x{iova:X}, +0x{size:X}): a region lies partly outside the range, or the range is empty"; return err; }
         body.CopyTo(reply);
@@ -543,13 +566,13 @@ internal sealed class VfioUserSession : IDisposable
     // returns all ones and a write is dropped, as a master abort would.
     private void ReadBar(int bar, ulong offset, Span<byte> data)
     {
-        if (!_view!.MemoryEnabled) { data.Fill(0xFF); return; }
+        if (!Decodes(bar)) { data.Fill(0xFF); return; }
         int done = 0;
         while (done < data.Length)
         {
             ulong o = offset + (ulong)done;
-            int w = MmioPiece(o, data.Length - done);
-            ulong v = _view.ReadBar(bar, o, w).Value;
+            int w = MmioPiece(o, data.Length - done, bar);
+            ulong v = _view!.ReadBar(bar, o, w).Value;
             for (int i = 0; i < w; i++) data[done + i] = (byte)(v >> (8 * i));
             done += w;
         }
@@ -557,12 +580,12 @@ internal sealed class VfioUserSession : IDisposable
 
     private void WriteBar(int bar, ulong offset, ReadOnlySpan<byte> data)
     {
-        if (!_view!.MemoryEnabled) return;
+        if (!Decodes(bar)) return;
         int done = 0;
         while (done < data.Length)
         {
             ulong o = offset + (ulong)done;
-            int w = MmioPiece(o, data.Length - done);
+            int w = MmioPiece(o, data.Length - done, bar);
             ulong v = 0;
             for (int i = 0; i < w; i++) v |= (ulong)data[done + i] << (8 * i);
             _machine.WriteBar(_rid, bar, o, w, v);
@@ -570,10 +593,16 @@ internal sealed class VfioUserSession : IDisposable
         }
     }
 
-    private static int MmioPiece(ulong offset, int count)
+    // A memory BAR needs Memory Space Enable as the guest sees it; an I/O BAR is gated by the machine's own
+    // I/O decode (a PF's I/O Space Enable, which the guest's Command writes reach).
+    private bool Decodes(int bar) => _view!.Function.Bar(bar) is { Kind: BarKind.Io } || _view.MemoryEnabled;
+
+    private int MmioPiece(ulong offset, int count, int bar)
     {
+        // Port I/O is at most 4 bytes wide.
+        int max = _view!.Function.Bar(bar) is { Kind: BarKind.Io } ? 4 : 8;
         foreach (int w in (ReadOnlySpan<int>)[8, 4, 2])
-            if ((offset & (ulong)(w - 1)) == 0 && count >= w) return w;
+            if (w <= max && (offset & (ulong)(w - 1)) == 0 && count >= w) return w;
         return 1;
     }
 

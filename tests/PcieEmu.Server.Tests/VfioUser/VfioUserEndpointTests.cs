@@ -376,6 +376,7 @@ public class VfioUserEndpointTests
         Assert.Equal(38u, c.Request(15, U32s(0, 0)).Error);                                 // REGION_WRITE_MULTI (not announced)
         // Unexpected descriptors.
         using (var e = OwnedFd.EventFd()) Assert.Equal(22u, c.Request(DeviceGetInfo, U32s(16, 0, 0, 0), e.Fd).Error);
+        using (var e = OwnedFd.EventFd()) Assert.Equal(22u, c.Request(SetIrqs, U32s(20, 0x24, 2, 0, 3), [.. Enumerable.Repeat(e.Fd, 20)]).Error);   // over max_msg_fds
         // SET_IRQS with bad flags, index or range.
         Assert.Equal(22u, c.Request(SetIrqs, U32s(20, 0x25, 2, 0, 1)).Error);
         Assert.Equal(22u, c.Request(SetIrqs, U32s(20, 0x24, 7, 0, 1)).Error);
@@ -430,6 +431,24 @@ public class VfioUserEndpointTests
         Assert.Equal(id, r.Id);
         Assert.False(r.IsError);
         Assert.Equal(0x10CA_8086u, c.Read32(Config, 0));
+        rig.Server.AssertNoErrors();
+    }
+
+    [Fact]
+    public async Task The_client_is_asked_to_release_a_vf_that_goes_away()
+    {
+        await using var rig = await VfioUserRig.StartAsync();
+        using var c = await Attach(rig);
+        using var req = OwnedFd.EventFd();
+        c.Ok(SetIrqs, U32s(20, 0x24, 4, 0, 1), req.Fd);
+        Assert.Equal(0, req.WaitSignalled(TimeSpan.FromMilliseconds(300)));
+        rig.M.WriteConfig(VfioUserRig.Pf0, VfioUserRig.SriovCap + 0x08, 2, 0);           // the PF driver clears VF Enable
+        Assert.Equal(1, req.WaitSignalled(T.Timeout));
+        // The session stays: config reads complete as Unsupported Request (all ones) except the emulated bytes.
+        Assert.Equal(0xFFFF_FFFFu, c.Read32(Config, 0x08));
+        Assert.Equal(19u, c.Request(DeviceReset, []).Error);                             // ENODEV
+        rig.M.WriteConfig(VfioUserRig.Pf0, VfioUserRig.SriovCap + 0x08, 2, 0x9);         // back
+        Assert.Equal(0x0200_0001u, c.Read32(Config, 0x08));                             // class 020000, revision 01
         rig.Server.AssertNoErrors();
     }
 

@@ -30,6 +30,9 @@ public class VfioUserPfTests
 
         // The PF's own Memory Space Enable (set by firmware) lets BAR0 through: STATUS reads as the machine's.
         Assert.Equal(rig.PfRead(Status), c.Read32(0, Status));
+        // The I/O BAR goes to the machine's I/O decode (4 bytes at most per access; here the firmware left I/O decoding as it is).
+        Assert.Equal((uint)rig.M.ReadBar(VfioUserRig.Pf0, 2, 4, 4).Value, c.Read32(2, 4));
+        Assert.Equal(8, c.Read(2, 0, 8).Length);
 
         // INTx: the PF asserts it on a link-status cause; the INTx eventfd is signalled.
         using var intx = OwnedFd.EventFd();

@@ -70,3 +70,11 @@ bench-core:
 clean:
 	$(DOTNET) clean PcieEmu.sln -nologo -v q
 	rm -rf artifacts .tools
+
+# The VM test (tests/vm/README.md): QEMU (built once, cached outside the clone) boots a Linux guest
+# whose unmodified igbvf driver drives VF0 served by `pcie-emu serve --vfio-user`; writes
+# vm-test.count, or vm-test.error, or vm-test.skip (no QEMU >= 10.1 source downloadable).
+.PHONY: vm-test
+vm-test:
+	@mkdir -p $(RESULTS)/vm
+	@bash tests/vm/vm-test.sh $(RESULTS)/vm

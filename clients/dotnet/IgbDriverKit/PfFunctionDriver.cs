@@ -210,9 +210,11 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
                 await _bar0.WriteAsync(Regs.Vfre, await _bar0.ReadAsync(Regs.Vfre, ct) | 1u << vf, ct);
                 await _bar0.WriteAsync(Regs.Vfte, await _bar0.ReadAsync(Regs.Vfte, ct) | 1u << vf, ct);
                 var mac = _vfMacs[vf];
-                await mbx.SendAsync(new uint[] { MbxMsg.VfReset | MbxMsg.Ack | MbxMsg.Cts, Mac.Low(mac), Mac.High(mac) }, ct);
+                // Exactly VF_RESET|ACK, as Linux igb replies: igbvf compares the whole word and fails
+                // the reset ("PF still in reset state") when any other bit, CTS included, is set.
+                await mbx.SendAsync(new uint[] { MbxMsg.VfReset | MbxMsg.Ack, Mac.Low(mac), Mac.High(mac) }, ct);
                 _resets++;
-                Log.Line($"PF: VF {vf} VF_RESET -> ACK|CTS, MAC {Mac.Format(mac)} in RAR[{VfRar(vf)}] pool {vf}");
+                Log.Line($"PF: VF {vf} VF_RESET -> ACK, MAC {Mac.Format(mac)} in RAR[{VfRar(vf)}] pool {vf}");
                 break;
             }
             case MbxMsg.VfSetMacAddr:

@@ -58,7 +58,7 @@ public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMappi
         await _bar0.WriteAsync(Regs.Ctrl, Regs.CtrlRst, ct);
         await mbx.WaitResetDoneAsync(ct);
         var reply = await mbx.RequestAsync([MbxMsg.VfReset], 3, ct);
-        if ((reply[0] & MbxMsg.Cts) == 0) throw new InvalidOperationException("VF_RESET reply without CTS: the PF is not ready for this VF");
+        if (reply[0] != (MbxMsg.VfReset | MbxMsg.Ack)) throw new InvalidOperationException($"VF_RESET reply 0x{reply[0]:X8} is not VF_RESET|ACK (igbvf accepts nothing else)");
         Mac = PcieEmu.Drivers.Mac.FromRegisters(reply[1], reply[2]);
         if (!PcieEmu.Drivers.Mac.IsValidUnicast(Mac)) throw new InvalidOperationException($"the PF gave MAC {PcieEmu.Drivers.Mac.Format(Mac)}");
     }

@@ -1,0 +1,23 @@
+package client
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+func TestScratchPasses(t *testing.T) {}
+
+// A subtest named like a conformance case: the summary counts it as a case run.
+func TestConformanceCoreSubset(t *testing.T) {
+	t.Run("config.pf0.ids", func(t *testing.T) {})
+}
+
+// With SCRATCH_MODE=crash a goroutine that is not a test's panics: no --- FAIL line is printed.
+func TestScratchPanicsOutsideATestWhenAsked(t *testing.T) {
+	if os.Getenv("SCRATCH_MODE") != "crash" {
+		return
+	}
+	go func() { panic("scratch: a panic outside any test goroutine") }()
+	time.Sleep(5 * time.Second)
+}

@@ -82,7 +82,7 @@ why=""
 [ "$(rc healthy)" -eq 0 ] || why="exit $(rc healthy)"
 [ "$(last healthy)" = "10 passed, 0 failed" ] || why="$why; last line '$(last healthy)' (expected '10 passed, 0 failed')"
 has healthy '^skipped: scratch-dotnet: Scratch\.ScratchTests\.Skipped \(scratch: proves' || why="$why; the skipped test is not listed"
-has healthy '^conformance: 1 cases x 2 runners = 2 case runs' || why="$why; no conformance line"
+has healthy '^conformance: 1 distinct cases, 2 case runs by 2 runners' || why="$why; no conformance line"
 for s in scratch-dotnet client-cpp client-go client-typescript; do
   has healthy "^$s +[0-9]+ +0 .* ok$" || why="$why; no ok row for $s"
 done

@@ -37,7 +37,7 @@ cd "$PCIEEMU_GO_ROOT"
 
 # The -v output is the result file (.ci/summarize reads its --- PASS/FAIL/SKIP lines, subtests
 # included). A panic outside a test or a -timeout panic has no --- FAIL line: the exit status says it.
-go test -count=1 -v -timeout 10m ./client/ >"$out/$name.gotest" 2>&1
+go test -count=1 -v -timeout "${PCIEEMU_GO_TEST_TIMEOUT:-10m}" ./client/ >"$out/$name.gotest" 2>&1
 rc=$?
 if [ $rc -ne 0 ] && ! grep -qE '^\s*--- FAIL' "$out/$name.gotest"; then
   why=$(grep -m1 -E '^(panic:|fatal error:)|\[build failed\]|\[setup failed\]' "$out/$name.gotest")

@@ -3,10 +3,11 @@
 # (.ci/run-suites, .ci/summarize, .ci/dotnet-suite, clients/{cpp,go,typescript}/test.sh) and tiny
 # scratch projects (tests/pipeline/scratch), it shows that the pipeline reports success for healthy
 # suites and failure for: a .NET test host that crashes (Environment.FailFast), a C++ test binary
-# that segfaults, a Go panic outside any test, a node --test run with a cancelled test, the result
-# files of those crashes alone (exit status 0), a missing suite, a timeout, a non-zero exit with
-# all-passing counters, a suite that writes nothing, and a suite that could not run. It also checks
-# that tests/suites.txt lists every .NET test project and every clients/*/test.sh.
+# that segfaults, a Go panic outside any test, a go test -timeout panic, a node --test run with a
+# cancelled test, the result files of those crashes alone (exit status 0), a missing suite, a
+# timeout, a non-zero exit with all-passing counters, a suite that writes nothing, and a suite
+# that could not run. It also checks that tests/suites.txt lists every .NET test project and
+# every clients/*/test.sh.
 # Writes RESULTS_DIR/pipeline.tap (one line per check). Build outputs of the scratch projects are
 # kept under artifacts/pipeline/ so that later runs are incremental.
 # Usage: tests/pipeline/test.sh RESULTS_DIR
@@ -80,13 +81,13 @@ failed() {
 run healthy suites.txt
 why=""
 [ "$(rc healthy)" -eq 0 ] || why="exit $(rc healthy)"
-[ "$(last healthy)" = "10 passed, 0 failed" ] || why="$why; last line '$(last healthy)' (expected '10 passed, 0 failed')"
+[ "$(last healthy)" = "11 passed, 0 failed" ] || why="$why; last line '$(last healthy)' (expected '11 passed, 0 failed')"
 has healthy '^skipped: scratch-dotnet: Scratch\.ScratchTests\.Skipped \(scratch: proves' || why="$why; the skipped test is not listed"
 has healthy '^conformance: 1 distinct cases, 2 case runs by 2 runners' || why="$why; no conformance line"
 for s in scratch-dotnet client-cpp client-go client-typescript; do
   has healthy "^$s +[0-9]+ +0 .* ok$" || why="$why; no ok row for $s"
 done
-check "healthy scratch suites: exit 0, '10 passed, 0 failed', skipped test listed, conformance runs counted" "$([ -z "$why" ]; echo $?)" "$why (see $runs/healthy.out)"
+check "healthy scratch suites: exit 0, '11 passed, 0 failed', skipped test listed, conformance runs counted" "$([ -z "$why" ]; echo $?)" "$why (see $runs/healthy.out)"
 
 # 2-5. Each crash, in the real runner scripts, makes the pipeline fail.
 SCRATCH_MODE=crash run dotnet-crash suites.txt scratch-dotnet
@@ -95,6 +96,8 @@ SCRATCH_MODE=crash run cpp-segfault suites.txt client-cpp
 why=$(failed cpp-segfault client-cpp 'crashed'); check "a segfaulting C++ test binary fails the run" $? "$why"
 SCRATCH_MODE=crash run go-panic suites.txt client-go
 why=$(failed go-panic client-go 'panic'); check "a Go panic outside any test fails the run" $? "$why"
+SCRATCH_MODE=timeout PCIEEMU_GO_TEST_TIMEOUT=2s run go-timeout suites.txt client-go
+why=$(failed go-timeout client-go 'test timed out'); check "a go test -timeout panic fails the run" $? "$why"
 SCRATCH_MODE=crash run ts-cancelled suites.txt client-typescript
 why=$(failed ts-cancelled client-typescript 'cancelled'); check "a node --test run with a cancelled test fails the run" $? "$why"
 

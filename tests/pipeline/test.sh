@@ -133,13 +133,31 @@ why=""; has odd '^fine +4 +0 .* ok$' || why="the suite after the failing ones di
 [ "$(last odd)" = "7 passed, 4 failed" ] || why="$why; last line '$(last odd)' (expected '7 passed, 4 failed')"
 check "all suites run after failures, each abnormal suite counts one failure" "$([ -z "$why" ]; echo $?)" "$why"
 
-# 8. A suite on the list that never ran fails the run.
+# 8. A cancelled run (SIGTERM, as a CI runner cancels) stops the running suite, fails the run and
+#    still prints the summary; the suites after it are missing.
+cat >"$scratch/suites-cancel.txt" <<'EOF'
+first     60  echo "1 0" >"$RESULTS_DIR/first.count"
+sleeper  120  sleep 100
+after     60  echo "1 0" >"$RESULTS_DIR/after.count"
+EOF
+start=$SECONDS
+(cd "$scratch" && exec .ci/run-suites "$runs/cancel" suites-cancel.txt) >"$runs/cancel.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do grep -q '^== suite sleeper (' "$runs/cancel.out" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+kill -TERM "$pid"
+wait "$pid"; echo $? >"$runs/cancel.rc"
+why=$(failed cancel sleeper 'cancelled'); [ $((SECONDS - start)) -lt 60 ] || why="$why; the running suite was not stopped"
+has cancel '^FAILED suite: after: missing' || why="$why; the suite after the cancelled one is not reported missing"
+check "a cancelled run stops the running suite and fails, the rest reported missing" "$([ -z "$why" ]; echo $?)" "$why"
+
+# 9. A suite on the list that never ran fails the run.
 { cat "$scratch/suites.txt"; echo 'never-ran   60  true'; } >"$scratch/suites-missing.txt"
 (cd "$scratch" && python3 .ci/summarize "$runs/healthy" --suites suites-missing.txt) >"$runs/missing.out" 2>&1
 echo $? >"$runs/missing.rc"
 why=$(failed missing never-ran 'missing'); check "an expected suite that did not run fails the run" $? "$why"
 
-# 9. The real list names every .NET test project and every client and pipeline runner.
+# 10. The real list names every .NET test project and every client and pipeline runner.
 why=""
 for p in "$root"/tests/*/*.Tests.csproj; do
   d=tests/$(basename "$(dirname "$p")")

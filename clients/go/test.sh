@@ -37,11 +37,14 @@ cd "$PCIEEMU_GO_ROOT"
 
 # The -v output is the result file (.ci/summarize reads its --- PASS/FAIL/SKIP lines, subtests
 # included). A panic outside a test or a -timeout panic has no --- FAIL line: the exit status says it.
-go test -count=1 -v -timeout "${PCIEEMU_GO_TEST_TIMEOUT:-10m}" ./client/ >"$out/$name.gotest" 2>&1
+# The test binary runs directly (not under `go test`, which reads its output through a pipe and
+# would wait for the server a panicked binary never stopped): output to a file, status its own.
+go test -c -o bin/client.test ./client/ >>"$out/$name.build.log" 2>&1 || fail "Go test build failed (see $out/$name.build.log)"
+(cd client && ../bin/client.test -test.count=1 -test.v -test.timeout "${PCIEEMU_GO_TEST_TIMEOUT:-10m}") >"$out/$name.gotest" 2>&1
 rc=$?
 if [ $rc -ne 0 ] && ! grep -qE '^\s*--- FAIL' "$out/$name.gotest"; then
   why=$(grep -m1 -E '^(panic:|fatal error:)|\[build failed\]|\[setup failed\]' "$out/$name.gotest")
-  fail "go test exited $rc with no failing test${why:+: $why} (see $out/$name.gotest)"
+  fail "the Go test binary exited $rc with no failing test${why:+: $why} (see $out/$name.gotest)"
 fi
 tail -2 "$out/$name.gotest"
 exit $rc

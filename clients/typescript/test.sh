@@ -28,7 +28,7 @@ npm ci --no-audit --no-fund >>"$out/$name.build.log" 2>&1 || fail "npm ci failed
 npm run -s build >>"$out/$name.build.log" 2>&1 || fail "TypeScript build failed (see $out/$name.build.log)"
 
 # TAP is the result file (.ci/summarize reads it; "# cancelled N" with N > 0 fails the suite).
-timeout 900 node --test --test-concurrency=1 --test-reporter=tap dist/test/*.test.js >"$out/$name.tap" 2>&1
+timeout --foreground 900 node --test --test-concurrency=1 --test-reporter=tap dist/test/*.test.js >"$out/$name.tap" 2>&1
 rc=$?
 [ $rc -eq 124 ] && fail "node --test did not finish within 900 s (see $out/$name.tap)"
 grep -E '^# (tests|pass|fail|cancelled|skipped|todo) ' "$out/$name.tap"

@@ -93,9 +93,11 @@ check "healthy scratch suites: exit 0, '11 passed, 0 failed', skipped test liste
 SCRATCH_MODE=crash run dotnet-crash suites.txt scratch-dotnet
 why=$(failed dotnet-crash scratch-dotnet 'Test host process crashed'); check "a .NET test host killed by Environment.FailFast fails the run" $? "$why"
 SCRATCH_MODE=crash run cpp-segfault suites.txt client-cpp
-why=$(failed cpp-segfault client-cpp 'crashed'); check "a segfaulting C++ test binary fails the run" $? "$why"
+why=$(failed cpp-segfault client-cpp 'SIGSEGV'); has cpp-segfault '^== suite client-cpp: ending 1 leftover' || why="$why; the child left behind was not ended"
+check "a segfaulting C++ test binary fails the run; the child it left is ended" "$([ -z "$why" ]; echo $?)" "$why"
 SCRATCH_MODE=crash run go-panic suites.txt client-go
-why=$(failed go-panic client-go 'panic'); check "a Go panic outside any test fails the run" $? "$why"
+why=$(failed go-panic client-go 'panic'); has go-panic '^== suite client-go: ending 1 leftover' || why="$why; the child left behind was not ended"
+check "a Go panic outside any test fails the run; the child it left is ended" "$([ -z "$why" ]; echo $?)" "$why"
 SCRATCH_MODE=timeout PCIEEMU_GO_TEST_TIMEOUT=2s run go-timeout suites.txt client-go
 why=$(failed go-timeout client-go 'test timed out'); check "a go test -timeout panic fails the run" $? "$why"
 SCRATCH_MODE=crash run ts-cancelled suites.txt client-typescript
@@ -110,7 +112,7 @@ files-typescript  60  cp "$runs/ts-cancelled/client-typescript/client-typescript
 EOF
 run files suites-files.txt
 why=$(failed files files-dotnet 'aborted'); check "an aborted trx fails the suite although the runner exited 0" $? "$why"
-why=$(failed files files-cpp 'could not run: ctest exited'); check "a C++ crash recorded in client-cpp.error fails the suite although the runner exited 0" $? "$why"
+why=$(failed files files-cpp 'could not run: the C\+\+ test binary'); check "a C++ crash recorded in client-cpp.error fails the suite although the runner exited 0" $? "$why"
 why=$(failed files files-go 'panic:'); check "a panic in go test output fails the suite although the runner exited 0" $? "$why"
 why=$(failed files files-typescript 'cancelled'); check "'# cancelled 1' in TAP fails the suite although the runner exited 0" $? "$why"
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -14,9 +15,15 @@ func TestConformanceCoreSubset(t *testing.T) {
 }
 
 // With SCRATCH_MODE=crash a goroutine that is not a test's panics: no --- FAIL line is printed.
+// Like the real tests' server, a child sharing the output is left behind.
 func TestScratchPanicsOutsideATestWhenAsked(t *testing.T) {
 	if os.Getenv("SCRATCH_MODE") != "crash" {
 		return
+	}
+	child := exec.Command("sleep", "300")
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
 	}
 	go func() { panic("scratch: a panic outside any test goroutine") }()
 	time.Sleep(5 * time.Second)

@@ -1,6 +1,7 @@
 # PcieEmu: the only entry points people need.
 #   make run    start the emulator with the embedded default machine
-#   make test   build everything and run every test suite; ends with "N passed, N failed"
+#   make test   install missing Debian packages (make deps), build everything, run every expected
+#               test suite (tests/suites.txt), print a per-suite table; ends with "N passed, N failed"
 #   make bench  run the load generator (pcie-emu bench) and the Core benchmarks
 #   make clean  remove build outputs
 
@@ -8,15 +9,20 @@ SHELL := /bin/bash
 DOTNET ?= dotnet
 CONFIG ?= Release
 RESULTS := $(CURDIR)/artifacts/test-results
+SUITES_FILE := tests/suites.txt
+export DOTNET CONFIG
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+# The client suites use the server this Makefile built instead of building it again.
+export PCIEEMU_SERVER_DLL := $(CURDIR)/src/PcieEmu.Server/bin/$(CONFIG)/net10.0/pcie-emu.dll
 
-.PHONY: all build run test test-dotnet test-buf test-clients clients bench bench-wire bench-core clean
-
-# buf (protobuf linter) from npm, installed locally under .tools/ (gitignored).
-BUF_VERSION := 1.75.0
-BUF := $(CURDIR)/.tools/node_modules/.bin/buf
+.PHONY: all deps build run test suite clients bench bench-wire bench-core clean
 
 all: build
+
+# The Debian packages the suites need (apt-packages.txt, clients/*/apt-packages.txt,
+# tests/*/apt-packages.txt): installed with apt-get as root, else the command to run is printed.
+deps:
+	@.ci/deps
 
 build:
 	$(DOTNET) build PcieEmu.sln -c $(CONFIG) -nologo -clp:ErrorsOnly
@@ -24,39 +30,19 @@ build:
 run:
 	$(DOTNET) run --project src/PcieEmu.Server -c Release -- serve
 
-test: build
+# Every suite of tests/suites.txt runs (a failing one does not stop the others), then
+# .ci/summarize prints the table and the last line and fails the run if anything failed.
+test: deps build
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
-	@$(MAKE) --no-print-directory test-dotnet || true
-	@$(MAKE) --no-print-directory test-buf || true
-	@$(MAKE) --no-print-directory test-clients || true
-	@python3 .ci/summarize $(RESULTS)
+	@.ci/run-suites $(RESULTS) $(SUITES_FILE)
 
-# Every client (clients/<lang>/test.sh RESULTS_DIR) builds itself, starts its own server, runs its
-# tests and writes client-<lang>.count, or client-<lang>.error when its toolchain is missing.
-CLIENTS := python cpp typescript go
-test-clients:
-	@mkdir -p $(RESULTS)/clients
-	@export PCIEEMU_SERVER_DLL=$(CURDIR)/src/PcieEmu.Server/bin/$(CONFIG)/net10.0/pcie-emu.dll; \
-	  for c in $(CLIENTS); do echo "== client $$c"; bash clients/$$c/test.sh $(RESULTS)/clients || true; done
+# Some suites only, e.g. make suite S="client-go pipeline" (needs make build first).
+suite:
+	@.ci/run-suites $(RESULTS) $(SUITES_FILE) $(S)
 
-# Build and test the clients alone (needs the server built: make build).
-clients: build
-	@rm -rf $(RESULTS)/clients
-	@$(MAKE) --no-print-directory test-clients
-	@python3 .ci/summarize $(RESULTS)/clients
-
-# buf lint counts as one suite: "1 0" when clean, "0 1" when not; a buf that cannot be installed is an error.
-test-buf:
-	@mkdir -p $(RESULTS)/buf
-	@if [ ! -x $(BUF) ]; then \
-	  npm install --prefix .tools --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION) >/dev/null 2>&1 || \
-	    { echo "buf could not be installed with npm (npm install --prefix .tools @bufbuild/buf@$(BUF_VERSION))" > $(RESULTS)/buf/buf-lint.error; exit 1; }; \
-	fi
-	@if $(BUF) lint; then echo "1 0" > $(RESULTS)/buf/buf-lint.count; echo "buf lint: clean"; \
-	  else echo "0 1" > $(RESULTS)/buf/buf-lint.count; echo "buf lint: FAILED"; exit 1; fi
-
-test-dotnet:
-	$(DOTNET) test PcieEmu.sln -c $(CONFIG) --no-build --logger "trx" --results-directory $(RESULTS)/dotnet -- RunConfiguration.TestSessionTimeout=1800000
+# The four language clients alone (each against a server it starts).
+clients: deps build
+	@.ci/run-suites $(RESULTS) $(SUITES_FILE) client-python client-cpp client-go client-typescript
 
 bench: bench-wire bench-core
 

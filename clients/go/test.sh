@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Generates and builds the Go client offline (GOPATH mode, Debian's Go packages), builds the
-# server, runs `go test` against a real server the tests start, and writes
-# RESULTS_DIR/client-go.count ("PASSED FAILED"), or RESULTS_DIR/client-go.error when the toolchain
-# is missing or the build fails.
+# server, runs `go test -v` against a real server the tests start into RESULTS_DIR/client-go.gotest
+# (read by .ci/summarize), or writes RESULTS_DIR/client-go.error when the toolchain is missing, the
+# build fails, or go test fails without a failing test (a panic, a -timeout). Exits with go test's status.
 # Usage: clients/go/test.sh RESULTS_DIR
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,7 +10,7 @@ root=$(cd "$here/../.." && pwd)
 out=${1:?usage: test.sh RESULTS_DIR}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 name=client-go
-rm -f "$out/$name.count" "$out/$name.error"
+rm -f "$out/$name".{count,error,xml,gotest,tap}
 fail() { echo "$*" >"$out/$name.error"; echo "$name: $*" >&2; exit 1; }
 
 command -v go >/dev/null || fail "go not found: apt-get install $(tr '\n' ' ' <"$here/apt-packages.txt")"
@@ -35,16 +35,16 @@ cd "$PCIEEMU_GO_ROOT"
 { go vet ./client/ ./cmd/... && go build -o bin/ ./cmd/...; } >>"$out/$name.build.log" 2>&1 \
   || fail "Go build failed (see $out/$name.build.log)"
 
-go test -count=1 -v -timeout 10m ./client/ >"$out/$name.log" 2>&1
-# Subtests (one per conformance case) count too.
-pass=$(grep -cE '^\s*--- PASS' "$out/$name.log")
-failed=$(grep -cE '^\s*--- FAIL' "$out/$name.log")
-if ! grep -qE '^(ok|FAIL)\s+pcieemu/client' "$out/$name.log"; then
-  fail "go test did not finish (see $out/$name.log)"
+# The -v output is the result file (.ci/summarize reads its --- PASS/FAIL/SKIP lines, subtests
+# included). A panic outside a test or a -timeout panic has no --- FAIL line: the exit status says it.
+# The test binary runs directly (not under `go test`, which reads its output through a pipe and
+# would wait for the server a panicked binary never stopped): output to a file, status its own.
+go test -c -o bin/client.test ./client/ >>"$out/$name.build.log" 2>&1 || fail "Go test build failed (see $out/$name.build.log)"
+(cd client && ../bin/client.test -test.count=1 -test.v -test.timeout "${PCIEEMU_GO_TEST_TIMEOUT:-10m}") >"$out/$name.gotest" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && ! grep -qE '^\s*--- FAIL' "$out/$name.gotest"; then
+  why=$(grep -m1 -E '^(panic:|fatal error:)|\[build failed\]|\[setup failed\]' "$out/$name.gotest")
+  fail "the Go test binary exited $rc with no failing test${why:+: $why} (see $out/$name.gotest)"
 fi
-if [ "$pass" -eq 0 ] && [ "$failed" -eq 0 ]; then
-  fail "go test ran no tests, e.g. the server did not start (see $out/$name.log)"
-fi
-echo "$pass $failed" >"$out/$name.count"
-echo "$name: $pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+tail -2 "$out/$name.gotest"
+exit $rc

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the Python client needs, runs its pytest suites against a real server (client tests
-# and the Python conformance runner), and writes RESULTS_DIR/client-python.count ("PASSED FAILED").
-# A missing toolchain writes RESULTS_DIR/client-python.error instead (never a silent pass).
+# and the Python conformance runner) with JUnit XML in RESULTS_DIR/client-python.xml (read by
+# .ci/summarize). A missing toolchain or an abnormal pytest end writes RESULTS_DIR/client-python.error
+# instead (never a silent pass). Exits with pytest's status.
 #   usage: clients/python/test.sh RESULTS_DIR
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -9,7 +10,7 @@ root="$(cd "$here/../.." && pwd)"
 results="${1:?usage: clients/python/test.sh RESULTS_DIR}"
 mkdir -p "$results"
 results="$(cd "$results" && pwd)"
-rm -f "$results/client-python.count" "$results/client-python.error"
+rm -f "$results"/client-python.{count,error,xml}
 PY=/usr/bin/python3   # Debian's python3-grpcio/python3-protobuf are installed for the system interpreter
 
 fail() { echo "$*" > "$results/client-python.error"; echo "client-python: $*" >&2; exit 1; }
@@ -33,24 +34,15 @@ dotnet build "$root/src/PcieEmu.Server" -c Release -nologo -clp:ErrorsOnly -v q 
 export PCIEEMU_SKIP_BUILD=1
 
 cd "$root"
-"$PY" -m pytest -q -p no:cacheprovider --junitxml="$results/client-python.xml" \
+"$PY" -m pytest -q -p no:cacheprovider -rs --junitxml="$results/client-python.xml" \
   clients/python/tests tests/Conformance/python
 rc=$?
+# pytest: 0 all passed, 1 some failed; anything else (2 interrupted, 3 internal error, 4 usage,
+# 5 no tests) or a missing JUnit file (a crashed interpreter) is an abnormal end.
 if [ ! -s "$results/client-python.xml" ]; then
   fail "pytest exited $rc without writing results"
 fi
-"$PY" - "$results/client-python.xml" "$results/client-python.count" <<'PYEOF'
-import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-t = sum(int(s.get("tests", 0)) for s in suites)
-f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-sk = sum(int(s.get("skipped", 0)) for s in suites)
-open(sys.argv[2], "w").write(f"{t - f - sk} {f}\n")
-print(f"client-python: {t - f - sk} passed, {f} failed" + (f", {sk} skipped" if sk else ""))
-PYEOF
-# pytest: 0 all passed, 1 some failed; anything else (e.g. 5 = no tests) is an error
 if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then
-  fail "pytest exited $rc"
+  fail "pytest exited $rc (2 interrupted, 3 internal error, 4 usage error, 5 no tests collected)"
 fi
 exit $rc

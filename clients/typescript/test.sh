@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the TypeScript client and the server, runs the client's tests against a real server the
-# tests start, and writes RESULTS_DIR/client-typescript.count ("PASSED FAILED"), or
-# RESULTS_DIR/client-typescript.error when the toolchain is missing or the build fails.
+# tests start, with TAP output in RESULTS_DIR/client-typescript.tap (read by .ci/summarize), or
+# writes RESULTS_DIR/client-typescript.error when the toolchain is missing, the build fails or the
+# run does not finish. Exits with node --test's status (cancelled tests make it non-zero).
 # Usage: clients/typescript/test.sh RESULTS_DIR
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,7 +10,7 @@ root=$(cd "$here/../.." && pwd)
 out=${1:?usage: test.sh RESULTS_DIR}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 name=client-typescript
-rm -f "$out/$name.count" "$out/$name.error"
+rm -f "$out/$name".{count,error,xml,gotest,tap}
 fail() { echo "$*" >"$out/$name.error"; echo "$name: $*" >&2; exit 1; }
 
 command -v node >/dev/null || fail "node not found: install Node.js >= 20 with npm (apt-get install nodejs)"
@@ -26,10 +27,9 @@ cd "$here"
 npm ci --no-audit --no-fund >>"$out/$name.build.log" 2>&1 || fail "npm ci failed (see $out/$name.build.log)"
 npm run -s build >>"$out/$name.build.log" 2>&1 || fail "TypeScript build failed (see $out/$name.build.log)"
 
-timeout 900 node --test --test-concurrency=1 --test-reporter=tap dist/test/*.test.js >"$out/$name.tap" 2>&1
-pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out/$name.tap" | tail -1)
-failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$out/$name.tap" | tail -1)
-[ -n "$pass" ] && [ -n "$failed" ] || fail "node --test produced no summary (see $out/$name.tap)"
-echo "$pass $failed" >"$out/$name.count"
-echo "$name: $pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+# TAP is the result file (.ci/summarize reads it; "# cancelled N" with N > 0 fails the suite).
+timeout --foreground 900 node --test --test-concurrency=1 --test-reporter=tap dist/test/*.test.js >"$out/$name.tap" 2>&1
+rc=$?
+[ $rc -eq 124 ] && fail "node --test did not finish within 900 s (see $out/$name.tap)"
+grep -E '^# (tests|pass|fail|cancelled|skipped|todo) ' "$out/$name.tap"
+exit $rc

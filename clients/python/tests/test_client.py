@@ -140,14 +140,33 @@ def test_session_error_fails_outstanding_futures(emu):
 
 
 def test_interrupt_subscription_iterates_and_closes(emu):
+    bar0, bar3 = emu.bar_address("01:00.0", 0), emu.bar_address("01:00.0", 3)
     sub = emu.subscribe_interrupts(["01:00.0"], timeout=30)
-    received = []
-    t = threading.Thread(target=lambda: received.extend(sub), daemon=True)
+    received, errors, got_one = [], [], threading.Event()
+
+    def consume():
+        try:
+            for ev in sub:
+                received.append(ev)
+                got_one.set()
+        except Exception as e:  # noqa: BLE001 - the test asserts there is none
+            errors.append(e)
+
+    t = threading.Thread(target=consume, daemon=True)
     t.start()
-    time.sleep(0.2)
-    sub.close()  # cancelling ends the iteration cleanly
+    emu.write32(bar3 + 0x0, 0xFEE00000)   # MSI-X entry 0: address, data, unmasked
+    emu.write32(bar3 + 0x8, 0x31)
+    emu.write32(bar3 + 0xC, 0)
+    emu.cfg_write16("01:00.0", 0x72, 0x8000)  # MSI-X Enable
+    emu.write32(bar0 + 0x1514, 0x10)          # GPIE: MSI-X mode
+    emu.write32(bar0 + 0x1524, 1)             # EIMS
+    emu.write32(bar0 + 0x1520, 1)             # EICS: cause 0 -> vector 0
+    assert got_one.wait(10), "the iterating thread never received the MSI-X event"
+    sub.close()  # cancelling ends the iteration cleanly: StopIteration, not an error
     t.join(10)
-    assert not t.is_alive() and received == []
+    assert not t.is_alive(), "close() did not end the iteration"
+    assert not errors, f"the iteration ended with an error instead of stopping: {errors!r}"
+    assert [(ev.rid, ev.vector, ev.data) for ev in received] == [(0x100, 0, 0x31)]
 
 
 def test_interrupt_subscription_yields_msix_events(emu):

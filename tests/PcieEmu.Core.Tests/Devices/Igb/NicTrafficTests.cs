@@ -479,17 +479,16 @@ public class NicTrafficTests
             }
             Assert.Equal(bytes.Length, off);
 
-            if (File.Exists("/usr/bin/tshark"))
-            {
-                var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/tshark", ["-r", path, "-T", "fields", "-e", "frame.len", "-e", "eth.dst"])
-                { RedirectStandardOutput = true, RedirectStandardError = true };
-                using var p = System.Diagnostics.Process.Start(psi)!;
-                string output = p.StandardOutput.ReadToEnd();
-                Assert.True(p.WaitForExit(60_000), "tshark did not finish");
-                Assert.Equal(0, p.ExitCode);
-                var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-                Assert.Equal(["64\t00:11:22:33:44:55", "150\tff:ff:ff:ff:ff:ff"], lines);
-            }
+            // tshark is installed by `make deps` (apt-packages.txt): without it this is a failure, not a silent pass.
+            Assert.True(File.Exists("/usr/bin/tshark"), "tshark is not installed (/usr/bin/tshark): run `make deps` or apt-get install tshark");
+            var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/tshark", ["-r", path, "-T", "fields", "-e", "frame.len", "-e", "eth.dst"])
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            string output = p.StandardOutput.ReadToEnd();
+            Assert.True(p.WaitForExit(60_000), "tshark did not finish");
+            Assert.Equal(0, p.ExitCode);
+            var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(["64\t00:11:22:33:44:55", "150\tff:ff:ff:ff:ff:ff"], lines);
         }
         finally { File.Delete(path); }
     }

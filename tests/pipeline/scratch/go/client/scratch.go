@@ -1,0 +1,2 @@
+// Package client is the pipeline test's scratch Go package.
+package client

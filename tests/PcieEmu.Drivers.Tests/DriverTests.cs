@@ -154,7 +154,7 @@ public sealed class DriverTests
         using var vf = new DriverProcess("VfDriver", server.Target, "--vf", "0", "--set-mac", "01:00:5e:00:00:01");
         Assert.Equal(1, await vf.WaitForExitAsync());
         Assert.Contains("the PF refused request 0x00000002 (NACK)", vf.Stderr);
-        await pf.WaitForLineAsync("PF: VF 0 VF_SET_MAC_ADDR 01:00:5e:00:00:01 refused");
+        await pf.WaitForLineAsync("PF: VF 0 VF_SET_MAC_ADDR 01:00:5e:00:00:01 (not a unicast address) -> NACK");
         // The VF keeps the MAC the reset gave it; the PF still serves it.
         using var again = new DriverProcess("VfDriver", server.Target, "--vf", "0");
         Assert.True(await again.WaitForExitAsync() == 0, again.Output);

@@ -180,6 +180,11 @@ check "VF1 -> guest through the VMDq switch: the guest received VF1's $VF1_FRAME
   has "$C" "VMTEST: received ([$VF1_FRAMES-9]|[1-9][0-9]+) frames before ping"
 check "guest -> VF1 through the VMDq switch: VF1 (example VF driver over gRPC) received the guest's broadcast" \
   eval "[ $vf1_rc -eq 0 ] && grep -q 'VF DONE sent=$VF1_FRAMES received=[1-9]' '$WORK/vf1.log'"
+P="$WORK/pf.log"
+check "the PF driver answered igbvf's VF_SET_MULTICAST, MAC_FILTER_CLR and VF_SET_LPE with ACK" \
+  eval "grep -q 'PF: VF 0 VF_SET_MULTICAST .*-> ACK' '$P' && grep -q 'PF: VF 0 VF_SET_MAC_ADDR|MAC_FILTER_CLR .*-> ACK' '$P' && grep -q 'PF: VF 0 VF_SET_LPE .*-> ACK' '$P'"
+check "the PF driver refused nothing igbvf sent (no NACK / 'refused' / 'not supported' line for VF 0)" \
+  eval "! grep -E 'PF: VF 0 .*(NACK|refused|not supported)' '$P'"
 check "pcie-emu was still running when the guest powered off" test "$server_alive" -eq 1
 
 boot="$(sed -n 's/.*VMTEST: init uptime \([0-9.]*\).*/\1/p' "$C" | head -1)"

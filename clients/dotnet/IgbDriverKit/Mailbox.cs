@@ -85,11 +85,17 @@ public sealed class VfMailbox(RegisterBar bar, TimeSpan timeout)
         return words;
     }
 
+    /// <summary>Sends a request and reads the reply, whatever it says (write_posted, then read_posted).</summary>
+    public async Task<uint[]> ExchangeAsync(uint[] words, int replyWords, CancellationToken ct)
+    {
+        await SendAsync(words, ct);
+        return await ReceiveAsync(replyWords, ct);
+    }
+
     /// <summary>Sends a request and reads the reply; throws when the PF NACKs it or answers another type.</summary>
     public async Task<uint[]> RequestAsync(uint[] words, int replyWords, CancellationToken ct)
     {
-        await SendAsync(words, ct);
-        var reply = await ReceiveAsync(replyWords, ct);
+        var reply = await ExchangeAsync(words, replyWords, ct);
         if ((reply[0] & MbxMsg.TypeMask) != (words[0] & MbxMsg.TypeMask))
             throw new InvalidOperationException($"mailbox: reply 0x{reply[0]:X8} to request 0x{words[0]:X8}");
         if ((reply[0] & MbxMsg.Nack) != 0) throw new InvalidOperationException($"mailbox: the PF refused request 0x{words[0]:X8} (NACK)");

@@ -5,7 +5,7 @@ using PcieEmu.Protocol.V1;
 namespace PcieEmu.Drivers;
 
 /// <summary>The PF driver's state: its BARs, its VFs' MAC addresses, counts of handled requests.</summary>
-public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int numVfs, bool ari, bool poll, TimeSpan timeout)
+public sealed partial class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int numVfs, bool ari, bool poll, TimeSpan timeout)
 {
     private RegisterBar _bar0 = null!;
     private byte[] _pfMac = [];
@@ -186,6 +186,7 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
                 if ((vflre & 1u << vf) != 0)
                 {
                     _flrs++;
+                    await ResetVfStateAsync(vf, ct);
                     Log.Line($"PF: VF {vf} reset (VFLRE); its pool stays off until it sends VF_RESET");
                 }
         }
@@ -194,52 +195,6 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
         await _bar0.WriteAsync(Regs.Mbvficr, icr, ct);   // clear first so a new request is not lost
         for (int vf = 0; vf < numVfs; vf++)
             if ((icr & 1u << vf) != 0) await HandleRequestAsync(vf, ct);
-    }
-
-    private async Task HandleRequestAsync(int vf, CancellationToken ct)
-    {
-        var mbx = new PfMailbox(_bar0, vf, timeout);
-        var msg = await mbx.ReadRequestAsync(MbxMsg.Words, ct);
-        uint type = msg[0] & MbxMsg.TypeMask;
-        switch (type)
-        {
-            case MbxMsg.VfReset:
-            {
-                await SetVfMacAsync(vf, _vfMacs[vf], ct);
-                await _bar0.WriteAsync(Regs.Vmolr + 4u * (uint)vf, Regs.VmolrAupe | Regs.VmolrBam, ct);
-                await _bar0.WriteAsync(Regs.Vfre, await _bar0.ReadAsync(Regs.Vfre, ct) | 1u << vf, ct);
-                await _bar0.WriteAsync(Regs.Vfte, await _bar0.ReadAsync(Regs.Vfte, ct) | 1u << vf, ct);
-                var mac = _vfMacs[vf];
-                // Exactly VF_RESET|ACK, as Linux igb replies: igbvf compares the whole word and fails
-                // the reset ("PF still in reset state") when any other bit, CTS included, is set.
-                await mbx.SendAsync(new uint[] { MbxMsg.VfReset | MbxMsg.Ack, Mac.Low(mac), Mac.High(mac) }, ct);
-                _resets++;
-                Log.Line($"PF: VF {vf} VF_RESET -> ACK, MAC {Mac.Format(mac)} in RAR[{VfRar(vf)}] pool {vf}");
-                break;
-            }
-            case MbxMsg.VfSetMacAddr:
-            {
-                var mac = Mac.FromRegisters(msg[1], msg[2]);
-                if (!Mac.IsValidUnicast(mac))
-                {
-                    await mbx.SendAsync(new uint[] { msg[0] | MbxMsg.Nack | MbxMsg.Cts }, ct);
-                    _nacks++;
-                    Log.Line($"PF: VF {vf} VF_SET_MAC_ADDR {Mac.Format(mac)} refused (not a unicast address) -> NACK");
-                    break;
-                }
-                _vfMacs[vf] = mac;
-                await SetVfMacAsync(vf, mac, ct);
-                await mbx.SendAsync(new uint[] { msg[0] | MbxMsg.Ack | MbxMsg.Cts }, ct);
-                _setMacs++;
-                Log.Line($"PF: VF {vf} VF_SET_MAC_ADDR {Mac.Format(mac)} -> ACK");
-                break;
-            }
-            default:
-                await mbx.SendAsync(new uint[] { msg[0] | MbxMsg.Nack | MbxMsg.Cts }, ct);
-                _nacks++;
-                Log.Line($"PF: VF {vf} message 0x{msg[0]:X8} not supported -> NACK");
-                break;
-        }
     }
 
     private async Task SetVfMacAsync(int vf, byte[] mac, CancellationToken ct)
@@ -251,7 +206,8 @@ public sealed class PfFunctionDriver(PcieEmuClient client, ushort pfRid, int num
     }
 
     public void PrintSummary() =>
-        Log.Line($"PF DONE resets={_resets} set_mac={_setMacs} nacks={_nacks} vflr={_flrs} interrupts={_interrupts} polls={_polls} grpc_calls={GrpcCounter.Calls}");
+        Log.Line($"PF DONE resets={_resets} set_mac={_setMacs} nacks={_nacks} vflr={_flrs} interrupts={_interrupts} polls={_polls} grpc_calls={GrpcCounter.Calls}" +
+            string.Concat(_served.OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => $" {e.Key}={e.Value}")));
 }
 
 /// <summary>The PF driver's IOMMU settings: the VFs' IOVA window base, the mapped RAM file for the tables, VFs left unmapped, VFs mapped read-only.</summary>

@@ -26,7 +26,13 @@ public static class Regs
     public const uint DtxswcLoopback = 1u << 31;
     public const uint MrqcVmdq = 3;
     public const int VtCtlDefPoolShift = 7;
-    public const uint VmolrAupe = 1u << 24, VmolrBam = 1u << 27;
+    public const uint VmolrRlpmlMask = 0x3FFF, VmolrLpe = 1u << 16, VmolrAupe = 1u << 24, VmolrRompe = 1u << 25, VmolrRope = 1u << 26,
+        VmolrBam = 1u << 27, VmolrMpme = 1u << 28, VmolrStrVlan = 1u << 30;
+    /// <summary>Multicast table array (128 words: hash bits 11:5 pick the word, 4:0 the bit), VLAN filter table (128 words), VLAN pool filters (32).</summary>
+    public const uint Mta = 0x5200, Vfta = 0x5600, Vlvf = 0x5D00;
+    public const int MtaWords = 128, VftaWords = 128, VlvfEntries = 32;
+    public const uint VlvfVlanIdMask = 0xFFF, VlvfVlanIdEnable = 1u << 31;
+    public const int VlvfPoolSelShift = 12;
     public const uint RahAv = 1u << 31;
     public const int RahPoolShift = 18, RarEntries = 24;
     public const uint Mpc = 0x4010, Gprc = 0x4074, Gptc = 0x4080, Gorcl = 0x4088, Gotcl = 0x4090;
@@ -60,6 +66,15 @@ public static class MbxMsg
     public const uint VfReset = 0x01, VfSetMacAddr = 0x02, VfSetMulticast = 0x03, VfSetVlan = 0x04, VfSetLpe = 0x05, VfSetPromisc = 0x06, PfControl = 0x0100;
     public const uint Ack = 0x8000_0000, Nack = 0x4000_0000, Cts = 0x2000_0000;
     public const uint TypeMask = 0xFFFF;
+    /// <summary>Bits 23:16 carry a message's extra information (a count, a sub-command, add/remove).</summary>
+    public const int InfoShift = 16;
+    public const uint InfoMask = 0xFFu << InfoShift;
+    /// <summary>VF_SET_MAC_ADDR sub-commands: clear the VF's additional unicast filters, add one.</summary>
+    public const uint MacFilterClr = 0x01u << InfoShift, MacFilterAdd = 0x02u << InfoShift;
+    /// <summary>VF_SET_PROMISC flag: multicast promiscuous (VMOLR.MPME).</summary>
+    public const uint PromiscMulticast = 0x02u << InfoShift;
+    /// <summary>Multicast hashes a VF_SET_MULTICAST carries at most (16-bit values from word 1 on).</summary>
+    public const int MaxMulticastHashes = 30;
     public const int Words = 16;
 }
 

@@ -54,13 +54,20 @@ public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMappi
     /// <summary>igbvf's reset_hw: CTRL.RST, wait for the PF (RSTI clear, RSTD), VF_RESET, read the MAC from the reply.</summary>
     public async Task ResetAsync(CancellationToken ct)
     {
-        var mbx = new VfMailbox(_bar0, timeout);
-        await _bar0.WriteAsync(Regs.Ctrl, Regs.CtrlRst, ct);
-        await mbx.WaitResetDoneAsync(ct);
+        var mbx = await FunctionResetAsync(ct);
         var reply = await mbx.RequestAsync([MbxMsg.VfReset], 3, ct);
         if (reply[0] != (MbxMsg.VfReset | MbxMsg.Ack)) throw new InvalidOperationException($"VF_RESET reply 0x{reply[0]:X8} is not VF_RESET|ACK (igbvf accepts nothing else)");
         Mac = PcieEmu.Drivers.Mac.FromRegisters(reply[1], reply[2]);
         if (!PcieEmu.Drivers.Mac.IsValidUnicast(Mac)) throw new InvalidOperationException($"the PF gave MAC {PcieEmu.Drivers.Mac.Format(Mac)}");
+    }
+
+    /// <summary>The VF's own reset (CTRL.RST) and the wait for RSTD, without the VF_RESET message.</summary>
+    public async Task<VfMailbox> FunctionResetAsync(CancellationToken ct)
+    {
+        var mbx = new VfMailbox(_bar0, timeout);
+        await _bar0.WriteAsync(Regs.Ctrl, Regs.CtrlRst, ct);
+        await mbx.WaitResetDoneAsync(ct);
+        return mbx;
     }
 
     /// <summary>VF_SET_MAC_ADDR: asks the PF to use <paramref name="mac"/> for this VF.</summary>
@@ -70,6 +77,44 @@ public sealed class VfFunctionDriver(PcieEmuClient client, Function vf, RamMappi
         await mbx.RequestAsync([MbxMsg.VfSetMacAddr, PcieEmu.Drivers.Mac.Low(mac), PcieEmu.Drivers.Mac.High(mac)], 1, ct);
         Mac = mac;
     }
+
+    /// <summary>
+    /// igbvf's multicast update: VF_SET_MULTICAST with the count (at most 30) in bits 23:16 and
+    /// one 16-bit MTA hash per group (destination bytes 4-5, multicast offset 0) from word 1 on.
+    /// Returns the PF's reply word.
+    /// </summary>
+    public async Task<uint> SetMulticastAsync(IReadOnlyList<byte[]> groups, CancellationToken ct)
+    {
+        int n = Math.Min(groups.Count, MbxMsg.MaxMulticastHashes);
+        var msg = new uint[MbxMsg.Words];
+        msg[0] = MbxMsg.VfSetMulticast | (uint)n << MbxMsg.InfoShift;
+        for (int i = 0; i < n; i++) msg[1 + i / 2] |= (uint)MulticastHash(groups[i]) << (16 * (i % 2));
+        return (await new VfMailbox(_bar0, timeout).ExchangeAsync(msg, 1, ct))[0];
+    }
+
+    /// <summary>The 12-bit MTA hash of a group address as igbvf computes it (128 MTA words, multicast offset 0).</summary>
+    public static ushort MulticastHash(ReadOnlySpan<byte> group) => (ushort)((group[4] >> 4 | group[5] << 4) & 0xFFF);
+
+    /// <summary>igbvf's set_rlpml: VF_SET_LPE with the largest frame it takes (MTU + 14 + 4 + a VLAN tag). Returns the reply word.</summary>
+    public async Task<uint> SetLpeAsync(uint maxFrame, CancellationToken ct) =>
+        (await new VfMailbox(_bar0, timeout).ExchangeAsync([MbxMsg.VfSetLpe, maxFrame], 1, ct))[0];
+
+    /// <summary>igbvf's set_uc_addr: VF_SET_MAC_ADDR with MAC_FILTER_CLR (no address) or MAC_FILTER_ADD and an address. Returns the reply word.</summary>
+    public async Task<uint> SetUnicastFilterAsync(uint subCommand, byte[]? mac, CancellationToken ct) =>
+        (await new VfMailbox(_bar0, timeout).ExchangeAsync(
+            [MbxMsg.VfSetMacAddr | subCommand, mac == null ? 0 : PcieEmu.Drivers.Mac.Low(mac), mac == null ? 0 : PcieEmu.Drivers.Mac.High(mac)], 1, ct))[0];
+
+    /// <summary>igbvf's set_vfta: VF_SET_VLAN, bit 16 set to add, the VLAN id in word 1. Returns the reply word.</summary>
+    public async Task<uint> SetVlanAsync(ushort vid, bool add, CancellationToken ct) =>
+        (await new VfMailbox(_bar0, timeout).ExchangeAsync([MbxMsg.VfSetVlan | (add ? 1u << MbxMsg.InfoShift : 0), vid], 1, ct))[0];
+
+    /// <summary>VF_SET_PROMISC with the given flags (e.g. <see cref="MbxMsg.PromiscMulticast"/>). Returns the reply word.</summary>
+    public async Task<uint> SetPromiscAsync(uint flags, CancellationToken ct) =>
+        (await new VfMailbox(_bar0, timeout).ExchangeAsync([MbxMsg.VfSetPromisc | flags], 1, ct))[0];
+
+    /// <summary>Any message (1-16 words); returns the reply's first <paramref name="replyWords"/> words.</summary>
+    public Task<uint[]> ExchangeAsync(uint[] words, int replyWords, CancellationToken ct) =>
+        new VfMailbox(_bar0, timeout).ExchangeAsync(words, replyWords, ct);
 
     /// <summary>Rings (queue 0) and interrupt routing: IVAR RX0 → 0, TX0 → 1, mailbox → 2; RX and mailbox unmasked, RX auto-masked.</summary>
     public async Task SetupRingsAsync(int txCount, int rxCount, bool interrupts, CancellationToken ct)

@@ -4,6 +4,8 @@
 //            send frames to other VFs and to the wire, receive, handle interrupts, print counters
 //   bench    VF→VF throughput over gRPC: 256 descriptors per tail write, RX write-backs read
 //            from the mapped RAM file (needs the PF driver running)
+//   mailbox  the VF mailbox by hand: after the VF's own reset, each stdin line sends one message
+//            igbvf sends (reset, mac, mc, uc-clear, uc-add, lpe, vlan, promisc, raw) and prints the PF's reply
 //   example  the cross-language example: enumerate, enable 2 VFs on PF0 with ARI off and on,
 //            read a VF's config, then (PF driver in-process) send one frame VF0 → VF1
 using System.Diagnostics;
@@ -13,7 +15,8 @@ using PcieEmu.Drivers;
 const string Usage = """
 usage: VfDriver [run] [--target URL] [--token-file PATH] [--pf bb:dd.f] [--vf N] [--set-mac MAC] [--to MAC]... [--count N]
                 [--to-wire N] [--wire-mac MAC] [--receive N] [--size BYTES] [--poll] [--ram-base ADDR] [--timeout S]
-                [--iommu] [--iova-base ADDR] [--kick-on-stdin]
+                [--iommu] [--iova-base ADDR] [--kick-on-stdin] [--multicast MAC]... [--lpe BYTES]
+       VfDriver mailbox [--target URL] [--pf bb:dd.f] [--vf N]
        VfDriver bench [--target URL] [--pf bb:dd.f] [--vf N] [--peer M] [--frames N] [--batch 256] [--ring 1024] [--size 64]
        VfDriver example [--target URL]
   --target, --token-file  the server (default: $PCIEEMU_TARGET, the default socket, tcp://127.0.0.1:50551)
@@ -24,6 +27,10 @@ usage: VfDriver [run] [--target URL] [--token-file PATH] [--pf bb:dd.f] [--vf N]
   --iommu       the PF driver (run with --iommu) mapped this VF's area at --iova-base (default
                 0x100000000): ring bases and buffer addresses are programmed as IOVAs
   --kick-on-stdin  while TX waits for write-backs, each stdin line "kick" writes TDT again
+  --multicast MAC  join this group after the reset (VF_SET_MULTICAST with every group given; repeatable)
+  --lpe BYTES      VF_SET_LPE with this largest frame size after the reset (igbvf sends MTU + 22)
+  mailbox mode, one command a line: reset | mac MAC | mc [MAC...] | uc-clear | uc-add MAC | lpe BYTES |
+                   vlan add|del VID | promisc mc|none | raw HEXWORD... | quit
 """;
 
 string mode = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "run";
@@ -44,7 +51,8 @@ return await DriverMain.RunAsync("VfDriver", async () =>
         "run" => await VfPrograms.RunAsync(a, target, timeout, stop.Token),
         "bench" => await VfPrograms.BenchAsync(a, target, timeout, stop.Token),
         "example" => await VfPrograms.ExampleAsync(a, target, timeout, stop.Token),
-        _ => throw new ArgumentException($"unknown mode '{mode}' (run, bench, example)"),
+        "mailbox" => await VfPrograms.MailboxAsync(a, target, timeout, stop.Token),
+        _ => throw new ArgumentException($"unknown mode '{mode}' (run, bench, mailbox, example)"),
     };
 });
 
@@ -71,6 +79,9 @@ internal static class VfPrograms
         bool poll = a.Flag("--poll");
         ulong ramBase = a.Address("--ram-base", DefaultRamBase(vfIndex));
         bool iommu = a.Flag("--iommu"), kickOnStdin = a.Flag("--kick-on-stdin");
+        var multicast = a.All("--multicast").Select(Mac.Parse).ToList();
+        if (multicast.Any(m => (m[0] & 1) == 0)) throw new ArgumentException("--multicast: a group address has bit 0 of its first byte set");
+        int lpe = a.Int("--lpe", 0, 0, 0x3FFF);
         ulong iovaBase = a.Address("--iova-base", Layout.DefaultIovaBase);
         if (!iommu && a.String("--iova-base") != null) throw new ArgumentException("--iova-base needs --iommu");
         if ((iovaBase & 0xFFF) != 0) throw new ArgumentException($"--iova-base: 0x{iovaBase:X} is not 4 KiB aligned");
@@ -93,6 +104,18 @@ internal static class VfPrograms
         {
             await vf.SetMacAsync(Mac.Parse(setMac), ct);
             Log.Line($"VF {vf.Function.Bdf}: MAC set to {Mac.Format(vf.Mac)}");
+        }
+        if (multicast.Count > 0)
+        {
+            uint reply = await vf.SetMulticastAsync(multicast, ct);
+            if ((reply & MbxMsg.Ack) == 0) throw new InvalidOperationException($"VF_SET_MULTICAST: the PF answered 0x{reply:X8}");
+            Log.Line($"VF {vf.Function.Bdf}: joined {string.Join(' ', multicast.Select(m => Mac.Format(m)))} (VF_SET_MULTICAST -> 0x{reply:X8})");
+        }
+        if (lpe > 0)
+        {
+            uint reply = await vf.SetLpeAsync((uint)lpe, ct);
+            if ((reply & MbxMsg.Ack) == 0) throw new InvalidOperationException($"VF_SET_LPE: the PF answered 0x{reply:X8}");
+            Log.Line($"VF {vf.Function.Bdf}: VF_SET_LPE {lpe} -> 0x{reply:X8}");
         }
         int ring = Math.Max(64, (Math.Max(count * Math.Max(to.Count, 1), toWire) + 8) / 8 * 8 + 8);
         await vf.SetupRingsAsync(Math.Min(ring, 4096), 256, !poll, ct);
@@ -123,6 +146,54 @@ internal static class VfPrograms
         Log.Line($"VF DONE sent={frames.Count} received={got} interrupts={vf.Interrupts} grpc_calls={GrpcCounter.Calls}");
         return 0;
     }
+
+    /// <summary>
+    /// The mailbox by hand: the VF's own reset (CTRL.RST, RSTD), then one message per stdin line,
+    /// each answer printed as "MBX &lt;line&gt; -> 0xREPLY [more words]" ("MBX READY" first).
+    /// </summary>
+    public static async Task<int> MailboxAsync(Args a, string? target, TimeSpan timeout, CancellationToken ct)
+    {
+        ushort pfRid = PciAddress.Parse(a.String("--pf") ?? "01:00.0");
+        int vfIndex = a.Int("--vf", 0, 0, 7);
+        a.CheckUnknown();
+        using var client = PcieEmuClient.Connect(target);
+        using var ram = await client.MapRamAsync(ct);
+        using var vf = await OpenAsync(client, ram, pfRid, vfIndex, DefaultRamBase(vfIndex), timeout, ct);
+        await vf.EnableAsync(interrupts: false, ct);
+        await vf.FunctionResetAsync(ct);
+        Log.Line($"MBX READY vf={vfIndex} bdf={vf.Function.Bdf}");
+        while (await Console.In.ReadLineAsync(ct) is { } line)
+        {
+            var w = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (w.Length == 0) continue;
+            if (w[0] == "quit") break;
+            try
+            {
+                uint[] reply = w switch
+                {
+                    ["reset"] => await vf.ExchangeAsync([MbxMsg.VfReset], 3, ct),
+                    ["mac", var m] => await vf.ExchangeAsync([MbxMsg.VfSetMacAddr, Mac.Low(Mac.Parse(m)), Mac.High(Mac.Parse(m))], 1, ct),
+                    ["mc", .. var groups] => [await vf.SetMulticastAsync(groups.Select(Mac.Parse).ToList(), ct)],
+                    ["uc-clear"] => [await vf.SetUnicastFilterAsync(MbxMsg.MacFilterClr, null, ct)],
+                    ["uc-add", var m] => [await vf.SetUnicastFilterAsync(MbxMsg.MacFilterAdd, Mac.Parse(m), ct)],
+                    ["lpe", var n] => [await vf.SetLpeAsync(ParseWord(n), ct)],
+                    ["vlan", "add" or "del", var id] => [await vf.SetVlanAsync((ushort)ParseWord(id), w[1] == "add", ct)],
+                    ["promisc", "mc"] => [await vf.SetPromiscAsync(MbxMsg.PromiscMulticast, ct)],
+                    ["promisc", "none"] => [await vf.SetPromiscAsync(0, ct)],
+                    ["raw", .. var words] when words.Length is > 0 and <= MbxMsg.Words => await vf.ExchangeAsync(words.Select(ParseWord).ToArray(), 1, ct),
+                    _ => throw new FormatException($"unknown command '{line}' (reset, mac, mc, uc-clear, uc-add, lpe, vlan add|del, promisc mc|none, raw, quit)"),
+                };
+                Log.Line($"MBX {line} -> {string.Join(' ', reply.Select(r => $"0x{r:X8}"))}");
+            }
+            catch (Exception e) when (e is FormatException or OverflowException) { Log.Line($"MBX {line} -> error: {e.Message}"); }
+        }
+        return 0;
+    }
+
+    private static uint ParseWord(string text) =>
+        text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? uint.Parse(text.AsSpan(2), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture)
+            : uint.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
 
     private static async Task PrintCountersAsync(VfFunctionDriver vf, CancellationToken ct) =>
         Log.Line("COUNTERS " + string.Join(' ', (await vf.CountersAsync(ct)).Select(c => $"{c.Name}={c.Value}")));

@@ -40,4 +40,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "Removed stale Unix socket {Path}")]
     public static partial void StaleSocket(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "Malformed request to {Method}: {Reason} (answered INVALID_ARGUMENT; {Suppressed} more since the last such line)")]
+    public static partial void MalformedRequest(ILogger logger, string method, string reason, long suppressed);
 }

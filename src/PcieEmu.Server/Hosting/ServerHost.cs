@@ -69,6 +69,7 @@ public static class ServerHost
             o.MaxSendMessageSize = LimitsOptions.MemoryTransferCeiling + 64 * 1024;
             o.EnableDetailedErrors = false;
         });
+        builder.Services.AddCheckedRequestParsing();
         builder.Services.AddGrpcHealthChecks().AddCheck("machine", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
         builder.Services.AddGrpcReflection();
 

@@ -64,9 +64,10 @@ public static class ServerHost
         builder.Services.AddSingleton<WireTap>();
         builder.Services.AddGrpc(o =>
         {
-            // A WriteMemory of 4 MiB plus its envelope must fit; anything larger is malformed.
-            o.MaxReceiveMessageSize = LimitsOptions.MemoryTransferCeiling + 64 * 1024;
-            o.MaxSendMessageSize = LimitsOptions.MemoryTransferCeiling + 64 * 1024;
+            // A maximal WriteMemory (or a Transact message of writes) plus its envelope must fit; anything larger is malformed.
+            o.MaxReceiveMessageSize = LimitsOptions.MessageLimit + 64 * 1024;
+            // Replies are bounded up front (SessionGrpcService) so that a default client can receive every one.
+            o.MaxSendMessageSize = LimitsOptions.MessageLimit;
             o.EnableDetailedErrors = false;
         });
         builder.Services.AddCheckedRequestParsing();

@@ -100,7 +100,7 @@ public sealed class ServiceLogicTests : IDisposable
     [Fact]
     public async Task ReadMemory_rejects_length_over_limit_and_outside_RAM()
     {
-        await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = 0, Length = (4 << 20) + 1 }, _ctx), StatusCode.InvalidArgument, "length");
+        await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = 0, Length = LimitsOptions.MemoryTransferCeiling + 1 }, _ctx), StatusCode.InvalidArgument, "length");
         await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = (1 << 20) - 4, Length = 8 }, _ctx), StatusCode.OutOfRange, "address");
         await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = ulong.MaxValue - 2, Length = 8 }, _ctx), StatusCode.OutOfRange, "address");
     }
@@ -108,7 +108,7 @@ public sealed class ServiceLogicTests : IDisposable
     [Fact]
     public async Task WriteMemory_rejects_data_over_limit_and_outside_RAM_without_writing()
     {
-        await Fails(() => Memory.WriteMemory(new WriteMemoryRequest { Address = 0, Data = ByteString.CopyFrom(new byte[(4 << 20) + 1]) }, _ctx), StatusCode.InvalidArgument, "data");
+        await Fails(() => Memory.WriteMemory(new WriteMemoryRequest { Address = 0, Data = ByteString.CopyFrom(new byte[LimitsOptions.MemoryTransferCeiling + 1]) }, _ctx), StatusCode.InvalidArgument, "data");
         await Fails(() => Memory.WriteMemory(new WriteMemoryRequest { Address = (1 << 20) - 2, Data = ByteString.CopyFrom(1, 2, 3, 4) }, _ctx), StatusCode.OutOfRange, "address");
         var tail = await Memory.ReadMemory(new ReadMemoryRequest { Address = (1 << 20) - 2, Length = 2 }, _ctx).W();
         Assert.Equal(new byte[2], tail.Data.ToByteArray());
@@ -172,7 +172,7 @@ public sealed class ServiceLogicTests : IDisposable
                 },
             },
             "batch[0].op" => new TransactRequest { Batch = { new Transaction { Tag = 9 } } },
-            "memory_read.length" => new TransactRequest { Tag = 9, MemoryRead = new MemoryReadOp { Length = (4 << 20) + 1 } },
+            "memory_read.length" => new TransactRequest { Tag = 9, MemoryRead = new MemoryReadOp { Length = LimitsOptions.MemoryTransferCeiling + 1 } },
             "memory_write.address" => new TransactRequest { Tag = 9, MemoryWrite = new MemoryWriteOp { Address = 1 << 20, Data = ByteString.CopyFrom(1) } },
             _ => new TransactRequest { Tag = 9, ConfigWrite = new ConfigWriteOp { Rid = 0x1_0000, Width = 4 } },
         };

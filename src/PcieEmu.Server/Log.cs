@@ -43,4 +43,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "Malformed request to {Method}: {Reason} (answered INVALID_ARGUMENT; {Suppressed} more since the last such line)")]
     public static partial void MalformedRequest(ILogger logger, string method, string reason, long suppressed);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Warning, Message = "Removed the RAM file {Path} ({Bytes} bytes) of a server that is gone")]
+    public static partial void StaleRamFile(ILogger logger, string path, long bytes);
 }

@@ -51,6 +51,7 @@ public static class ServerHost
         var machineOptions = Bind<MachineOptions>(cfg, "Machine", o => o.Validate(),
             p => typeof(PcieEmu.Core.Devices.Igb.IgbOptions).GetProperty(p) != null ? "Machine:Nic:" : "Machine:");
         var limits = Bind<LimitsOptions>(cfg, "Limits", o => o.Validate(), _ => "Limits:");
+        machineOptions = RamFiles.Resolve(machineOptions, settings.RuntimeDirectory ?? Endpoints.DefaultRuntimeDirectory(), out var staleRamFiles);
 
         builder.Logging.ClearProviders();
         if (configureLogging != null) configureLogging(builder.Logging);
@@ -103,7 +104,8 @@ public static class ServerHost
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("PcieEmu.Server");
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
-        foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix)) PrepareSocketPath(ep.Path, logger);
+        foreach (var (file, bytes) in staleRamFiles) Log.StaleRamFile(logger, file, bytes);
+        foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix)) RuntimeDirectory.PrepareSocket(ep.Path, logger);
         lifetime.ApplicationStarted.Register(() =>
         {
             foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix))
@@ -112,10 +114,7 @@ public static class ServerHost
         });
         lifetime.ApplicationStopped.Register(() =>
         {
-            foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix))
-            {
-                try { File.Delete(ep.Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            }
+            foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix)) RuntimeDirectory.RemoveSocket(ep.Path);
         });
 
         // Build the machine now so a bad RAM path fails at start, not at the first request.
@@ -161,7 +160,8 @@ public static class ServerHost
     public static IReadOnlyList<Endpoint> ResolveEndpoints(ServeSettings settings)
     {
         var list = new List<Endpoint>();
-        var targets = settings.Listen.Count > 0 ? settings.Listen : ["unix://" + Endpoints.DefaultUnixSocketPath(), Endpoints.DefaultTcpTarget];
+        string defaultSocket = settings.RuntimeDirectory is { } rd ? Path.Combine(rd, "pcie-emu.sock") : Endpoints.DefaultUnixSocketPath();
+        var targets = settings.Listen.Count > 0 ? settings.Listen : ["unix://" + defaultSocket, Endpoints.DefaultTcpTarget];
         foreach (var t in targets)
         {
             if (!Endpoints.TryParse(t, out var ep, out var error)) throw new ServeConfigurationException($"--listen: {error}");
@@ -181,28 +181,5 @@ public static class ServerHost
         if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return IPAddress.Loopback;
         if (IPAddress.TryParse(host, out var a)) return a;
         throw new ServeConfigurationException($"--listen: '{host}' must be an IP address or localhost");
-    }
-
-    private static void PrepareSocketPath(string path, ILogger logger)
-    {
-        string? dir = Path.GetDirectoryName(path);
-        if (dir != null && !Directory.Exists(dir))
-        {
-            if (OperatingSystem.IsWindows()) Directory.CreateDirectory(dir);
-            else Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
-        if (!File.Exists(path)) return;
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-        }
-        catch (SocketException)
-        {
-            File.Delete(path);
-            Log.StaleSocket(logger, path);
-            return;
-        }
-        throw new ServeConfigurationException($"--listen unix://{path}: another server is listening there");
     }
 }

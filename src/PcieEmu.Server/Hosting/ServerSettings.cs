@@ -45,6 +45,8 @@ public sealed class ServeSettings
 {
     /// <summary>Endpoints (<c>unix:///path</c>, <c>tcp://host:port</c>); empty = the defaults.</summary>
     public IList<string> Listen { get; init; } = [];
+    /// <summary>The private runtime directory (default socket, default RAM file); null = <c>Endpoints.DefaultRuntimeDirectory()</c>.</summary>
+    public string? RuntimeDirectory { get; init; }
     /// <summary>Allow non-loopback TCP addresses.</summary>
     public bool AllowRemote { get; init; }
     /// <summary>A JSON file with "Machine" and "Limits" sections (layered over appsettings.json).</summary>

@@ -46,4 +46,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 14, Level = LogLevel.Warning, Message = "Removed the RAM file {Path} ({Bytes} bytes) of a server that is gone")]
     public static partial void StaleRamFile(ILogger logger, string path, long bytes);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "Listening on {Endpoint}, which is not a loopback address (--allow-remote): other machines can reach this server")]
+    public static partial void RemoteListen(ILogger logger, string endpoint);
 }

@@ -56,12 +56,17 @@ public static class ServerHost
         builder.Logging.ClearProviders();
         if (configureLogging != null) configureLogging(builder.Logging);
         else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        // A failed start (port in use) is reported by `serve` in one line; the host's own error log of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
 
         builder.Services.AddSingleton(Options.Create(limits));
         builder.Services.AddSingleton(limits);
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(_ => new Machine(machineOptions));
         builder.Services.AddSingleton<InterruptSubscribers>();
+        builder.Services.AddSingleton<ServerShutdown>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ServerShutdown>());
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ServerShutdown.Timeout);
         builder.Services.AddSingleton<WireTap>();
         builder.Services.AddGrpc(o =>
         {
@@ -111,6 +116,8 @@ public static class ServerHost
             foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix))
                 if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(ep.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             foreach (var a in BoundEndpoints(app)) Log.Listening(logger, a);
+            foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Tcp && !IPAddress.IsLoopback(ResolveAddress(e.Host))))
+                Log.RemoteListen(logger, ep.ToString());
         });
         lifetime.ApplicationStopped.Register(() =>
         {
@@ -179,7 +186,8 @@ public static class ServerHost
     private static IPAddress ResolveAddress(string host)
     {
         if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return IPAddress.Loopback;
-        if (IPAddress.TryParse(host, out var a)) return a;
+        // An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is the IPv4 address; sockets cannot bind the mapped form.
+        if (IPAddress.TryParse(host, out var a)) return a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a;
         throw new ServeConfigurationException($"--listen: '{host}' must be an IP address or localhost");
     }
 }

@@ -13,21 +13,33 @@ namespace PcieEmu.Server.Services;
 /// response that is written before the next request is read (so HTTP/2 flow control bounds what a
 /// client can queue here). Writes are posted: only failures and acked writes produce completions.
 /// </summary>
-public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ILogger<SessionGrpcService> logger)
+public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ServerShutdown shutdown, ILogger<SessionGrpcService> logger)
     : SessionService.SessionServiceBase
 {
     /// <inheritdoc/>
     public override async Task Transact(IAsyncStreamReader<TransactRequest> requestStream, IServerStreamWriter<TransactResponse> responseStream, ServerCallContext context)
     {
+        using var call = shutdown.Link(context);
+        try
+        {
+            await Run(requestStream, responseStream, context, call.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (shutdown.IsStopping && ex is OperationCanceledException or IOException)
+        {
+            throw ServerShutdown.Unavailable();
+        }
+    }
+
+    private async Task Run(IAsyncStreamReader<TransactRequest> requestStream, IServerStreamWriter<TransactResponse> responseStream, ServerCallContext context, CancellationToken ct)
+    {
         long executed = 0;
-        var ct = context.CancellationToken;
         while (true)
         {
             try
             {
                 if (!await requestStream.MoveNext(ct).ConfigureAwait(false)) break;
             }
-            catch (IOException)
+            catch (IOException) when (!shutdown.IsStopping)
             {
                 // The client reset or abandoned the stream: nothing left to answer.
                 Log.SessionAborted(logger, context.Peer, executed);

@@ -20,7 +20,7 @@ public sealed class MalformedRequestTests
             var status = type switch
             {
                 MethodType.Unary => await RawCalls.UnaryAsync(s.Client.Channel, service, method, Truncated),
-                MethodType.ServerStreaming => await RawCalls.ServerStreamingAsync(s.Client.Channel, service, method, Truncated),
+                MethodType.ServerStreaming => await RawCalls.ServerStreamingAsync(s.Client.Channel, service, method, Truncated, wait: T.Timeout),
                 _ => (await RawCalls.TransactAsync(s.Client.Channel, [Truncated])).Status,
             };
             Assert.True(status.StatusCode == StatusCode.InvalidArgument, $"{service}/{method}: {status}");

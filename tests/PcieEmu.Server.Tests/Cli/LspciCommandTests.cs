@@ -1,19 +1,9 @@
-using System.Diagnostics;
-
 namespace PcieEmu.Server.Tests.Cli;
 
 /// <summary>Issue 9 (newcomer): `pcie-emu lspci -v/-vv/-vvv` decode like lspci; unknown options are one-line errors.</summary>
 public sealed class LspciCommandTests
 {
-    private static async Task<(int Code, string Out, string Err)> Lspci(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "pcie-emu.dll"), "lspci", .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync().W();
-        return (p.ExitCode, await stdout.W(), await stderr.W());
-    }
+    private static Task<(int Code, string Out, string Err)> Lspci(params string[] args) => ProcessRun.RunAsync(ProcessRun.PcieEmu(["lspci", .. args]));
 
     [Fact]
     public async Task Vvv_decodes_the_capabilities_with_pciutils()

@@ -16,22 +16,8 @@ public sealed class ServeProcessTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private Process Serve(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "pcie-emu.dll"), "serve", "--ram-size", "16M", "--ram-file", Path.Combine(_dir, "ram.bin"), .. args])
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-        };
-        return Process.Start(psi)!;
-    }
-
-    private static async Task<(int Code, string Out, string Err)> Finish(Process p)
-    {
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync().W();
-        return (p.ExitCode, await stdout.W(), await stderr.W());
-    }
+    private Process Serve(params string[] args) =>
+        Process.Start(ProcessRun.PcieEmu(["serve", "--ram-size", "16M", "--ram-file", Path.Combine(_dir, "ram.bin"), .. args]))!;
 
     [Fact]
     public async Task SIGTERM_with_a_stream_open_ends_it_with_UNAVAILABLE_and_the_process_exits_at_once()
@@ -74,7 +60,7 @@ public sealed class ServeProcessTests : IDisposable
         taken.Start();
         int port = ((IPEndPoint)taken.LocalEndpoint).Port;
         using var p = Serve("--listen", $"tcp://127.0.0.1:{port}");
-        var (code, output, err) = await Finish(p);
+        var (code, output, err) = await ProcessRun.FinishAsync(p);
         Assert.Equal(1, code);
         Assert.DoesNotContain("Exception", output);   // no stack trace in the log either
         Assert.Equal($"pcie-emu serve: cannot listen: Failed to bind to address http://127.0.0.1:{port}: address already in use.\n", err);

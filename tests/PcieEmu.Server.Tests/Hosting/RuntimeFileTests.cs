@@ -193,15 +193,8 @@ public sealed class RuntimeFileTests : IDisposable
         return (r.Code, r.Err);
     }
 
-    private static (int Code, string Out, string Err) Run(string file, params string[] args)
-    {
-        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(T.Timeout), $"{file} did not exit");
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static (int Code, string Out, string Err) Run(string file, params string[] args) =>
+        ProcessRun.RunAsync(file, args).GetAwaiter().GetResult();
 
     private static int DeadPid()
     {

@@ -10,16 +10,20 @@ internal static class RawCalls
 {
     private static readonly Marshaller<byte[]> Bytes = Marshallers.Create(b => b, b => b);
 
-    /// <summary>Every method of the PcieEmu services: (service full name, method name, kind).</summary>
-    public static IReadOnlyList<(string Service, string Method, MethodType Type)> AllMethods { get; } =
+    /// <summary>Every method of the PcieEmu services and the health check, with its request message.</summary>
+    public static IReadOnlyList<(string Service, string Method, MethodType Type, MessageDescriptor Input)> AllMethodsWithInput { get; } =
     [
         .. new[]
         {
             PlatformReflection.Descriptor, ConfigReflection.Descriptor, MmioReflection.Descriptor, MemoryReflection.Descriptor,
             SessionReflection.Descriptor, InterruptReflection.Descriptor, EthernetReflection.Descriptor, IommuReflection.Descriptor,
-        }.SelectMany(f => f.Services).SelectMany(s => s.Methods).Select(m => (m.Service.FullName, m.Name, TypeOf(m))),
-        ("grpc.health.v1.Health", "Check", MethodType.Unary),
+        }.SelectMany(f => f.Services).SelectMany(s => s.Methods).Select(m => (m.Service.FullName, m.Name, TypeOf(m), m.InputType)),
+        ("grpc.health.v1.Health", "Check", MethodType.Unary, Grpc.Health.V1.HealthCheckRequest.Descriptor),
     ];
+
+    /// <summary>Every method of the PcieEmu services and the health check: (service full name, method name, kind).</summary>
+    public static IReadOnlyList<(string Service, string Method, MethodType Type)> AllMethods { get; } =
+        [.. AllMethodsWithInput.Select(m => (m.Service, m.Method, m.Type))];
 
     private static MethodType TypeOf(MethodDescriptor m) => (m.IsClientStreaming, m.IsServerStreaming) switch
     {
@@ -53,6 +57,16 @@ internal static class RawCalls
     {
         using var cts = new CancellationTokenSource(T.Timeout);
         using var call = channel.CreateCallInvoker().AsyncServerStreamingCall(Method(MethodType.ServerStreaming, service, name), null, new CallOptions(cancellationToken: cts.Token), body);
+        try
+        {
+            // Headers first: the server has read the request (an open subscription sends them at once,
+            // a refused one sends its status with them), so stopping after that is a plain hang-up.
+            await call.ResponseHeadersAsync.W();
+        }
+        catch (RpcException ex)
+        {
+            return ex.Status;
+        }
         using var open = new CancellationTokenSource(wait ?? TimeSpan.FromMilliseconds(300));
         try
         {

@@ -107,7 +107,7 @@ internal sealed class TestServer : IAsyncDisposable
 
     public PcieEmuClient NewClient() => PcieEmuClient.Connect(Target);
 
-    public void AssertNoErrors() => Assert.Empty(Logs.Errors);
+    public void AssertNoErrors() => Assert.True(!Logs.Errors.Any(), string.Join("\n", Logs.Errors));
 
     private bool _disposed;
 
@@ -119,5 +119,8 @@ internal sealed class TestServer : IAsyncDisposable
         await App.StopAsync().WaitAsync(T.Timeout);
         await App.DisposeAsync().AsTask().W();
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        // Every test fails on an error the server logged that it did not expect (a test that
+        // expects one clears Logs.Entries of it first), including errors logged while stopping.
+        AssertNoErrors();
     }
 }

@@ -40,4 +40,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "Removed stale Unix socket {Path}")]
     public static partial void StaleSocket(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "Malformed request to {Method}: {Reason} (answered INVALID_ARGUMENT; {Suppressed} more since the last such line)")]
+    public static partial void MalformedRequest(ILogger logger, string method, string reason, long suppressed);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Warning, Message = "Removed the RAM file {Path} ({Bytes} bytes) of a server that is gone")]
+    public static partial void StaleRamFile(ILogger logger, string path, long bytes);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "Listening on {Endpoint}, which is not a loopback address (--allow-remote): other machines can reach this server")]
+    public static partial void RemoteListen(ILogger logger, string endpoint);
 }

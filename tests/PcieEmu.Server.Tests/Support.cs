@@ -115,7 +115,7 @@ internal sealed class TestServer : IAsyncDisposable
     /// <summary>A client of this server, with its token when it wrote one (TCP with auth on).</summary>
     public PcieEmuClient NewClient() => PcieEmuClient.Connect(Target, tokenFile: File.Exists(TokenFile) ? TokenFile : null);
 
-    public void AssertNoErrors() => Assert.Empty(Logs.Errors);
+    public void AssertNoErrors() => Assert.True(!Logs.Errors.Any(), string.Join("\n", Logs.Errors));
 
     private bool _disposed;
 
@@ -127,5 +127,8 @@ internal sealed class TestServer : IAsyncDisposable
         await App.StopAsync().WaitAsync(T.Timeout);
         await App.DisposeAsync().AsTask().W();
         try { System.IO.Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        // Every test fails on an error the server logged that it did not expect (a test that
+        // expects one clears Logs.Entries of it first), including errors logged while stopping.
+        AssertNoErrors();
     }
 }

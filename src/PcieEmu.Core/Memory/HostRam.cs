@@ -9,13 +9,20 @@ namespace PcieEmu.Core.Memory;
 /// </summary>
 public sealed unsafe class HostRam : IDisposable
 {
+    private readonly FileStream _stream;
     private readonly MemoryMappedFile _file;
     private readonly MemoryMappedViewAccessor _view;
     private readonly byte* _ptr;
     private readonly bool _deleteOnDispose;
     private bool _disposed;
 
-    /// <summary>Creates (or truncates) the backing file at <paramref name="path"/> and maps it.</summary>
+    /// <summary>
+    /// Maps the backing file at <paramref name="path"/>. A new file is created readable and writable
+    /// by the owner only from the start (O_EXCL, mode 0600) and deleted on dispose unless
+    /// <paramref name="keepFile"/>. An existing file is used as it is: never truncated (grown to
+    /// <paramref name="size"/> when shorter) and never deleted. Either way the file is locked for
+    /// this instance's life; a file another instance holds is refused with an <see cref="IOException"/>.
+    /// </summary>
     public HostRam(string path, ulong size, bool keepFile = false, ulong baseAddress = 0)
     {
         if (size == 0 || size % 4096 != 0) throw new ArgumentException("RAM size must be a non-zero multiple of 4096", nameof(size));
@@ -23,17 +30,57 @@ public sealed unsafe class HostRam : IDisposable
         Path = System.IO.Path.GetFullPath(path);
         Size = size;
         Base = baseAddress;
-        _deleteOnDispose = !keepFile;
-        using (var fs = new FileStream(Path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite))
+        _stream = Open(Path, out bool created);
+        try
         {
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            fs.SetLength((long)size);
+            if (!FileLock.TryLock(_stream.SafeFileHandle))
+                throw new IOException($"RAM file {Path} is in use by another pcie-emu (it holds the file's lock); give another --ram-file");
+            Created = created;
+            if (_stream.Length < (long)size) _stream.SetLength((long)size);
+            _file = MemoryMappedFile.CreateFromFile(_stream, null, (long)size, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: true);
         }
-        _file = MemoryMappedFile.CreateFromFile(Path, FileMode.Open, null, (long)size, MemoryMappedFileAccess.ReadWrite);
+        catch
+        {
+            _stream.Dispose();
+            if (created) TryDelete(Path);
+            throw;
+        }
+        _deleteOnDispose = created && !keepFile;
         _view = _file.CreateViewAccessor(0, (long)size, MemoryMappedFileAccess.ReadWrite);
         byte* p = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _ptr = p + _view.PointerOffset;
+    }
+
+    private static FileStream Open(string path, out bool created)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        try
+        {
+            created = true;
+            return new FileStream(path, options);
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            created = false;
+            return new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        }
+    }
+
+    /// <summary>True when this instance created the file (and so may delete it).</summary>
+    public bool Created { get; }
+
+    /// <summary>True when a live instance holds the lock of the RAM file at <paramref name="path"/>.</summary>
+    public static bool IsInUse(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        return FileLock.IsLockedByOther(fs.SafeFileHandle);
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
     /// <summary>Default location of the RAM file: $XDG_RUNTIME_DIR, else /tmp.</summary>
@@ -83,9 +130,7 @@ public sealed unsafe class HostRam : IDisposable
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();
-        if (_deleteOnDispose)
-        {
-            try { File.Delete(Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
+        if (_deleteOnDispose) TryDelete(Path);
+        _stream.Dispose();   // releases the lock after the file is gone
     }
 }

@@ -120,9 +120,10 @@ public static class Commands
                 await app.DisposeAsync().ConfigureAwait(false);
                 return 2;
             }
-            catch (IOException ex)
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
             {
-                await Console.Error.WriteLineAsync($"pcie-emu serve: {ex.Message}").ConfigureAwait(false);
+                // Binding failed (port in use, address not available): one line, no stack trace.
+                await Console.Error.WriteLineAsync($"pcie-emu serve: cannot listen: {ex.Message}").ConfigureAwait(false);
                 await app.DisposeAsync().ConfigureAwait(false);
                 return 1;
             }

@@ -8,7 +8,8 @@ namespace PcieEmu.Server.Cli;
 
 /// <summary>
 /// <c>pcie-emu lspci</c>: lists functions like lspci; <c>-x/-xxx/-xxxx</c> dump 64/256/4096 bytes in
-/// lspci's dump format (so <c>lspci -F file -vvv</c> decodes it); <c>-t</c> prints the tree.
+/// lspci's dump format (so <c>lspci -F file -vvv</c> decodes it); <c>-v/-vv/-vvv</c> decode the
+/// capabilities by running pciutils' lspci on that dump; <c>-t</c> prints the tree.
 /// </summary>
 public static class LspciCommand
 {
@@ -20,11 +21,19 @@ public static class LspciCommand
         var xxx = new Option<bool>("-xxx") { Description = "Dump the whole PCI config space (256 bytes)" };
         var xxxx = new Option<bool>("-xxxx") { Description = "Dump the extended config space (4096 bytes)" };
         var tree = new Option<bool>("-t") { Description = "Show the topology as a tree" };
-        var verbose = new Option<bool>("-v") { Description = "With -t: names beside the functions" };
+        var verbose = new Option<bool>("-v") { Description = "Decode the header and capabilities (needs pciutils' lspci); with -t: names beside the functions" };
+        var vv = new Option<bool>("-vv") { Description = "Decode more (needs pciutils' lspci)" };
+        var vvv = new Option<bool>("-vvv") { Description = "Decode everything lspci can (needs pciutils' lspci)" };
         var tv = new Option<bool>("-tv") { Description = "Same as -t -v" };
-        var cmd = new Command("lspci", "List the machine's PCI functions (talks to a running server)") { slot, x, xxx, xxxx, tree, verbose, tv };
+        var cmd = new Command("lspci", "List the machine's PCI functions (talks to a running server)") { slot, x, xxx, xxxx, tree, verbose, vv, vvv, tv };
+        cmd.TreatUnmatchedTokensAsErrors = false;
         cmd.SetAction(async (parse, ct) =>
         {
+            if (parse.UnmatchedTokens.Count > 0)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu lspci: unknown option '{parse.UnmatchedTokens[0]}' (options: -s, -x, -xxx, -xxxx, -v, -vv, -vvv, -t, -tv, --target)").ConfigureAwait(false);
+                return 2;
+            }
             ushort? only = null;
             if (parse.GetValue(slot) is { } s)
             {
@@ -33,13 +42,21 @@ public static class LspciCommand
             }
             int dump = parse.GetValue(xxxx) ? 4096 : parse.GetValue(xxx) ? 256 : parse.GetValue(x) ? 64 : 0;
             bool showTree = parse.GetValue(tree) || parse.GetValue(tv);
+            int verbosity = parse.GetValue(vvv) ? 3 : parse.GetValue(vv) ? 2 : parse.GetValue(verbose) ? 1 : 0;
+            if (verbosity > 0 && !showTree && FindLspci() == null)
+            {
+                await Console.Error.WriteLineAsync($"pcie-emu lspci: -{new string('v', verbosity)}: decoding capabilities needs pciutils' lspci, which is not installed (apt-get install pciutils); -xxxx prints the raw config space").ConfigureAwait(false);
+                return 1;
+            }
             try
             {
                 using var client = Commands.Connect(parse);
                 var functions = await client.ListFunctionsAsync(ct).ConfigureAwait(false);
                 string text = showTree
                     ? Tree(functions, (await client.GetPlatformAsync(ct).ConfigureAwait(false)).RootPorts, parse.GetValue(verbose) || parse.GetValue(tv))
-                    : await ListAsync(client, functions, only, dump, ct).ConfigureAwait(false);
+                    : verbosity > 0
+                        ? await DecodeAsync(await ListAsync(client, functions, only, 4096, ct).ConfigureAwait(false), verbosity, dump, ct).ConfigureAwait(false)
+                        : await ListAsync(client, functions, only, dump, ct).ConfigureAwait(false);
                 await Console.Out.WriteAsync(text).ConfigureAwait(false);
                 return 0;
             }
@@ -58,8 +75,51 @@ public static class LspciCommand
                 await Console.Error.WriteLineAsync($"pcie-emu lspci: --token-file: {ex.Message}").ConfigureAwait(false);
                 return 2;
             }
+            catch (InvalidOperationException ex)
+            {
+                // pciutils' lspci could not decode the dump.
+                await Console.Error.WriteLineAsync($"pcie-emu lspci: {ex.Message}").ConfigureAwait(false);
+                return 1;
+            }
         });
         return cmd;
+    }
+
+    /// <summary>pciutils' lspci, or null when it is not installed.</summary>
+    public static string? FindLspci()
+    {
+        var dirs = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Concat(["/usr/bin", "/usr/sbin", "/sbin", "/bin"]);
+        return dirs.Select(d => Path.Combine(d, "lspci")).FirstOrDefault(File.Exists);
+    }
+
+    /// <summary>
+    /// Runs pciutils' lspci on <paramref name="dump4096"/> (the <see cref="ListAsync"/> text with
+    /// 4096-byte dumps) at <paramref name="verbosity"/> 1..3 (-v..-vvv), adding the hex dump of
+    /// <paramref name="dumpBytes"/> (0, 64, 256, 4096) as lspci prints it. Throws
+    /// <see cref="FileNotFoundException"/> when lspci is not installed.
+    /// </summary>
+    public static async Task<string> DecodeAsync(string dump4096, int verbosity, int dumpBytes, CancellationToken ct)
+    {
+        string lspci = FindLspci() ?? throw new FileNotFoundException("pciutils' lspci is not installed", "lspci");
+        string file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(file, dump4096, ct).ConfigureAwait(false);
+            var psi = new System.Diagnostics.ProcessStartInfo(lspci) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { "-F", file, "-" + new string('v', verbosity) }) psi.ArgumentList.Add(a);
+            if (dumpBytes > 0) psi.ArgumentList.Add(dumpBytes switch { 64 => "-x", 256 => "-xxx", _ => "-xxxx" });
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var stdout = p.StandardOutput.ReadToEndAsync(ct);
+            var stderr = p.StandardError.ReadToEndAsync(ct);
+            await p.WaitForExitAsync(ct).ConfigureAwait(false);
+            if (p.ExitCode != 0) throw new InvalidOperationException($"lspci -F failed ({p.ExitCode}): {(await stderr.ConfigureAwait(false)).Trim()}");
+            return await stdout.ConfigureAwait(false);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
     }
 
     /// <summary>The listing (and dumps) of <paramref name="functions"/>.</summary>

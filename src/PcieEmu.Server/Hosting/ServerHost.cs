@@ -53,26 +53,34 @@ public static class ServerHost
         var machineOptions = Bind<MachineOptions>(cfg, "Machine", o => o.Validate(),
             p => typeof(PcieEmu.Core.Devices.Igb.IgbOptions).GetProperty(p) != null ? "Machine:Nic:" : "Machine:");
         var limits = Bind<LimitsOptions>(cfg, "Limits", o => o.Validate(), _ => "Limits:");
+        machineOptions = RamFiles.Resolve(machineOptions, settings.RuntimeDirectory ?? Endpoints.DefaultRuntimeDirectory(), out var staleRamFiles);
 
         builder.Logging.ClearProviders();
         if (configureLogging != null) configureLogging(builder.Logging);
         else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        // A failed start (port in use) is reported by `serve` in one line; the host's own error log of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
 
         builder.Services.AddSingleton(Options.Create(limits));
         builder.Services.AddSingleton(limits);
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(_ => new Machine(machineOptions));
         builder.Services.AddSingleton<InterruptSubscribers>();
+        builder.Services.AddSingleton<ServerShutdown>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ServerShutdown>());
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ServerShutdown.Timeout);
         builder.Services.AddSingleton<WireTap>();
         if (vfioUser.Count > 0)
             builder.Services.AddHostedService(sp => new PcieEmu.Server.VfioUser.VfioUserHost(sp.GetRequiredService<Machine>(), vfioUser, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddGrpc(o =>
         {
-            // A WriteMemory of 4 MiB plus its envelope must fit; anything larger is malformed.
-            o.MaxReceiveMessageSize = LimitsOptions.MemoryTransferCeiling + 64 * 1024;
-            o.MaxSendMessageSize = LimitsOptions.MemoryTransferCeiling + 64 * 1024;
+            // A maximal WriteMemory (or a Transact message of writes) plus its envelope must fit; anything larger is malformed.
+            o.MaxReceiveMessageSize = LimitsOptions.MessageLimit + 64 * 1024;
+            // Replies are bounded up front (SessionGrpcService) so that a default client can receive every one.
+            o.MaxSendMessageSize = LimitsOptions.MessageLimit;
             o.EnableDetailedErrors = false;
         });
+        builder.Services.AddCheckedRequestParsing();
         builder.Services.AddGrpcHealthChecks().AddCheck("machine", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
         builder.Services.AddGrpcReflection();
 
@@ -105,19 +113,19 @@ public static class ServerHost
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("PcieEmu.Server");
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
-        foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix)) PrepareSocketPath(ep.Path, logger);
+        foreach (var (file, bytes) in staleRamFiles) Log.StaleRamFile(logger, file, bytes);
+        foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix)) RuntimeDirectory.PrepareSocket(ep.Path, logger);
         lifetime.ApplicationStarted.Register(() =>
         {
             foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix))
                 if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(ep.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             foreach (var a in BoundEndpoints(app)) Log.Listening(logger, a);
+            foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Tcp && !IPAddress.IsLoopback(ResolveAddress(e.Host))))
+                Log.RemoteListen(logger, ep.ToString());
         });
         lifetime.ApplicationStopped.Register(() =>
         {
-            foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix))
-            {
-                try { File.Delete(ep.Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            }
+            foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix)) RuntimeDirectory.RemoveSocket(ep.Path);
         });
 
         // Build the machine now so a bad RAM path fails at start, not at the first request.
@@ -164,7 +172,8 @@ public static class ServerHost
     public static IReadOnlyList<Endpoint> ResolveEndpoints(ServeSettings settings)
     {
         var list = new List<Endpoint>();
-        var targets = settings.Listen.Count > 0 ? settings.Listen : ["unix://" + Endpoints.DefaultUnixSocketPath(), Endpoints.DefaultTcpTarget];
+        string defaultSocket = settings.RuntimeDirectory is { } rd ? Path.Combine(rd, "pcie-emu.sock") : Endpoints.DefaultUnixSocketPath();
+        var targets = settings.Listen.Count > 0 ? settings.Listen : ["unix://" + defaultSocket, Endpoints.DefaultTcpTarget];
         foreach (var t in targets)
         {
             if (!Endpoints.TryParse(t, out var ep, out var error)) throw new ServeConfigurationException($"--listen: {error}");
@@ -182,30 +191,8 @@ public static class ServerHost
     private static IPAddress ResolveAddress(string host)
     {
         if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return IPAddress.Loopback;
-        if (IPAddress.TryParse(host, out var a)) return a;
+        // An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is the IPv4 address; sockets cannot bind the mapped form.
+        if (IPAddress.TryParse(host, out var a)) return a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a;
         throw new ServeConfigurationException($"--listen: '{host}' must be an IP address or localhost");
-    }
-
-    private static void PrepareSocketPath(string path, ILogger logger)
-    {
-        string? dir = Path.GetDirectoryName(path);
-        if (dir != null && !Directory.Exists(dir))
-        {
-            if (OperatingSystem.IsWindows()) Directory.CreateDirectory(dir);
-            else Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
-        if (!File.Exists(path)) return;
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-        }
-        catch (SocketException)
-        {
-            File.Delete(path);
-            Log.StaleSocket(logger, path);
-            return;
-        }
-        throw new ServeConfigurationException($"--listen unix://{path}: another server is listening there");
     }
 }

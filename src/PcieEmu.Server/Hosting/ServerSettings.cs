@@ -3,10 +3,19 @@ namespace PcieEmu.Server.Hosting;
 /// <summary>Request limits (configuration section "Limits").</summary>
 public sealed class LimitsOptions
 {
-    /// <summary>Hard ceiling of <see cref="MaxMemoryTransfer"/>: 4 MiB.</summary>
-    public const int MemoryTransferCeiling = 4 << 20;
+    /// <summary>
+    /// Largest message the server sends: 4 MiB, the receive limit of a default-configured gRPC
+    /// client. Every reply fits in it: a Transact message whose completions could need more is refused up front.
+    /// </summary>
+    public const int MessageLimit = 4 << 20;
 
-    /// <summary>Largest ReadMemory length / WriteMemory data (bytes), at most 4 MiB.</summary>
+    /// <summary>
+    /// Hard ceiling of <see cref="MaxMemoryTransfer"/>: 4 MiB - 64 KiB = 4,128,768 bytes, so a maximal
+    /// read plus its envelope (and the completions of a full Transact message) stays under <see cref="MessageLimit"/>.
+    /// </summary>
+    public const int MemoryTransferCeiling = MessageLimit - 64 * 1024;
+
+    /// <summary>Largest ReadMemory length / WriteMemory data (bytes), and the most a Transact message may read in total; at most <see cref="MemoryTransferCeiling"/>.</summary>
     public int MaxMemoryTransfer { get; set; } = MemoryTransferCeiling;
     /// <summary>Largest number of transactions in one TransactRequest.</summary>
     public int MaxTransactionsPerMessage { get; set; } = 1024;
@@ -36,6 +45,8 @@ public sealed class ServeSettings
 {
     /// <summary>Endpoints (<c>unix:///path</c>, <c>tcp://host:port</c>); empty = the defaults.</summary>
     public IList<string> Listen { get; init; } = [];
+    /// <summary>The private runtime directory (default socket, default RAM file); null = <c>Endpoints.DefaultRuntimeDirectory()</c>.</summary>
+    public string? RuntimeDirectory { get; init; }
     /// <summary>Allow non-loopback TCP addresses.</summary>
     public bool AllowRemote { get; init; }
     /// <summary>Where the TCP token is written (<c>--token-file</c>); null = <see cref="PcieEmu.Client.Endpoints.DefaultTokenPath"/>.</summary>

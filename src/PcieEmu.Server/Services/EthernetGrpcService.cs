@@ -8,7 +8,7 @@ using PcieEmu.Server.Hosting;
 namespace PcieEmu.Server.Services;
 
 /// <summary>EthernetService: the ports' wire, through the <see cref="WireTap"/>.</summary>
-public sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, ILogger<EthernetGrpcService> logger) : EthernetService.EthernetServiceBase
+public sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, ServerShutdown shutdown, ILogger<EthernetGrpcService> logger) : EthernetService.EthernetServiceBase
 {
     /// <inheritdoc/>
     public override Task<InjectFrameResponse> InjectFrame(InjectFrameRequest request, ServerCallContext context)
@@ -33,16 +33,21 @@ public sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, ILogg
             ?? throw new RpcException(new Status(StatusCode.ResourceExhausted, $"subscribers: already {limits.MaxCaptureSubscribers} capture subscribers (the limit)"));
         await context.WriteResponseHeadersAsync([]).ConfigureAwait(false);
         var reader = sub.Reader;
+        using var call = shutdown.Link(context);
         try
         {
-            while (await reader.WaitToReadAsync(context.CancellationToken).ConfigureAwait(false))
+            while (await reader.WaitToReadAsync(call.Token).ConfigureAwait(false))
             {
                 while (reader.TryRead(out var f))
                 {
                     await responseStream.WriteAsync(new CapturedFrame { Port = (uint)f.Port, Data = UnsafeByteOperations.UnsafeWrap(f.Data), TimestampNs = f.TimestampUnixNs },
-                        context.CancellationToken).ConfigureAwait(false);
+                        call.Token).ConfigureAwait(false);
                 }
             }
+        }
+        catch (OperationCanceledException) when (shutdown.IsStopping)
+        {
+            throw ServerShutdown.Unavailable();
         }
         catch (CaptureOverflowException)
         {

@@ -37,7 +37,7 @@ public sealed class InterruptSubscribers
 /// never blocks the machine). A subscriber whose queue overflows gets its queued events, then its
 /// stream ends with RESOURCE_EXHAUSTED and the count it missed (message and "pcieemu-missed" trailer).
 /// </summary>
-public sealed class InterruptGrpcService(Machine machine, LimitsOptions limits, InterruptSubscribers subscribers, ILogger<InterruptGrpcService> logger)
+public sealed class InterruptGrpcService(Machine machine, LimitsOptions limits, InterruptSubscribers subscribers, ServerShutdown shutdown, ILogger<InterruptGrpcService> logger)
     : InterruptService.InterruptServiceBase
 {
     /// <summary>Trailer carrying the number of events a cut-off subscriber missed.</summary>
@@ -57,13 +57,18 @@ public sealed class InterruptGrpcService(Machine machine, LimitsOptions limits, 
             // Headers tell the client the subscription is live (events from now on reach it).
             await context.WriteResponseHeadersAsync([]).ConfigureAwait(false);
             var reader = sub.Reader;
+            using var call = shutdown.Link(context);
             try
             {
-                while (await reader.WaitToReadAsync(context.CancellationToken).ConfigureAwait(false))
+                while (await reader.WaitToReadAsync(call.Token).ConfigureAwait(false))
                 {
                     while (reader.TryRead(out var ev))
-                        await responseStream.WriteAsync(ToProto(ev), context.CancellationToken).ConfigureAwait(false);
+                        await responseStream.WriteAsync(ToProto(ev), call.Token).ConfigureAwait(false);
                 }
+            }
+            catch (OperationCanceledException) when (shutdown.IsStopping)
+            {
+                throw ServerShutdown.Unavailable();
             }
             catch (InterruptOverflowException)
             {

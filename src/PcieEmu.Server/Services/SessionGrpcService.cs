@@ -13,21 +13,33 @@ namespace PcieEmu.Server.Services;
 /// response that is written before the next request is read (so HTTP/2 flow control bounds what a
 /// client can queue here). Writes are posted: only failures and acked writes produce completions.
 /// </summary>
-public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ILogger<SessionGrpcService> logger)
+public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ServerShutdown shutdown, ILogger<SessionGrpcService> logger)
     : SessionService.SessionServiceBase
 {
     /// <inheritdoc/>
     public override async Task Transact(IAsyncStreamReader<TransactRequest> requestStream, IServerStreamWriter<TransactResponse> responseStream, ServerCallContext context)
     {
+        using var call = shutdown.Link(context);
+        try
+        {
+            await Run(requestStream, responseStream, context, call.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (shutdown.IsStopping && ex is OperationCanceledException or IOException)
+        {
+            throw ServerShutdown.Unavailable();
+        }
+    }
+
+    private async Task Run(IAsyncStreamReader<TransactRequest> requestStream, IServerStreamWriter<TransactResponse> responseStream, ServerCallContext context, CancellationToken ct)
+    {
         long executed = 0;
-        var ct = context.CancellationToken;
         while (true)
         {
             try
             {
                 if (!await requestStream.MoveNext(ct).ConfigureAwait(false)) break;
             }
-            catch (IOException)
+            catch (IOException) when (!shutdown.IsStopping)
             {
                 // The client reset or abandoned the stream: nothing left to answer.
                 Log.SessionAborted(logger, context.Peer, executed);
@@ -41,6 +53,7 @@ public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, IL
                 int count = request.Batch.Count + (request.OpCase == TransactRequest.OpOneofCase.None ? 0 : 1);
                 if (count > limits.MaxTransactionsPerMessage)
                     throw RpcErrors.Invalid("batch", $"at most {limits.MaxTransactionsPerMessage} transactions per message (was {count})");
+                CheckReplySize(request);
                 if (request.OpCase == TransactRequest.OpOneofCase.None)
                 {
                     if (request.Batch.Count == 0) throw RpcErrors.Invalid("op", $"tag {request.Tag}: no operation set and batch is empty");
@@ -69,6 +82,36 @@ public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, IL
             }
         }
         Log.SessionEnded(logger, context.Peer, executed);
+    }
+
+    /// <summary>Upper bound of one completion's encoding without its data (tag, status, value, kind, length prefixes).</summary>
+    internal const int CompletionOverhead = 48;
+
+    /// <summary>
+    /// Refuses, before anything executes, a message whose completions could exceed what one reply may
+    /// carry: memory reads of more than MaxMemoryTransfer bytes in total, or a reply over the message limit.
+    /// </summary>
+    private void CheckReplySize(TransactRequest request)
+    {
+        long data = 0, reply = 0;
+        if (request.OpCase == TransactRequest.OpOneofCase.MemoryRead) Account(request.Tag, request.MemoryRead.Length, "memory_read.length");
+        else if (request.OpCase != TransactRequest.OpOneofCase.None) Account(request.Tag, 0, request.OpCase.ToSnakeCase());
+        for (int i = 0; i < request.Batch.Count; i++)
+        {
+            var t = request.Batch[i];
+            if (t.OpCase == Transaction.OpOneofCase.MemoryRead) Account(t.Tag, t.MemoryRead.Length, $"batch[{i}].memory_read.length");
+            else Account(t.Tag, 0, $"batch[{i}]");
+        }
+
+        void Account(ulong tag, uint length, string field)
+        {
+            data += length;
+            reply += CompletionOverhead + length;
+            if (data > limits.MaxMemoryTransfer)
+                throw RpcErrors.Invalid($"tag {tag}: {field}", $"the memory reads of one message may total at most {limits.MaxMemoryTransfer} bytes (this one reaches {data}); split them over several messages");
+            if (reply > LimitsOptions.MessageLimit)
+                throw RpcErrors.Invalid($"tag {tag}: {field}", $"the completions of one message could need {reply} bytes, over the {LimitsOptions.MessageLimit}-byte message limit; split it over several messages");
+        }
     }
 
     private void Execute(TransactRequest r, ref TransactResponse? response)

@@ -192,7 +192,7 @@ public sealed class AuthTests
                 string token = (await File.ReadAllTextAsync(path).W()).Trim();
                 Assert.Matches("^[0-9a-f]{64}$", token);
                 Assert.Equal("not yours\n", await File.ReadAllTextAsync(victim).W());
-                Assert.Equal(["token", "victim"], Directory.GetFileSystemEntries(dir).Select(Path.GetFileName).Where(n => n != "ram.bin").Order());   // no temp file left
+                Assert.Equal(["token", "victim"], Directory.GetFileSystemEntries(dir).Select(Path.GetFileName).Where(n => !n!.StartsWith("ram-", StringComparison.Ordinal)).Order());   // no temp file left
                 using var c = PcieEmuClient.Connect(ServerHost.BoundEndpoints(app).Single(), token: token);
                 Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, (await c.Health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest()).W()).Status);
             }
@@ -391,7 +391,8 @@ public sealed class AuthTests
             Overrides = new Dictionary<string, string?>
             {
                 ["Machine:RamSize"] = (16 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["Machine:RamFilePath"] = Path.Combine(dir, "ram.bin"),
+                // Each server its own RAM file: a RAM file is locked by the server that holds it.
+                ["Machine:RamFilePath"] = Path.Combine(dir, $"ram-{Guid.NewGuid():N}.bin"),
             },
             UseAppSettings = false,
             UseEnvironment = false,

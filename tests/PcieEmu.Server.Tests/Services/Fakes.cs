@@ -35,4 +35,19 @@ internal sealed class ListWriter<TMsg> : IServerStreamWriter<TMsg>
     public List<TMsg> Written { get; } = [];
     public WriteOptions? WriteOptions { get; set; }
     public Task WriteAsync(TMsg message) { Written.Add(message); return Task.CompletedTask; }
+    public Task WriteAsync(TMsg message, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return WriteAsync(message);
+    }
+}
+
+/// <summary>A host lifetime that never stops (unit tests of the stream handlers).</summary>
+internal sealed class RunningLifetime : Microsoft.Extensions.Hosting.IHostApplicationLifetime
+{
+    public static readonly PcieEmu.Server.Hosting.ServerShutdown Shutdown = new(new RunningLifetime());
+    public CancellationToken ApplicationStarted => CancellationToken.None;
+    public CancellationToken ApplicationStopping => CancellationToken.None;
+    public CancellationToken ApplicationStopped => CancellationToken.None;
+    public void StopApplication() { }
 }

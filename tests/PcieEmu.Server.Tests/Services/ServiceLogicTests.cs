@@ -20,7 +20,7 @@ public sealed class ServiceLogicTests : IDisposable
     private ConfigGrpcService Config => new(_m);
     private MmioGrpcService Mmio => new(_m);
     private MemoryGrpcService Memory => new(_m, _limits);
-    private SessionGrpcService Session => new(_m, _limits, NullLogger<SessionGrpcService>.Instance);
+    private SessionGrpcService Session => new(_m, _limits, RunningLifetime.Shutdown, NullLogger<SessionGrpcService>.Instance);
 
     private static async Task<RpcException> Fails(Func<Task> call, StatusCode code, string field)
     {
@@ -100,7 +100,7 @@ public sealed class ServiceLogicTests : IDisposable
     [Fact]
     public async Task ReadMemory_rejects_length_over_limit_and_outside_RAM()
     {
-        await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = 0, Length = (4 << 20) + 1 }, _ctx), StatusCode.InvalidArgument, "length");
+        await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = 0, Length = LimitsOptions.MemoryTransferCeiling + 1 }, _ctx), StatusCode.InvalidArgument, "length");
         await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = (1 << 20) - 4, Length = 8 }, _ctx), StatusCode.OutOfRange, "address");
         await Fails(() => Memory.ReadMemory(new ReadMemoryRequest { Address = ulong.MaxValue - 2, Length = 8 }, _ctx), StatusCode.OutOfRange, "address");
     }
@@ -108,7 +108,7 @@ public sealed class ServiceLogicTests : IDisposable
     [Fact]
     public async Task WriteMemory_rejects_data_over_limit_and_outside_RAM_without_writing()
     {
-        await Fails(() => Memory.WriteMemory(new WriteMemoryRequest { Address = 0, Data = ByteString.CopyFrom(new byte[(4 << 20) + 1]) }, _ctx), StatusCode.InvalidArgument, "data");
+        await Fails(() => Memory.WriteMemory(new WriteMemoryRequest { Address = 0, Data = ByteString.CopyFrom(new byte[LimitsOptions.MemoryTransferCeiling + 1]) }, _ctx), StatusCode.InvalidArgument, "data");
         await Fails(() => Memory.WriteMemory(new WriteMemoryRequest { Address = (1 << 20) - 2, Data = ByteString.CopyFrom(1, 2, 3, 4) }, _ctx), StatusCode.OutOfRange, "address");
         var tail = await Memory.ReadMemory(new ReadMemoryRequest { Address = (1 << 20) - 2, Length = 2 }, _ctx).W();
         Assert.Equal(new byte[2], tail.Data.ToByteArray());
@@ -172,7 +172,7 @@ public sealed class ServiceLogicTests : IDisposable
                 },
             },
             "batch[0].op" => new TransactRequest { Batch = { new Transaction { Tag = 9 } } },
-            "memory_read.length" => new TransactRequest { Tag = 9, MemoryRead = new MemoryReadOp { Length = (4 << 20) + 1 } },
+            "memory_read.length" => new TransactRequest { Tag = 9, MemoryRead = new MemoryReadOp { Length = LimitsOptions.MemoryTransferCeiling + 1 } },
             "memory_write.address" => new TransactRequest { Tag = 9, MemoryWrite = new MemoryWriteOp { Address = 1 << 20, Data = ByteString.CopyFrom(1) } },
             _ => new TransactRequest { Tag = 9, ConfigWrite = new ConfigWriteOp { Rid = 0x1_0000, Width = 4 } },
         };
@@ -198,7 +198,7 @@ public sealed class ServiceLogicTests : IDisposable
     public async Task SubscribeInterrupts_rejects_bad_rid_and_too_many_subscribers()
     {
         var subs = new InterruptSubscribers();
-        var svc = new InterruptGrpcService(_m, _limits, subs, NullLogger<InterruptGrpcService>.Instance);
+        var svc = new InterruptGrpcService(_m, _limits, subs, RunningLifetime.Shutdown, NullLogger<InterruptGrpcService>.Instance);
         await Fails(() => svc.SubscribeInterrupts(new SubscribeInterruptsRequest { Rids = { 0x100, 0x10000 } }, new ListWriter<InterruptEvent>(), _ctx), StatusCode.InvalidArgument, "rids[1]");
         Assert.True(subs.TryEnter(2));
         Assert.True(subs.TryEnter(2));
@@ -209,7 +209,7 @@ public sealed class ServiceLogicTests : IDisposable
     public async Task Ethernet_checks_port_and_frame_size()
     {
         using var tap = new WireTap(_m, new ServeSettings(), NullLogger<WireTap>.Instance);
-        var eth = new EthernetGrpcService(tap, _limits, NullLogger<EthernetGrpcService>.Instance);
+        var eth = new EthernetGrpcService(tap, _limits, RunningLifetime.Shutdown, NullLogger<EthernetGrpcService>.Instance);
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 2, Data = ByteString.CopyFrom(new byte[60]) }, _ctx), StatusCode.InvalidArgument, "port");
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[13]) }, _ctx), StatusCode.InvalidArgument, "data");
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[16385]) }, _ctx), StatusCode.InvalidArgument, "data");
@@ -218,7 +218,7 @@ public sealed class ServiceLogicTests : IDisposable
         {
             Assert.NotNull(a);
             Assert.Null(tap.TrySubscribe(1, 4, max: 1));
-            var limited = new EthernetGrpcService(tap, new LimitsOptions { MaxCaptureSubscribers = 1 }, NullLogger<EthernetGrpcService>.Instance);
+            var limited = new EthernetGrpcService(tap, new LimitsOptions { MaxCaptureSubscribers = 1 }, RunningLifetime.Shutdown, NullLogger<EthernetGrpcService>.Instance);
             await Fails(() => limited.CaptureFrames(new CaptureFramesRequest { Port = 0 }, new ListWriter<CapturedFrame>(), _ctx), StatusCode.ResourceExhausted, "subscribers");
         }
         Assert.NotNull(tap.TrySubscribe(1, 4, max: 1));   // the slot came back

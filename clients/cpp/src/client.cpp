@@ -187,8 +187,25 @@ std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chron
   return c;
 }
 
+namespace {
+thread_local CallTimeout* call_timeouts = nullptr;  // innermost first
+}  // namespace
+
+CallTimeout::CallTimeout(const Client& client, std::chrono::milliseconds deadline)
+    : client_(&client), deadline_(deadline), outer_(call_timeouts) {
+  call_timeouts = this;
+}
+
+CallTimeout::~CallTimeout() { call_timeouts = outer_; }
+
 void Client::Deadline(grpc::ClientContext& ctx) const {
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  auto d = timeout;
+  for (auto* t = call_timeouts; t; t = t->outer_)
+    if (t->client_ == this) {
+      d = t->deadline_;
+      break;
+    }
+  ctx.set_deadline(std::chrono::system_clock::now() + d);
 }
 
 v1::GetPlatformResponse Client::GetPlatform() {

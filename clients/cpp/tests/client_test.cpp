@@ -457,6 +457,26 @@ TEST_F(ClientTest, TranslateAddressAtResetIsDisabled) {
   EXPECT_EQ(r.fault_reason(), 0u);
 }
 
+TEST_F(ClientTest, CallTimeoutOverridesTheDeadlinePerCall) {
+  EXPECT_EQ(c->timeout, 30s);  // the default of every client
+  {
+    CallTimeout expired(*c, -1s);  // a deadline already passed
+    try {
+      c->ReadConfig16(kPf0, 0);
+      ADD_FAILURE() << "a call with an expired deadline answered";
+    } catch (const RpcError& e) {
+      EXPECT_EQ(e.code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    }
+    auto other = Client::Connect(g_tcp, 10s, {"", g_token_file});
+    EXPECT_EQ(other->ReadConfig16(kPf0, 0), 0x8086);  // another client keeps its own deadline
+    {
+      CallTimeout inner(*c, 10s);
+      EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+    }
+  }
+  EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+}
+
 TEST(Health, WaitServingAnswersOnBothTransports) {
   EXPECT_TRUE(WaitServing(g_tcp, 10s, {"", g_token_file}));
   EXPECT_TRUE(WaitServing(g_unix, 10s));

@@ -272,7 +272,7 @@ class Client {
   std::unique_ptr<Session> OpenSession();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
-  std::chrono::milliseconds timeout{30000};  // deadline of each unary call
+  std::chrono::milliseconds timeout{30000};  // deadline of each unary call (CallTimeout overrides it)
 
  private:
   void SetAri(uint32_t port, uint32_t fn0, bool on);
@@ -287,6 +287,24 @@ class Client {
   std::unique_ptr<v1::SessionService::Stub> sessions_;
   std::unique_ptr<v1::EthernetService::Stub> ethernet_;
   std::unique_ptr<v1::IommuService::Stub> iommu_;
+};
+
+// Per-call deadline override: while a CallTimeout lives, the unary calls this thread makes
+// through `client` have `deadline` instead of client.timeout (the 30 s default); nested ones
+// stack. Streams (sessions, subscriptions, captures) have no default deadline.
+//   { pcieemu::CallTimeout t(*c, std::chrono::seconds(2)); c->ReadConfig32(rid, 0); }
+class CallTimeout {
+ public:
+  CallTimeout(const Client& client, std::chrono::milliseconds deadline);
+  ~CallTimeout();
+  CallTimeout(const CallTimeout&) = delete;
+  CallTimeout& operator=(const CallTimeout&) = delete;
+
+ private:
+  friend class Client;
+  const Client* client_;
+  std::chrono::milliseconds deadline_;
+  CallTimeout* outer_;
 };
 
 // Waits until grpc.health.v1.Health/Check("") answers SERVING or the timeout passes. On TCP it

@@ -101,3 +101,18 @@ func TestTranslateAddressAtResetIsDisabled(t *testing.T) {
 		t.Fatalf("translation at reset: %v", r)
 	}
 }
+
+func TestContextDeadlineOverridesTheDefaultPerCall(t *testing.T) {
+	c, ctx := connected(t, testTCP)
+	if c.Timeout != 30*time.Second {
+		t.Fatalf("default unary deadline %v, want 30s", c.Timeout)
+	}
+	past, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := c.ReadConfig16(past, 0x100, 0); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a call whose context deadline passed: %v, want DEADLINE_EXCEEDED", err)
+	}
+	if v, err := c.ReadConfig16(ctx, 0x100, 0); err != nil || v != 0x8086 {
+		t.Fatalf("vendor ID %#x, %v", v, err)
+	}
+}

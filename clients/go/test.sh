@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generates and builds the Go client offline (GOPATH mode, Debian's Go packages), builds the
+# Builds the Go module offline (a Go workspace over Debian's Go sources, offline.sh), builds the
 # server, runs `go test -v` against a real server the tests start into RESULTS_DIR/client-go.gotest
 # (read by .ci/summarize), or writes RESULTS_DIR/client-go.error when the toolchain is missing, the
 # build fails, or go test fails without a failing test (a panic, a -timeout). Exits with go test's status.
@@ -29,18 +29,17 @@ if [ -z "${PCIEEMU_SERVER_DLL:-}" ]; then
   (cd "$root" && dotnet build src/PcieEmu.Server -c Release -nologo -clp:ErrorsOnly) >"$out/$name.build.log" 2>&1 \
     || fail "server build failed (see $out/$name.build.log)"
 fi
-"$here/gen.sh" >>"$out/$name.build.log" 2>&1 || fail "code generation failed (see $out/$name.build.log)"
-. "$here/env.sh"
-cd "$PCIEEMU_GO_ROOT"
-{ go vet ./client/ ./cmd/... && go build -o bin/ ./cmd/...; } >>"$out/$name.build.log" 2>&1 \
+. "$here/env.sh" 2>>"$out/$name.build.log" || fail "offline Go workspace failed (see $out/$name.build.log)"
+cd "$here"
+{ go vet ./... && go build -o bin/ ./cmd/...; } >>"$out/$name.build.log" 2>&1 \
   || fail "Go build failed (see $out/$name.build.log)"
 
 # The -v output is the result file (.ci/summarize reads its --- PASS/FAIL/SKIP lines, subtests
 # included). A panic outside a test or a -timeout panic has no --- FAIL line: the exit status says it.
 # The test binary runs directly (not under `go test`, which reads its output through a pipe and
 # would wait for the server a panicked binary never stopped): output to a file, status its own.
-go test -c -o bin/client.test ./client/ >>"$out/$name.build.log" 2>&1 || fail "Go test build failed (see $out/$name.build.log)"
-(cd client && ../bin/client.test -test.count=1 -test.v -test.timeout "${PCIEEMU_GO_TEST_TIMEOUT:-10m}") >"$out/$name.gotest" 2>&1
+go test -c -o bin/client.test ./pcieemu/ >>"$out/$name.build.log" 2>&1 || fail "Go test build failed (see $out/$name.build.log)"
+(cd pcieemu && ../bin/client.test -test.count=1 -test.v -test.timeout "${PCIEEMU_GO_TEST_TIMEOUT:-10m}") >"$out/$name.gotest" 2>&1
 rc=$?
 if [ $rc -ne 0 ] && ! grep -qE '^\s*--- FAIL' "$out/$name.gotest"; then
   why=$(grep -m1 -E '^(panic:|fatal error:)|\[build failed\]|\[setup failed\]' "$out/$name.gotest")

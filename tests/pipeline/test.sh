@@ -27,7 +27,7 @@ rm -rf "$runs" && mkdir -p "$runs"
 put() { mkdir -p "$(dirname "$2")"; cmp -s "$1" "$2" || cp "$1" "$2"; }
 for f in .ci/run-suites .ci/summarize .ci/dotnet-suite \
          clients/cpp/test.sh clients/cpp/apt-packages.txt \
-         clients/go/test.sh clients/go/env.sh clients/go/apt-packages.txt \
+         clients/go/test.sh clients/go/env.sh clients/go/offline.sh clients/go/apt-packages.txt \
          clients/typescript/test.sh; do
   put "$root/$f" "$scratch/$f"
 done

@@ -17,7 +17,7 @@ static int fail(const char* what) {
 
 int main(int argc, char** argv) {
   pcieemu_function_t fns[64];
-  uint16_t pf0, vf, vfs[2];
+  uint32_t pf0, vf, vfs[2];
   char a[8], b[8];
   uint32_t value;
   int n, i, ari, st;

@@ -58,7 +58,7 @@ static int reg_write(pcieemu_t* emu, uint64_t addr, uint32_t v) {
   return -1;
 }
 
-static uint64_t bar0(pcieemu_t* emu, uint16_t rid) {
+static uint64_t bar0(pcieemu_t* emu, uint32_t rid) {
   pcieemu_function_t fns[64];
   int n = pcieemu_list_functions(emu, fns, 64), i;
   for (i = 0; i < n && i < 64; i++)
@@ -91,7 +91,7 @@ static int send_frame(pcieemu_t* emu, uint64_t ram, uint64_t tx, int slot, const
   return reg_write(emu, tx + IGB_TDT, (uint32_t)slot + 1) < 0;
 }
 
-static int setup_and_send(pcieemu_t* emu, uint16_t pf, const uint16_t vfs[2]) {
+static int setup_and_send(pcieemu_t* emu, uint32_t pf, const uint32_t vfs[2]) {
   uint64_t pf_bar = bar0(emu, pf), vf_bar[2], ram = 0, ram_size = 0, rx, tx;
   uint8_t mac[6], d[IGB_DESCRIPTOR_BYTES], frame[64], got[2048];
   uint32_t cmd, status, length;
@@ -193,8 +193,8 @@ static int setup_and_send(pcieemu_t* emu, uint16_t pf, const uint16_t vfs[2]) {
   return 0;
 }
 
-int vf_to_vf(pcieemu_t* emu, uint16_t pf) {
-  uint16_t vfs[2];
+int vf_to_vf(pcieemu_t* emu, uint32_t pf) {
+  uint32_t vfs[2];
   int rc;
   if (pcieemu_sriov_enable(emu, pf, 2, 1, vfs) < 0) return fail("enable SR-IOV");
   rc = setup_and_send(emu, pf, vfs);

@@ -49,10 +49,10 @@ pcieemu_t* pcieemu_connect_token_file(const char* target, const char* token_file
   try {
     pcieemu::ConnectOptions options;
     if (token_file) options.token_file = token_file;
-    auto client = pcieemu::Client::Connect(target ? target : "", std::chrono::seconds(10), options);
-    auto* emu = new pcieemu_t();
-    emu->client = std::move(client);
-    return emu;
+    // The handle is owned until it is handed out: a Connect that throws frees it.
+    auto emu = std::make_unique<pcieemu_t>();
+    emu->client = pcieemu::Client::Connect(target ? target : "", std::chrono::seconds(10), options);
+    return emu.release();
   } catch (const std::exception& e) {
     last_error = e.what();
     return nullptr;
@@ -79,12 +79,12 @@ int pcieemu_list_functions(pcieemu_t* emu, pcieemu_function_t* out, int max) {
       const auto& f = fns[i];
       pcieemu_function_t& o = out[i];
       std::memset(&o, 0, sizeof o);
-      o.rid = static_cast<uint16_t>(f.rid());
+      o.rid = f.rid();
       o.vendor_id = static_cast<uint16_t>(f.vendor_id());
       o.device_id = static_cast<uint16_t>(f.device_id());
       o.class_code = f.class_code();
       o.is_virtual = f.is_virtual();
-      o.physical_function_rid = static_cast<uint16_t>(f.physical_function_rid());
+      o.physical_function_rid = f.physical_function_rid();
       std::strncpy(o.bdf, f.bdf().c_str(), sizeof o.bdf - 1);
       std::strncpy(o.name, f.name().c_str(), sizeof o.name - 1);
       for (const auto& b : f.bars())
@@ -94,7 +94,7 @@ int pcieemu_list_functions(pcieemu_t* emu, pcieemu_function_t* out, int max) {
   });
 }
 
-int pcieemu_cfg_read(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t* value) {
+int pcieemu_cfg_read(pcieemu_t* emu, uint32_t rid, int offset, int width, uint32_t* value) {
   return Guard([&] {
     auto r = emu->client->ReadConfig(rid, offset, width);
     *value = r.value;
@@ -102,7 +102,7 @@ int pcieemu_cfg_read(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32
   });
 }
 
-int pcieemu_cfg_write(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t value) {
+int pcieemu_cfg_write(pcieemu_t* emu, uint32_t rid, int offset, int width, uint32_t value) {
   return Guard([&] { return static_cast<int>(emu->client->WriteConfig(rid, offset, width, value)); });
 }
 
@@ -164,33 +164,33 @@ int pcieemu_capture_next(pcieemu_capture_t* cap, uint8_t* buf, int max) {
 
 void pcieemu_capture_close(pcieemu_capture_t* cap) { delete cap; }
 
-int pcieemu_find_cap(pcieemu_t* emu, uint16_t rid, uint8_t id) {
+int pcieemu_find_cap(pcieemu_t* emu, uint32_t rid, uint8_t id) {
   return Guard([&] { return emu->client->FindCapability(rid, id); });
 }
 
-int pcieemu_find_ext_cap(pcieemu_t* emu, uint16_t rid, uint16_t id) {
+int pcieemu_find_ext_cap(pcieemu_t* emu, uint32_t rid, uint16_t id) {
   return Guard([&] { return emu->client->FindExtendedCapability(rid, id); });
 }
 
-int pcieemu_sriov_enable(pcieemu_t* emu, uint16_t pf, int num_vfs, int ari, uint16_t* vf_rids) {
+int pcieemu_sriov_enable(pcieemu_t* emu, uint32_t pf, int num_vfs, int ari, uint32_t* vf_rids) {
   return Guard([&] {
     pcieemu::SriovOptions opt;
-    opt.ari = ari != 0;
+    if (ari >= 0) opt.ari = ari != 0;  // negative: automatic
     auto rids = emu->client->EnableSriov(pf, num_vfs, opt);
     for (size_t i = 0; i < rids.size(); i++) vf_rids[i] = rids[i];
     return static_cast<int>(rids.size());
   });
 }
 
-int pcieemu_sriov_disable(pcieemu_t* emu, uint16_t pf) {
+int pcieemu_sriov_disable(pcieemu_t* emu, uint32_t pf) {
   return Guard([&] { emu->client->DisableSriov(pf); return 0; });
 }
 
-int pcieemu_parse_bdf(const char* text, uint16_t* rid) {
+int pcieemu_parse_bdf(const char* text, uint32_t* rid) {
   return Guard([&] { *rid = pcieemu::ParseBdf(text ? text : ""); return 0; });
 }
 
-void pcieemu_format_bdf(uint16_t rid, char* buf) {
+void pcieemu_format_bdf(uint32_t rid, char* buf) {
   std::string s = pcieemu::FormatBdf(rid);
   std::memcpy(buf, s.c_str(), s.size() + 1);
 }

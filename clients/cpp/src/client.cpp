@@ -13,27 +13,26 @@
 #include <regex>
 #include <set>
 
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/client_interceptor.h>
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
+
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace pcieemu {
 
-uint16_t Rid(int bus, int device, int function) {
+uint32_t Rid(int bus, int device, int function) {
   if (bus < 0 || bus > 255) throw std::invalid_argument("bus must be 0-255 (was " + std::to_string(bus) + ")");
   if (device < 0 || device > 31) throw std::invalid_argument("device must be 0-31 (was " + std::to_string(device) + ")");
   if (function < 0 || function > 7) throw std::invalid_argument("function must be 0-7 (was " + std::to_string(function) + ")");
-  return static_cast<uint16_t>(bus << 8 | device << 3 | function);
+  return static_cast<uint32_t>(bus << 8 | device << 3 | function);
 }
 
-std::string FormatBdf(uint16_t rid) {
+std::string FormatBdf(uint32_t rid) {
   char buf[16];
-  std::snprintf(buf, sizeof buf, "%02x:%02x.%d", rid >> 8, (rid >> 3) & 0x1f, rid & 7);
+  std::snprintf(buf, sizeof buf, "%02x:%02x.%u", (rid >> 8) & 0xff, (rid >> 3) & 0x1f, rid & 7);
   return buf;
 }
 
-uint16_t ParseBdf(const std::string& text) {
+uint32_t ParseBdf(const std::string& text) {
   static const std::regex re("^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\\.([0-7])$");
   std::smatch m;
   if (!std::regex_match(text, m, re)) throw std::invalid_argument("'" + text + "' is not a BDF (expected bb:dd.f, e.g. 01:00.0)");
@@ -184,11 +183,29 @@ std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chron
   c->interrupts_ = v1::InterruptService::NewStub(c->channel_);
   c->sessions_ = v1::SessionService::NewStub(c->channel_);
   c->ethernet_ = v1::EthernetService::NewStub(c->channel_);
+  c->iommu_ = v1::IommuService::NewStub(c->channel_);
   return c;
 }
 
+namespace {
+thread_local CallTimeout* call_timeouts = nullptr;  // innermost first
+}  // namespace
+
+CallTimeout::CallTimeout(const Client& client, std::chrono::milliseconds deadline)
+    : client_(&client), deadline_(deadline), outer_(call_timeouts) {
+  call_timeouts = this;
+}
+
+CallTimeout::~CallTimeout() { call_timeouts = outer_; }
+
 void Client::Deadline(grpc::ClientContext& ctx) const {
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  auto d = timeout;
+  for (auto* t = call_timeouts; t; t = t->outer_)
+    if (t->client_ == this) {
+      d = t->deadline_;
+      break;
+    }
+  ctx.set_deadline(std::chrono::system_clock::now() + d);
 }
 
 v1::GetPlatformResponse Client::GetPlatform() {
@@ -215,7 +232,7 @@ uint32_t Client::ResetPlatform() {
   return r.functions();
 }
 
-ConfigRead Client::ReadConfig(uint16_t rid, int offset, int width) {
+ConfigRead Client::ReadConfig(uint32_t rid, int offset, int width) {
   grpc::ClientContext ctx;
   Deadline(ctx);
   v1::ReadConfigRequest q;
@@ -227,7 +244,7 @@ ConfigRead Client::ReadConfig(uint16_t rid, int offset, int width) {
   return {r.status(), r.value()};
 }
 
-Status Client::WriteConfig(uint16_t rid, int offset, int width, uint32_t value) {
+Status Client::WriteConfig(uint32_t rid, int offset, int width, uint32_t value) {
   grpc::ClientContext ctx;
   Deadline(ctx);
   v1::WriteConfigRequest q;
@@ -286,7 +303,7 @@ void Client::WriteMemory(uint64_t address, const std::string& data) {
 
 // ---- capability walks (PCI 3.0 §6.7, PCIe Base §7.6) ----
 
-std::vector<Capability> Client::Capabilities(uint16_t rid) {
+std::vector<Capability> Client::Capabilities(uint32_t rid) {
   std::vector<Capability> caps;
   auto st = ReadConfig(rid, regs::kStatus, 2);
   if (st.status != v1::COMPLETION_STATUS_SUCCESSFUL || !(st.value & regs::kStatusCapList)) return caps;
@@ -300,7 +317,7 @@ std::vector<Capability> Client::Capabilities(uint16_t rid) {
   return caps;
 }
 
-std::vector<ExtendedCapability> Client::ExtendedCapabilities(uint16_t rid) {
+std::vector<ExtendedCapability> Client::ExtendedCapabilities(uint32_t rid) {
   std::vector<ExtendedCapability> caps;
   std::set<int> seen;
   for (int off = regs::kExtCapStart; off >= regs::kExtCapStart && off < 0x1000 && !seen.count(off);) {
@@ -313,13 +330,13 @@ std::vector<ExtendedCapability> Client::ExtendedCapabilities(uint16_t rid) {
   return caps;
 }
 
-int Client::FindCapability(uint16_t rid, uint8_t id) {
+int Client::FindCapability(uint32_t rid, uint8_t id) {
   for (auto& c : Capabilities(rid))
     if (c.id == id) return c.offset;
   return 0;
 }
 
-int Client::FindExtendedCapability(uint16_t rid, uint16_t id) {
+int Client::FindExtendedCapability(uint32_t rid, uint16_t id) {
   for (auto& c : ExtendedCapabilities(rid))
     if (c.id == id) return c.offset;
   return 0;
@@ -327,7 +344,7 @@ int Client::FindExtendedCapability(uint16_t rid, uint16_t id) {
 
 // ---- SR-IOV, the way Linux's sriov_enable / sriov_disable do it ----
 
-std::vector<uint16_t> Client::EnableSriov(uint16_t pf, int num_vfs, const SriovOptions& opt) {
+std::vector<uint32_t> Client::EnableSriov(uint32_t pf, int num_vfs, const SriovOptions& opt) {
   int sriov = FindExtendedCapability(pf, regs::kExtCapIdSriov);
   if (!sriov) throw std::runtime_error(FormatBdf(pf) + " has no SR-IOV capability");
   int total = ReadConfig16(pf, sriov + regs::kSriovTotalVfs);
@@ -340,16 +357,20 @@ std::vector<uint16_t> Client::EnableSriov(uint16_t pf, int num_vfs, const SriovO
   const v1::RootPort* port = nullptr;
   for (auto& p : platform.root_ports())
     if (p.secondary_bus() == static_cast<uint32_t>(pf >> 8)) port = &p;
-  if (port && port->ari_forwarding_supported() && FindExtendedCapability(pf, regs::kExtCapIdAri))
-    SetAri(static_cast<uint16_t>(port->rid()), pf & 0xff00, opt.ari);
+  // ARI: automatic (nullopt) uses it when the hierarchy supports it; true requires it.
+  bool ari_possible = port && port->ari_forwarding_supported() && FindExtendedCapability(pf, regs::kExtCapIdAri);
+  if (!ari_possible && opt.ari.value_or(false))
+    throw std::invalid_argument(FormatBdf(pf) + ": ARI requested but the hierarchy does not support it "
+                                "(port ARI Forwarding and a PF ARI capability needed)");
+  if (ari_possible) SetAri(port->rid(), pf & 0xff00, opt.ari.value_or(true));
 
   WriteConfig16(pf, sriov + regs::kSriovNumVfs, static_cast<uint16_t>(num_vfs));
   // First VF Offset and VF Stride depend on NumVFs and ARI Capable Hierarchy: reread them.
   uint16_t offset = ReadConfig16(pf, sriov + regs::kSriovVfOffset);
   uint16_t stride = ReadConfig16(pf, sriov + regs::kSriovVfStride);
-  std::vector<uint16_t> rids;
+  std::vector<uint32_t> rids;
   for (int i = 0; i < num_vfs; i++) {
-    uint16_t r = static_cast<uint16_t>(pf + offset + i * stride);
+    uint32_t r = pf + offset + static_cast<uint32_t>(i) * stride;
     if (port && static_cast<uint32_t>(r >> 8) > port->subordinate_bus()) {
       WriteConfig16(pf, sriov + regs::kSriovNumVfs, 0);
       throw std::runtime_error("VF " + FormatBdf(r) + " would be beyond the port's subordinate bus");
@@ -362,7 +383,7 @@ std::vector<uint16_t> Client::EnableSriov(uint16_t pf, int num_vfs, const SriovO
   return rids;
 }
 
-void Client::SetAri(uint16_t port, uint16_t fn0, bool on) {
+void Client::SetAri(uint32_t port, uint32_t fn0, bool on) {
   if (int pcie = FindCapability(port, regs::kCapIdPcie)) {
     uint16_t v = ReadConfig16(port, pcie + regs::kPcieDevCtl2);
     uint16_t want = on ? (v | regs::kAriForwarding) : (v & ~regs::kAriForwarding);
@@ -377,7 +398,7 @@ void Client::SetAri(uint16_t port, uint16_t fn0, bool on) {
   }
 }
 
-void Client::DisableSriov(uint16_t pf, std::chrono::milliseconds settle) {
+void Client::DisableSriov(uint32_t pf, std::chrono::milliseconds settle) {
   int sriov = FindExtendedCapability(pf, regs::kExtCapIdSriov);
   if (!sriov) throw std::runtime_error(FormatBdf(pf) + " has no SR-IOV capability");
   uint16_t ctl = ReadConfig16(pf, sriov + regs::kSriovCtrl);
@@ -447,6 +468,30 @@ std::unique_ptr<InterruptSubscription> Client::SubscribeInterrupts(const std::ve
   return s;
 }
 
+v1::InjectFrameResponse Client::InjectFrame(uint32_t port, const std::string& frame) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::InjectFrameRequest q;
+  q.set_port(port);
+  q.set_data(frame);
+  v1::InjectFrameResponse r;
+  Check(ethernet_->InjectFrame(&ctx, q, &r), "InjectFrame");
+  return r;
+}
+
+v1::TranslateAddressResponse Client::TranslateAddress(uint32_t rid, uint64_t address, const TranslateOptions& opt) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::TranslateAddressRequest q;
+  q.set_rid(rid);
+  q.set_address(address);
+  q.set_write(opt.write);
+  q.set_dry_run(opt.dry_run);
+  v1::TranslateAddressResponse r;
+  Check(iommu_->TranslateAddress(&ctx, q, &r), "TranslateAddress");
+  return r;
+}
+
 std::unique_ptr<FrameCapture> Client::CaptureFrames(uint32_t port, std::chrono::milliseconds deadline) {
   auto s = std::unique_ptr<FrameCapture>(new FrameCapture("CaptureFrames"));
   if (deadline.count() > 0) s->ctx_.set_deadline(std::chrono::system_clock::now() + deadline);
@@ -502,11 +547,11 @@ template class StreamSubscription<v1::CapturedFrame>;
 // ---- health ----
 
 bool WaitServing(const std::string& target, std::chrono::milliseconds timeout, const ConnectOptions& options) {
-  // grpc.health.v1.Health/Check with an empty request (service ""), through the generic stub:
-  // Debian ships no C++ code for the health proto. The response's field 1 (status) is 1 = SERVING.
+  // grpc.health.v1.Health/Check for the whole server (service ""), through the stubs generated
+  // from clients/cpp/proto/grpc/health/v1/health.proto.
   auto until = std::chrono::system_clock::now() + timeout;
-  auto ch = grpc::CreateChannel(GrpcTarget(target), grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(ch);
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(GrpcTarget(target), grpc::InsecureChannelCredentials()));
   bool unix_socket = GrpcTarget(target).rfind("unix:", 0) == 0;
   while (std::chrono::system_clock::now() < until) {
     grpc::ClientContext ctx;
@@ -519,35 +564,10 @@ bool WaitServing(const std::string& target, std::chrono::milliseconds timeout, c
       if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
     }
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    grpc::CompletionQueue cq;
-    grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to zero bytes
-    grpc::ByteBuffer req(&empty, 1), resp;
-    grpc::Status st;
-    auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", req, &cq);
-    call->StartCall();
-    call->Finish(&resp, &st, reinterpret_cast<void*>(1));
-    void* tag;
-    bool ok;
-    cq.Next(&tag, &ok);
-    cq.Shutdown();
-    while (cq.Next(&tag, &ok)) {
-    }
-    if (st.ok()) {
-      std::vector<grpc::Slice> slices;
-      std::string bytes;
-      if (resp.Dump(&slices).ok())
-        for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-      google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
-      uint32_t status = 0;
-      for (uint32_t t; (t = in.ReadTag()) != 0;) {
-        if (t == (1 << 3 | 0)) {
-          in.ReadVarint32(&status);
-        } else if (!google::protobuf::internal::WireFormatLite::SkipField(&in, t)) {
-          break;
-        }
-      }
-      if (status == 1) return true;
-    }
+    grpc::health::v1::HealthCheckResponse r;
+    if (stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &r).ok() &&
+        r.status() == grpc::health::v1::HealthCheckResponse::SERVING)
+      return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   return false;

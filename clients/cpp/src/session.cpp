@@ -93,7 +93,7 @@ Completion Session::Wait(std::future<Completion>& f) {
   return f.get();
 }
 
-std::future<Completion> Session::ConfigRead(uint16_t rid, int offset, int width) {
+std::future<Completion> Session::ConfigRead(uint32_t rid, int offset, int width) {
   v1::Transaction t;
   auto* op = t.mutable_config_read();
   op->set_rid(rid);
@@ -102,7 +102,7 @@ std::future<Completion> Session::ConfigRead(uint16_t rid, int offset, int width)
   return Issue(std::move(t), true);
 }
 
-static v1::Transaction ConfigWriteOp(uint16_t rid, int offset, int width, uint32_t value, bool ack) {
+static v1::Transaction ConfigWriteOp(uint32_t rid, int offset, int width, uint32_t value, bool ack) {
   v1::Transaction t;
   auto* op = t.mutable_config_write();
   op->set_rid(rid);
@@ -113,11 +113,11 @@ static v1::Transaction ConfigWriteOp(uint16_t rid, int offset, int width, uint32
   return t;
 }
 
-void Session::ConfigWrite(uint16_t rid, int offset, int width, uint32_t value) {
+void Session::ConfigWrite(uint32_t rid, int offset, int width, uint32_t value) {
   Issue(ConfigWriteOp(rid, offset, width, value, false), false);
 }
 
-std::future<Completion> Session::ConfigWriteAck(uint16_t rid, int offset, int width, uint32_t value) {
+std::future<Completion> Session::ConfigWriteAck(uint32_t rid, int offset, int width, uint32_t value) {
   return Issue(ConfigWriteOp(rid, offset, width, value, true), true);
 }
 

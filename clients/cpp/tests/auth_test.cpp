@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace pcieemu;
 using namespace std::chrono_literals;
-constexpr uint16_t kPf0 = 0x0100;
+constexpr uint32_t kPf0 = 0x0100;
 
 std::string ReadToken() {
   std::ifstream f(g_token_file);

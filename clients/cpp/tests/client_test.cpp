@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 std::string g_tcp, g_unix, g_token_file;
 
 namespace {
-constexpr uint16_t kPf0 = 0x0100, kPort = 0x0008;
+constexpr uint32_t kPf0 = 0x0100, kPort = 0x0008;
 constexpr auto OK = v1::COMPLETION_STATUS_SUCCESSFUL;
 constexpr auto UR = v1::COMPLETION_STATUS_UNSUPPORTED_REQUEST;
 
@@ -114,7 +114,7 @@ TEST(Bdf, FormatAndParse) {
   EXPECT_EQ(ParseBdf("02:10.0"), Rid(2, 0x10, 0));
   EXPECT_THROW(ParseBdf("01:20.0"), std::invalid_argument);
   EXPECT_THROW(ParseBdf("nonsense"), std::invalid_argument);
-  uint16_t r = 0;
+  uint32_t r = 0;
   EXPECT_EQ(pcieemu_parse_bdf("01:10.0", &r), 0);
   EXPECT_EQ(r, 0x0180);
   EXPECT_EQ(pcieemu_parse_bdf("zz", &r), -1);
@@ -216,7 +216,7 @@ TEST_F(ClientTest, CapabilityWalk) {
   EXPECT_TRUE(c->Capabilities(Rid(9, 0, 0)).empty());
 }
 
-void ExpectVf(Client& c, uint16_t vf) {
+void ExpectVf(Client& c, uint32_t vf) {
   auto r = c.ReadConfig(vf, regs::kClassRevision, 4);
   EXPECT_EQ(r.status, OK) << FormatBdf(vf);
   EXPECT_EQ(r.value >> 8, 0x020000u) << FormatBdf(vf);
@@ -417,6 +417,71 @@ TEST_F(ClientTest, InvalidArgument) {
     EXPECT_NE(e.message().find("offset"), std::string::npos) << e.message();
   }
   EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+}
+
+std::string FrameTo(const std::string& dst) {
+  std::string f(60, '\0');
+  f.replace(0, 6, dst);
+  f.replace(6, 6, std::string("\x02\x00\x00\x00\x99\x01", 6));
+  f[12] = '\x88';
+  f[13] = '\xb5';
+  return f;
+}
+
+TEST_F(ClientTest, InjectFrameToUnknownMacIsNotAccepted) {
+  auto r = c->InjectFrame(0, FrameTo(std::string("\x02\x00\x00\x00\x55\x55", 6)));
+  EXPECT_FALSE(r.accepted());
+  EXPECT_EQ(r.queues(), 0u);
+}
+
+TEST_F(ClientTest, InjectFrameErrorsNameTheField) {
+  struct {
+    uint32_t port;
+    std::string frame, field;
+  } cases[] = {{5, FrameTo(std::string("\x02\x00\x00\x00\x00\x01", 6)), "port"}, {0, "\x01\x02", "data"}};
+  for (const auto& k : cases) {
+    try {
+      c->InjectFrame(k.port, k.frame);
+      ADD_FAILURE() << "port " << k.port << ", " << k.frame.size() << " bytes accepted";
+    } catch (const RpcError& e) {
+      EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_NE(e.message().find(k.field), std::string::npos) << e.message();
+    }
+  }
+}
+
+TEST_F(ClientTest, TranslateAddressAtResetIsDisabled) {
+  auto r = c->TranslateAddress(kPf0, 0x12345000, {true, false});
+  EXPECT_EQ(r.status(), v1::TRANSLATION_STATUS_TRANSLATION_DISABLED);
+  EXPECT_EQ(r.translated_address(), 0x12345000u);
+  EXPECT_EQ(r.fault_reason(), 0u);
+}
+
+TEST_F(ClientTest, CallTimeoutOverridesTheDeadlinePerCall) {
+  EXPECT_EQ(c->timeout, 30s);  // the default of every client
+  {
+    CallTimeout expired(*c, -1s);  // a deadline already passed
+    try {
+      c->ReadConfig16(kPf0, 0);
+      ADD_FAILURE() << "a call with an expired deadline answered";
+    } catch (const RpcError& e) {
+      EXPECT_EQ(e.code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    }
+    auto other = Client::Connect(g_tcp, 10s, {"", g_token_file});
+    EXPECT_EQ(other->ReadConfig16(kPf0, 0), 0x8086);  // another client keeps its own deadline
+    {
+      CallTimeout inner(*c, 10s);
+      EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+    }
+  }
+  EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+}
+
+TEST(Health, WaitServingAnswersOnBothTransports) {
+  EXPECT_TRUE(WaitServing(g_tcp, 10s, {"", g_token_file}));
+  EXPECT_TRUE(WaitServing(g_unix, 10s));
+  // Nothing listens there: false once the timeout passed.
+  EXPECT_FALSE(WaitServing("unix:///nonexistent/pcieemu-health.sock", 500ms));
 }
 
 }  // namespace

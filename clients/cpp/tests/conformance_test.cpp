@@ -284,11 +284,11 @@ class Runner {
       std::string got;
       for (auto& f : fns) {
         by[f.rid()] = &f;
-        got += (got.empty() ? "" : ", ") + FormatBdf(static_cast<uint16_t>(f.rid()));
+        got += (got.empty() ? "" : ", ") + FormatBdf(static_cast<uint32_t>(f.rid()));
       }
       if (auto* rids = Get(x, "rids")) {
         std::string want;
-        for (auto& r : rids->list_value().values()) want += (want.empty() ? "" : ", ") + FormatBdf(static_cast<uint16_t>(Eval(r)));
+        for (auto& r : rids->list_value().values()) want += (want.empty() ? "" : ", ") + FormatBdf(static_cast<uint32_t>(Eval(r)));
         if (got != want) throw CaseFailure("functions " + got + "; expected " + want);
       }
       if (auto* funcs = Get(x, "functions"))
@@ -296,7 +296,7 @@ class Runner {
           gp::Value rv;
           rv.set_string_value(ridText);
           uint64_t rid = Eval(rv);
-          std::string name = FormatBdf(static_cast<uint16_t>(rid));
+          std::string name = FormatBdf(static_cast<uint32_t>(rid));
           auto it = by.find(rid);
           if (it == by.end()) throw CaseFailure("function " + name + " is not listed");
           const v1::Function& f = *it->second;
@@ -318,10 +318,10 @@ class Runner {
         }
       if (auto* absent = Get(x, "absent"))
         for (auto& r : absent->list_value().values())
-          if (by.count(Eval(r))) throw CaseFailure("function " + FormatBdf(static_cast<uint16_t>(Eval(r))) + " is listed but should not be");
+          if (by.count(Eval(r))) throw CaseFailure("function " + FormatBdf(static_cast<uint32_t>(Eval(r))) + " is listed but should not be");
     } else if (op == "read_config" || op == "write_config") {
       uint64_t rid = Num(s, "rid"), off = Num(s, "offset"), w = Num(s, "width");
-      std::string what = op.substr(0, op.size() - 7) + " config " + FormatBdf(static_cast<uint16_t>(rid)) + " +" + Hex(off) + "/" + std::to_string(w);
+      std::string what = op.substr(0, op.size() - 7) + " config " + FormatBdf(static_cast<uint32_t>(rid)) + " +" + Hex(off) + "/" + std::to_string(w);
       // The client's rid is 16 bits: a case that sends a wider one goes through the raw stub.
       if (op == "read_config") {
         ConfigRead r{};

@@ -21,12 +21,12 @@ extern const int PCIEEMU_STATUS_COMPLETER_ABORT;
 extern const int PCIEEMU_STATUS_CONFIGURATION_RETRY;
 
 typedef struct {
-  uint16_t rid;
+  uint32_t rid;
   uint16_t vendor_id;
   uint16_t device_id;
   uint32_t class_code;
   int is_virtual;
-  uint16_t physical_function_rid;
+  uint32_t physical_function_rid;
   char bdf[16];
   char name[32];
   /* Address programmed in BAR 0-5 and the expansion ROM (6); 0 if not implemented or unassigned.
@@ -50,8 +50,8 @@ int pcieemu_reset(pcieemu_t* emu);
 int pcieemu_list_functions(pcieemu_t* emu, pcieemu_function_t* out, int max);
 
 /* Config access by width (1, 2, 4). Returns the completion status, or -1. */
-int pcieemu_cfg_read(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t* value);
-int pcieemu_cfg_write(pcieemu_t* emu, uint16_t rid, int offset, int width, uint32_t value);
+int pcieemu_cfg_read(pcieemu_t* emu, uint32_t rid, int offset, int width, uint32_t* value);
+int pcieemu_cfg_write(pcieemu_t* emu, uint32_t rid, int offset, int width, uint32_t value);
 /* Memory-space access (1, 2, 4, 8 naturally aligned). Returns the completion status, or -1. */
 int pcieemu_mmio_read(pcieemu_t* emu, uint64_t address, int width, uint64_t* value);
 int pcieemu_mmio_write(pcieemu_t* emu, uint64_t address, int width, uint64_t value);
@@ -74,17 +74,19 @@ int pcieemu_capture_next(pcieemu_capture_t* cap, uint8_t* buf, int max);
 void pcieemu_capture_close(pcieemu_capture_t* cap);
 
 /* Capability offsets (0 if absent, -1 on error). */
-int pcieemu_find_cap(pcieemu_t* emu, uint16_t rid, uint8_t id);
-int pcieemu_find_ext_cap(pcieemu_t* emu, uint16_t rid, uint16_t id);
+int pcieemu_find_cap(pcieemu_t* emu, uint32_t rid, uint8_t id);
+int pcieemu_find_ext_cap(pcieemu_t* emu, uint32_t rid, uint16_t id);
 
-/* Linux-style SR-IOV. ari: 1 to use ARI when the port supports it, 0 to clear it. Writes the VFs'
+/* Linux-style SR-IOV. ari: PCIEEMU_ARI_AUTO (-1) uses ARI when the hierarchy supports it, 1 requires
+ * it (-1 returned when unsupported), 0 clears it. Writes the VFs'
  * routing IDs to vf_rids (num_vfs entries); returns num_vfs, or -1. */
-int pcieemu_sriov_enable(pcieemu_t* emu, uint16_t pf, int num_vfs, int ari, uint16_t* vf_rids);
-int pcieemu_sriov_disable(pcieemu_t* emu, uint16_t pf);
+#define PCIEEMU_ARI_AUTO (-1)
+int pcieemu_sriov_enable(pcieemu_t* emu, uint32_t pf, int num_vfs, int ari, uint32_t* vf_rids);
+int pcieemu_sriov_disable(pcieemu_t* emu, uint32_t pf);
 
 /* "bb:dd.f" <-> routing ID. parse returns 0 or -1; buf needs 8 bytes. */
-int pcieemu_parse_bdf(const char* text, uint16_t* rid);
-void pcieemu_format_bdf(uint16_t rid, char* buf);
+int pcieemu_parse_bdf(const char* text, uint32_t* rid);
+void pcieemu_format_bdf(uint32_t rid, char* buf);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "pcieemu/v1/config.grpc.pb.h"
 #include "pcieemu/v1/ethernet.grpc.pb.h"
 #include "pcieemu/v1/interrupt.grpc.pb.h"
+#include "pcieemu/v1/iommu.grpc.pb.h"
 #include "pcieemu/v1/memory.grpc.pb.h"
 #include "pcieemu/v1/mmio.grpc.pb.h"
 #include "pcieemu/v1/platform.grpc.pb.h"
@@ -81,9 +83,9 @@ inline constexpr uint16_t kSriovCtrlVfe = 1 << 0, kSriovCtrlMse = 1 << 3, kSriov
 }  // namespace regs
 
 // Routing IDs: bus << 8 | device << 3 | function (ARI: bus << 8 | function).
-uint16_t Rid(int bus, int device, int function);  // throws std::invalid_argument
-std::string FormatBdf(uint16_t rid);              // "bb:dd.f"
-uint16_t ParseBdf(const std::string& text);       // throws std::invalid_argument naming the problem
+uint32_t Rid(int bus, int device, int function);  // throws std::invalid_argument
+std::string FormatBdf(uint32_t rid);              // "bb:dd.f"
+uint32_t ParseBdf(const std::string& text);       // throws std::invalid_argument naming the problem
 
 struct ConfigRead {
   Status status;
@@ -103,8 +105,16 @@ struct ExtendedCapability {
   int offset;
 };
 struct SriovOptions {
-  bool ari = true;  // set (true) or clear (false) ARI Forwarding Enable + ARI Capable Hierarchy
+  // ARI Forwarding Enable + ARI Capable Hierarchy: unset (default) = automatic, set when the
+  // hierarchy supports ARI (as Linux does); true = required (error if unsupported); false = cleared.
+  std::optional<bool> ari;
   std::chrono::milliseconds settle{100};
+};
+
+// Optional settings of Client::TranslateAddress.
+struct TranslateOptions {
+  bool write = false;    // translate for a write (checks write permission); false: a read
+  bool dry_run = false;  // do not fill the context cache / IOTLB or record a fault
 };
 
 class Client;
@@ -166,12 +176,14 @@ struct Completion {
 // posted (reported only on failure: PostedErrors()) unless acked; reads return a future and see
 // every earlier write. Transactions are queued and sent in one message (up to max_per_message)
 // on Flush(), when the queue is full, or by Get() on a read's future via Wait helpers.
+inline constexpr size_t kDefaultBatch = 256;
+
 class Session {
  public:
   ~Session();
-  std::future<Completion> ConfigRead(uint16_t rid, int offset, int width);
-  void ConfigWrite(uint16_t rid, int offset, int width, uint32_t value);
-  std::future<Completion> ConfigWriteAck(uint16_t rid, int offset, int width, uint32_t value);
+  std::future<Completion> ConfigRead(uint32_t rid, int offset, int width);
+  void ConfigWrite(uint32_t rid, int offset, int width, uint32_t value);
+  std::future<Completion> ConfigWriteAck(uint32_t rid, int offset, int width, uint32_t value);
   std::future<Completion> MmioRead(uint64_t address, int width);
   void MmioWrite(uint64_t address, int width, uint64_t value);
   std::future<Completion> MemoryRead(uint64_t address, uint32_t length);
@@ -184,7 +196,7 @@ class Session {
   // Flushes, half-closes and waits for the server; throws RpcError if the stream failed.
   void Close();
   void Cancel();
-  size_t max_per_message = 1024;
+  size_t max_per_message = kDefaultBatch;  // transactions per message (the same default in every client)
 
  private:
   friend class Client;
@@ -220,43 +232,50 @@ class Client {
   std::vector<v1::Function> ListFunctions();
   uint32_t ResetPlatform();  // returns how many functions answer after the reset
 
-  ConfigRead ReadConfig(uint16_t rid, int offset, int width);
-  Status WriteConfig(uint16_t rid, int offset, int width, uint32_t value);
-  uint8_t ReadConfig8(uint16_t rid, int offset) { return static_cast<uint8_t>(ReadConfig(rid, offset, 1).value); }
-  uint16_t ReadConfig16(uint16_t rid, int offset) { return static_cast<uint16_t>(ReadConfig(rid, offset, 2).value); }
-  uint32_t ReadConfig32(uint16_t rid, int offset) { return ReadConfig(rid, offset, 4).value; }
-  Status WriteConfig8(uint16_t rid, int offset, uint8_t v) { return WriteConfig(rid, offset, 1, v); }
-  Status WriteConfig16(uint16_t rid, int offset, uint16_t v) { return WriteConfig(rid, offset, 2, v); }
-  Status WriteConfig32(uint16_t rid, int offset, uint32_t v) { return WriteConfig(rid, offset, 4, v); }
+  ConfigRead ReadConfig(uint32_t rid, int offset, int width);
+  Status WriteConfig(uint32_t rid, int offset, int width, uint32_t value);
+  uint8_t ReadConfig8(uint32_t rid, int offset) { return static_cast<uint8_t>(ReadConfig(rid, offset, 1).value); }
+  uint16_t ReadConfig16(uint32_t rid, int offset) { return static_cast<uint16_t>(ReadConfig(rid, offset, 2).value); }
+  uint32_t ReadConfig32(uint32_t rid, int offset) { return ReadConfig(rid, offset, 4).value; }
+  Status WriteConfig8(uint32_t rid, int offset, uint8_t v) { return WriteConfig(rid, offset, 1, v); }
+  Status WriteConfig16(uint32_t rid, int offset, uint16_t v) { return WriteConfig(rid, offset, 2, v); }
+  Status WriteConfig32(uint32_t rid, int offset, uint32_t v) { return WriteConfig(rid, offset, 4, v); }
 
   MmioRead ReadMmio(uint64_t address, int width);
   Status WriteMmio(uint64_t address, int width, uint64_t value);
   std::string ReadMemory(uint64_t address, uint32_t length);
   void WriteMemory(uint64_t address, const std::string& data);
 
-  std::vector<Capability> Capabilities(uint16_t rid);
-  std::vector<ExtendedCapability> ExtendedCapabilities(uint16_t rid);
-  int FindCapability(uint16_t rid, uint8_t id);           // 0 if absent
-  int FindExtendedCapability(uint16_t rid, uint16_t id);  // 0 if absent
+  std::vector<Capability> Capabilities(uint32_t rid);
+  std::vector<ExtendedCapability> ExtendedCapabilities(uint32_t rid);
+  int FindCapability(uint32_t rid, uint8_t id);           // 0 if absent
+  int FindExtendedCapability(uint32_t rid, uint16_t id);  // 0 if absent
 
   // Linux-style SR-IOV enable: returns the VFs' routing IDs. Throws std::runtime_error /
   // std::invalid_argument on a refused request (no SR-IOV, numVfs out of range, VF Enable set).
-  std::vector<uint16_t> EnableSriov(uint16_t pf, int num_vfs, const SriovOptions& opt = {});
-  void DisableSriov(uint16_t pf, std::chrono::milliseconds settle = std::chrono::milliseconds(100));
+  std::vector<uint32_t> EnableSriov(uint32_t pf, int num_vfs, const SriovOptions& opt = {});
+  void DisableSriov(uint32_t pf, std::chrono::milliseconds settle = std::chrono::milliseconds(100));
 
   // Maps the RAM file (GetPlatform ram_regions[0].shared_file_path) or falls back to RPC.
   std::unique_ptr<Ram> OpenRam(bool prefer_rpc = false);
   std::unique_ptr<InterruptSubscription> SubscribeInterrupts(const std::vector<uint32_t>& rids = {});
   // Frames NIC port `port` sends onto the wire from now on (EthernetService.CaptureFrames); with a
   // non-zero `deadline` the stream ends (DEADLINE_EXCEEDED) that long after it opened.
+  // Delivers `frame` (destination MAC first) to port `port`'s receive side as if the link
+  // partner sent it (EthernetService.InjectFrame): accepted() when a receive queue took it,
+  // queues() how many did.
+  v1::InjectFrameResponse InjectFrame(uint32_t port, const std::string& frame);
+  // How the remapping unit (VT-d) would translate a DMA from `rid` to `address` now
+  // (IommuService.TranslateAddress): status(), translated_address(), fault_reason(), fault_recorded().
+  v1::TranslateAddressResponse TranslateAddress(uint32_t rid, uint64_t address, const TranslateOptions& opt = {});
   std::unique_ptr<FrameCapture> CaptureFrames(uint32_t port, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   std::unique_ptr<Session> OpenSession();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
-  std::chrono::milliseconds timeout{30000};  // deadline of each unary call
+  std::chrono::milliseconds timeout{30000};  // deadline of each unary call (CallTimeout overrides it)
 
  private:
-  void SetAri(uint16_t port, uint16_t fn0, bool on);
+  void SetAri(uint32_t port, uint32_t fn0, bool on);
   void Deadline(grpc::ClientContext& ctx) const;
   bool has_token_ = false;
   std::shared_ptr<grpc::Channel> channel_;
@@ -267,6 +286,25 @@ class Client {
   std::unique_ptr<v1::InterruptService::Stub> interrupts_;
   std::unique_ptr<v1::SessionService::Stub> sessions_;
   std::unique_ptr<v1::EthernetService::Stub> ethernet_;
+  std::unique_ptr<v1::IommuService::Stub> iommu_;
+};
+
+// Per-call deadline override: while a CallTimeout lives, the unary calls this thread makes
+// through `client` have `deadline` instead of client.timeout (the 30 s default); nested ones
+// stack. Streams (sessions, subscriptions, captures) have no default deadline.
+//   { pcieemu::CallTimeout t(*c, std::chrono::seconds(2)); c->ReadConfig32(rid, 0); }
+class CallTimeout {
+ public:
+  CallTimeout(const Client& client, std::chrono::milliseconds deadline);
+  ~CallTimeout();
+  CallTimeout(const CallTimeout&) = delete;
+  CallTimeout& operator=(const CallTimeout&) = delete;
+
+ private:
+  friend class Client;
+  const Client* client_;
+  std::chrono::milliseconds deadline_;
+  CallTimeout* outer_;
 };
 
 // Waits until grpc.health.v1.Health/Check("") answers SERVING or the timeout passes. On TCP it

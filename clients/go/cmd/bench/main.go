@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	pcieemu "pcieemu/client"
+	pcieemu "github.com/pcieemu/pcieemu/clients/go/pcieemu"
 )
 
 func arg(i int, def int) int {

@@ -11,7 +11,7 @@ import (
 	"os"
 	"time"
 
-	pcieemu "pcieemu/client"
+	pcieemu "github.com/pcieemu/pcieemu/clients/go/pcieemu"
 )
 
 func run(target string) error {
@@ -31,7 +31,7 @@ func run(target string) error {
 	}
 	pf0 := pcieemu.MustParseBDF("01:00.0")
 	for _, ari := range []bool{false, true} {
-		vfs, err := c.EnableSRIOV(ctx, pf0, 2, pcieemu.SRIOVOptions{NoARI: !ari})
+		vfs, err := c.EnableSRIOV(ctx, pf0, 2, pcieemu.SRIOVOptions{ARI: ariMode(ari)})
 		if err != nil {
 			return err
 		}
@@ -58,4 +58,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+func ariMode(on bool) pcieemu.ARIMode {
+	if on {
+		return pcieemu.ARIOn
+	}
+	return pcieemu.ARIOff
 }

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	pcieemu "pcieemu/client"
-	pb "pcieemu/gen/pcieemuv1"
+	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
+	pcieemu "github.com/pcieemu/pcieemu/clients/go/pcieemu"
 )
 
 // RAM layout of the NIC step, as offsets from the RAM base.
@@ -68,7 +68,7 @@ func (n *nic) writes(ctx context.Context, base uint64, regs ...uint32) error {
 }
 
 // bar0 finds the BAR0 address of a function in the ListFunctions answer.
-func bar0(fns []*pb.Function, rid uint16) (uint64, error) {
+func bar0(fns []*pb.Function, rid uint32) (uint64, error) {
 	for _, f := range fns {
 		if f.Rid == uint32(rid) {
 			for _, b := range f.Bars {
@@ -92,7 +92,7 @@ func (n *nic) setRAR(ctx context.Context, pf uint64, idx int, mac []byte, pools 
 // vfToVf enables 2 VFs on pf, sets PF0 up for VMDq loopback, sends one 64-byte frame from VF0's
 // TX queue 0 to VF1's MAC, and checks VF1's RX queue 0 received the same bytes. Then it sends a
 // frame to an unknown unicast MAC and checks it left on the wire (CaptureFrames on port 0).
-func vfToVf(ctx context.Context, c *pcieemu.Client, pf uint16) error {
+func vfToVf(ctx context.Context, c *pcieemu.Client, pf uint32) error {
 	vfs, err := c.EnableSRIOV(ctx, pf, 2, pcieemu.SRIOVOptions{})
 	if err != nil {
 		return err
@@ -234,22 +234,26 @@ func vfToVf(ctx context.Context, c *pcieemu.Client, pf uint16) error {
 	fmt.Printf("VF0 -> VF1 loopback: %d-byte frame received intact (RX status %#x)\n", length, status)
 
 	// A frame to an unknown unicast MAC leaves on the wire; the loopback frame above did not.
-	capCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	capture, err := pb.NewEthernetServiceClient(c.Conn()).CaptureFrames(capCtx, &pb.CaptureFramesRequest{Port: 0})
+	capture, err := c.CaptureFrames(ctx, 0)
 	if err != nil {
 		return err
 	}
-	if _, err := capture.Header(); err != nil { // subscribed
+	defer capture.Close()
+	if _, err := capture.Opened(); err != nil { // subscribed
 		return err
 	}
 	wire := testFrame([]byte{0x02, 0x00, 0x00, 0x00, 0x20, 0x00}, vfMAC(0), 0x5A)
 	if err := send(1, wire); err != nil {
 		return err
 	}
-	seen, err := capture.Recv()
-	if err != nil {
-		return err
+	var seen *pb.CapturedFrame
+	select {
+	case seen = <-capture.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if seen == nil {
+		return fmt.Errorf("capture ended: %v", capture.Err())
 	}
 	if !bytes.Equal(seen.Data, wire) {
 		return fmt.Errorf("wire frame % x, sent % x", seen.Data, wire)

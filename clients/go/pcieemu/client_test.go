@@ -14,14 +14,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pb "pcieemu/gen/pcieemuv1"
+	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
 )
 
 const (
 	ok  = pb.CompletionStatus_COMPLETION_STATUS_SUCCESSFUL
 	ur  = pb.CompletionStatus_COMPLETION_STATUS_UNSUPPORTED_REQUEST
-	pf0 = uint16(0x0100)
-	rp  = uint16(0x0008)
+	pf0 = uint32(0x0100)
+	rp  = uint32(0x0008)
 )
 
 // setup connects and cold-resets the machine; every call is bounded by a 30 s context.
@@ -151,7 +151,7 @@ func TestConfigWidths(t *testing.T) {
 func TestUnsupportedRequestReadsAllOnes(t *testing.T) {
 	c, ctx := setup(t)
 	for _, tc := range []struct {
-		rid           uint16
+		rid           uint32
 		offset, width int
 		want          uint32
 	}{{0x0108, 0, 4, 0xffffffff}, {0x0900, 0, 2, 0xffff}, {0x0900, 3, 1, 0xff}} {
@@ -198,7 +198,7 @@ func TestCapabilityWalk(t *testing.T) {
 	}
 }
 
-func checkVF(t *testing.T, c *Client, ctx context.Context, vf uint16) {
+func checkVF(t *testing.T, c *Client, ctx context.Context, vf uint32) {
 	t.Helper()
 	r, err := c.ReadConfig(ctx, vf, RegClassRevision, 4)
 	must(t, err)
@@ -209,7 +209,7 @@ func checkVF(t *testing.T, c *Client, ctx context.Context, vf uint16) {
 
 func TestSRIOVWithoutARI(t *testing.T) {
 	c, ctx := setup(t)
-	vfs, err := c.EnableSRIOV(ctx, pf0, 2, SRIOVOptions{NoARI: true})
+	vfs, err := c.EnableSRIOV(ctx, pf0, 2, SRIOVOptions{ARI: ARIOff})
 	must(t, err)
 	if len(vfs) != 2 || FormatBDF(vfs[0]) != "02:10.0" || FormatBDF(vfs[1]) != "02:10.2" {
 		t.Fatalf("VFs %v", vfs)
@@ -450,8 +450,9 @@ func TestInterruptDelivered(t *testing.T) {
 func TestExampleDriver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	// GOPATH mode (see env.sh): builds and runs pcieemu/cmd/driver against the test server.
-	cmd := exec.CommandContext(ctx, "go", "run", "pcieemu/cmd/driver", testTCP)
+	// Builds and runs ../cmd/driver (this module) against the test server; offline, test.sh sets
+	// GOWORK to the workspace offline.sh wrote.
+	cmd := exec.CommandContext(ctx, "go", "run", "../cmd/driver", testTCP)
 	cmd.Env = os.Environ()
 	if testTokenFile != "" { // the driver finds the TCP token in $PCIEEMU_TOKEN
 		cmd.Env = append(cmd.Env, TokenVariable+"="+testToken(t))

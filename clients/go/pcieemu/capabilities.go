@@ -3,7 +3,7 @@ package pcieemu
 import (
 	"context"
 
-	pb "pcieemu/gen/pcieemuv1"
+	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
 )
 
 // Capability is an entry of the standard capability list.
@@ -21,7 +21,7 @@ type ExtendedCapability struct {
 
 // Capabilities walks the standard capability list (PCI 3.0 §6.7); it stops on a loop or a
 // pointer into the header. A function that does not answer has none.
-func (c *Client) Capabilities(ctx context.Context, rid uint16) ([]Capability, error) {
+func (c *Client) Capabilities(ctx context.Context, rid uint32) ([]Capability, error) {
 	st, err := c.ReadConfig(ctx, rid, RegStatus, 2)
 	if err != nil || st.Status != pb.CompletionStatus_COMPLETION_STATUS_SUCCESSFUL || st.Value&StatusCapList == 0 {
 		return nil, err
@@ -46,7 +46,7 @@ func (c *Client) Capabilities(ctx context.Context, rid uint16) ([]Capability, er
 
 // ExtendedCapabilities walks the extended capability list from 0x100 (PCIe Base §7.6); a header
 // of 0 or all ones means there is none.
-func (c *Client) ExtendedCapabilities(ctx context.Context, rid uint16) ([]ExtendedCapability, error) {
+func (c *Client) ExtendedCapabilities(ctx context.Context, rid uint32) ([]ExtendedCapability, error) {
 	var caps []ExtendedCapability
 	seen := map[int]bool{}
 	for off := ExtCapStart; off >= ExtCapStart && off < 0x1000 && !seen[off]; {
@@ -65,7 +65,7 @@ func (c *Client) ExtendedCapabilities(ctx context.Context, rid uint16) ([]Extend
 }
 
 // FindCapability returns the offset of capability id, or 0.
-func (c *Client) FindCapability(ctx context.Context, rid uint16, id uint8) (int, error) {
+func (c *Client) FindCapability(ctx context.Context, rid uint32, id uint8) (int, error) {
 	caps, err := c.Capabilities(ctx, rid)
 	for _, x := range caps {
 		if x.ID == id {
@@ -76,7 +76,7 @@ func (c *Client) FindCapability(ctx context.Context, rid uint16, id uint8) (int,
 }
 
 // FindExtendedCapability returns the offset of extended capability id, or 0.
-func (c *Client) FindExtendedCapability(ctx context.Context, rid uint16, id uint16) (int, error) {
+func (c *Client) FindExtendedCapability(ctx context.Context, rid uint32, id uint16) (int, error) {
 	caps, err := c.ExtendedCapabilities(ctx, rid)
 	for _, x := range caps {
 		if x.ID == id {

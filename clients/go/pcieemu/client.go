@@ -16,7 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	pb "pcieemu/gen/pcieemuv1"
+	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
 )
 
 // DefaultTarget is the server's default TCP endpoint.
@@ -120,6 +120,8 @@ type Client struct {
 	Memory     pb.MemoryServiceClient
 	Interrupts pb.InterruptServiceClient
 	Sessions   pb.SessionServiceClient
+	Ethernet   pb.EthernetServiceClient
+	Iommu      pb.IommuServiceClient
 	// Timeout bounds each unary call made by the helpers (30 s by default).
 	Timeout time.Duration
 	// HasToken tells whether calls carry a token (TCP with a token found).
@@ -138,7 +140,7 @@ func DialWith(ctx context.Context, target string, o Options) (*Client, error) {
 	if target == "" {
 		target = DefaultTargetNow()
 	}
-	opts := []grpc.DialOption{grpc.WithInsecure(), grpc.WithBlock(),
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(plaintext{}), grpc.WithBlock(),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}
 	var dialTarget string
 	switch {
@@ -186,6 +188,8 @@ func DialWith(ctx context.Context, target string, o Options) (*Client, error) {
 		Memory:     pb.NewMemoryServiceClient(conn),
 		Interrupts: pb.NewInterruptServiceClient(conn),
 		Sessions:   pb.NewSessionServiceClient(conn),
+		Ethernet:   pb.NewEthernetServiceClient(conn),
+		Iommu:      pb.NewIommuServiceClient(conn),
 		Timeout:    30 * time.Second,
 		HasToken:   hasToken,
 	}, nil
@@ -237,7 +241,7 @@ type ConfigRead struct {
 }
 
 // ReadConfig reads 1, 2 or 4 bytes of config space.
-func (c *Client) ReadConfig(ctx context.Context, rid uint16, offset, width int) (ConfigRead, error) {
+func (c *Client) ReadConfig(ctx context.Context, rid uint32, offset, width int) (ConfigRead, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := c.Config.ReadConfig(ctx, &pb.ReadConfigRequest{Rid: uint32(rid), Offset: uint32(offset), Width: uint32(width)})
@@ -248,7 +252,7 @@ func (c *Client) ReadConfig(ctx context.Context, rid uint16, offset, width int) 
 }
 
 // WriteConfig writes 1, 2 or 4 bytes of config space.
-func (c *Client) WriteConfig(ctx context.Context, rid uint16, offset, width int, value uint32) (pb.CompletionStatus, error) {
+func (c *Client) WriteConfig(ctx context.Context, rid uint32, offset, width int, value uint32) (pb.CompletionStatus, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := c.Config.WriteConfig(ctx, &pb.WriteConfigRequest{Rid: uint32(rid), Offset: uint32(offset), Width: uint32(width), Value: value})
@@ -259,35 +263,35 @@ func (c *Client) WriteConfig(ctx context.Context, rid uint16, offset, width int,
 }
 
 // ReadConfig8 reads a byte (all ones on UR, as hardware returns).
-func (c *Client) ReadConfig8(ctx context.Context, rid uint16, offset int) (uint8, error) {
+func (c *Client) ReadConfig8(ctx context.Context, rid uint32, offset int) (uint8, error) {
 	r, err := c.ReadConfig(ctx, rid, offset, 1)
 	return uint8(r.Value), err
 }
 
 // ReadConfig16 reads a word.
-func (c *Client) ReadConfig16(ctx context.Context, rid uint16, offset int) (uint16, error) {
+func (c *Client) ReadConfig16(ctx context.Context, rid uint32, offset int) (uint16, error) {
 	r, err := c.ReadConfig(ctx, rid, offset, 2)
 	return uint16(r.Value), err
 }
 
 // ReadConfig32 reads a dword.
-func (c *Client) ReadConfig32(ctx context.Context, rid uint16, offset int) (uint32, error) {
+func (c *Client) ReadConfig32(ctx context.Context, rid uint32, offset int) (uint32, error) {
 	r, err := c.ReadConfig(ctx, rid, offset, 4)
 	return r.Value, err
 }
 
 // WriteConfig8 writes a byte.
-func (c *Client) WriteConfig8(ctx context.Context, rid uint16, offset int, v uint8) (pb.CompletionStatus, error) {
+func (c *Client) WriteConfig8(ctx context.Context, rid uint32, offset int, v uint8) (pb.CompletionStatus, error) {
 	return c.WriteConfig(ctx, rid, offset, 1, uint32(v))
 }
 
 // WriteConfig16 writes a word.
-func (c *Client) WriteConfig16(ctx context.Context, rid uint16, offset int, v uint16) (pb.CompletionStatus, error) {
+func (c *Client) WriteConfig16(ctx context.Context, rid uint32, offset int, v uint16) (pb.CompletionStatus, error) {
 	return c.WriteConfig(ctx, rid, offset, 2, uint32(v))
 }
 
 // WriteConfig32 writes a dword.
-func (c *Client) WriteConfig32(ctx context.Context, rid uint16, offset int, v uint32) (pb.CompletionStatus, error) {
+func (c *Client) WriteConfig32(ctx context.Context, rid uint32, offset int, v uint32) (pb.CompletionStatus, error) {
 	return c.WriteConfig(ctx, rid, offset, 4, v)
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 // RID builds a routing ID: bus << 8 | device << 3 | function.
-func RID(bus, device, function int) (uint16, error) {
+func RID(bus, device, function int) (uint32, error) {
 	if bus < 0 || bus > 255 {
 		return 0, fmt.Errorf("bus must be 0-255 (was %d)", bus)
 	}
@@ -17,21 +17,21 @@ func RID(bus, device, function int) (uint16, error) {
 	if function < 0 || function > 7 {
 		return 0, fmt.Errorf("function must be 0-7 (was %d)", function)
 	}
-	return uint16(bus<<8 | device<<3 | function), nil
+	return uint32(bus<<8 | device<<3 | function), nil
 }
 
 // AriRID builds an ARI routing ID: bus << 8 | function (function 0-255).
-func AriRID(bus, function uint8) uint16 { return uint16(bus)<<8 | uint16(function) }
+func AriRID(bus, function uint8) uint32 { return uint32(bus)<<8 | uint32(function) }
 
 // FormatBDF formats a routing ID lspci-style, "bb:dd.f".
-func FormatBDF(rid uint16) string {
-	return fmt.Sprintf("%02x:%02x.%d", rid>>8, (rid>>3)&0x1f, rid&7)
+func FormatBDF(rid uint32) string {
+	return fmt.Sprintf("%02x:%02x.%d", (rid>>8)&0xff, (rid>>3)&0x1f, rid&7)
 }
 
 var bdfPattern = regexp.MustCompile(`^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$`)
 
 // ParseBDF parses "bb:dd.f" (optionally "0000:bb:dd.f") into a routing ID.
-func ParseBDF(text string) (uint16, error) {
+func ParseBDF(text string) (uint32, error) {
 	m := bdfPattern.FindStringSubmatch(text)
 	if m == nil {
 		return 0, fmt.Errorf("%q is not a BDF (expected bb:dd.f, e.g. 01:00.0)", text)
@@ -51,7 +51,7 @@ func ParseBDF(text string) (uint16, error) {
 }
 
 // MustParseBDF is ParseBDF for constants; it panics on a malformed BDF.
-func MustParseBDF(text string) uint16 {
+func MustParseBDF(text string) uint32 {
 	r, err := ParseBDF(text)
 	if err != nil {
 		panic(err)

@@ -6,11 +6,24 @@ import (
 	"time"
 )
 
+// ARIMode says whether EnableSRIOV uses ARI (Alternative Routing-ID Interpretation).
+type ARIMode int
+
+const (
+	// ARIAuto (the default) uses ARI when the hierarchy supports it: the upstream port supports
+	// ARI Forwarding and the PF has an ARI capability (as Linux does).
+	ARIAuto ARIMode = iota
+	// ARIOff clears ARI Forwarding Enable and ARI Capable Hierarchy (VFs then sit on the next
+	// bus, device 0x10 and up).
+	ARIOff
+	// ARIOn requires ARI: an error when the hierarchy does not support it.
+	ARIOn
+)
+
 // SRIOVOptions tunes EnableSRIOV.
 type SRIOVOptions struct {
-	// NoARI clears ARI Forwarding Enable in the port and ARI Capable Hierarchy in function 0
-	// instead of setting them (VFs then sit on the next bus, device 0x10 and up).
-	NoARI bool
+	// ARI: ARIAuto (default), ARIOff or ARIOn.
+	ARI ARIMode
 	// Settle is the wait after VF Enable changes (default 100 ms, the spec's settle time).
 	Settle time.Duration
 }
@@ -35,11 +48,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // EnableSRIOV enables numVFs VFs on the PF at pf the way Linux does: checks TotalVFs and that VF
 // Enable is clear; when the upstream port supports ARI Forwarding and the PF has an ARI capability,
-// sets (or with NoARI clears) ARI Forwarding Enable in the port and ARI Capable Hierarchy in
+// sets (with ARIOff clears) ARI Forwarding Enable in the port and ARI Capable Hierarchy in
 // function 0; writes NumVFs; rereads First VF Offset and VF Stride (they depend on both); checks
 // the VFs fit under the port's subordinate bus; then sets VF Enable and VF MSE in one write and
 // waits. It returns the VFs' routing IDs.
-func (c *Client) EnableSRIOV(ctx context.Context, pf uint16, numVFs int, opt SRIOVOptions) ([]uint16, error) {
+func (c *Client) EnableSRIOV(ctx context.Context, pf uint32, numVFs int, opt SRIOVOptions) ([]uint32, error) {
 	sriov, err := c.FindExtendedCapability(ctx, pf, ExtCapIDSRIOV)
 	if err != nil {
 		return nil, err
@@ -65,25 +78,28 @@ func (c *Client) EnableSRIOV(ctx context.Context, pf uint16, numVFs int, opt SRI
 	if err != nil {
 		return nil, err
 	}
-	var portRid uint16
+	var portRid uint32
 	var portFound, ariSupported bool
 	var subordinate uint32
 	for _, p := range plat.RootPorts {
 		if p.SecondaryBus == uint32(pf>>8) {
-			portRid, portFound, ariSupported, subordinate = uint16(p.Rid), true, p.AriForwardingSupported, p.SubordinateBus
+			portRid, portFound, ariSupported, subordinate = p.Rid, true, p.AriForwardingSupported, p.SubordinateBus
 			break
 		}
 	}
+	ari := 0
 	if portFound && ariSupported {
-		ari, err := c.FindExtendedCapability(ctx, pf, ExtCapIDARI)
-		if err != nil {
+		if ari, err = c.FindExtendedCapability(ctx, pf, ExtCapIDARI); err != nil {
 			return nil, err
 		}
 		if ari != 0 {
-			if err := c.setARI(ctx, portRid, pf&0xff00, !opt.NoARI); err != nil {
+			if err := c.setARI(ctx, portRid, pf&0xff00, opt.ARI != ARIOff); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if ari == 0 && opt.ARI == ARIOn {
+		return nil, fmt.Errorf("%s: ARI requested but the hierarchy does not support it (port ARI Forwarding and a PF ARI capability needed)", FormatBDF(pf))
 	}
 	if _, err := c.WriteConfig16(ctx, pf, sriov+SriovNumVFs, uint16(numVFs)); err != nil {
 		return nil, err
@@ -96,9 +112,9 @@ func (c *Client) EnableSRIOV(ctx context.Context, pf uint16, numVFs int, opt SRI
 	if err != nil {
 		return nil, err
 	}
-	rids := make([]uint16, numVFs)
+	rids := make([]uint32, numVFs)
 	for i := range rids {
-		rids[i] = pf + offset + uint16(i)*stride
+		rids[i] = pf + uint32(offset) + uint32(i)*uint32(stride)
 		if portFound && uint32(rids[i]>>8) > subordinate {
 			_, _ = c.WriteConfig16(ctx, pf, sriov+SriovNumVFs, 0)
 			return nil, fmt.Errorf("VF %s would be beyond the port's subordinate bus %02x", FormatBDF(rids[i]), subordinate)
@@ -117,7 +133,7 @@ func (c *Client) EnableSRIOV(ctx context.Context, pf uint16, numVFs int, opt SRI
 
 // setARI sets or clears ARI Forwarding Enable in the port's Device Control 2 and ARI Capable
 // Hierarchy in function 0's SR-IOV Control (only while its VF Enable is clear).
-func (c *Client) setARI(ctx context.Context, port, fn0 uint16, on bool) error {
+func (c *Client) setARI(ctx context.Context, port, fn0 uint32, on bool) error {
 	pcie, err := c.FindCapability(ctx, port, CapIDPCIe)
 	if err != nil {
 		return err
@@ -157,7 +173,7 @@ func (c *Client) setARI(ctx context.Context, port, fn0 uint16, on bool) error {
 
 // DisableSRIOV disables SR-IOV as Linux does: clears VF Enable and VF MSE in one write, waits
 // (settle, default 100 ms), then sets NumVFs to 0.
-func (c *Client) DisableSRIOV(ctx context.Context, pf uint16, settleFor time.Duration) error {
+func (c *Client) DisableSRIOV(ctx context.Context, pf uint32, settleFor time.Duration) error {
 	sriov, err := c.FindExtendedCapability(ctx, pf, ExtCapIDSRIOV)
 	if err != nil {
 		return err

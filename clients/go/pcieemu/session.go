@@ -6,7 +6,7 @@ import (
 	"io"
 	"sync"
 
-	pb "pcieemu/gen/pcieemuv1"
+	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
 )
 
 // Completion is one completion from a Session.
@@ -48,7 +48,8 @@ func (p *Pending) Wait(ctx context.Context) (Completion, error) {
 type Session struct {
 	stream pb.SessionService_TransactClient
 	cancel context.CancelFunc
-	// MaxPerMessage caps the transactions of one TransactRequest (the server's default is 1024).
+	// MaxPerMessage caps the transactions of one TransactRequest (DefaultBatch, 256, the same
+	// in every PcieEmu client; the server accepts up to 1024).
 	MaxPerMessage int
 
 	mu      sync.Mutex
@@ -61,6 +62,9 @@ type Session struct {
 	done    chan struct{}
 }
 
+// DefaultBatch is a Session's default MaxPerMessage.
+const DefaultBatch = 256
+
 // OpenSession opens a transaction stream; it lives until Close or ctx ends.
 func (c *Client) OpenSession(ctx context.Context) (*Session, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -69,7 +73,7 @@ func (c *Client) OpenSession(ctx context.Context) (*Session, error) {
 		cancel()
 		return nil, err
 	}
-	s := &Session{stream: stream, cancel: cancel, MaxPerMessage: 1024, nextTag: 1,
+	s := &Session{stream: stream, cancel: cancel, MaxPerMessage: DefaultBatch, nextTag: 1,
 		pending: map[uint64]chan Completion{}, done: make(chan struct{})}
 	go s.receive()
 	return s, nil
@@ -194,18 +198,18 @@ func (s *Session) Flush() error {
 }
 
 // ConfigRead queues a config read.
-func (s *Session) ConfigRead(rid uint16, offset, width int) (*Pending, error) {
+func (s *Session) ConfigRead(rid uint32, offset, width int) (*Pending, error) {
 	return s.issue(&pb.Transaction{Op: &pb.Transaction_ConfigRead{ConfigRead: &pb.ConfigReadOp{Rid: uint32(rid), Offset: uint32(offset), Width: uint32(width)}}}, true)
 }
 
 // ConfigWrite queues a posted config write.
-func (s *Session) ConfigWrite(rid uint16, offset, width int, value uint32) error {
+func (s *Session) ConfigWrite(rid uint32, offset, width int, value uint32) error {
 	_, err := s.issue(&pb.Transaction{Op: &pb.Transaction_ConfigWrite{ConfigWrite: &pb.ConfigWriteOp{Rid: uint32(rid), Offset: uint32(offset), Width: uint32(width), Value: value}}}, false)
 	return err
 }
 
 // ConfigWriteAck queues a config write that completes (a fence the caller can wait on).
-func (s *Session) ConfigWriteAck(rid uint16, offset, width int, value uint32) (*Pending, error) {
+func (s *Session) ConfigWriteAck(rid uint32, offset, width int, value uint32) (*Pending, error) {
 	return s.issue(&pb.Transaction{Op: &pb.Transaction_ConfigWrite{ConfigWrite: &pb.ConfigWriteOp{Rid: uint32(rid), Offset: uint32(offset), Width: uint32(width), Value: value, Ack: true}}}, true)
 }
 

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	pb "pcieemu/gen/pcieemuv1"
+	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
 )
 
 // noTokenAnywhere clears $PCIEEMU_TOKEN and points the runtime directory at an empty place.

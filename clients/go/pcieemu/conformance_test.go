@@ -25,7 +25,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	pb "pcieemu/gen/pcieemuv1"
+	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
 )
 
 type confStep map[string]interface{}
@@ -336,7 +336,7 @@ func (r *confRunner) step(s confStep) error {
 		var got []string
 		for _, f := range fns {
 			byRid[uint64(f.Rid)] = f
-			got = append(got, FormatBDF(uint16(f.Rid)))
+			got = append(got, FormatBDF(uint32(f.Rid)))
 		}
 		if rids, ok := e["rids"].([]interface{}); ok {
 			var want []string
@@ -345,7 +345,7 @@ func (r *confRunner) step(s confStep) error {
 				if err != nil {
 					return err
 				}
-				want = append(want, FormatBDF(uint16(v)))
+				want = append(want, FormatBDF(uint32(v)))
 			}
 			if strings.Join(got, ", ") != strings.Join(want, ", ") {
 				return failf("functions %s; expected %s", strings.Join(got, ", "), strings.Join(want, ", "))
@@ -359,10 +359,10 @@ func (r *confRunner) step(s confStep) error {
 			}
 			f := byRid[rid]
 			if f == nil {
-				return failf("function %s is not listed", FormatBDF(uint16(rid)))
+				return failf("function %s is not listed", FormatBDF(uint32(rid)))
 			}
 			for key, want := range fv.(map[string]interface{}) {
-				name := FormatBDF(uint16(rid))
+				name := FormatBDF(uint32(rid))
 				switch key {
 				case "bars":
 					for idx, bf := range want.(map[string]interface{}) {
@@ -407,7 +407,7 @@ func (r *confRunner) step(s confStep) error {
 				return err
 			}
 			if byRid[rid] != nil {
-				return failf("function %s is listed but should not be", FormatBDF(uint16(rid)))
+				return failf("function %s is listed but should not be", FormatBDF(uint32(rid)))
 			}
 		}
 	case "read_config", "write_config":
@@ -419,7 +419,7 @@ func (r *confRunner) step(s confStep) error {
 				return err
 			}
 		}
-		what := fmt.Sprintf("config %s %s +%#x/%d", op[:len(op)-7], FormatBDF(uint16(rid)), off, w)
+		what := fmt.Sprintf("config %s %s +%#x/%d", op[:len(op)-7], FormatBDF(uint32(rid)), off, w)
 		// Through the raw request so out-of-range fields reach the server as the case wrote them.
 		if op == "read_config" {
 			resp, err := r.c.Config.ReadConfig(r.ctx, &pb.ReadConfigRequest{Rid: uint32(rid), Offset: uint32(off), Width: uint32(w)})

@@ -1,2 +1,0 @@
-// Package client is the pipeline test's scratch Go package.
-package client

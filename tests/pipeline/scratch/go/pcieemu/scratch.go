@@ -1,0 +1,2 @@
+// Package pcieemu is the pipeline test's scratch Go package.
+package pcieemu

@@ -68,6 +68,7 @@ public sealed class DmaPort
     private readonly Platform.Machine _machine;
 
     private readonly Action? _onUnsupported;
+    private ulong _firstHost;   // host address of the last transfer's first byte (for the event path)
 
     internal DmaPort(Platform.Machine machine, Func<ushort> rid, Func<bool> busMasterEnabled, Action? onUnsupportedCompletion = null)
     {
@@ -78,10 +79,18 @@ public sealed class DmaPort
     public ushort RequesterId => _rid();
 
     /// <summary>Reads device-visible memory at <paramref name="address"/> into <paramref name="destination"/>.</summary>
-    public DmaResult Read(ulong address, Span<byte> destination) => Transfer(address, destination, default, write: false);
+    public DmaResult Read(ulong address, Span<byte> destination) => Traced(address, destination.Length, false, Transfer(address, destination, default, write: false));
 
     /// <summary>Writes <paramref name="source"/> to device-visible memory at <paramref name="address"/>.</summary>
-    public DmaResult Write(ulong address, ReadOnlySpan<byte> source) => Transfer(address, default, source, write: true);
+    public DmaResult Write(ulong address, ReadOnlySpan<byte> source) => Traced(address, source.Length, true, Transfer(address, default, source, write: true));
+
+    private DmaResult Traced(ulong iova, int length, bool write, DmaResult r)
+    {
+        var bus = _machine.Events;
+        if (bus.Wants(Events.EventKind.Dma))
+            bus.Publish(new Events.DmaEvent(_rid(), write, iova, r.Status == DmaStatus.BusMasterDisabled || (r.BytesMoved == 0 && !r.Ok) ? 0 : _firstHost, length, r));
+        return r;
+    }
 
     private DmaResult Transfer(ulong address, Span<byte> dst, ReadOnlySpan<byte> src, bool write)
     {
@@ -102,6 +111,7 @@ public sealed class DmaPort
                 return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
             }
             int chunk = (int)Math.Min((ulong)(length - done), Math.Max(1UL, t.Contiguous));
+            if (done == 0) _firstHost = t.Address;
             if (!ram.Contains(t.Address, (ulong)chunk))
             {
                 if (!write) _onUnsupported?.Invoke();

@@ -87,7 +87,7 @@ internal sealed class TestServer : IAsyncDisposable
     public string Directory => _dir;
 
     public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null,
-        TcpAuthMode tcpAuth = TcpAuthMode.Token)
+        TcpAuthMode tcpAuth = TcpAuthMode.Token, string? traceFile = null)
     {
         string dir = System.IO.Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -102,6 +102,7 @@ internal sealed class TestServer : IAsyncDisposable
             Listen = [transport == "unix" ? $"unix://{dir}/emu.sock" : "tcp://127.0.0.1:0"],
             Overrides = all,
             PcapDirectory = pcapDirectory,
+            TraceFile = traceFile,
             TokenFile = Path.Combine(dir, "token"),
             TcpAuth = tcpAuth,
             UseAppSettings = false,

@@ -5,7 +5,7 @@ using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Server.Cli;
 
-/// <summary>The command tree: serve, lspci, setpci, bench.</summary>
+/// <summary>The command tree: serve, lspci, setpci, bench, conformance, trace.</summary>
 public static class Commands
 {
     /// <summary>Global option of the tools: the server to talk to.</summary>
@@ -36,6 +36,7 @@ public static class Commands
         root.Subcommands.Add(SetpciCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());
+        root.Subcommands.Add(TraceCommand.Create());
         return root;
     }
 
@@ -65,7 +66,8 @@ public static class Commands
         var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
         var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap };
+        var trace = new Option<string?>("--trace") { Description = "Record every transaction, decoded, to this file (see `pcie-emu trace --export`)" };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, trace };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -89,6 +91,7 @@ public static class Commands
                 TokenFile = parse.GetValue(TokenFile) is { } tf ? Path.GetFullPath(tf) : null,
                 ConfigFile = parse.GetValue(config),
                 PcapDirectory = parse.GetValue(pcap),
+                TraceFile = parse.GetValue(trace) is { } tr ? Path.GetFullPath(tr) : null,
                 Overrides = overrides,
             };
             Microsoft.AspNetCore.Builder.WebApplication app;

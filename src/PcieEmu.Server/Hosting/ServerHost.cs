@@ -63,6 +63,8 @@ public static class ServerHost
         builder.Services.AddSingleton(_ => new Machine(machineOptions));
         builder.Services.AddSingleton<InterruptSubscribers>();
         builder.Services.AddSingleton<WireTap>();
+        builder.Services.AddSingleton<TraceSubscribers>();
+        builder.Services.AddSingleton<TraceRecording>();
         builder.Services.AddGrpc(o =>
         {
             // A WriteMemory of 4 MiB plus its envelope must fit; anything larger is malformed.
@@ -97,6 +99,7 @@ public static class ServerHost
         app.MapGrpcService<InterruptGrpcService>();
         app.MapGrpcService<EthernetGrpcService>();
         app.MapGrpcService<IommuGrpcService>();
+        app.MapGrpcService<TraceGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
 
@@ -122,6 +125,7 @@ public static class ServerHost
         int functionCount = machine.EnumerateFunctions().Count;
         Log.MachineReady(logger, machine.Ram.Size, machine.Ram.Path, machineOptions.KeepRamFile, functionCount);
         app.Services.GetRequiredService<WireTap>();   // attach to the ports (and open pcap files) now
+        app.Services.GetRequiredService<TraceRecording>();   // start --trace recording now
         lifetime.ApplicationStopped.Register(() =>
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
         tokenGuard.Attach(app, logger, lifetime);   // writes the token file; its check runs before every endpoint

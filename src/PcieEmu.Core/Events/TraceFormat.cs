@@ -49,105 +49,179 @@ public static class TraceFormat
     };
 
     /// <summary>The whole line: <c>12.004311 01:10.0 MMIO W  PF0.VF0 BAR0 TDT[0] = 0x00000008  (was 0x00000000)</c>.</summary>
-    public static string Line(MachineEvent e) => Line(e.TimestampNs, e is GapEvent ? null : e.Rid, Token(e), Body(e));
+    public static string Line(MachineEvent e)
+    {
+        var sb = new StringBuilder(96);
+        AppendLine(sb, e);
+        return sb.ToString(0, sb.Length - 1);
+    }
+
+    /// <summary>Appends the line of <paramref name="e"/> and a newline (the recorder's allocation-light path).</summary>
+    public static void AppendLine(StringBuilder sb, MachineEvent e)
+    {
+        ArgumentNullException.ThrowIfNull(sb);
+        ArgumentNullException.ThrowIfNull(e);
+        AppendPrefix(sb, e.TimestampNs, e is GapEvent ? null : e.Rid, Token(e));
+        AppendBody(sb, e);
+        sb.Append('\n');
+    }
 
     /// <summary>A line from its parts (the server's translation prints received events with it).</summary>
-    public static string Line(long timestampNs, ushort? rid, string token, string body) =>
-        string.Create(CultureInfo.InvariantCulture, $"{timestampNs / 1_000_000_000}.{timestampNs % 1_000_000_000 / 1000:D6} {(rid is { } r ? Bdf.Format(r) : "--:--.-")} {token,-5} {body}");
+    public static string Line(long timestampNs, ushort? rid, string token, string body)
+    {
+        var sb = new StringBuilder(96);
+        AppendPrefix(sb, timestampNs, rid, token);
+        return sb.Append(body).ToString();
+    }
+
+    private static void AppendPrefix(StringBuilder sb, long ns, ushort? rid, string token)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        sb.Append(ic, $"{ns / 1_000_000_000}.{ns % 1_000_000_000 / 1000:D6} ");
+        if (rid is { } r) sb.Append(ic, $"{r >> 8:x2}:{(r >> 3) & 0x1F:x2}.{r & 7:x} ");
+        else sb.Append("--:--.- ");
+        sb.Append(token);
+        for (int i = token.Length; i < 5; i++) sb.Append(' ');
+        sb.Append(' ');
+    }
 
     /// <summary>Everything after the kind token.</summary>
-    public static string Body(MachineEvent e) => e switch
+    public static string Body(MachineEvent e)
     {
-        ConfigAccessEvent c => Config(c),
-        MmioAccessEvent m => Mmio(m),
-        DmaEvent d => Dma(d),
-        InterruptMessageEvent i => Interrupt(i.Interrupt),
-        IommuFaultEvent f => string.Create(CultureInfo.InvariantCulture,
-            $"fault {(f.IsWrite ? "W" : "R")} iova {Addr(f.Iova)} reason 0x{(byte)f.Reason:X2} {Words(f.Reason.ToString())}"),
-        FrameEvent f => Frame(f),
-        LifecycleEvent l => l.Change switch
-        {
-            LifecycleChange.VfAppeared => $"VF appeared {l.Function}",
-            LifecycleChange.VfVanished => $"VF vanished {l.Function}",
-            LifecycleChange.FunctionLevelReset => $"FLR {l.Function}",
-            _ => "platform reset",
-        },
-        GapEvent g => string.Create(CultureInfo.InvariantCulture, $"{g.Missed} event(s) lost: this subscriber fell behind"),
-        _ => e.GetType().Name,
-    };
-
-    private static string Hex(ulong v, int bytes) => "0x" + v.ToString("X" + (2 * bytes).ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-
-    /// <summary>An address in hex, grouped by 4 digits: 0x4000_2000, 0x0001_0000_0000.</summary>
-    public static string Addr(ulong a)
-    {
-        string h = a.ToString(a > 0xFFFF_FFFF ? "X12" : "X8", CultureInfo.InvariantCulture);
-        if (h.Length % 4 != 0) h = h.PadLeft(h.Length + 4 - h.Length % 4, '0');
-        var sb = new StringBuilder("0x", h.Length + h.Length / 4 + 2);
-        for (int i = 0; i < h.Length; i += 4)
-        {
-            if (i > 0) sb.Append('_');
-            sb.Append(h, i, 4);
-        }
+        var sb = new StringBuilder(80);
+        AppendBody(sb, e);
         return sb.ToString();
     }
 
-    private static string Config(ConfigAccessEvent c)
+    private static void AppendBody(StringBuilder sb, MachineEvent e)
     {
-        string reg = c.Register.Length > 0 ? c.Register : $"0x{c.Offset:X3}";
-        string at = string.Create(CultureInfo.InvariantCulture, $"[0x{c.Offset:X3}]");
-        if (c.Status != AddressSpace.CompletionStatus.Successful)
-            return c.IsWrite ? $"W  {at} = {Hex(c.Value, c.Width)}  UR (no function)" : $"R  {at} -> {Hex(c.Value, c.Width)}  UR (no function)";
-        if (!c.IsWrite) return $"R  {reg} {at} -> {Hex(c.Value, c.Width)}";
-        string changes = c.Fields.Length > 0 ? $": {c.Fields}" : c.Old != c.After ? $"  (was {Hex(c.Old, c.Width)})" : "";
-        string stored = c.After != c.Value ? $" (reads {Hex(c.After, c.Width)})" : "";
-        return $"W  {reg} {at} = {Hex(c.Value, c.Width)}{stored}{changes}";
-    }
-
-    private static string Mmio(MmioAccessEvent m)
-    {
-        string where = m.Bar < 0 ? "IOMMU" : string.Create(CultureInfo.InvariantCulture, $"{m.Function} BAR{m.Bar}");
-        string reg = m.Register ?? string.Create(CultureInfo.InvariantCulture, $"+0x{m.Offset:X5}");
-        return m.IsWrite
-            ? $"W  {where} {reg} = {Hex(m.Value, m.Width)}{(m.Register != null ? $"  (was {Hex(m.Old, Math.Min(m.Width, 4))})" : "")}"
-            : $"R  {where} {reg} -> {Hex(m.Value, m.Width)}";
-    }
-
-    private static string Dma(DmaEvent d)
-    {
-        string dir = d.IsWrite ? "W" : "R";
-        string head = string.Create(CultureInfo.InvariantCulture, $"{dir}  iova {Addr(d.Iova)} -> {Addr(d.Translated)} {d.Length} B");
-        return d.Result.Status switch
+        var ic = CultureInfo.InvariantCulture;
+        switch (e)
         {
-            DmaStatus.Ok => head,
-            DmaStatus.BusMasterDisabled => string.Create(CultureInfo.InvariantCulture, $"{dir}  iova {Addr(d.Iova)} {d.Length} B  BLOCKED: Bus Master Enable is clear"),
-            DmaStatus.TranslationFault => string.Create(CultureInfo.InvariantCulture,
-                $"{head}  FAULT after {d.Result.BytesMoved} B at {Addr(d.Result.FaultAddress)}: reason 0x{d.Result.FaultReason:X2} {Words(((Iommu.VtdFaultReason)d.Result.FaultReason).ToString())}"),
-            _ => string.Create(CultureInfo.InvariantCulture, $"{head}  UR after {d.Result.BytesMoved} B at {Addr(d.Result.FaultAddress)}: not memory"),
+            case ConfigAccessEvent c: Config(sb, c); break;
+            case MmioAccessEvent m: Mmio(sb, m); break;
+            case DmaEvent d: Dma(sb, d); break;
+            case InterruptMessageEvent i: Interrupt(sb, i.Interrupt); break;
+            case IommuFaultEvent f:
+                sb.Append("fault ").Append(f.IsWrite ? "W" : "R").Append(" iova ");
+                Addr(sb, f.Iova);
+                sb.Append(ic, $" reason 0x{(byte)f.Reason:X2} ").Append(Words(f.Reason.ToString()));
+                break;
+            case FrameEvent f: Frame(sb, f); break;
+            case LifecycleEvent l:
+                sb.Append(l.Change switch
+                {
+                    LifecycleChange.VfAppeared => "VF appeared ",
+                    LifecycleChange.VfVanished => "VF vanished ",
+                    LifecycleChange.FunctionLevelReset => "FLR ",
+                    _ => "platform reset",
+                });
+                if (l.Change != LifecycleChange.PlatformReset) sb.Append(l.Function);
+                break;
+            case GapEvent g: sb.Append(ic, $"{g.Missed} event(s) lost: this subscriber fell behind"); break;
+            default: sb.Append(e.GetType().Name); break;
+        }
+    }
+
+    private static StringBuilder Hex(StringBuilder sb, ulong v, int bytes)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        return bytes switch
+        {
+            1 => sb.Append(ic, $"0x{v:X2}"),
+            2 => sb.Append(ic, $"0x{v:X4}"),
+            4 => sb.Append(ic, $"0x{v:X8}"),
+            _ => sb.Append(ic, $"0x{v:X16}"),
         };
     }
 
-    private static string Interrupt(InterruptEvent i) => i.Kind switch
-    {
-        InterruptKind.Intx => string.Create(CultureInfo.InvariantCulture, $"assert INT{(char)('A' + (int)i.Data - 1)}"),
-        _ => string.Create(CultureInfo.InvariantCulture, $"vector {i.Vector} -> 0x{i.Address:X8} data 0x{i.Data:X4} (APIC dest {i.Destination}, CPU vector 0x{i.CpuVector:X2})"),
-    };
+    /// <summary>An address in hex, grouped by 4 digits: 0x4000_2000, 0x0001_0000_0000.</summary>
+    public static string Addr(ulong a) => Addr(new StringBuilder(20), a).ToString();
 
-    private static string Frame(FrameEvent f)
+    private static StringBuilder Addr(StringBuilder sb, ulong a)
     {
+        sb.Append("0x");
+        int groups = a > 0xFFFF_FFFF_FFFF ? 4 : a > 0xFFFF_FFFF ? 3 : 2;
+        for (int g = groups - 1; g >= 0; g--)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"{(a >> (16 * g)) & 0xFFFF:X4}");
+            if (g > 0) sb.Append('_');
+        }
+        return sb;
+    }
+
+    private static void Config(StringBuilder sb, ConfigAccessEvent c)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        bool ok = c.Status == AddressSpace.CompletionStatus.Successful;
+        sb.Append(c.IsWrite ? "W  " : "R  ");
+        if (ok) sb.Append(c.Register.Length > 0 ? c.Register : "?").Append(' ');
+        sb.Append(ic, $"[0x{c.Offset:X3}]").Append(c.IsWrite ? " = " : " -> ");
+        Hex(sb, c.Value, c.Width);
+        if (!ok) { sb.Append("  UR (no function)"); return; }
+        if (!c.IsWrite) return;
+        if (c.After != c.Value) Hex(sb.Append(" (reads "), c.After, c.Width).Append(')');
+        if (c.Fields.Length > 0) sb.Append(": ").Append(c.Fields);
+        else if (c.Old != c.After) Hex(sb.Append("  (was "), c.Old, c.Width).Append(')');
+    }
+
+    private static void Mmio(StringBuilder sb, MmioAccessEvent m)
+    {
+        sb.Append(m.IsWrite ? "W  " : "R  ");
+        if (m.Bar < 0) sb.Append("IOMMU ");
+        else sb.Append(m.Function).Append(CultureInfo.InvariantCulture, $" BAR{m.Bar} ");
+        if (m.Register != null) sb.Append(m.Register);
+        else sb.Append(CultureInfo.InvariantCulture, $"+0x{m.Offset:X5}");
+        Hex(sb.Append(m.IsWrite ? " = " : " -> "), m.Value, m.Width);
+        if (m.IsWrite && m.Register != null) Hex(sb.Append("  (was "), m.Old, Math.Min(m.Width, 4)).Append(')');
+    }
+
+    private static void Dma(StringBuilder sb, DmaEvent d)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        Addr(sb.Append(d.IsWrite ? "W  iova " : "R  iova "), d.Iova);
+        if (d.Result.Status == DmaStatus.BusMasterDisabled)
+        {
+            sb.Append(ic, $" {d.Length} B  BLOCKED: Bus Master Enable is clear");
+            return;
+        }
+        Addr(sb.Append(" -> "), d.Translated).Append(ic, $" {d.Length} B");
+        switch (d.Result.Status)
+        {
+            case DmaStatus.Ok: break;
+            case DmaStatus.TranslationFault:
+                Addr(sb.Append(ic, $"  FAULT after {d.Result.BytesMoved} B at "), d.Result.FaultAddress)
+                    .Append(ic, $": reason 0x{d.Result.FaultReason:X2} ").Append(Words(((Iommu.VtdFaultReason)d.Result.FaultReason).ToString()));
+                break;
+            default:
+                Addr(sb.Append(ic, $"  UR after {d.Result.BytesMoved} B at "), d.Result.FaultAddress).Append(": not memory");
+                break;
+        }
+    }
+
+    private static void Interrupt(StringBuilder sb, InterruptEvent i)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        if (i.Kind == InterruptKind.Intx) sb.Append(ic, $"assert INT{(char)('A' + (int)i.Data - 1)}");
+        else sb.Append(ic, $"vector {i.Vector} -> 0x{i.Address:X8} data 0x{i.Data:X4} (APIC dest {i.Destination}, CPU vector 0x{i.CpuVector:X2})");
+    }
+
+    private static void Frame(StringBuilder sb, FrameEvent f)
+    {
+        var ic = CultureInfo.InvariantCulture;
         var d = f.Frame.Data;
-        string hdr = d.Length >= 14
-            ? string.Create(CultureInfo.InvariantCulture, $"{Mac(d, 0)} <- {Mac(d, 6)} type 0x{d[12] << 8 | d[13]:X4}")
-            : "runt";
-        return f.Direction switch
+        switch (f.Direction)
         {
-            FrameDirection.FromWire => string.Create(CultureInfo.InvariantCulture, $"wire -> port{f.Frame.Port} {d.Length} B {hdr}"),
-            FrameDirection.ToWire => string.Create(CultureInfo.InvariantCulture, $"port{f.Frame.Port} q{f.Queue} -> wire {d.Length} B {hdr}"),
-            _ => string.Create(CultureInfo.InvariantCulture, $"port{f.Frame.Port} q{f.Queue} -> pools 0x{f.Pools:X2} (switched) {d.Length} B {hdr}"),
-        };
+            case FrameDirection.FromWire: sb.Append(ic, $"wire -> port{f.Frame.Port} {d.Length} B "); break;
+            case FrameDirection.ToWire: sb.Append(ic, $"port{f.Frame.Port} q{f.Queue} -> wire {d.Length} B "); break;
+            default: sb.Append(ic, $"port{f.Frame.Port} q{f.Queue} -> pools 0x{f.Pools:X2} (switched) {d.Length} B "); break;
+        }
+        if (d.Length < 14) { sb.Append("runt"); return; }
+        Mac(sb, d, 0).Append(" <- ");
+        Mac(sb, d, 6).Append(ic, $" type 0x{d[12] << 8 | d[13]:X4}");
     }
 
-    private static string Mac(byte[] d, int o) => string.Create(CultureInfo.InvariantCulture,
+    private static StringBuilder Mac(StringBuilder sb, byte[] d, int o) => sb.Append(CultureInfo.InvariantCulture,
         $"{d[o]:x2}:{d[o + 1]:x2}:{d[o + 2]:x2}:{d[o + 3]:x2}:{d[o + 4]:x2}:{d[o + 5]:x2}");
 
     private static string Words(string pascal)

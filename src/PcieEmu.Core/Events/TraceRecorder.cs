@@ -47,6 +47,17 @@ public sealed class TraceRecorder : IDisposable
     /// <summary>True once a write failed and the recording stopped.</summary>
     public bool Failed => Volatile.Read(ref _failed) != 0;
 
+    private readonly StringBuilder _line = new(64 * 1024);
+
+    private void Flush(ref int n)
+    {
+        if (n == 0) return;
+        _writer.Write(_line);
+        _line.Clear();
+        Interlocked.Add(ref _written, n);
+        n = 0;
+    }
+
     private async Task Pump()
     {
         var reader = _sub.Reader;
@@ -54,11 +65,14 @@ public sealed class TraceRecorder : IDisposable
         {
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
+                // Lines are built in one reused buffer and handed to the writer in batches.
+                int n = 0;
                 while (reader.TryRead(out var e))
                 {
-                    _writer.WriteLine(TraceFormat.Line(e));
-                    Interlocked.Increment(ref _written);
+                    TraceFormat.AppendLine(_line, e);
+                    if (++n == 256 || _line.Length > 32 * 1024) Flush(ref n);
                 }
+                Flush(ref n);
                 if (reader.Count == 0) await _writer.FlushAsync().ConfigureAwait(false);
             }
             await _writer.FlushAsync().ConfigureAwait(false);

@@ -22,6 +22,7 @@ public enum TraceMode
 /// a subscriber, in the same run (baseline: Off).
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn]
 public class TraceCostBenchmarks
 {
     private NicBenchmarks _nic = null!;
@@ -77,6 +78,7 @@ public class TraceCostBenchmarks
 /// 1,000,000 config events (published no faster than the writer keeps up, so none is lost).
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn]
 public class TraceRecorderBenchmarks
 {
     private const int Events = 1_000_000;
@@ -105,12 +107,12 @@ public class TraceRecorderBenchmarks
         {
             for (int i = 0; i < Events; i++)
             {
-                while (bus.Published - rec.Written > 30_000) Thread.SpinWait(64);
+                while (bus.Published - rec.Written > 30_000) Thread.Yield();
                 // Events are stamped on publish; a fresh one per publish is what the machine does.
                 var t = _pool[i & 15];
                 bus.Publish(new ConfigAccessEvent(t.Rid, t.IsWrite, t.Offset, t.Width, t.Value, t.Old, t.After, t.Status) { Register = t.Register, Fields = t.Fields });
             }
-            while (rec.Written + rec.Missed < Events) Thread.SpinWait(64);
+            while (rec.Written + rec.Missed < Events) Thread.Yield();
             if (rec.Missed != 0) throw new InvalidOperationException($"the recorder lost {rec.Missed} events");
             written = rec.Written;
         }

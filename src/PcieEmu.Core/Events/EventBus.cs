@@ -137,9 +137,39 @@ public sealed class EventSubscription<T> : EventBus.ISubscriber, IDisposable whe
     /// <summary>Kinds this subscription receives.</summary>
     public EventKinds Kinds { get; }
 
-    /// <summary>Items in publication order. With <see cref="OverflowPolicy.CutOff"/> it completes
-    /// with the cut-off exception after an overflow.</summary>
-    public ChannelReader<T> Reader => _channel.Reader;
+    /// <summary>Items in publication order. With <see cref="OverflowPolicy.Gap"/> a loss is reported
+    /// by a gap item before the next item, or as soon as the queue is drained; with
+    /// <see cref="OverflowPolicy.CutOff"/> it completes with the cut-off exception after an overflow.</summary>
+    public ChannelReader<T> Reader => _reader ??= _policy == OverflowPolicy.Gap ? new GapReader(this) : _channel.Reader;
+    private ChannelReader<T>? _reader;
+
+    // The queue is empty: hand out a pending gap (so a loss is reported even if nothing follows it).
+    private bool TryTakeGap(out T item)
+    {
+        lock (_lock)
+        {
+            if (_pendingGap > 0 && _channel.Reader.Count == 0)
+            {
+                item = _gap!(_pendingGap);
+                _pendingGap = 0;
+                return true;
+            }
+        }
+        item = null!;
+        return false;
+    }
+
+    private sealed class GapReader(EventSubscription<T> sub) : ChannelReader<T>
+    {
+        public override Task Completion => sub._channel.Reader.Completion;
+        public override bool CanCount => true;
+        public override int Count => sub._channel.Reader.Count;
+
+        public override bool TryRead(out T item) => sub._channel.Reader.TryRead(out item!) || sub.TryTakeGap(out item);
+
+        public override ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken = default) =>
+            Volatile.Read(ref sub._pendingGap) > 0 ? new ValueTask<bool>(true) : sub._channel.Reader.WaitToReadAsync(cancellationToken);
+    }
 
     /// <summary>Events this subscriber lost.</summary>
     public long Missed => Interlocked.Read(ref _missed);

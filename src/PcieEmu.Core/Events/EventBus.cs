@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Threading.Channels;
 
 namespace PcieEmu.Core.Events;
@@ -27,10 +26,18 @@ public enum OverflowPolicy
 public sealed class EventBus
 {
     private readonly Lock _lock = new();
-    private readonly long _start = Stopwatch.GetTimestamp();
+    private readonly TimeProvider _time;
+    private readonly long _start;
     private ISubscriber[] _subs = [];
     private int _kinds;
     private long _sequence;
+
+    /// <summary>A bus whose timestamps come from <paramref name="time"/> (the system clock when null).</summary>
+    public EventBus(TimeProvider? time = null)
+    {
+        _time = time ?? TimeProvider.System;
+        _start = _time.GetTimestamp();
+    }
 
     /// <summary>Kinds at least one subscriber wants.</summary>
     public EventKinds ActiveKinds => (EventKinds)Volatile.Read(ref _kinds);
@@ -45,7 +52,7 @@ public sealed class EventBus
     public long Published => Interlocked.Read(ref _sequence);
 
     /// <summary>Nanoseconds since the machine started (the events' clock).</summary>
-    public long NowNs() => (long)((Stopwatch.GetTimestamp() - _start) * (1e9 / Stopwatch.Frequency));
+    public long NowNs() => _time.GetElapsedTime(_start).Ticks * 100;
 
     /// <summary>Subscribes to events of <paramref name="kinds"/> that <paramref name="select"/> maps to a
     /// non-null item, with a queue of <paramref name="capacity"/>. With <see cref="OverflowPolicy.Gap"/>,

@@ -52,8 +52,9 @@ public sealed class InterruptHub
     private ulong _sequence;
     private int _subscribers;
 
-    /// <summary>A hub on a bus of its own (a machine passes its event bus).</summary>
-    public InterruptHub() : this(new EventBus()) { }
+    /// <summary>A hub on a bus of its own whose timestamps come from <paramref name="time"/> (the
+    /// system clock when null); a machine passes its event bus instead.</summary>
+    public InterruptHub(TimeProvider? time = null) : this(new EventBus(time)) { }
 
     /// <summary>A hub that publishes on and subscribes through <paramref name="bus"/>.</summary>
     public InterruptHub(EventBus bus) => _bus = bus ?? throw new ArgumentNullException(nameof(bus));

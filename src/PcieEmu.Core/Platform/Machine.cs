@@ -34,6 +34,7 @@ public sealed class Machine : IDisposable
     {
         Options = options ?? new MachineOptions();
         Options.Validate();
+        Events = new EventBus();
         Interrupts = new InterruptHub(Events);
         Ram = new HostRam(Options.RamFilePath ?? HostRam.DefaultPath(), Options.RamSize, Options.KeepRamFile);
         Iommu = new VtdUnit(this);
@@ -54,7 +55,7 @@ public sealed class Machine : IDisposable
     /// <summary>Host RAM.</summary>
     public HostRam Ram { get; }
     /// <summary>The event path: every transaction, published to subscribers that never stall the machine.</summary>
-    public EventBus Events { get; } = new();
+    public EventBus Events { get; }
     /// <summary>Interrupt stream (a view of <see cref="Events"/>).</summary>
     public InterruptHub Interrupts { get; }
     /// <summary>The DMA remapping unit every DMA goes through (identity while none is present).</summary>

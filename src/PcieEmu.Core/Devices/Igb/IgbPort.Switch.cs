@@ -109,12 +109,15 @@ public sealed partial class IgbPort
         if (trace && local)
             bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.Switched, copy = ToWireFrame(frame), q, took));
         if (!wire) return;
+        if (trace) bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.ToWire, copy ?? ToWireFrame(frame), q, 0));
         _gptc.Value++;
         Add64(_gotcl, _gotch, octets);
         var handler = FrameTransmitted;
-        if (handler != null || trace) copy ??= ToWireFrame(frame);
-        handler?.Invoke(copy!);
-        if (trace) bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.ToWire, copy!, q, 0));
+        if (handler != null)
+        {
+            long ns = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+            handler(new WireFrame(PortNumber, frame.ToArray(), ns));
+        }
     }
 
     /// <summary>Receives into pool <paramref name="pool"/>'s queue and counts it.</summary>

@@ -26,6 +26,7 @@ public sealed partial class PcieEmuClient : IDisposable
         Interrupts = new InterruptService.InterruptServiceClient(channel);
         Ethernet = new EthernetService.EthernetServiceClient(channel);
         Iommu = new IommuService.IommuServiceClient(channel);
+        Trace = new TraceService.TraceServiceClient(channel);
         Health = new Health.HealthClient(channel);
     }
 
@@ -118,6 +119,8 @@ public sealed partial class PcieEmuClient : IDisposable
     public EthernetService.EthernetServiceClient Ethernet { get; }
     /// <summary>IommuService stub.</summary>
     public IommuService.IommuServiceClient Iommu { get; }
+    /// <summary>TraceService stub: the decoded transaction stream.</summary>
+    public TraceService.TraceServiceClient Trace { get; }
     /// <summary>grpc.health.v1 stub.</summary>
     public Health.HealthClient Health { get; }
 
@@ -270,6 +273,23 @@ public sealed partial class PcieEmuClient : IDisposable
     public async IAsyncEnumerable<CapturedFrame> CaptureFramesAsync(int port, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var call = Ethernet.CaptureFrames(new CaptureFramesRequest { Port = (uint)port }, cancellationToken: cancellationToken);
+        while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            yield return call.ResponseStream.Current;
+    }
+
+    /// <summary>
+    /// Decoded transactions that pass the filter, from now on: <paramref name="rids"/> as BDFs
+    /// ("01:10.0"), <paramref name="kinds"/> by name ("config", "mmio", "dma", "msi", "iommu",
+    /// "frame", "lifecycle"); null or empty = all. A subscriber that falls behind gets a
+    /// TRACE_KIND_GAP event with the count it lost, and the stream goes on.
+    /// </summary>
+    public async IAsyncEnumerable<TraceEvent> SubscribeTraceAsync(IEnumerable<string>? rids = null, IEnumerable<string>? kinds = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var filter = new TraceFilter();
+        if (rids != null) filter.Rids.AddRange(rids);
+        if (kinds != null) filter.Kinds.AddRange(kinds);
+        using var call = Trace.Subscribe(filter, cancellationToken: cancellationToken);
         while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
             yield return call.ResponseStream.Current;
     }

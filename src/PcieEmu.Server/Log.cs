@@ -49,4 +49,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "Listening on {Endpoint}, which is not a loopback address (--allow-remote): other machines can reach this server")]
     public static partial void RemoteListen(ILogger logger, string endpoint);
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Debug, Message = "Trace subscriber {Peer} joined (kinds {Kinds}, functions {Filter})")]
+    public static partial void TraceSubscriberJoined(ILogger logger, string peer, string kinds, string filter);
+
+    [LoggerMessage(EventId = 21, Level = LogLevel.Information, Message = "Recording the trace to {Path}")]
+    public static partial void TraceRecording(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 22, Level = LogLevel.Error, Message = "Trace recording to {Path} stopped: {Reason} (the machine goes on)")]
+    public static partial void TraceRecordingFailed(ILogger logger, string path, string reason);
 }

@@ -138,6 +138,9 @@ public class NicBenchmarks
     [GlobalCleanup]
     public void Cleanup() => _m.Dispose();
 
+    /// <summary>The machine (for benchmarks that reuse this setup).</summary>
+    internal Machine Machine => _m;
+
     /// <summary>Baseline: the payload copies alone (64 bytes gathered, 64 bytes scattered per frame).</summary>
     [Benchmark(Baseline = true, OperationsPerInvoke = Batch)]
     public void MemcpyTwice()

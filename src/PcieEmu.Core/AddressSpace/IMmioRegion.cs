@@ -15,6 +15,13 @@ public interface IMmioRegion
     void Write(ulong offset, int width, ulong value);
 }
 
+/// <summary>A region whose offsets have register names (for decoding transactions).</summary>
+public interface INamedRegion
+{
+    /// <summary>Name of the register at <paramref name="offset"/>, or null.</summary>
+    string? RegisterNameAt(ulong offset);
+}
+
 /// <summary>A register file with nothing implemented: reads 0, ignores writes.</summary>
 public sealed class EmptyRegion : IMmioRegion
 {

@@ -109,16 +109,16 @@ public sealed class ConfigSpace
         {
             int o = offset + i;
             byte v = (byte)(value >> (8 * i));
-            byte old = _data[o];
-            byte nv = (byte)((old & ~_wmask[o]) | (v & _wmask[o]));
-            nv &= (byte)~(v & _w1cmask[o]);
-            _data[o] = nv;
+            _data[o] = Merge(o, _data[o], v);
         }
         // Hooks run on every overlapping write, changed or not: some registers have
         // write-triggered semantics (a 1 written to a self-clearing bit); hooks compare
         // old and new themselves.
         if (_hooks.Length != 0) RunHooks(offset, width, oldBytes);
     }
+
+    /// <summary>The byte at <paramref name="o"/> after software writes <paramref name="v"/> over <paramref name="old"/> (masks applied, no hooks).</summary>
+    internal byte Merge(int o, byte old, byte v) => (byte)(((old & ~_wmask[o]) | (v & _wmask[o])) & ~(v & _w1cmask[o]));
 
     private void RunHooks(int offset, int width, uint oldBytes)
     {

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using PcieEmu.Core.Events;
 
 namespace PcieEmu.Core.Interrupts;
 
@@ -39,44 +40,42 @@ public sealed class InterruptOverflowException(long missed)
 }
 
 /// <summary>
-/// Fans interrupt events out to subscribers. Publishing never blocks: each subscriber has a
-/// bounded queue, and a subscriber whose queue is full is cut off (its reader ends with an
-/// <see cref="InterruptOverflowException"/> carrying the count it missed) while the others go on.
+/// The interrupt stream: a view of the machine's <see cref="EventBus"/> (interrupt messages
+/// only). Publishing never blocks: each subscriber has a bounded queue, and a subscriber whose
+/// queue is full is cut off (its reader ends with an <see cref="InterruptOverflowException"/>
+/// carrying the count it missed) while the others go on.
 /// </summary>
 public sealed class InterruptHub
 {
+    private readonly EventBus _bus;
     private readonly Lock _lock = new();
-    private readonly TimeProvider _time;
-    private readonly long _start;
-    private Subscription[] _subs = [];
     private ulong _sequence;
+    private int _subscribers;
 
-    /// <summary>A hub whose event timestamps come from <paramref name="time"/> (the system clock when null).</summary>
-    public InterruptHub(TimeProvider? time = null)
-    {
-        _time = time ?? TimeProvider.System;
-        _start = _time.GetTimestamp();
-    }
+    /// <summary>A hub on a bus of its own whose timestamps come from <paramref name="time"/> (the
+    /// system clock when null); a machine passes its event bus instead.</summary>
+    public InterruptHub(TimeProvider? time = null) : this(new EventBus(time)) { }
+
+    /// <summary>A hub that publishes on and subscribes through <paramref name="bus"/>.</summary>
+    public InterruptHub(EventBus bus) => _bus = bus ?? throw new ArgumentNullException(nameof(bus));
 
     /// <summary>Events published so far.</summary>
     public ulong Published => Volatile.Read(ref _sequence);
 
     /// <summary>Number of live subscribers.</summary>
-    public int SubscriberCount => Volatile.Read(ref _subs).Length;
+    public int SubscriberCount => Volatile.Read(ref _subscribers);
 
     /// <summary>Subscribes to events of <paramref name="rids"/> (null or empty = all), with a queue of <paramref name="capacity"/>.</summary>
     public InterruptSubscription Subscribe(IEnumerable<ushort>? rids, int capacity = 4096)
     {
         if (capacity < 1) throw new ArgumentOutOfRangeException(nameof(capacity));
         var filter = rids?.ToHashSet();
-        var sub = new Subscription(this, filter is { Count: > 0 } ? filter : null, capacity);
-        lock (_lock) _subs = [.. _subs, sub];
-        return sub;
-    }
-
-    internal void Remove(Subscription sub)
-    {
-        lock (_lock) _subs = [.. _subs.Where(s => s != sub)];
+        if (filter is { Count: 0 }) filter = null;
+        var inner = _bus.Subscribe(EventKinds.Msi,
+            e => e is InterruptMessageEvent m && (filter == null || filter.Contains(m.Rid)) ? m.Interrupt : null,
+            capacity, OverflowPolicy.CutOff, cutOff: static n => new InterruptOverflowException(n));
+        Interlocked.Increment(ref _subscribers);
+        return new Subscription(this, inner);
     }
 
     /// <summary>Publishes one message write that landed in the MSI window.</summary>
@@ -84,54 +83,22 @@ public sealed class InterruptHub
     {
         InterruptEvent ev;
         lock (_lock)
-        {
-            long ns = (long)_time.GetElapsedTime(_start).Ticks * 100;
-            ev = new InterruptEvent(++_sequence, rid, kind, address, data, vector,
-                (byte)(address >> 12), (byte)data, ns);
-        }
-        foreach (var s in Volatile.Read(ref _subs)) s.Offer(ev);
+            ev = new InterruptEvent(++_sequence, rid, kind, address, data, vector, (byte)(address >> 12), (byte)data, _bus.NowNs());
+        if (_bus.Wants(EventKind.Msi)) _bus.Publish(new InterruptMessageEvent(ev));
         return ev;
     }
 
-    internal sealed class Subscription : InterruptSubscription
+    private sealed class Subscription(InterruptHub hub, EventSubscription<InterruptEvent> inner) : InterruptSubscription
     {
-        private readonly InterruptHub _hub;
-        private readonly HashSet<ushort>? _filter;
-        private readonly Channel<InterruptEvent> _channel;
-        private long _missed;
-        private int _closed;
-
-        public Subscription(InterruptHub hub, HashSet<ushort>? filter, int capacity)
-        {
-            _hub = hub; _filter = filter;
-            _channel = Channel.CreateBounded<InterruptEvent>(new BoundedChannelOptions(capacity)
-            {
-                SingleReader = true,
-                SingleWriter = false,
-                FullMode = BoundedChannelFullMode.Wait,   // TryWrite fails when full; we never wait
-            });
-        }
-
-        public override ChannelReader<InterruptEvent> Reader => _channel.Reader;
-        public override long Missed => Volatile.Read(ref _missed);
-
-        public void Offer(InterruptEvent ev)
-        {
-            if (_filter != null && !_filter.Contains(ev.Rid)) return;
-            if (Volatile.Read(ref _closed) != 0) { Interlocked.Increment(ref _missed); return; }
-            if (_channel.Writer.TryWrite(ev)) return;
-            Interlocked.Increment(ref _missed);
-            // Cut off: the reader drains what is queued, then sees the overflow. The
-            // subscription stays registered (counting misses) until it is disposed.
-            if (Interlocked.Exchange(ref _closed, 1) == 0)
-                _channel.Writer.TryComplete(new InterruptOverflowException(Missed));
-        }
+        private int _disposed;
+        public override ChannelReader<InterruptEvent> Reader => inner.Reader;
+        public override long Missed => inner.Missed;
 
         public override void Dispose()
         {
-            Interlocked.Exchange(ref _closed, 1);
-            _channel.Writer.TryComplete();
-            _hub.Remove(this);
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            inner.Dispose();
+            Interlocked.Decrement(ref hub._subscribers);
         }
     }
 }

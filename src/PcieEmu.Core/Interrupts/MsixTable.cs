@@ -129,8 +129,22 @@ public sealed class MsixTable
 /// A BAR whose register file holds the MSI-X table and PBA (at the capability's offsets) and,
 /// optionally, another register file for the rest of the BAR.
 /// </summary>
-public sealed class MsixBarRegion(MsixTable table, uint tableOffset, uint pbaOffset, IMmioRegion? rest = null) : IMmioRegion
+public sealed class MsixBarRegion(MsixTable table, uint tableOffset, uint pbaOffset, IMmioRegion? rest = null) : IMmioRegion, INamedRegion
 {
+    private static readonly string[] EntryFields = ["Message Address", "Message Upper Address", "Message Data", "Vector Control"];
+
+    /// <inheritdoc/>
+    public string? RegisterNameAt(ulong offset)
+    {
+        if (offset >= tableOffset && offset < tableOffset + (ulong)table.TableSize)
+        {
+            ulong rel = offset - tableOffset;
+            return $"MSI-X[{rel / 16}] {EntryFields[(rel & 15) / 4]}";
+        }
+        if (offset >= pbaOffset && offset < pbaOffset + (ulong)table.PbaSize) return $"PBA[{(offset - pbaOffset) / 8}]";
+        return (rest as INamedRegion)?.RegisterNameAt(offset);
+    }
+
     /// <inheritdoc/>
     public ulong Read(ulong offset, int width)
     {

@@ -34,6 +34,7 @@ public sealed partial class VtdUnit
     /// </summary>
     private bool RecordFault(ushort sid, ulong iova, bool write, VtdFaultReason reason)
     {
+        if (_machine.Events.Wants(Events.EventKind.Iommu)) _machine.Events.Publish(new Events.IommuFaultEvent(sid, iova, write, reason));
         if ((_fstsW1c & VtdRegs.FstsPfo) != 0) return false;
         for (int i = 0; i < VtdRegs.FaultRecordCount; i++)
             if ((_frcdHi[i] & (1UL << 63)) != 0 && (ushort)_frcdHi[i] == sid) return true;

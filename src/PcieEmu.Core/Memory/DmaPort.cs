@@ -71,6 +71,7 @@ public sealed class DmaPort
     private readonly Platform.Machine _machine;
 
     private readonly Action? _onUnsupported;
+    private ulong _firstHost;   // host address of the last transfer's first byte (for the event path)
 
     internal DmaPort(Platform.Machine machine, Func<ushort> rid, Func<bool> busMasterEnabled, Action? onUnsupportedCompletion = null)
     {
@@ -81,10 +82,18 @@ public sealed class DmaPort
     public ushort RequesterId => _rid();
 
     /// <summary>Reads device-visible memory at <paramref name="address"/> into <paramref name="destination"/>.</summary>
-    public DmaResult Read(ulong address, Span<byte> destination) => Transfer(address, destination, default, write: false);
+    public DmaResult Read(ulong address, Span<byte> destination) => Traced(address, destination.Length, false, Transfer(address, destination, default, write: false));
 
     /// <summary>Writes <paramref name="source"/> to device-visible memory at <paramref name="address"/>.</summary>
-    public DmaResult Write(ulong address, ReadOnlySpan<byte> source) => Transfer(address, default, source, write: true);
+    public DmaResult Write(ulong address, ReadOnlySpan<byte> source) => Traced(address, source.Length, true, Transfer(address, default, source, write: true));
+
+    private DmaResult Traced(ulong iova, int length, bool write, DmaResult r)
+    {
+        var bus = _machine.Events;
+        if (bus.Wants(Events.EventKind.Dma))
+            bus.Publish(new Events.DmaEvent(_rid(), write, iova, r.Status == DmaStatus.BusMasterDisabled || (r.BytesMoved == 0 && !r.Ok) ? 0 : _firstHost, length, r));
+        return r;
+    }
 
     private DmaResult Transfer(ulong address, Span<byte> dst, ReadOnlySpan<byte> src, bool write)
     {
@@ -93,6 +102,7 @@ public sealed class DmaPort
         ushort rid = _rid();
         if (_machine.DmaMemoryFor(rid) is { } memory)
         {
+            _firstHost = address;   // the function's own memory (a VM's): its addresses are not translated here
             var r = write ? memory.Write(address, src) : memory.Read(address, dst);
             // As for RAM: a read nobody backs completes UR to the requester; a write is posted.
             if (!r.Ok && !write) _onUnsupported?.Invoke();
@@ -112,6 +122,7 @@ public sealed class DmaPort
                 return new DmaResult(DmaStatus.TranslationFault, done, t.FaultReason, iova);
             }
             int chunk = (int)Math.Min((ulong)(length - done), Math.Max(1UL, t.Contiguous));
+            if (done == 0) _firstHost = t.Address;
             if (!ram.Contains(t.Address, (ulong)chunk))
             {
                 if (!write) _onUnsupported?.Invoke();

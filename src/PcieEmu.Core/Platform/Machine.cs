@@ -2,6 +2,7 @@ using PcieEmu.Core.AddressSpace;
 using PcieEmu.Core.Config;
 using PcieEmu.Core.Config.Capabilities;
 using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Events;
 using PcieEmu.Core.Interrupts;
 using PcieEmu.Core.Iommu;
 using PcieEmu.Core.Memory;
@@ -37,7 +38,8 @@ public sealed partial class Machine : IDisposable
         Options = options ?? new MachineOptions();
         Options.Validate();
         Time = time ?? TimeProvider.System;
-        Interrupts = new InterruptHub(Time);
+        Events = new EventBus(Time);
+        Interrupts = new InterruptHub(Events);
         Ram = new HostRam(Options.RamFilePath ?? HostRam.DefaultPath(), Options.RamSize, Options.KeepRamFile);
         Iommu = new VtdUnit(this);
         Remapper = Iommu;
@@ -58,7 +60,9 @@ public sealed partial class Machine : IDisposable
     public Lock SyncRoot { get; } = new();
     /// <summary>Host RAM.</summary>
     public HostRam Ram { get; }
-    /// <summary>Interrupt fan-out.</summary>
+    /// <summary>The event path: every transaction, published to subscribers that never stall the machine.</summary>
+    public EventBus Events { get; }
+    /// <summary>Interrupt stream (a view of <see cref="Events"/>).</summary>
     public InterruptHub Interrupts { get; }
     /// <summary>The DMA remapping unit every DMA goes through (identity while none is present).</summary>
     public IDmaRemapper Remapper { get; set; } = IdentityRemapper.Instance;
@@ -116,9 +120,10 @@ public sealed partial class Machine : IDisposable
         lock (SyncRoot)
         {
             var f = RouteConfig(rid);
-            if (f != null) return new ReadResult(CompletionStatus.Successful, f.ReadConfig(offset, width));
-            NoteConfigUnsupported(rid);
-            return ReadResult.Unsupported(width);
+            var r = f != null ? new ReadResult(CompletionStatus.Successful, f.ReadConfig(offset, width)) : ReadResult.Unsupported(width);
+            if (f == null) NoteConfigUnsupported(rid);
+            if (Events.Wants(EventKind.Config)) MachineTrace.Config(this, f, rid, write: false, offset, width, (uint)r.Value, r.Status);
+            return r;
         }
     }
 
@@ -131,7 +136,15 @@ public sealed partial class Machine : IDisposable
         lock (SyncRoot)
         {
             var f = RouteConfig(rid);
-            if (f == null) { NoteConfigUnsupported(rid); return CompletionStatus.UnsupportedRequest; }
+            bool trace = Events.Wants(EventKind.Config);
+            if (f == null)
+            {
+                NoteConfigUnsupported(rid);
+                if (trace) MachineTrace.Config(this, null, rid, write: true, offset, width, value, CompletionStatus.UnsupportedRequest);
+                return CompletionStatus.UnsupportedRequest;
+            }
+            // Published before the write takes effect, so its consequences (VFs appearing, an FLR) follow it.
+            if (trace) MachineTrace.Config(this, f, rid, write: true, offset, width, value, CompletionStatus.Successful);
             f.WriteConfig(offset, width, value);
             return CompletionStatus.Successful;
         }
@@ -249,7 +262,12 @@ public sealed partial class Machine : IDisposable
         {
             if (Ram.Contains(address, (ulong)width))
                 return new ReadResult(CompletionStatus.Successful, ReadLe(Ram.GetSpan(address, width)));
-            if (TryDecodeMemory(address, width, out var d)) return new ReadResult(CompletionStatus.Successful, d.Region.Read(d.Offset, width));
+            if (TryDecodeMemory(address, width, out var d))
+            {
+                ulong v = d.Region.Read(d.Offset, width);
+                if (Events.Wants(EventKind.Mmio)) MachineTrace.Mmio(this, write: false, address, width, v, 0, d);
+                return new ReadResult(CompletionStatus.Successful, v);
+            }
             // A read the port forwarded that no function claimed completes UR on its secondary side.
             if (_rootPort.ForwardsMemory(address)) _rootPort.RecordSecondaryMasterAbort();
             return ReadResult.Unsupported(width);
@@ -270,6 +288,8 @@ public sealed partial class Machine : IDisposable
                 return CompletionStatus.Successful;
             }
             if (!TryDecodeMemory(address, width, out var d)) return CompletionStatus.UnsupportedRequest;
+            // Published before the write takes effect, so what it starts (a doorbell's DMA) follows it.
+            if (Events.Wants(EventKind.Mmio)) MachineTrace.Mmio(this, write: true, address, width, value, MachineTrace.StoredValue(d), d);
             d.Region.Write(d.Offset, width, value);
             return CompletionStatus.Successful;
         }
@@ -372,6 +392,7 @@ public sealed partial class Machine : IDisposable
             BuildTopology();
             Ram.Clear();
             PlatformReset?.Invoke();
+            if (Events.Wants(EventKind.Lifecycle)) Events.Publish(new LifecycleEvent(0, LifecycleChange.PlatformReset, "machine"));
             if (Options.FirmwareEnumeration) Firmware.Enumerate(this);
         }
     }

@@ -15,9 +15,10 @@ public readonly record struct RegisterEntry(uint Offset, string Name, Register R
 /// accesses, low dword first. Offsets with no register read 0 and ignore writes. Side effects
 /// are wired by register name (<see cref="OnWrite"/>, <see cref="OnRead"/>).
 /// </summary>
-public sealed class RegisterFile : IMmioRegion
+public sealed class RegisterFile : IMmioRegion, INamedRegion
 {
     private readonly Register?[] _map;
+    private readonly string?[] _names;
     private readonly Dictionary<string, Register> _byName = new(StringComparer.Ordinal);
     private readonly List<RegisterEntry> _entries = [];
     private readonly List<Register> _own = [];
@@ -29,6 +30,7 @@ public sealed class RegisterFile : IMmioRegion
         Name = name;
         Size = size;
         _map = new Register?[size / 4];
+        _names = new string?[size / 4];
         var list = specs.ToList();
         foreach (var s in list) Add(new Register(s), s.Offset, s.Name, alias: false);
         foreach (var r in _own)
@@ -54,6 +56,9 @@ public sealed class RegisterFile : IMmioRegion
     /// <summary>The register at <paramref name="offset"/>, or null.</summary>
     public Register? At(uint offset) => offset < Size ? _map[offset >> 2] : null;
 
+    /// <summary>The name mapped at <paramref name="offset"/> (an alias's own name), or null.</summary>
+    public string? RegisterNameAt(ulong offset) => offset < Size ? _names[offset >> 2] : null;
+
     /// <summary>Maps <paramref name="register"/> (declared in this or another file) at <paramref name="offset"/> under <paramref name="name"/>.</summary>
     public void Alias(uint offset, string name, Register register) => Add(register, offset, name, alias: true);
 
@@ -63,6 +68,7 @@ public sealed class RegisterFile : IMmioRegion
         if (_map[offset >> 2] is { } other) throw new ArgumentException($"{Name}: {name} at 0x{offset:X} collides with {other.Name}", nameof(offset));
         if (!_byName.TryAdd(name, r)) throw new ArgumentException($"{Name}: duplicate register name {name}", nameof(name));
         _map[offset >> 2] = r;
+        _names[offset >> 2] = name;
         _entries.Add(new RegisterEntry(offset, name, r, alias));
         if (!alias) _own.Add(r);
     }

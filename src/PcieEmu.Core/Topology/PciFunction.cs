@@ -82,6 +82,8 @@ public abstract class PciFunction
     /// <summary>Function Level Reset: config space and function state back to reset values.</summary>
     public virtual void FunctionLevelReset()
     {
+        if (Machine.Events.Wants(Events.EventKind.Lifecycle))
+            Machine.Events.Publish(new Events.LifecycleEvent(Rid, Events.LifecycleChange.FunctionLevelReset, Name));
         Config.RestoreReset();
         foreach (var c in Capabilities) c.OnReset();
         MsixTable?.Reset();

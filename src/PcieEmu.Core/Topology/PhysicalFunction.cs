@@ -54,11 +54,15 @@ public abstract class PhysicalFunction : PciFunction, ISriovOwner
         _vfs.Clear();
         for (int i = 0; i < numVfs; i++) _vfs.Add(CreateVf(i));
         Machine.OnTopologyChanged();
+        if (Machine.Events.Wants(Events.EventKind.Lifecycle))
+            foreach (var vf in _vfs) Machine.Events.Publish(new Events.LifecycleEvent(vf.Rid, Events.LifecycleChange.VfAppeared, vf.Name));
     }
 
     void ISriovOwner.RemoveVfs()
     {
         foreach (var vf in _vfs) vf.OnRemoved();
+        if (Machine.Events.Wants(Events.EventKind.Lifecycle))
+            foreach (var vf in _vfs) Machine.Events.Publish(new Events.LifecycleEvent(vf.Rid, Events.LifecycleChange.VfVanished, vf.Name));
         _vfs.Clear();
         Machine.OnTopologyChanged();
     }

@@ -5,7 +5,7 @@ using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Server.Cli;
 
-/// <summary>The command tree: serve, lspci, setpci, bench.</summary>
+/// <summary>The command tree: serve, lspci, setpci, bench, conformance, trace.</summary>
 public static class Commands
 {
     /// <summary>Global option of the tools: the server to talk to.</summary>
@@ -37,6 +37,7 @@ public static class Commands
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(BenchVfioUserCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());
+        root.Subcommands.Add(TraceCommand.Create());
         return root;
     }
 
@@ -67,7 +68,8 @@ public static class Commands
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
         var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
         var vfioUser = new Option<string[]>("--vfio-user") { Description = "Serve a function over vfio-user, repeatable: BDF=SOCKET (e.g. 02:10.0=/tmp/pcie-emu/vf0.sock); see docs/vfio-user.md", AllowMultipleArgumentsPerToken = false };
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser };
+        var trace = new Option<string?>("--trace") { Description = "Record every transaction, decoded, to this file (see `pcie-emu trace --export`)" };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -92,6 +94,7 @@ public static class Commands
                 ConfigFile = parse.GetValue(config),
                 PcapDirectory = parse.GetValue(pcap),
                 VfioUser = parse.GetValue(vfioUser) ?? [],
+                TraceFile = parse.GetValue(trace) is { } tr ? Path.GetFullPath(tr) : null,
                 Overrides = overrides,
             };
             Microsoft.AspNetCore.Builder.WebApplication app;

@@ -72,6 +72,8 @@ public static class ServerHost
         builder.Services.AddSingleton<WireTap>();
         if (vfioUser.Count > 0)
             builder.Services.AddHostedService(sp => new PcieEmu.Server.VfioUser.VfioUserHost(sp.GetRequiredService<Machine>(), vfioUser, sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddSingleton<TraceSubscribers>();
+        builder.Services.AddSingleton<TraceRecording>();
         builder.Services.AddGrpc(o =>
         {
             // A maximal WriteMemory (or a Transact message of writes) plus its envelope must fit; anything larger is malformed.
@@ -108,6 +110,7 @@ public static class ServerHost
         app.MapGrpcService<InterruptGrpcService>();
         app.MapGrpcService<EthernetGrpcService>();
         app.MapGrpcService<IommuGrpcService>();
+        app.MapGrpcService<TraceGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
 
@@ -133,6 +136,7 @@ public static class ServerHost
         int functionCount = machine.EnumerateFunctions().Count;
         Log.MachineReady(logger, machine.Ram.Size, machine.Ram.Path, machineOptions.KeepRamFile, functionCount);
         app.Services.GetRequiredService<WireTap>();   // attach to the ports (and open pcap files) now
+        app.Services.GetRequiredService<TraceRecording>();   // start --trace recording now
         lifetime.ApplicationStopped.Register(() =>
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
         tokenGuard.Attach(app, logger, lifetime);   // writes the token file; its check runs before every endpoint

@@ -27,6 +27,10 @@ public sealed class LimitsOptions
     public int CaptureQueueCapacity { get; set; } = 4096;
     /// <summary>Largest number of concurrent CaptureFrames subscribers.</summary>
     public int MaxCaptureSubscribers { get; set; } = 16;
+    /// <summary>Events each trace subscriber may have queued before it loses events (and gets a gap event).</summary>
+    public int TraceQueueCapacity { get; set; } = 8192;
+    /// <summary>Largest number of concurrent trace subscribers.</summary>
+    public int MaxTraceSubscribers { get; set; } = 16;
 
     /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public void Validate()
@@ -37,6 +41,8 @@ public sealed class LimitsOptions
         if (MaxInterruptSubscribers is < 1 or > 4096) throw new ArgumentException("MaxInterruptSubscribers must be 1..4096", nameof(MaxInterruptSubscribers));
         if (CaptureQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("CaptureQueueCapacity must be 1..1048576", nameof(CaptureQueueCapacity));
         if (MaxCaptureSubscribers is < 1 or > 1024) throw new ArgumentException("MaxCaptureSubscribers must be 1..1024", nameof(MaxCaptureSubscribers));
+        if (TraceQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("TraceQueueCapacity must be 1..1048576", nameof(TraceQueueCapacity));
+        if (MaxTraceSubscribers is < 1 or > 1024) throw new ArgumentException("MaxTraceSubscribers must be 1..1024", nameof(MaxTraceSubscribers));
     }
 }
 
@@ -59,6 +65,8 @@ public sealed class ServeSettings
     public string? PcapDirectory { get; init; }
     /// <summary>Functions served over vfio-user: <c>BDF=SOCKET</c> each (e.g. <c>02:10.0=/tmp/pcie-emu/vf0.sock</c>).</summary>
     public IList<string> VfioUser { get; init; } = [];
+    /// <summary>File to record the trace to (--trace), or null.</summary>
+    public string? TraceFile { get; init; }
     /// <summary>Configuration keys set from the command line (highest precedence), e.g. "Machine:RamSize".</summary>
     public IDictionary<string, string?> Overrides { get; init; } = new Dictionary<string, string?>();
     /// <summary>Read appsettings.json next to the executable (tests turn it off).</summary>

@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Events;
 using PcieEmu.Core.Platform;
 using PcieEmu.Server.Hosting;
 
@@ -15,8 +16,9 @@ public sealed class CaptureOverflowException(long missed) : Exception($"capture 
 
 /// <summary>
 /// The wire of each NIC port, seen from outside: frames injected from the link partner and frames
-/// the ports transmit. Fans transmitted frames out to capture subscribers through bounded queues
-/// (never blocking the machine; an overflowing subscriber is cut off) and, with --pcap DIR, writes
+/// the ports transmit. Capture subscribers are views of the machine's event path (frames to the
+/// wire of one port; bounded queues that never block the machine; an overflowing subscriber is
+/// cut off) and, with --pcap DIR, this writes
 /// both directions of each port to DIR/pcie-emu-port&lt;N&gt;.pcap. Follows the ports across platform
 /// resets (which rebuild them).
 /// </summary>
@@ -24,8 +26,7 @@ public sealed class WireTap : IDisposable
 {
     private readonly Machine _machine;
     private readonly PcapWriter?[] _pcap;
-    private readonly Lock _lock = new();
-    private Subscription[] _subs = [];
+    private int _subscribers;
 
     /// <summary>Attaches to the machine's ports; opens pcap files when a capture directory is set.</summary>
     public WireTap(Machine machine, ServeSettings settings, ILogger<WireTap> logger)
@@ -59,11 +60,10 @@ public sealed class WireTap : IDisposable
         }
     }
 
-    // Under the machine lock: write the pcap record and offer to subscribers; never wait.
+    // Under the machine lock: write the pcap record; never wait.
     private void OnTransmitted(WireFrame frame)
     {
         if ((uint)frame.Port < (uint)_pcap.Length) _pcap[frame.Port]?.Write(frame);
-        foreach (var s in Volatile.Read(ref _subs)) s.Offer(frame);
     }
 
     /// <summary>Delivers <paramref name="data"/> to port <paramref name="port"/>'s receiver; returns the
@@ -84,18 +84,15 @@ public sealed class WireTap : IDisposable
     /// <summary>Subscribes to frames transmitted by <paramref name="port"/>; null when <paramref name="max"/> subscribers exist.</summary>
     public Subscription? TrySubscribe(int port, int capacity, int max)
     {
-        var sub = new Subscription(this, port, capacity);
-        lock (_lock)
+        if (Interlocked.Increment(ref _subscribers) > max)
         {
-            if (_subs.Length >= max) return null;
-            _subs = [.. _subs, sub];
+            Interlocked.Decrement(ref _subscribers);
+            return null;
         }
-        return sub;
-    }
-
-    private void Remove(Subscription sub)
-    {
-        lock (_lock) _subs = [.. _subs.Where(s => s != sub)];
+        var inner = _machine.Events.Subscribe(EventKinds.Frame,
+            e => e is FrameEvent { Direction: FrameDirection.ToWire } f && f.Frame.Port == port ? f.Frame : null,
+            capacity, OverflowPolicy.CutOff, cutOff: static n => new CaptureOverflowException(n));
+        return new Subscription(this, inner);
     }
 
     /// <summary>Flushes and closes the pcap files.</summary>
@@ -109,42 +106,30 @@ public sealed class WireTap : IDisposable
         }
     }
 
-    /// <summary>One capture subscriber's bounded queue.</summary>
+    /// <summary>One capture subscriber's bounded queue (a view of the event path).</summary>
     public sealed class Subscription : IDisposable
     {
         private readonly WireTap _tap;
-        private readonly int _port;
-        private readonly Channel<WireFrame> _channel;
-        private long _missed;
-        private int _closed;
+        private readonly EventSubscription<WireFrame> _inner;
+        private int _disposed;
 
-        internal Subscription(WireTap tap, int port, int capacity)
+        internal Subscription(WireTap tap, EventSubscription<WireFrame> inner)
         {
             _tap = tap;
-            _port = port;
-            _channel = Channel.CreateBounded<WireFrame>(new BoundedChannelOptions(capacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+            _inner = inner;
         }
 
         /// <summary>Frames in order; completes with <see cref="CaptureOverflowException"/> on overflow.</summary>
-        public ChannelReader<WireFrame> Reader => _channel.Reader;
+        public ChannelReader<WireFrame> Reader => _inner.Reader;
         /// <summary>Frames missed.</summary>
-        public long Missed => Interlocked.Read(ref _missed);
-
-        internal void Offer(WireFrame frame)
-        {
-            if (frame.Port != _port) return;
-            if (Volatile.Read(ref _closed) != 0) { Interlocked.Increment(ref _missed); return; }
-            if (_channel.Writer.TryWrite(frame)) return;
-            Interlocked.Increment(ref _missed);
-            if (Interlocked.Exchange(ref _closed, 1) == 0) _channel.Writer.TryComplete(new CaptureOverflowException(Missed));
-        }
+        public long Missed => _inner.Missed;
 
         /// <summary>Stops the subscription.</summary>
         public void Dispose()
         {
-            Interlocked.Exchange(ref _closed, 1);
-            _channel.Writer.TryComplete();
-            _tap.Remove(this);
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            _inner.Dispose();
+            Interlocked.Decrement(ref _tap._subscribers);
         }
     }
 }

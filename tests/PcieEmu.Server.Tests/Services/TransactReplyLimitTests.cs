@@ -7,6 +7,8 @@ using PcieEmu.Server.Hosting;
 namespace PcieEmu.Server.Tests.Services;
 
 /// <summary>Issue 9, defects 1 and 8: one Transact message cannot ask for an unbounded reply; the documented maximum fits a default client.</summary>
+/// Alone (no other test runs meanwhile): one test measures the process's allocations while the server refuses.
+[Collection("allocations")]
 public sealed class TransactReplyLimitTests
 {
     private static GrpcChannel DefaultChannel(TestServer s) =>
@@ -83,3 +85,6 @@ public sealed class TransactReplyLimitTests
         s.AssertNoErrors();
     }
 }
+
+[CollectionDefinition("allocations", DisableParallelization = true)]
+public sealed class AllocationsCollection;

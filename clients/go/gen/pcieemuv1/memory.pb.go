@@ -28,7 +28,8 @@ type ReadMemoryRequest struct {
 
 	// Physical address of the first byte (any alignment).
 	Address uint64 `protobuf:"varint,1,opt,name=address,proto3" json:"address,omitempty"`
-	// Number of bytes, 0 to 4194304 (4 MiB).
+	// Number of bytes, 0 to limits.max_memory_transfer (at most 4128768 = 4 MiB - 64 KiB, so the
+	// reply fits a default client's 4 MiB receive limit).
 	Length uint32 `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 }
 
@@ -135,7 +136,7 @@ type WriteMemoryRequest struct {
 
 	// Physical address of the first byte (any alignment).
 	Address uint64 `protobuf:"varint,1,opt,name=address,proto3" json:"address,omitempty"`
-	// Bytes to write, at most 4194304 (4 MiB).
+	// Bytes to write, at most limits.max_memory_transfer (4128768 by default).
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 }
 

@@ -17,10 +17,10 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type MemoryServiceClient interface {
-	// Reads `length` bytes. Errors: INVALID_ARGUMENT if length is over the limit (4 MiB);
+	// Reads `length` bytes. Errors: INVALID_ARGUMENT if length is over the limit (limits.max_memory_transfer, 4128768 by default);
 	// OUT_OF_RANGE if any byte lies outside RAM.
 	ReadMemory(ctx context.Context, in *ReadMemoryRequest, opts ...grpc.CallOption) (*ReadMemoryResponse, error)
-	// Writes `data`. Errors: INVALID_ARGUMENT if data is over the limit (4 MiB);
+	// Writes `data`. Errors: INVALID_ARGUMENT if data is over the limit (limits.max_memory_transfer, 4128768 by default);
 	// OUT_OF_RANGE if any byte lies outside RAM (nothing is written then).
 	WriteMemory(ctx context.Context, in *WriteMemoryRequest, opts ...grpc.CallOption) (*WriteMemoryResponse, error)
 }
@@ -55,10 +55,10 @@ func (c *memoryServiceClient) WriteMemory(ctx context.Context, in *WriteMemoryRe
 // All implementations must embed UnimplementedMemoryServiceServer
 // for forward compatibility
 type MemoryServiceServer interface {
-	// Reads `length` bytes. Errors: INVALID_ARGUMENT if length is over the limit (4 MiB);
+	// Reads `length` bytes. Errors: INVALID_ARGUMENT if length is over the limit (limits.max_memory_transfer, 4128768 by default);
 	// OUT_OF_RANGE if any byte lies outside RAM.
 	ReadMemory(context.Context, *ReadMemoryRequest) (*ReadMemoryResponse, error)
-	// Writes `data`. Errors: INVALID_ARGUMENT if data is over the limit (4 MiB);
+	// Writes `data`. Errors: INVALID_ARGUMENT if data is over the limit (limits.max_memory_transfer, 4128768 by default);
 	// OUT_OF_RANGE if any byte lies outside RAM (nothing is written then).
 	WriteMemory(context.Context, *WriteMemoryRequest) (*WriteMemoryResponse, error)
 	mustEmbedUnimplementedMemoryServiceServer()

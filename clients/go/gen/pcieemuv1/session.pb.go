@@ -703,7 +703,7 @@ type MemoryReadOp struct {
 
 	// Physical address of the first byte.
 	Address uint64 `protobuf:"varint,1,opt,name=address,proto3" json:"address,omitempty"`
-	// Bytes to read, at most 4 MiB.
+	// Bytes to read, at most limits.max_memory_transfer (4128768), also in total over one message.
 	Length uint32 `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 }
 
@@ -761,7 +761,7 @@ type MemoryWriteOp struct {
 
 	// Physical address of the first byte.
 	Address uint64 `protobuf:"varint,1,opt,name=address,proto3" json:"address,omitempty"`
-	// Bytes to write, at most 4 MiB.
+	// Bytes to write, at most limits.max_memory_transfer (4128768).
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// Ask for a completion (status SUCCESSFUL) once written.
 	Ack bool `protobuf:"varint,3,opt,name=ack,proto3" json:"ack,omitempty"`

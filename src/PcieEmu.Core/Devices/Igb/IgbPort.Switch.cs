@@ -71,6 +71,7 @@ public sealed partial class IgbPort
         bool srcIsVf = src < ActiveVfs && source.IsVirtual;
         uint octets = (uint)frame.Length + 4;
         bool local = false, wire = true;
+        uint took = 0;
         // MAC anti-spoofing (DTXSWC bit per pool): a VF may only send from a MAC the PF gave its pool.
         if (srcIsVf && VmdqEnabled && (_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
         {
@@ -83,7 +84,7 @@ public sealed partial class IgbPort
             if (bcast || mcast)
             {
                 for (int p = 0; p < Pools; p++)
-                    if (p != src && PoolAcceptsGroup(p, bcast, frame)) local |= ReceivePool(p, frame, fromWire: false);
+                    if (p != src && PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: false)) { local = true; took |= 1u << p; }
             }
             else
             {
@@ -92,7 +93,7 @@ public sealed partial class IgbPort
                 {
                     wire = false;
                     for (int p = 0; p < Pools; p++)
-                        if ((pools & (1u << p)) != 0 && PoolReceives(p, frame)) local |= ReceivePool(p, frame, fromWire: false);
+                        if ((pools & (1u << p)) != 0 && PoolReceives(p, frame) && ReceivePool(p, frame, fromWire: false)) { local = true; took |= 1u << p; }
                 }
             }
         }
@@ -102,7 +103,13 @@ public sealed partial class IgbPort
             Inc(v, "GPTC"); Inc(v, "GOTC", octets);
             if (local) { Inc(v, "GPTLBC"); Inc(v, "GOTLBC", octets); }
         }
+        var bus = _pf.Machine.Events;
+        bool trace = bus.Wants(Events.EventKind.Frame);
+        WireFrame? copy = null;
+        if (trace && local)
+            bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.Switched, copy = ToWireFrame(frame), q, took));
         if (!wire) return;
+        if (trace) bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.ToWire, copy ?? ToWireFrame(frame), q, 0));
         _gptc.Value++;
         Add64(_gotcl, _gotch, octets);
         var handler = FrameTransmitted;
@@ -182,6 +189,13 @@ public sealed partial class IgbPort
     {
         if (frame.Length is < MinFrameSize or > MaxFrameSize)
             throw new ArgumentException($"frame must be {MinFrameSize}..{MaxFrameSize} bytes (was {frame.Length})", nameof(frame));
-        lock (_pf.Machine.SyncRoot) return FromWire(frame);
+        lock (_pf.Machine.SyncRoot)
+        {
+            var bus = _pf.Machine.Events;
+            if (bus.Wants(Events.EventKind.Frame)) bus.Publish(new Events.FrameEvent(_pf.Rid, Events.FrameDirection.FromWire, ToWireFrame(frame), -1, 0));
+            return FromWire(frame);
+        }
     }
+
+    private WireFrame ToWireFrame(ReadOnlySpan<byte> frame) => new(PortNumber, frame.ToArray(), (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100);
 }

@@ -7,9 +7,9 @@ anything when imported.
     /usr/bin/python3 clients/python/codegen.py            # into clients/python/src (when a .proto changed)
     /usr/bin/python3 clients/python/codegen.py --force    # regenerate unconditionally
 
-Tools: protoc (Debian protobuf-compiler; its ``--pyi_out`` writes the message stubs),
-grpc_python_plugin (protobuf-compiler-grpc) and protoc-gen-mypy_grpc (mypy-protobuf) for the
-service stubs' .pyi; or python3-grpc-tools in place of protoc + grpc_python_plugin.
+Tools: protoc (Debian protobuf-compiler), grpc_python_plugin (protobuf-compiler-grpc), and
+mypy-protobuf's protoc-gen-mypy / protoc-gen-mypy_grpc for the .pyi stubs of the messages and
+the services; or python3-grpc-tools in place of protoc + grpc_python_plugin.
 """
 from __future__ import annotations
 
@@ -61,10 +61,11 @@ def digest(files: List[Path]) -> str:
 
 def _command(root: Path, files: List[Path], out: Path) -> List[str]:
     rel = [str(f.relative_to(root)) for f in files]
-    mypy_grpc = shutil.which("protoc-gen-mypy_grpc")
-    if not mypy_grpc:
-        raise CodegenError("protoc-gen-mypy_grpc is missing (apt-get install mypy-protobuf): it writes the service stubs' .pyi")
-    outs = [f"-I{root}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}",
+    mypy, mypy_grpc = shutil.which("protoc-gen-mypy"), shutil.which("protoc-gen-mypy_grpc")
+    if not (mypy and mypy_grpc):
+        raise CodegenError("protoc-gen-mypy / protoc-gen-mypy_grpc are missing (apt-get install mypy-protobuf): they write the .pyi stubs")
+    outs = [f"-I{root}", f"--python_out={out}", f"--grpc_python_out={out}",
+            f"--plugin=protoc-gen-mypy={mypy}", f"--mypy_out={out}",
             f"--plugin=protoc-gen-mypy_grpc={mypy_grpc}", f"--mypy_grpc_out={out}"]
     protoc, plugin = shutil.which("protoc"), shutil.which("grpc_python_plugin")
     if protoc and plugin:

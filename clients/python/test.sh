@@ -25,6 +25,7 @@ missing=()
 "$PY" -c 'import setuptools, wheel' 2>/dev/null || missing+=(python3-setuptools python3-wheel)
 "$PY" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v protoc-gen-mypy_grpc >/dev/null || missing+=(mypy-protobuf)
+"$PY" -m mypy --version >/dev/null 2>&1 || missing+=(mypy)
 if ! "$PY" -c 'import grpc_tools' 2>/dev/null; then
   command -v protoc >/dev/null || missing+=(protobuf-compiler)
   command -v grpc_python_plugin >/dev/null || missing+=(protobuf-compiler-grpc)

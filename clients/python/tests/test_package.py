@@ -55,6 +55,22 @@ print(json.dumps(out))
 '''
 
 
+TYPED = '''
+import pcieemu, pcieemu.aio
+from pcieemu import pb
+
+
+def blocking(emu: pcieemu.Client) -> int:
+    req = pb.config_pb2.ReadConfigRequest(rid=1, offset=0, width=4)
+    wrong: str = req.rid
+    return emu.config_read("01:00.0", 0, 4).value
+
+
+async def asynchronous(emu: pcieemu.aio.AsyncClient) -> str:
+    return await emu.cfg_read32("01:00.0", 0)
+'''
+
+
 def _files(root: Path):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
@@ -116,6 +132,17 @@ def test_consumer_project_installs_uses_and_uninstalls_the_wheel(wheel):
         assert out["unix_functions"] == 4 and out["unix_pcie_cap"] == 0xA0
         assert (out["unix_ram"], out["unix_ram_mapped"]) == ("consumer", True)
         assert _files(site) == installed, "running the package wrote into site-packages"
+
+        # Typed: mypy, seeing only the installed package (py.typed, the .pyi of pcieemu.v1), finds
+        # exactly the two mistakes (an int field into a str, an awaited int returned as str).
+        (project / "typed.py").write_text(TYPED)
+        r = subprocess.run([sys.executable, "-m", "mypy", "--python-executable", str(py), "--no-incremental",
+                            "--ignore-missing-imports", "typed.py"], cwd=project, env=env, capture_output=True,
+                           text=True, timeout=300)
+        errors = [line for line in r.stdout.splitlines() if ": error:" in line]
+        assert len(errors) == 2, r.stdout + r.stderr
+        assert "typed.py:8:" in errors[0] and 'expression has type "int", variable has type "str"' in errors[0]
+        assert "typed.py:13:" in errors[1] and 'got "int", expected "str"' in errors[1]
 
         r = subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "pcieemu"], capture_output=True, text=True,
                            timeout=120)

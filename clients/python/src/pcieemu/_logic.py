@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, List, Optional, Tuple, TypeVar
+from typing import Any, Coroutine, List, Optional, Set, Tuple, TypeVar
 
 from . import regs
 from .bdf import Bdf, RidLike, to_rid
@@ -76,7 +76,7 @@ async def capabilities(c, rid: RidLike) -> List[Tuple[int, int]]:
     if not await _r(c, rid, regs.STATUS, 2) & regs.STATUS_CAP_LIST:
         return caps
     ptr = await _r(c, rid, regs.CAPABILITIES_POINTER, 1) & 0xFC
-    seen = set()
+    seen: Set[int] = set()
     while ptr >= 0x40 and ptr not in seen and len(seen) < 48:
         seen.add(ptr)
         header = await _r(c, rid, ptr, 2)
@@ -91,7 +91,7 @@ async def ext_capabilities(c, rid: RidLike) -> List[Tuple[int, int, int]]:
     """(id, version, offset) of each extended capability, from 0x100."""
     rid = to_rid(rid)
     caps: List[Tuple[int, int, int]] = []
-    ptr, seen = 0x100, set()
+    ptr, seen = 0x100, set()  # type: Tuple[int, Set[int]]
     while ptr >= 0x100 and ptr not in seen and len(seen) < 960:
         seen.add(ptr)
         r = await c.config_read(rid, ptr, 4)

@@ -27,7 +27,7 @@ import grpc.aio
 
 from . import _logic, pb
 from .bdf import RidLike, to_rid
-from .client import DEFAULT_TIMEOUT, ConfigRead, ServerError, open_channel
+from .client import DEFAULT_TIMEOUT, ChannelOwner, ConfigRead, ServerError
 from .ram import RamView, map_region
 from .session import _END, SessionBase, SessionError, take_batch, transact_request
 from ._logic import SriovState
@@ -35,14 +35,14 @@ from ._logic import SriovState
 __all__ = ["AsyncClient", "AsyncRamView", "AsyncSession", "AsyncStreamSubscription", "connect"]
 
 
-class AsyncClient:
+class AsyncClient(ChannelOwner):
     """One grpc.aio channel to a PcieEmu server; every call is a coroutine. Use ``async with``
     (or ``await close()``)."""
 
     def __init__(self, target: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
                  token: Optional[str] = None, token_file: Optional[str] = None):
-        self.channel = open_channel(self, target, timeout, token, token_file,
-                                    lambda gt, options, _bearer: grpc.aio.insecure_channel(gt, options=options))
+        self.channel = self._open(target, timeout, token, token_file,
+                                  lambda gt, options, _bearer: grpc.aio.insecure_channel(gt, options=options))
 
     # -- lifetime ---------------------------------------------------------------------------
     async def wait_ready(self, timeout: float = 10.0) -> "AsyncClient":

@@ -5,7 +5,7 @@ import getpass
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import grpc
 
@@ -163,33 +163,44 @@ class ConfigRead:
         return pb.status_name(self.status)
 
 
-def open_channel(self, target: Optional[str], timeout: float, token: Optional[str], token_file: Optional[str], make_channel):
-    """Resolves the target and token, opens the channel with ``make_channel(grpc_target, options,
-    bearer)`` and sets ``self``'s target, flags and stubs: the part Client and pcieemu.aio.AsyncClient share."""
-    self.target = target or default_target()
-    gt, is_unix = grpc_target(self.target)
-    options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
-    if is_unix:
-        options.append(("grpc.default_authority", "localhost"))
-    self.is_unix = is_unix
-    self.is_local = is_unix or gt.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
-    self.timeout = timeout
-    bearer = None if is_unix else resolve_token(token, token_file)
-    self.has_token = bearer is not None
-    self._metadata = (("authorization", "Bearer " + bearer),) if bearer else None
-    channel = make_channel(gt, options, bearer)
-    self.platform_stub = pb.platform_pb2_grpc.PlatformServiceStub(channel)
-    self.config_stub = pb.config_pb2_grpc.ConfigServiceStub(channel)
-    self.mmio_stub = pb.mmio_pb2_grpc.MmioServiceStub(channel)
-    self.memory_stub = pb.memory_pb2_grpc.MemoryServiceStub(channel)
-    self.session_stub = pb.session_pb2_grpc.SessionServiceStub(channel)
-    self.interrupt_stub = pb.interrupt_pb2_grpc.InterruptServiceStub(channel)
-    self.ethernet_stub = pb.ethernet_pb2_grpc.EthernetServiceStub(channel)
-    self.iommu_stub = pb.iommu_pb2_grpc.IommuServiceStub(channel)
-    return channel
+class ChannelOwner:
+    """What Client and pcieemu.aio.AsyncClient share: the target, flags, default deadline and stubs."""
+
+    target: str
+    is_unix: bool
+    is_local: bool
+    timeout: float
+    has_token: bool
+    _metadata: Optional[Tuple[Tuple[str, str], ...]]
+
+    def _open(self, target: Optional[str], timeout: float, token: Optional[str], token_file: Optional[str],
+              make_channel: Callable[[str, List[Tuple[str, Any]], Optional[str]], Any]) -> Any:
+        """Resolves the target and token, opens the channel with ``make_channel(grpc_target, options,
+        bearer)`` and sets ``self``'s target, flags and stubs: the part Client and pcieemu.aio.AsyncClient share."""
+        self.target = target or default_target()
+        gt, is_unix = grpc_target(self.target)
+        options: List[Tuple[str, Any]] = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        if is_unix:
+            options.append(("grpc.default_authority", "localhost"))
+        self.is_unix = is_unix
+        self.is_local = is_unix or gt.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+        self.timeout = timeout
+        bearer = None if is_unix else resolve_token(token, token_file)
+        self.has_token = bearer is not None
+        self._metadata = (("authorization", "Bearer " + bearer),) if bearer else None
+        channel = make_channel(gt, options, bearer)
+        self.platform_stub = pb.platform_pb2_grpc.PlatformServiceStub(channel)
+        self.config_stub = pb.config_pb2_grpc.ConfigServiceStub(channel)
+        self.mmio_stub = pb.mmio_pb2_grpc.MmioServiceStub(channel)
+        self.memory_stub = pb.memory_pb2_grpc.MemoryServiceStub(channel)
+        self.session_stub = pb.session_pb2_grpc.SessionServiceStub(channel)
+        self.interrupt_stub = pb.interrupt_pb2_grpc.InterruptServiceStub(channel)
+        self.ethernet_stub = pb.ethernet_pb2_grpc.EthernetServiceStub(channel)
+        self.iommu_stub = pb.iommu_pb2_grpc.IommuServiceStub(channel)
+        return channel
 
 
-class Client:
+class Client(ChannelOwner):
     """One channel to a PcieEmu server and typed helpers over every service.
 
     Errors from the server are raised as :class:`ServerError`; completion statuses (UR, CA) are
@@ -203,7 +214,7 @@ class Client:
         default token file. A Unix socket needs none and is sent none. ``timeout`` is the deadline
         of each unary call in seconds (every call takes ``timeout=`` to override it; streams have
         none unless given one)."""
-        self.channel = open_channel(self, target, timeout, token, token_file,
+        self.channel = self._open(target, timeout, token, token_file,
                                   lambda gt, options, bearer: with_token(grpc.insecure_channel(gt, options=options), bearer))
 
     # -- lifetime ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import itertools
 import queue
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import grpc
 
@@ -47,7 +47,7 @@ class Completion:
         return f"Completion(tag={self.tag}, status={pb.status_name(self.status)}, value={self.value:#x})"
 
 
-def take_batch(first, get_nowait: Callable[[], Any], empty: type, limit: int) -> Tuple[List, bool]:
+def take_batch(first, get_nowait: Callable[[], Any], empty: Type[Exception], limit: int) -> Tuple[List, bool]:
     """``first`` and whatever else is queued now, up to ``limit`` transactions; True when the end
     marker was met (the stream must end after this batch)."""
     items = [first]

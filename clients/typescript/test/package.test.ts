@@ -63,6 +63,26 @@ const { PcieEmuClient, formatBdf } = require('pcieemu');
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
+// Type-checked against the installed package's .d.ts (ESM through "import", CJS through "require"):
+// exactly the three marked lines are errors.
+const TYPED_MTS = `import { connect, type CallOptions, type PciFunction } from 'pcieemu';
+const c = await connect('unix:///nonexistent', { waitMs: 0 });
+const o: CallOptions = { signal: new AbortController().signal, timeoutMs: 5 };
+const fns: PciFunction[] = await c.listFunctions(o);
+const id: number = await c.readConfig32(fns[0].rid, 0, o);
+const wrong: string = await c.readConfig32(0x100, 0); // error 1
+const esm: bigint = (await c.readMmio(0n, 4)).status; // error 2 (the type comes from lib/esm)
+export { id, wrong, esm };
+`;
+const TYPED_CTS = `import pcieemu = require('pcieemu');
+async function main(): Promise<bigint> {
+  const c = await pcieemu.PcieEmuClient.connect(undefined, { waitMs: 0 });
+  const r = await c.readMmio(0n, 4);
+  return r.status; // error 3 (the type comes from lib/cjs)
+}
+export = main;
+`;
+
 describe('packed tarball in a consumer project', { timeout: 600_000 }, () => {
   let tmp: string, srv: TestServer | undefined, project: string, runtime: string;
 
@@ -124,5 +144,19 @@ describe('packed tarball in a consumer project', { timeout: 600_000 }, () => {
     assert.deepEqual(cjs.ext, [0x0001, 0x0003, 0x000e, 0x0010]);
     assert.equal(cjs.timedOut, 4);             // DEADLINE_EXCEEDED
     assert.equal(cjs.tcpDevice, '01:00.0');
+  });
+
+  test('its type declarations serve ESM and CommonJS consumers', async () => {
+    writeFileSync(join(project, 'typed.mts'), TYPED_MTS);
+    writeFileSync(join(project, 'typed.cts'), TYPED_CTS);
+    const tsc = join(pkgDir, 'node_modules/typescript/bin/tsc');
+    const r = await run('node', [tsc, '--noEmit', '--strict', '--target', 'es2022', '--module', 'node16', '--moduleResolution', 'node16',
+      '--skipLibCheck', '--typeRoots', join(pkgDir, 'node_modules/@types'), '--types', 'node', 'typed.mts', 'typed.cts'],
+    { cwd: project, timeout: 120_000 }).then(() => ({ stdout: '' }), (e: { stdout: string }) => e);
+    const errors = r.stdout.split('\n').filter((l) => / error TS/.test(l));
+    assert.equal(errors.length, 3, r.stdout);
+    assert.match(errors[0], /^typed\.cts\(5,3\): error TS2322: Type '[^']*lib\/cjs\/[^']*CompletionStatus' is not assignable to type 'bigint'/);
+    assert.match(errors[1], /^typed\.mts\(6,7\): error TS2322: Type 'number' is not assignable to type 'string'/);
+    assert.match(errors[2], /^typed\.mts\(7,7\): error TS2322: Type '[^']*lib\/esm\/[^']*CompletionStatus' is not assignable to type 'bigint'/);
   });
 });

@@ -1,8 +1,7 @@
 /** The ordered Session stream: posted writes, non-posted reads, automatic batching. */
 import type * as grpc from '@grpc/grpc-js';
 import type { CompletionStatus } from './gen/pcieemu/v1/common.js';
-import { Transaction, TransactRequest } from './gen/pcieemu/v1/session.js';
-import type { Completion, TransactResponse } from './gen/pcieemu/v1/session.js';
+import type { Completion, Transaction, TransactRequest, TransactResponse } from './gen/pcieemu/v1/session.js';
 
 /** One completion from the stream. */
 export interface SessionCompletion {
@@ -13,8 +12,8 @@ export interface SessionCompletion {
   kind: string;
 }
 
-/** A transaction without its tag, as Transaction.fromPartial takes it (missing fields are defaults). */
-type TransactionInit = { [K in Exclude<keyof Transaction, 'tag'>]?: Partial<NonNullable<Transaction[K]>> };
+/** A transaction without its tag: one op with every field set (the encoder writes what it is given). */
+type TransactionInit = Omit<Transaction, 'tag'>;
 
 interface Pending { resolve: (c: SessionCompletion) => void; reject: (e: Error) => void }
 
@@ -63,7 +62,7 @@ export class Session {
     return this.issue({ config_read: { rid, offset, width } }, true);
   }
   configWrite(rid: number, offset: number, width: number, value: number): void {
-    this.issue({ config_write: { rid, offset, width, value: value >>> 0 } }, false);
+    this.issue({ config_write: { rid, offset, width, value: value >>> 0, ack: false } }, false);
   }
   configWriteAck(rid: number, offset: number, width: number, value: number): Promise<SessionCompletion> {
     return this.issue({ config_write: { rid, offset, width, value: value >>> 0, ack: true } }, true);
@@ -72,7 +71,7 @@ export class Session {
     return this.issue({ mmio_read: { address: address.toString(), width } }, true);
   }
   mmioWrite(address: bigint, width: number, value: bigint): void {
-    this.issue({ mmio_write: { address: address.toString(), width, value: value.toString() } }, false);
+    this.issue({ mmio_write: { address: address.toString(), width, value: value.toString(), ack: false } }, false);
   }
   mmioWriteAck(address: bigint, width: number, value: bigint): Promise<SessionCompletion> {
     return this.issue({ mmio_write: { address: address.toString(), width, value: value.toString(), ack: true } }, true);
@@ -81,7 +80,7 @@ export class Session {
     return this.issue({ memory_read: { address: address.toString(), length } }, true);
   }
   memoryWrite(address: bigint, data: Uint8Array): void {
-    this.issue({ memory_write: { address: address.toString(), data: Buffer.from(data) } }, false);
+    this.issue({ memory_write: { address: address.toString(), data: Buffer.from(data), ack: false } }, false);
   }
 
   /** Sends queued transactions now. */
@@ -90,7 +89,7 @@ export class Session {
     while (this.queue.length > 0) {
       const chunk = this.queue.splice(0, this.maxPerMessage);
       const [first, ...rest] = chunk;
-      this.call.write(TransactRequest.fromPartial({ ...first, batch: rest }));
+      this.call.write({ ...first, batch: rest });
     }
   }
 
@@ -113,7 +112,7 @@ export class Session {
       throw this.failure;
     }
     const tag = this.nextTag++;
-    this.queue.push(Transaction.fromPartial({ ...op, tag: tag.toString() }));
+    this.queue.push({ ...op, tag: tag.toString() });
     if (this.queue.length >= this.maxPerMessage) this.flush();
     else if (!this.scheduled) { this.scheduled = true; setImmediate(() => this.flush()); }
     if (wantsCompletion) return new Promise((resolve, reject) => this.pending.set(tag, { resolve, reject }));

@@ -463,8 +463,9 @@ export interface RamAccess {
   readonly direct: boolean;
   readonly base: bigint;
   readonly size: bigint;
-  read(address: bigint, length: number): Promise<Buffer>;
-  write(address: bigint, data: Uint8Array): Promise<void>;
+  /** `o` applies on the RPC path (the shared file needs no call). */
+  read(address: bigint, length: number, o?: CallOptions): Promise<Buffer>;
+  write(address: bigint, data: Uint8Array, o?: CallOptions): Promise<void>;
   close(): void;
 }
 
@@ -496,13 +497,13 @@ class FileRam implements RamAccess {
 class RpcRam implements RamAccess {
   readonly direct = false;
   constructor(private client: PcieEmuClient, readonly base: bigint, readonly size: bigint) {}
-  read(address: bigint, length: number): Promise<Buffer> {
+  read(address: bigint, length: number, o?: CallOptions): Promise<Buffer> {
     checkRange(this.base, this.size, address, length);
-    return this.client.readMemory(address, length);
+    return this.client.readMemory(address, length, o);
   }
-  async write(address: bigint, data: Uint8Array): Promise<void> {
+  async write(address: bigint, data: Uint8Array, o?: CallOptions): Promise<void> {
     checkRange(this.base, this.size, address, data.length);
-    await this.client.writeMemory(address, data);
+    await this.client.writeMemory(address, data, o);
   }
   close(): void {}
 }

@@ -92,23 +92,23 @@ class AsyncClient(ChannelOwner):
         req = pb.config_pb2.WriteConfigRequest(rid=to_rid(rid), offset=offset, width=width, value=value)
         return (await self._call(self.config_stub.WriteConfig, req, timeout)).status
 
-    async def cfg_read8(self, rid: RidLike, offset: int) -> int:
-        return (await self.config_read(rid, offset, 1)).value
+    async def cfg_read8(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return (await self.config_read(rid, offset, 1, timeout)).value
 
-    async def cfg_read16(self, rid: RidLike, offset: int) -> int:
-        return (await self.config_read(rid, offset, 2)).value
+    async def cfg_read16(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return (await self.config_read(rid, offset, 2, timeout)).value
 
-    async def cfg_read32(self, rid: RidLike, offset: int) -> int:
-        return (await self.config_read(rid, offset, 4)).value
+    async def cfg_read32(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return (await self.config_read(rid, offset, 4, timeout)).value
 
-    async def cfg_write8(self, rid: RidLike, offset: int, value: int) -> int:
-        return await self.config_write(rid, offset, 1, value)
+    async def cfg_write8(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return await self.config_write(rid, offset, 1, value, timeout)
 
-    async def cfg_write16(self, rid: RidLike, offset: int, value: int) -> int:
-        return await self.config_write(rid, offset, 2, value)
+    async def cfg_write16(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return await self.config_write(rid, offset, 2, value, timeout)
 
-    async def cfg_write32(self, rid: RidLike, offset: int, value: int) -> int:
-        return await self.config_write(rid, offset, 4, value)
+    async def cfg_write32(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return await self.config_write(rid, offset, 4, value, timeout)
 
     # -- capabilities -------------------------------------------------------------------------
     async def capabilities(self, rid: RidLike) -> List[Tuple[int, int]]:
@@ -143,11 +143,11 @@ class AsyncClient(ChannelOwner):
         req = pb.mmio_pb2.WriteMmioRequest(address=address, width=width, value=value)
         return (await self._call(self.mmio_stub.WriteMmio, req, timeout)).status
 
-    async def read32(self, address: int) -> int:
-        return (await self.mmio_read(address, 4)).value
+    async def read32(self, address: int, timeout: Optional[float] = None) -> int:
+        return (await self.mmio_read(address, 4, timeout)).value
 
-    async def write32(self, address: int, value: int) -> int:
-        return await self.mmio_write(address, 4, value)
+    async def write32(self, address: int, value: int, timeout: Optional[float] = None) -> int:
+        return await self.mmio_write(address, 4, value, timeout)
 
     # -- memory -----------------------------------------------------------------------------
     async def read_memory(self, address: int, length: int, timeout: Optional[float] = None) -> bytes:

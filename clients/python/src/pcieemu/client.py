@@ -263,23 +263,23 @@ class Client(ChannelOwner):
                           pb.config_pb2.WriteConfigRequest(rid=to_rid(rid), offset=offset, width=width, value=value),
                           timeout).status
 
-    def cfg_read8(self, rid: RidLike, offset: int) -> int:
-        return self.config_read(rid, offset, 1).value
+    def cfg_read8(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return self.config_read(rid, offset, 1, timeout).value
 
-    def cfg_read16(self, rid: RidLike, offset: int) -> int:
-        return self.config_read(rid, offset, 2).value
+    def cfg_read16(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return self.config_read(rid, offset, 2, timeout).value
 
-    def cfg_read32(self, rid: RidLike, offset: int) -> int:
-        return self.config_read(rid, offset, 4).value
+    def cfg_read32(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return self.config_read(rid, offset, 4, timeout).value
 
-    def cfg_write8(self, rid: RidLike, offset: int, value: int) -> int:
-        return self.config_write(rid, offset, 1, value)
+    def cfg_write8(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.config_write(rid, offset, 1, value, timeout)
 
-    def cfg_write16(self, rid: RidLike, offset: int, value: int) -> int:
-        return self.config_write(rid, offset, 2, value)
+    def cfg_write16(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.config_write(rid, offset, 2, value, timeout)
 
-    def cfg_write32(self, rid: RidLike, offset: int, value: int) -> int:
-        return self.config_write(rid, offset, 4, value)
+    def cfg_write32(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.config_write(rid, offset, 4, value, timeout)
 
     # -- capabilities (pcieemu._logic, shared with pcieemu.aio) --------------------------------
     def capabilities(self, rid: RidLike) -> Iterator[Tuple[int, int]]:
@@ -309,11 +309,11 @@ class Client(ChannelOwner):
         return self._call(self.mmio_stub.WriteMmio,
                           pb.mmio_pb2.WriteMmioRequest(address=address, width=width, value=value), timeout).status
 
-    def read32(self, address: int) -> int:
-        return self.mmio_read(address, 4).value
+    def read32(self, address: int, timeout: Optional[float] = None) -> int:
+        return self.mmio_read(address, 4, timeout).value
 
-    def write32(self, address: int, value: int) -> int:
-        return self.mmio_write(address, 4, value)
+    def write32(self, address: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.mmio_write(address, 4, value, timeout)
 
     # -- memory -----------------------------------------------------------------------------
     def read_memory(self, address: int, length: int, timeout: Optional[float] = None) -> bytes:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the TypeScript client and the server, runs the client's tests against a real server the
-# tests start, with TAP output in RESULTS_DIR/client-typescript.tap (read by .ci/summarize), or
+# Builds the TypeScript client and the server, runs the client's tests (among them the consumer
+# project that installs the packed tarball) against a real server the tests start, with TAP output in RESULTS_DIR/client-typescript.tap (read by .ci/summarize), or
 # writes RESULTS_DIR/client-typescript.error when the toolchain is missing, the build fails or the
 # run does not finish. Exits with node --test's status (cancelled tests make it non-zero).
 # Usage: clients/typescript/test.sh RESULTS_DIR
@@ -18,14 +18,17 @@ command -v npm >/dev/null || fail "npm not found: install Node.js >= 20 with npm
 major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || fail "Node.js >= 20 needed for node --test (found $(node --version))"
 command -v dotnet >/dev/null || fail "dotnet not found: the tests need the .NET SDK to build the server"
+command -v protoc >/dev/null || fail "protoc not found: the build generates the code from proto/ (apt-get install protobuf-compiler)"
 
 if [ -z "${PCIEEMU_SERVER_DLL:-}" ]; then
   (cd "$root" && dotnet build src/PcieEmu.Server -c Release -nologo -clp:ErrorsOnly) >"$out/$name.build.log" 2>&1 \
     || fail "server build failed (see $out/$name.build.log)"
 fi
 cd "$here"
-npm ci --no-audit --no-fund >>"$out/$name.build.log" 2>&1 || fail "npm ci failed (see $out/$name.build.log)"
-npm run -s build >>"$out/$name.build.log" 2>&1 || fail "TypeScript build failed (see $out/$name.build.log)"
+# npm ci runs `prepare`: ts-proto generates src/gen/ from proto/, tsc compiles lib/esm and lib/cjs
+# (the package; test/package.test.ts packs and installs it). The tests and examples compile to dist/.
+npm ci --no-audit --no-fund >>"$out/$name.build.log" 2>&1 || fail "npm ci (with the package build) failed (see $out/$name.build.log)"
+npm run -s build:test >>"$out/$name.build.log" 2>&1 || fail "TypeScript build failed (see $out/$name.build.log)"
 
 # TAP is the result file (.ci/summarize reads it; "# cancelled N" with N > 0 fails the suite).
 timeout --foreground 900 node --test --test-concurrency=1 --test-reporter=tap dist/test/*.test.js >"$out/$name.tap" 2>&1

@@ -66,8 +66,8 @@ fi
 QEMU="$QEMU_DIR/bin/qemu-system-x86_64"
 GUEST="$(timeout 600 bash "$HERE/initramfs.sh" | tail -1)"
 [ -n "$GUEST" ] && [ -f "$GUEST/initrd.cpio.gz" ] || error "building the guest failed (tests/vm/initramfs.sh; output above)"
-vm_need_packages python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
-(cd "$ROOT/clients/python/src" && /usr/bin/python3 -W ignore::RuntimeWarning -m pcieemu._codegen >/dev/null) || error "generating the Python client (clients/python) failed"
+vm_need_packages python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc mypy-protobuf
+/usr/bin/python3 "$ROOT/clients/python/codegen.py" >/dev/null || error "generating the Python client (clients/python) failed"
 
 SERVER_DLL="${PCIEEMU_SERVER_DLL:-$ROOT/src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll}"
 PF_DLL="$ROOT/clients/dotnet/PfDriver/bin/Release/net10.0/PfDriver.dll"

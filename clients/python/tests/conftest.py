@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codegen.py
 
-import pcieemu  # noqa: E402  (generates the pcieemu.v1 modules from proto/)
+import pcieemu  # noqa: E402  (clients/python/test.sh generated pcieemu.v1 with codegen.py)
 from pcieemu.testing import ServerProcess  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 /** Measures ReadConfig round trip (p50/p99) and pipelined Session throughput.
  *  Usage: node dist/examples/bench.js [target] [unaryCount] [sessionCount]
  *  On TCP the token comes from $PCIEEMU_TOKEN, else the server's default token file. */
-import { PcieEmuClient } from '../src';
+import { PcieEmuClient } from '../src/index.js';
 
 async function main(): Promise<void> {
   const c = await PcieEmuClient.connect(process.argv[2]);

@@ -2,8 +2,8 @@
  *  then send a frame from VF0 to VF1 through the NIC's VMDq loopback and one to the wire.
  *  Usage: node dist/examples/driver.js [tcp://127.0.0.1:50551 | unix:///path]
  *  On TCP the token comes from $PCIEEMU_TOKEN, else the server's default token file. */
-import { formatBdf, parseBdf, PcieEmuClient, Regs } from '../src';
-import { vfToVf } from './nic';
+import { formatBdf, parseBdf, PcieEmuClient, Regs } from '../src/index.js';
+import { vfToVf } from './nic.js';
 
 async function main(): Promise<void> {
   const c = await PcieEmuClient.connect(process.argv[2]);

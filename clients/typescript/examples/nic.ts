@@ -1,8 +1,6 @@
 /** The example driver's NIC step: a frame from VF0 to VF1 through the 82576's VMDq loopback,
  *  and one from VF0 to the wire. */
-import type { ClientReadableStream } from '@grpc/grpc-js';
-import { CompletionStatus, formatBdf, Igb, PcieEmuClient, PciFunction, RamAccess, Regs } from '../src';
-import type { CapturedFrame__Output } from '../src/gen/pcieemu/v1/CapturedFrame';
+import { CompletionStatus, formatBdf, Igb, PcieEmuClient, PciFunction, RamAccess, Regs } from '../src/index.js';
 
 const RING_ENTRIES = 8; // 8 x 16 = 128 bytes, the required TDLEN/RDLEN multiple
 const TX_RING = 0x100000n, RX_RING = 0x101000n, TX_BUF = 0x102000n, RX_BUF = 0x103000n, BUF_SIZE = 2048n;
@@ -50,7 +48,7 @@ async function waitDd(ram: RamAccess, addr: bigint, dw: number): Promise<Buffer>
 export async function vfToVf(c: PcieEmuClient, pf: number): Promise<void> {
   const vfs = await c.enableSriov(pf, 2);
   const ram = await c.openRam();
-  let capture: ClientReadableStream<CapturedFrame__Output> | undefined;
+  const stop = new AbortController();
   try {
     const fns = await c.listFunctions();
     const pfBar = bar0(fns, pf);
@@ -121,22 +119,17 @@ export async function vfToVf(c: PcieEmuClient, pf: number): Promise<void> {
     console.log(`VF0 -> VF1 loopback: ${length}-byte frame received intact (RX status 0x${status.toString(16)})`);
 
     // A frame to an unknown unicast MAC leaves on the wire; the loopback frame above did not.
-    const cap = c.ethernetService.captureFrames({ port: 0 });
-    capture = cap;
-    const first = new Promise<CapturedFrame__Output>((res, rej) => {
-      cap.on('data', res);
-      cap.on('error', rej);
-    });
+    const cap = c.captureFrames(0, { signal: stop.signal });
+    await cap.opened; // subscribed: frames from now on reach it
+    const first = (async () => { for await (const f of cap) return f; throw new Error('capture ended without a frame'); })();
     first.catch(() => {});
-    await new Promise((res, rej) => { cap.once('metadata', res); cap.once('error', rej); }); // subscribed
     const wire = testFrame(Buffer.from([0x02, 0x00, 0x00, 0x00, 0x20, 0x00]), vfMac(0), 0x5a);
     await send(1, wire);
     const seen = await Promise.race([first, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no frame on the wire within 10 s')), 10_000).unref())]);
     if (!Buffer.from(seen.data).equals(wire)) throw new Error(`wire frame ${Buffer.from(seen.data).toString('hex')}, sent ${wire.toString('hex')}`);
     console.log(`VF0 -> wire: ${seen.data.length}-byte frame captured on port ${seen.port}`);
   } finally {
-    capture?.cancel();
-    capture?.on('error', () => {});
+    stop.abort();
     ram.close();
     await c.disableSriov(pf);
   }

@@ -1,38 +1,43 @@
-/** The PcieEmu client: one channel (TCP or Unix socket) and typed helpers over every service. */
+/** The PcieEmu client: one channel (TCP or Unix socket) and typed helpers over every service.
+ *  Every call takes CallOptions: an AbortSignal and a deadline (unary calls: 30 s unless the
+ *  client or the call sets another; streams: none unless given). */
 import * as grpc from '@grpc/grpc-js';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { loadProto, PcieEmuProto } from './proto';
-import { formatBdf } from './bdf';
-import { Regs } from './regs';
-import { Session } from './session';
-import { CompletionStatus } from './gen/pcieemu/v1/CompletionStatus';
-import type { GetPlatformResponse__Output } from './gen/pcieemu/v1/GetPlatformResponse';
-import type { Function__Output } from './gen/pcieemu/v1/Function';
-import type { ListFunctionsResponse__Output } from './gen/pcieemu/v1/ListFunctionsResponse';
-import type { ResetPlatformResponse__Output } from './gen/pcieemu/v1/ResetPlatformResponse';
-import type { ReadConfigResponse__Output } from './gen/pcieemu/v1/ReadConfigResponse';
-import type { WriteConfigResponse__Output } from './gen/pcieemu/v1/WriteConfigResponse';
-import type { ReadMmioResponse__Output } from './gen/pcieemu/v1/ReadMmioResponse';
-import type { WriteMmioResponse__Output } from './gen/pcieemu/v1/WriteMmioResponse';
-import type { ReadMemoryResponse__Output } from './gen/pcieemu/v1/ReadMemoryResponse';
-import type { WriteMemoryResponse__Output } from './gen/pcieemu/v1/WriteMemoryResponse';
-import type { InterruptEvent__Output } from './gen/pcieemu/v1/InterruptEvent';
-import type { PlatformServiceClient } from './gen/pcieemu/v1/PlatformService';
-import type { ConfigServiceClient } from './gen/pcieemu/v1/ConfigService';
-import type { MmioServiceClient } from './gen/pcieemu/v1/MmioService';
-import type { MemoryServiceClient } from './gen/pcieemu/v1/MemoryService';
-import type { InterruptServiceClient } from './gen/pcieemu/v1/InterruptService';
-import type { SessionServiceClient } from './gen/pcieemu/v1/SessionService';
-import type { EthernetServiceClient } from './gen/pcieemu/v1/EthernetService';
+import { formatBdf } from './bdf.js';
+import { Regs } from './regs.js';
+import { Session } from './session.js';
+import { CompletionStatus } from './gen/pcieemu/v1/common.js';
+import { ConfigServiceClient, ReadConfigRequest, WriteConfigRequest } from './gen/pcieemu/v1/config.js';
+import { CaptureFramesRequest, EthernetServiceClient, InjectFrameRequest } from './gen/pcieemu/v1/ethernet.js';
+import type { CapturedFrame, InjectFrameResponse } from './gen/pcieemu/v1/ethernet.js';
+import { InterruptServiceClient, SubscribeInterruptsRequest } from './gen/pcieemu/v1/interrupt.js';
+import type { InterruptEvent } from './gen/pcieemu/v1/interrupt.js';
+import { IommuServiceClient, TranslateAddressRequest } from './gen/pcieemu/v1/iommu.js';
+import type { TranslateAddressResponse } from './gen/pcieemu/v1/iommu.js';
+import { MemoryServiceClient, ReadMemoryRequest, WriteMemoryRequest } from './gen/pcieemu/v1/memory.js';
+import { MmioServiceClient, ReadMmioRequest, WriteMmioRequest } from './gen/pcieemu/v1/mmio.js';
+import { GetPlatformRequest, ListFunctionsRequest, PlatformServiceClient, ResetPlatformRequest } from './gen/pcieemu/v1/platform.js';
+import type { FunctionMessage as PcieFunction, GetPlatformResponse } from './gen/pcieemu/v1/platform.js';
+import { SessionServiceClient } from './gen/pcieemu/v1/session.js';
 
 export { CompletionStatus };
-export type Status = (typeof CompletionStatus)[keyof typeof CompletionStatus];
-export type Platform = GetPlatformResponse__Output;
-export type PciFunction = Function__Output;
-export type InterruptEvent = InterruptEvent__Output;
+export type { CapturedFrame, InjectFrameResponse, InterruptEvent, TranslateAddressResponse };
+export type Status = CompletionStatus;
+export type Platform = GetPlatformResponse;
+export type PciFunction = PcieFunction;
 
+/** Options every call takes. */
+export interface CallOptions {
+  /** Aborting it cancels the call (its promise rejects with the signal's reason; a stream ends). */
+  signal?: AbortSignal;
+  /** Deadline in milliseconds from now: unary calls default to the client's (30 s); streams have none unless set. */
+  timeoutMs?: number;
+}
+
+/** The default deadline of unary calls, in milliseconds. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
 /** Default server target (TCP). */
 export const DEFAULT_TARGET = 'tcp://127.0.0.1:50551';
 
@@ -103,20 +108,31 @@ export interface Capability { id: number; offset: number }
 export interface ExtendedCapability { id: number; version: number; offset: number }
 
 export interface ConnectOptions {
-  /** Deadline of each unary call in milliseconds (default 30 s). */
+  /** Default deadline of each unary call in milliseconds (default 30 s; each call can override it). */
   timeoutMs?: number;
+  /** How long connect() waits for the server (ms, default 10 s; 0: do not wait). */
+  waitMs?: number;
   /** TCP: the server's token (default: tokenFile, $PCIEEMU_TOKEN, the default token file). */
   token?: string;
   /** TCP: a file holding the token (as written by `pcie-emu serve --token-file`). */
   tokenFile?: string;
 }
 
-export interface SriovOptions {
-  /** Use ARI (set ARI Forwarding Enable in the port and ARI Capable Hierarchy in function 0) when the
-   *  port supports it; false clears both first (default true). */
+export interface SriovOptions extends CallOptions {
+  /** ARI: undefined (default) = on when the port (ARI Forwarding Supported) and the device (ARI
+   *  capability) support it; true = on (throws when unsupported); false = off. Sets ARI Forwarding
+   *  Enable in the port and ARI Capable Hierarchy in function 0. */
   ari?: boolean;
   /** Wait after changing VF Enable, in ms (default 100, the spec's settle time). */
   settleMs?: number;
+}
+
+/** Options of TranslateAddress. */
+export interface TranslateOptions extends CallOptions {
+  /** Translate for a write (default: a read). */
+  write?: boolean;
+  /** Do not record a fault (default true). */
+  dryRun?: boolean;
 }
 
 /** Converts "tcp://host:port", "unix:///path" or "host:port" into a gRPC target. */
@@ -133,10 +149,31 @@ export function grpcTarget(target: string): string {
   throw new SyntaxError(`'${target}': expected unix:///path or tcp://host:port`);
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Waits `ms`; rejects with the signal's reason when it aborts first. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) { reject(signal.reason); return; }
+    const onAbort = () => { clearTimeout(t); reject(signal!.reason); };
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** A streaming call's options: the deadline only when asked for; cancel() on abort. */
+function streamOptions(o: CallOptions): grpc.CallOptions {
+  return o.timeoutMs !== undefined ? { deadline: Date.now() + o.timeoutMs } : {};
+}
+
+function cancelOnAbort(call: { cancel(): void }, signal?: AbortSignal): void {
+  if (!signal) return;
+  if (signal.aborted) call.cancel();
+  else signal.addEventListener('abort', () => call.cancel(), { once: true });
+}
+
+type Callback<Res> = (e: grpc.ServiceError | null, r?: Res) => void;
+type UnaryMethod<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: Callback<Res>) => grpc.ClientUnaryCall;
 
 export class PcieEmuClient {
-  readonly proto: PcieEmuProto;
   readonly channel: grpc.Channel;
   readonly platformService: PlatformServiceClient;
   readonly configService: ConfigServiceClient;
@@ -144,15 +181,15 @@ export class PcieEmuClient {
   readonly memoryService: MemoryServiceClient;
   readonly interruptService: InterruptServiceClient;
   readonly sessionService: SessionServiceClient;
-  /** The NIC ports' wire: InjectFrame, CaptureFrames (generated stub, no wrapper). */
   readonly ethernetService: EthernetServiceClient;
+  readonly iommuService: IommuServiceClient;
   /** Whether calls carry a token (TCP with a token found). */
   readonly hasToken: boolean;
-  private readonly timeoutMs: number;
+  /** The default deadline of unary calls (ms). */
+  readonly timeoutMs: number;
 
   private constructor(target: string, opts: ConnectOptions) {
-    this.proto = loadProto();
-    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const creds = grpc.credentials.createInsecure();
     const chOpts: grpc.ChannelOptions = { 'grpc.max_receive_message_length': 64 << 20 };
     const gt = grpcTarget(target);
@@ -160,112 +197,148 @@ export class PcieEmuClient {
     const token = gt.startsWith('unix:') ? undefined : resolveToken(opts.token, opts.tokenFile);
     this.hasToken = token !== undefined;
     this.channel = new grpc.Channel(gt, creds, chOpts);
-    const v1 = this.proto.pcieemu.v1;
-    const o: grpc.ClientOptions = { channelOverride: this.channel, interceptors: token ? [bearerInterceptor(token)] : [] };
-    this.platformService = new v1.PlatformService('unused', creds, o);
-    this.configService = new v1.ConfigService('unused', creds, o);
-    this.mmioService = new v1.MmioService('unused', creds, o);
-    this.memoryService = new v1.MemoryService('unused', creds, o);
-    this.interruptService = new v1.InterruptService('unused', creds, o);
-    this.sessionService = new v1.SessionService('unused', creds, o);
-    this.ethernetService = new v1.EthernetService('unused', creds, o);
+    const o: Partial<grpc.ClientOptions> = { channelOverride: this.channel, interceptors: token ? [bearerInterceptor(token)] : [] };
+    this.platformService = new PlatformServiceClient(gt, creds, o);
+    this.configService = new ConfigServiceClient(gt, creds, o);
+    this.mmioService = new MmioServiceClient(gt, creds, o);
+    this.memoryService = new MemoryServiceClient(gt, creds, o);
+    this.interruptService = new InterruptServiceClient(gt, creds, o);
+    this.sessionService = new SessionServiceClient(gt, creds, o);
+    this.ethernetService = new EthernetServiceClient(gt, creds, o);
+    this.iommuService = new IommuServiceClient(gt, creds, o);
   }
 
   /** Connects to a server ("tcp://127.0.0.1:50551", "unix:///path"; default: defaultTarget())
-   *  and waits until the channel is ready. On TCP every call carries the token found by
-   *  resolveToken(opts.token, opts.tokenFile). */
+   *  and waits until the channel is ready (opts.waitMs, default 10 s). On TCP every call carries
+   *  the token found by resolveToken(opts.token, opts.tokenFile). */
   static async connect(target?: string, opts: ConnectOptions = {}): Promise<PcieEmuClient> {
     const c = new PcieEmuClient(target || defaultTarget(), opts);
-    await new Promise<void>((res, rej) =>
-      c.platformService.waitForReady(Date.now() + (opts.timeoutMs ?? 10_000), (e) => (e ? rej(e) : res())));
+    if (opts.waitMs === 0) return c;
+    try {
+      await new Promise<void>((res, rej) =>
+        c.platformService.waitForReady(Date.now() + (opts.waitMs ?? 10_000), (e) => (e ? rej(e) : res())));
+    } catch (e) {
+      c.close();
+      throw new Error(`no PcieEmu server answered at ${target || defaultTarget()}: ${(e as Error).message}`);
+    }
     return c;
   }
 
   close(): void {
+    this.platformService.close();
     this.channel.close();
   }
 
-  private deadline(): grpc.CallOptions {
-    return { deadline: Date.now() + this.timeoutMs };
-  }
-
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  private unary<Res>(svc: any, method: string, req: object): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      svc[method](req, this.deadline(), (e: grpc.ServiceError | null, r?: Res) => (e ? reject(e) : resolve(r as Res)));
+  /** One unary call with the deadline (o.timeoutMs, else the client's) and o.signal wired to cancel. */
+  private unary<Req, Res>(svc: grpc.Client, method: UnaryMethod<Req, Res>, req: Req, o: CallOptions = {}): Promise<Res> {
+    const signal = o.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<Res>((resolve, reject) => {
+      const onAbort = () => call.cancel();
+      const call = method.call(svc, req, new grpc.Metadata(), { deadline: Date.now() + (o.timeoutMs ?? this.timeoutMs) },
+        (e, r) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (e) reject(signal?.aborted ? signal.reason : e);
+          else resolve(r as Res);
+        });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   // ---- platform ----
-  getPlatform(): Promise<Platform> {
-    return this.unary<Platform>(this.platformService, 'getPlatform', {});
+  getPlatform(o?: CallOptions): Promise<Platform> {
+    return this.unary(this.platformService, this.platformService.getPlatform, GetPlatformRequest.fromPartial({}), o);
   }
-  async listFunctions(): Promise<PciFunction[]> {
-    return (await this.unary<ListFunctionsResponse__Output>(this.platformService, 'listFunctions', {})).functions;
+  async listFunctions(o?: CallOptions): Promise<PciFunction[]> {
+    return (await this.unary(this.platformService, this.platformService.listFunctions, ListFunctionsRequest.fromPartial({}), o)).functions;
   }
-  async resetPlatform(): Promise<number> {
-    return (await this.unary<ResetPlatformResponse__Output>(this.platformService, 'resetPlatform', {}))!.functions;
+  /** Cold platform reset; resolves to the number of functions after it. */
+  async resetPlatform(o?: CallOptions): Promise<number> {
+    return (await this.unary(this.platformService, this.platformService.resetPlatform, ResetPlatformRequest.fromPartial({}), o)).functions;
   }
 
-  // ---- config ----
-  async readConfig(rid: number, offset: number, width: number): Promise<ConfigRead> {
-    const r = await this.unary<ReadConfigResponse__Output>(this.configService, 'readConfig', { rid, offset, width });
-    return { status: r!.status, value: r!.value };
+  // ---- config (rid: the routing ID, an unsigned 32-bit number on the wire, 0..0xFFFF) ----
+  async readConfig(rid: number, offset: number, width: number, o?: CallOptions): Promise<ConfigRead> {
+    const r = await this.unary(this.configService, this.configService.readConfig, ReadConfigRequest.fromPartial({ rid, offset, width }), o);
+    return { status: r.status, value: r.value };
   }
-  async writeConfig(rid: number, offset: number, width: number, value: number): Promise<Status> {
-    const r = await this.unary<WriteConfigResponse__Output>(this.configService, 'writeConfig', { rid, offset, width, value });
-    return r!.status;
+  async writeConfig(rid: number, offset: number, width: number, value: number, o?: CallOptions): Promise<Status> {
+    const req = WriteConfigRequest.fromPartial({ rid, offset, width, value: value >>> 0 });
+    return (await this.unary(this.configService, this.configService.writeConfig, req, o)).status;
   }
   /** Reads 1 byte (all ones on UR, as hardware returns). */
-  async readConfig8(rid: number, offset: number): Promise<number> { return (await this.readConfig(rid, offset, 1)).value; }
-  async readConfig16(rid: number, offset: number): Promise<number> { return (await this.readConfig(rid, offset, 2)).value; }
-  async readConfig32(rid: number, offset: number): Promise<number> { return (await this.readConfig(rid, offset, 4)).value >>> 0; }
-  writeConfig8(rid: number, offset: number, v: number): Promise<Status> { return this.writeConfig(rid, offset, 1, v); }
-  writeConfig16(rid: number, offset: number, v: number): Promise<Status> { return this.writeConfig(rid, offset, 2, v); }
-  writeConfig32(rid: number, offset: number, v: number): Promise<Status> { return this.writeConfig(rid, offset, 4, v >>> 0); }
+  async readConfig8(rid: number, offset: number, o?: CallOptions): Promise<number> { return (await this.readConfig(rid, offset, 1, o)).value; }
+  async readConfig16(rid: number, offset: number, o?: CallOptions): Promise<number> { return (await this.readConfig(rid, offset, 2, o)).value; }
+  async readConfig32(rid: number, offset: number, o?: CallOptions): Promise<number> { return (await this.readConfig(rid, offset, 4, o)).value >>> 0; }
+  writeConfig8(rid: number, offset: number, v: number, o?: CallOptions): Promise<Status> { return this.writeConfig(rid, offset, 1, v, o); }
+  writeConfig16(rid: number, offset: number, v: number, o?: CallOptions): Promise<Status> { return this.writeConfig(rid, offset, 2, v, o); }
+  writeConfig32(rid: number, offset: number, v: number, o?: CallOptions): Promise<Status> { return this.writeConfig(rid, offset, 4, v >>> 0, o); }
 
   // ---- MMIO ----
-  async readMmio(address: bigint, width: number): Promise<MmioRead> {
-    const r = await this.unary<ReadMmioResponse__Output>(this.mmioService, 'readMmio', { address: address.toString(), width });
-    return { status: r!.status, value: BigInt(r!.value) };
+  async readMmio(address: bigint, width: number, o?: CallOptions): Promise<MmioRead> {
+    const r = await this.unary(this.mmioService, this.mmioService.readMmio, ReadMmioRequest.fromPartial({ address: address.toString(), width }), o);
+    return { status: r.status, value: BigInt(r.value) };
   }
-  async writeMmio(address: bigint, width: number, value: bigint): Promise<Status> {
-    const r = await this.unary<WriteMmioResponse__Output>(this.mmioService, 'writeMmio', { address: address.toString(), width, value: value.toString() });
-    return r!.status;
+  async writeMmio(address: bigint, width: number, value: bigint, o?: CallOptions): Promise<Status> {
+    const req = WriteMmioRequest.fromPartial({ address: address.toString(), width, value: value.toString() });
+    return (await this.unary(this.mmioService, this.mmioService.writeMmio, req, o)).status;
   }
 
   // ---- memory over RPC ----
-  async readMemory(address: bigint, length: number): Promise<Buffer> {
-    return (await this.unary<ReadMemoryResponse__Output>(this.memoryService, 'readMemory', { address: address.toString(), length }))!.data;
+  async readMemory(address: bigint, length: number, o?: CallOptions): Promise<Buffer> {
+    const req = ReadMemoryRequest.fromPartial({ address: address.toString(), length });
+    return (await this.unary(this.memoryService, this.memoryService.readMemory, req, o)).data;
   }
-  async writeMemory(address: bigint, data: Uint8Array): Promise<number> {
-    return (await this.unary<WriteMemoryResponse__Output>(this.memoryService, 'writeMemory', { address: address.toString(), data: Buffer.from(data) }))!.length;
+  async writeMemory(address: bigint, data: Uint8Array, o?: CallOptions): Promise<number> {
+    const req = WriteMemoryRequest.fromPartial({ address: address.toString(), data: Buffer.from(data) });
+    return (await this.unary(this.memoryService, this.memoryService.writeMemory, req, o)).length;
+  }
+
+  // ---- Ethernet ----
+  /** Delivers `data` (destination MAC first, no FCS) to NIC port `port` from the link partner. */
+  injectFrame(port: number, data: Uint8Array, o?: CallOptions): Promise<InjectFrameResponse> {
+    const req = InjectFrameRequest.fromPartial({ port, data: Buffer.from(data) });
+    return this.unary(this.ethernetService, this.ethernetService.injectFrame, req, o);
+  }
+  /** Frames port `port` transmits onto the wire; live once `opened` resolves. `for await` it;
+   *  cancel() or o.signal ends it. */
+  captureFrames(port = 0, o: CallOptions = {}): StreamSubscription<CapturedFrame> {
+    const call = this.ethernetService.captureFrames(CaptureFramesRequest.fromPartial({ port }), new grpc.Metadata(), streamOptions(o));
+    cancelOnAbort(call, o.signal);
+    return new StreamSubscription<CapturedFrame>(call);
+  }
+
+  // ---- IOMMU ----
+  /** IommuService.TranslateAddress for `rid` at `address` (a dry run and a read unless told). */
+  translateAddress(rid: number, address: bigint, o: TranslateOptions = {}): Promise<TranslateAddressResponse> {
+    const req = TranslateAddressRequest.fromPartial({ rid, address: address.toString(), write: o.write ?? false, dry_run: o.dryRun ?? true });
+    return this.unary(this.iommuService, this.iommuService.translateAddress, req, o);
   }
 
   // ---- capability walks (PCI 3.0 §6.7, PCIe Base §7.6) ----
   /** Walks the standard capability list (stops on a loop or a pointer into the header). */
-  async capabilities(rid: number): Promise<Capability[]> {
+  async capabilities(rid: number, o?: CallOptions): Promise<Capability[]> {
     const caps: Capability[] = [];
-    const status = await this.readConfig(rid, Regs.STATUS, 2);
+    const status = await this.readConfig(rid, Regs.STATUS, 2, o);
     if (status.status !== CompletionStatus.COMPLETION_STATUS_SUCCESSFUL || !(status.value & Regs.STATUS_CAP_LIST)) return caps;
-    let ptr = (await this.readConfig8(rid, Regs.CAP_PTR)) & 0xfc;
+    let ptr = (await this.readConfig8(rid, Regs.CAP_PTR, o)) & 0xfc;
     const seen = new Set<number>();
     while (ptr >= 0x40 && !seen.has(ptr) && caps.length < 48) {
       seen.add(ptr);
-      const hdr = await this.readConfig16(rid, ptr);
+      const hdr = await this.readConfig16(rid, ptr, o);
       caps.push({ id: hdr & 0xff, offset: ptr });
       ptr = (hdr >> 8) & 0xfc;
     }
     return caps;
   }
   /** Walks the extended capability list from 0x100 (none if the header reads 0 or all ones). */
-  async extendedCapabilities(rid: number): Promise<ExtendedCapability[]> {
+  async extendedCapabilities(rid: number, o?: CallOptions): Promise<ExtendedCapability[]> {
     const caps: ExtendedCapability[] = [];
     let off: number = Regs.EXT_CAP_START;
     const seen = new Set<number>();
     while (off >= Regs.EXT_CAP_START && off < 0x1000 && !seen.has(off)) {
       seen.add(off);
-      const r = await this.readConfig(rid, off, 4);
+      const r = await this.readConfig(rid, off, 4, o);
       const hdr = r.value >>> 0;
       if (r.status !== CompletionStatus.COMPLETION_STATUS_SUCCESSFUL || hdr === 0 || hdr === 0xffffffff) break;
       caps.push({ id: hdr & 0xffff, version: (hdr >>> 16) & 0xf, offset: off });
@@ -273,80 +346,79 @@ export class PcieEmuClient {
     }
     return caps;
   }
-  async findCapability(rid: number, id: number): Promise<number> {
-    return (await this.capabilities(rid)).find((c) => c.id === id)?.offset ?? 0;
+  async findCapability(rid: number, id: number, o?: CallOptions): Promise<number> {
+    return (await this.capabilities(rid, o)).find((c) => c.id === id)?.offset ?? 0;
   }
-  async findExtendedCapability(rid: number, id: number): Promise<number> {
-    return (await this.extendedCapabilities(rid)).find((c) => c.id === id)?.offset ?? 0;
+  async findExtendedCapability(rid: number, id: number, o?: CallOptions): Promise<number> {
+    return (await this.extendedCapabilities(rid, o)).find((c) => c.id === id)?.offset ?? 0;
   }
 
   // ---- SR-IOV (Linux-style) ----
   /** Enables `numVfs` VFs on a PF as Linux does; returns their routing IDs. */
   async enableSriov(pfRid: number, numVfs: number, opts: SriovOptions = {}): Promise<number[]> {
-    const useAri = opts.ari ?? true;
-    const sriov = await this.findExtendedCapability(pfRid, Regs.EXT_CAP_ID_SRIOV);
+    const sriov = await this.findExtendedCapability(pfRid, Regs.EXT_CAP_ID_SRIOV, opts);
     if (!sriov) throw new Error(`${formatBdf(pfRid)} has no SR-IOV capability`);
-    const total = await this.readConfig16(pfRid, sriov + Regs.SRIOV_TOTAL_VFS);
+    const total = await this.readConfig16(pfRid, sriov + Regs.SRIOV_TOTAL_VFS, opts);
     if (!Number.isInteger(numVfs) || numVfs < 1 || numVfs > total) throw new RangeError(`numVfs must be 1..${total} (TotalVFs), was ${numVfs}`);
-    const ctl = await this.readConfig16(pfRid, sriov + Regs.SRIOV_CTRL);
+    const ctl = await this.readConfig16(pfRid, sriov + Regs.SRIOV_CTRL, opts);
     if (ctl & Regs.SRIOV_CTRL_VFE) throw new Error(`${formatBdf(pfRid)}: VF Enable is already set`);
 
-    const platform = await this.getPlatform();
-    const port = platform.root_ports.find((p) => p.secondary_bus === pfRid >> 8);
-    if (port && port.ari_forwarding_supported && (await this.findExtendedCapability(pfRid, Regs.EXT_CAP_ID_ARI))) {
-      await this.setAri(port.rid, pfRid & 0xff00, useAri);
-    }
+    const platform = await this.getPlatform(opts);
+    const port = platform.root_ports.find((p) => p.secondary_bus <= pfRid >> 8 && pfRid >> 8 <= p.subordinate_bus);
+    const supported = !!port && port.ari_forwarding_supported && !!(await this.findExtendedCapability(pfRid, Regs.EXT_CAP_ID_ARI, opts));
+    if (opts.ari === true && !supported) throw new Error(`ARI requested but the port above ${formatBdf(pfRid)} or the device does not support it`);
+    if (supported) await this.setAri(port!.rid, pfRid & 0xff00, opts.ari ?? true, opts);
 
-    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_NUM_VFS, numVfs);
+    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_NUM_VFS, numVfs, opts);
     // First VF Offset and VF Stride depend on NumVFs and ARI Capable Hierarchy: reread them now.
-    const offset = await this.readConfig16(pfRid, sriov + Regs.SRIOV_VF_OFFSET);
-    const stride = await this.readConfig16(pfRid, sriov + Regs.SRIOV_VF_STRIDE);
+    const offset = await this.readConfig16(pfRid, sriov + Regs.SRIOV_VF_OFFSET, opts);
+    const stride = await this.readConfig16(pfRid, sriov + Regs.SRIOV_VF_STRIDE, opts);
     const rids = Array.from({ length: numVfs }, (_, i) => pfRid + offset + i * stride);
     if (port && rids.some((r) => r >> 8 > port.subordinate_bus)) {
-      await this.writeConfig16(pfRid, sriov + Regs.SRIOV_NUM_VFS, 0);
+      await this.writeConfig16(pfRid, sriov + Regs.SRIOV_NUM_VFS, 0, opts);
       throw new Error(`VFs would need bus ${(Math.max(...rids) >> 8).toString(16)}, beyond the port's subordinate bus ${port.subordinate_bus.toString(16)}`);
     }
     // VF Enable and VF MSE in one write.
-    const now = await this.readConfig16(pfRid, sriov + Regs.SRIOV_CTRL);
-    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_CTRL, now | Regs.SRIOV_CTRL_VFE | Regs.SRIOV_CTRL_MSE);
-    await sleep(opts.settleMs ?? 100);
+    const now = await this.readConfig16(pfRid, sriov + Regs.SRIOV_CTRL, opts);
+    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_CTRL, now | Regs.SRIOV_CTRL_VFE | Regs.SRIOV_CTRL_MSE, opts);
+    await sleep(opts.settleMs ?? 100, opts.signal);
     return rids;
   }
 
   /** Sets or clears ARI Forwarding Enable in the port and ARI Capable Hierarchy in function 0
    *  (only legal while its VF Enable is clear). */
-  private async setAri(portRid: number, fn0: number, on: boolean): Promise<void> {
-    const pcie = await this.findCapability(portRid, Regs.CAP_ID_PCIE);
+  private async setAri(portRid: number, fn0: number, on: boolean, o: CallOptions): Promise<void> {
+    const pcie = await this.findCapability(portRid, Regs.CAP_ID_PCIE, o);
     if (pcie) {
-      const ctl2 = await this.readConfig16(portRid, pcie + Regs.PCIE_DEVCTL2);
+      const ctl2 = await this.readConfig16(portRid, pcie + Regs.PCIE_DEVCTL2, o);
       const want = on ? ctl2 | Regs.ARI_FORWARDING : ctl2 & ~Regs.ARI_FORWARDING;
-      if (want !== ctl2) await this.writeConfig16(portRid, pcie + Regs.PCIE_DEVCTL2, want);
+      if (want !== ctl2) await this.writeConfig16(portRid, pcie + Regs.PCIE_DEVCTL2, want, o);
     }
-    const s0 = await this.findExtendedCapability(fn0, Regs.EXT_CAP_ID_SRIOV);
+    const s0 = await this.findExtendedCapability(fn0, Regs.EXT_CAP_ID_SRIOV, o);
     if (s0) {
-      const c0 = await this.readConfig16(fn0, s0 + Regs.SRIOV_CTRL);
+      const c0 = await this.readConfig16(fn0, s0 + Regs.SRIOV_CTRL, o);
       if (!(c0 & Regs.SRIOV_CTRL_VFE)) {
         const want = on ? c0 | Regs.SRIOV_CTRL_ARI : c0 & ~Regs.SRIOV_CTRL_ARI;
-        if (want !== c0) await this.writeConfig16(fn0, s0 + Regs.SRIOV_CTRL, want);
+        if (want !== c0) await this.writeConfig16(fn0, s0 + Regs.SRIOV_CTRL, want, o);
       }
     }
   }
 
   /** Disables SR-IOV as Linux does: clear VF Enable and VF MSE in one write, wait, NumVFs = 0. */
-  async disableSriov(pfRid: number, opts: { settleMs?: number } = {}): Promise<void> {
-    const sriov = await this.findExtendedCapability(pfRid, Regs.EXT_CAP_ID_SRIOV);
+  async disableSriov(pfRid: number, opts: CallOptions & { settleMs?: number } = {}): Promise<void> {
+    const sriov = await this.findExtendedCapability(pfRid, Regs.EXT_CAP_ID_SRIOV, opts);
     if (!sriov) throw new Error(`${formatBdf(pfRid)} has no SR-IOV capability`);
-    const ctl = await this.readConfig16(pfRid, sriov + Regs.SRIOV_CTRL);
-    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_CTRL, ctl & ~(Regs.SRIOV_CTRL_VFE | Regs.SRIOV_CTRL_MSE));
-    await sleep(opts.settleMs ?? 100);
-    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_NUM_VFS, 0);
+    const ctl = await this.readConfig16(pfRid, sriov + Regs.SRIOV_CTRL, opts);
+    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_CTRL, ctl & ~(Regs.SRIOV_CTRL_VFE | Regs.SRIOV_CTRL_MSE), opts);
+    await sleep(opts.settleMs ?? 100, opts.signal);
+    await this.writeConfig16(pfRid, sriov + Regs.SRIOV_NUM_VFS, 0, opts);
   }
 
   // ---- RAM ----
   /** Opens host RAM: the shared file when it is reachable from here (same host), otherwise the
    *  Read/WriteMemory RPCs. `preferRpc` forces the RPC path. */
-  async openRam(opts: { preferRpc?: boolean } = {}): Promise<RamAccess> {
-    const region = (await this.getPlatform()).ram_regions[0];
+  async openRam(opts: CallOptions & { preferRpc?: boolean } = {}): Promise<RamAccess> {
+    const region = (await this.getPlatform(opts)).ram_regions[0];
     if (!region) throw new Error('the server reports no RAM region');
     const base = BigInt(region.base), size = BigInt(region.size);
     if (!opts.preferRpc && region.shared_file_path) {
@@ -362,16 +434,27 @@ export class PcieEmuClient {
   }
 
   // ---- interrupts ----
-  /** Subscribes to interrupts of `rids` (empty: all). Iterate with `for await`; call cancel() to stop. */
-  subscribeInterrupts(rids: number[] = []): InterruptSubscription {
-    return new InterruptSubscription(this.interruptService.subscribeInterrupts({ rids }));
+  /** Subscribes to interrupts of `rids` (empty: all); live once `opened` resolves. Iterate with
+   *  `for await`; cancel() or o.signal stops it. */
+  subscribeInterrupts(rids: number[] = [], o: CallOptions = {}): StreamSubscription<InterruptEvent> {
+    const call = this.interruptService.subscribeInterrupts(SubscribeInterruptsRequest.fromPartial({ rids }), new grpc.Metadata(), streamOptions(o));
+    cancelOnAbort(call, o.signal);
+    return new StreamSubscription<InterruptEvent>(call);
   }
 
   // ---- session ----
-  /** Opens an ordered transaction stream. */
-  session(opts: { maxPerMessage?: number } = {}): Session {
-    return new Session(this.sessionService.transact(), opts.maxPerMessage ?? 1024);
+  /** Opens an ordered transaction stream; transactions issued in one tick go in one message (up
+   *  to maxPerMessage, default 256). o.signal cancels it. */
+  session(opts: CallOptions & { maxPerMessage?: number } = {}): Session {
+    const call = this.sessionService.transact(new grpc.Metadata(), streamOptions(opts));
+    cancelOnAbort(call, opts.signal);
+    return new Session(call, opts.maxPerMessage ?? Session.DEFAULT_BATCH);
   }
+}
+
+/** Connects to a PcieEmu server: PcieEmuClient.connect(target, opts). */
+export function connect(target?: string, opts: ConnectOptions = {}): Promise<PcieEmuClient> {
+  return PcieEmuClient.connect(target, opts);
 }
 
 /** Host RAM access by physical address. */
@@ -380,8 +463,9 @@ export interface RamAccess {
   readonly direct: boolean;
   readonly base: bigint;
   readonly size: bigint;
-  read(address: bigint, length: number): Promise<Buffer>;
-  write(address: bigint, data: Uint8Array): Promise<void>;
+  /** `o` applies on the RPC path (the shared file needs no call). */
+  read(address: bigint, length: number, o?: CallOptions): Promise<Buffer>;
+  write(address: bigint, data: Uint8Array, o?: CallOptions): Promise<void>;
   close(): void;
 }
 
@@ -413,31 +497,31 @@ class FileRam implements RamAccess {
 class RpcRam implements RamAccess {
   readonly direct = false;
   constructor(private client: PcieEmuClient, readonly base: bigint, readonly size: bigint) {}
-  read(address: bigint, length: number): Promise<Buffer> {
+  read(address: bigint, length: number, o?: CallOptions): Promise<Buffer> {
     checkRange(this.base, this.size, address, length);
-    return this.client.readMemory(address, length);
+    return this.client.readMemory(address, length, o);
   }
-  async write(address: bigint, data: Uint8Array): Promise<void> {
+  async write(address: bigint, data: Uint8Array, o?: CallOptions): Promise<void> {
     checkRange(this.base, this.size, address, data.length);
-    await this.client.writeMemory(address, data);
+    await this.client.writeMemory(address, data, o);
   }
   close(): void {}
 }
 
-/** An interrupt subscription: an async iterable of events. */
-export class InterruptSubscription implements AsyncIterable<InterruptEvent> {
+/** A server stream (interrupt events, captured frames) as an async iterable. */
+export class StreamSubscription<T> implements AsyncIterable<T> {
   /** Resolves when the server has accepted the subscription (response headers arrived). */
   readonly opened: Promise<grpc.Metadata>;
-  constructor(readonly call: grpc.ClientReadableStream<InterruptEvent>) {
+  constructor(readonly call: grpc.ClientReadableStream<T>) {
     this.opened = new Promise((res, rej) => {
       call.once('metadata', res);
       call.once('error', rej);
     });
     this.opened.catch(() => {});
   }
-  async *[Symbol.asyncIterator](): AsyncIterator<InterruptEvent> {
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
     try {
-      for await (const ev of this.call) yield ev as InterruptEvent;
+      for await (const ev of this.call) yield ev as T;
     } catch (e) {
       if ((e as grpc.ServiceError).code === grpc.status.CANCELLED) return;
       throw e;
@@ -445,3 +529,6 @@ export class InterruptSubscription implements AsyncIterable<InterruptEvent> {
   }
   cancel(): void { this.call.cancel(); }
 }
+
+/** The interrupt stream (the name before 0.2.0). */
+export type InterruptSubscription = StreamSubscription<InterruptEvent>;

@@ -1,7 +1,5 @@
-export * from './bdf';
-export * from './regs';
-export * from './igb';
-export * from './client';
-export * from './session';
-export { loadProto } from './proto';
-export type { PcieEmuProto } from './proto';
+export * from './bdf.js';
+export * from './regs.js';
+export * from './igb.js';
+export * from './client.js';
+export * from './session.js';

@@ -1,23 +1,23 @@
 /** The ordered Session stream: posted writes, non-posted reads, automatic batching. */
 import type * as grpc from '@grpc/grpc-js';
-import { CompletionStatus } from './gen/pcieemu/v1/CompletionStatus';
-import type { Transaction } from './gen/pcieemu/v1/Transaction';
-import type { TransactRequest } from './gen/pcieemu/v1/TransactRequest';
-import type { TransactResponse__Output } from './gen/pcieemu/v1/TransactResponse';
-import type { Completion__Output } from './gen/pcieemu/v1/Completion';
+import type { CompletionStatus } from './gen/pcieemu/v1/common.js';
+import type { Completion, Transaction, TransactRequest, TransactResponse } from './gen/pcieemu/v1/session.js';
 
 /** One completion from the stream. */
 export interface SessionCompletion {
   tag: bigint;
-  status: (typeof CompletionStatus)[keyof typeof CompletionStatus];
+  status: CompletionStatus;
   value: bigint;
   data: Buffer;
   kind: string;
 }
 
+/** A transaction without its tag: one op with every field set (the encoder writes what it is given). */
+type TransactionInit = Omit<Transaction, 'tag'>;
+
 interface Pending { resolve: (c: SessionCompletion) => void; reject: (e: Error) => void }
 
-function toCompletion(c: Completion__Output | TransactResponse__Output): SessionCompletion {
+function toCompletion(c: Completion | TransactResponse): SessionCompletion {
   return { tag: BigInt(c.tag), status: c.status, value: BigInt(c.value), data: c.data, kind: c.kind };
 }
 
@@ -25,10 +25,12 @@ function toCompletion(c: Completion__Output | TransactResponse__Output): Session
  * Transactions execute in the order they are issued. Writes are posted: they return at once and
  * are reported only when they fail (see `postedErrors` / `onPostedError`) unless `ack` is asked
  * for. Reads return a promise of their completion and see every earlier write. Transactions
- * issued in the same tick are sent in one message (up to `maxPerMessage`); call `flush()` to send
+ * issued in the same tick are sent in one message (up to `maxPerMessage`, default 256); call `flush()` to send
  * earlier.
  */
 export class Session {
+  /** Transactions per message unless session({ maxPerMessage }) says otherwise (the same in every client). */
+  static readonly DEFAULT_BATCH = 256;
   /** Completions of posted writes that did not complete successfully. */
   readonly postedErrors: SessionCompletion[] = [];
   private readonly listeners: ((c: SessionCompletion) => void)[] = [];
@@ -39,8 +41,8 @@ export class Session {
   private failure: Error | undefined;
   private readonly ended: Promise<void>;
 
-  constructor(private readonly call: grpc.ClientDuplexStream<TransactRequest, TransactResponse__Output>, private readonly maxPerMessage: number) {
-    call.on('data', (r: TransactResponse__Output) => {
+  constructor(private readonly call: grpc.ClientDuplexStream<TransactRequest, TransactResponse>, private readonly maxPerMessage: number) {
+    call.on('data', (r: TransactResponse) => {
       this.complete(toCompletion(r));
       for (const m of r.more) this.complete(toCompletion(m));
     });
@@ -60,7 +62,7 @@ export class Session {
     return this.issue({ config_read: { rid, offset, width } }, true);
   }
   configWrite(rid: number, offset: number, width: number, value: number): void {
-    this.issue({ config_write: { rid, offset, width, value: value >>> 0 } }, false);
+    this.issue({ config_write: { rid, offset, width, value: value >>> 0, ack: false } }, false);
   }
   configWriteAck(rid: number, offset: number, width: number, value: number): Promise<SessionCompletion> {
     return this.issue({ config_write: { rid, offset, width, value: value >>> 0, ack: true } }, true);
@@ -69,7 +71,7 @@ export class Session {
     return this.issue({ mmio_read: { address: address.toString(), width } }, true);
   }
   mmioWrite(address: bigint, width: number, value: bigint): void {
-    this.issue({ mmio_write: { address: address.toString(), width, value: value.toString() } }, false);
+    this.issue({ mmio_write: { address: address.toString(), width, value: value.toString(), ack: false } }, false);
   }
   mmioWriteAck(address: bigint, width: number, value: bigint): Promise<SessionCompletion> {
     return this.issue({ mmio_write: { address: address.toString(), width, value: value.toString(), ack: true } }, true);
@@ -78,7 +80,7 @@ export class Session {
     return this.issue({ memory_read: { address: address.toString(), length } }, true);
   }
   memoryWrite(address: bigint, data: Uint8Array): void {
-    this.issue({ memory_write: { address: address.toString(), data: Buffer.from(data) } }, false);
+    this.issue({ memory_write: { address: address.toString(), data: Buffer.from(data), ack: false } }, false);
   }
 
   /** Sends queued transactions now. */
@@ -87,7 +89,7 @@ export class Session {
     while (this.queue.length > 0) {
       const chunk = this.queue.splice(0, this.maxPerMessage);
       const [first, ...rest] = chunk;
-      this.call.write({ ...first, batch: rest } as TransactRequest);
+      this.call.write({ ...first, batch: rest });
     }
   }
 
@@ -102,15 +104,15 @@ export class Session {
   /** Abandons the stream. */
   cancel(): void { this.call.cancel(); }
 
-  private issue(op: Omit<Transaction, 'tag'>, wantsCompletion: true): Promise<SessionCompletion>;
-  private issue(op: Omit<Transaction, 'tag'>, wantsCompletion: false): void;
-  private issue(op: Omit<Transaction, 'tag'>, wantsCompletion: boolean): Promise<SessionCompletion> | void {
+  private issue(op: TransactionInit, wantsCompletion: true): Promise<SessionCompletion>;
+  private issue(op: TransactionInit, wantsCompletion: false): void;
+  private issue(op: TransactionInit, wantsCompletion: boolean): Promise<SessionCompletion> | void {
     if (this.failure) {
       if (wantsCompletion) return Promise.reject(this.failure);
       throw this.failure;
     }
     const tag = this.nextTag++;
-    this.queue.push({ tag: tag.toString(), ...op });
+    this.queue.push({ ...op, tag: tag.toString() });
     if (this.queue.length >= this.maxPerMessage) this.flush();
     else if (!this.scheduled) { this.scheduled = true; setImmediate(() => this.flush()); }
     if (wantsCompletion) return new Promise((resolve, reject) => this.pending.set(tag, { resolve, reject }));

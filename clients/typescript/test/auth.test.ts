@@ -6,8 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultTokenPath, PcieEmuClient, resolveToken } from '../src';
-import { startServer, TestServer, within } from './harness';
+import { defaultTokenPath, PcieEmuClient, resolveToken } from '../src/index.js';
+import { startServer, TestServer, within } from './harness.js';
 
 const PF0 = 0x0100;
 const isUnauthenticated = (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED;

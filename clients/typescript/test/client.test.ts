@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { CompletionStatus, defaultTarget, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src';
-import { startServer, TestServer, within } from './harness';
+import { CompletionStatus, defaultTarget, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src/index.js';
+import { startServer, TestServer, within } from './harness.js';
 
 const OK = CompletionStatus.COMPLETION_STATUS_SUCCESSFUL;
 const UR = CompletionStatus.COMPLETION_STATUS_UNSUPPORTED_REQUEST;

@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient } from '../src';
-import { startServer, TestServer, within } from './harness';
+import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient } from '../src/index.js';
+import { startServer, TestServer, within } from './harness.js';
 
 const CASES_DIR = process.env.PCIEEMU_CONFORMANCE_CASES ?? resolve(__dirname, '../../../../tests/Conformance/cases');
 const CORE_OPS = new Set(['reset', 'get_platform', 'list_functions', 'read_config', 'write_config', 'read_mmio', 'write_mmio', 'read_memory', 'write_memory']);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { grpcTarget } from '../src/client';
+import { grpcTarget } from '../src/client.js';
 
 /** A running server; TCP needs its token, which it wrote to `tokenFile` (`token` holds it). */
 export interface TestServer { tcp: string; unix: string; tokenFile?: string; token?: string; stop(): Promise<void> }
@@ -53,8 +53,11 @@ export async function waitHealthy(target: string, timeoutMs = 60_000, tokenFile?
   }
 }
 
-export async function startServer(): Promise<TestServer> {
-  if (process.env.PCIEEMU_TEST_TARGET) {
+/** Starts a server on a free TCP port and a temporary Unix socket. With `runtimeDir` it runs with
+ *  XDG_RUNTIME_DIR=runtimeDir and writes its token to the default place (runtimeDir/pcie-emu/token),
+ *  where a client given the same XDG_RUNTIME_DIR finds it without being told. */
+export async function startServer(opts: { runtimeDir?: string } = {}): Promise<TestServer> {
+  if (process.env.PCIEEMU_TEST_TARGET && !opts.runtimeDir) {
     const t = process.env.PCIEEMU_TEST_TARGET;
     const tokenFile = process.env.PCIEEMU_TEST_TOKEN_FILE || undefined;
     await waitHealthy(t, 60_000, tokenFile);
@@ -65,9 +68,10 @@ export async function startServer(): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'pcieemu-ts-'));
   const sock = join(dir, 'pcie-emu.sock');
   const tcp = `tcp://127.0.0.1:${port}`, unix = `unix://${sock}`;
-  const tokenFile = join(dir, 'token');
-  const child: ChildProcess = spawn('dotnet', [serverDll(), 'serve', '--listen', tcp, '--listen', unix, '--token-file', tokenFile,
-    '--ram-file', join(dir, 'ram.bin')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tokenFile = opts.runtimeDir ? join(opts.runtimeDir, 'pcie-emu', 'token') : join(dir, 'token');
+  const child: ChildProcess = spawn('dotnet', [serverDll(), 'serve', '--listen', tcp, '--listen', unix,
+    ...(opts.runtimeDir ? [] : ['--token-file', tokenFile]), '--ram-file', join(dir, 'ram.bin')],
+  { stdio: ['ignore', 'pipe', 'pipe'], env: opts.runtimeDir ? { ...process.env, XDG_RUNTIME_DIR: opts.runtimeDir } : process.env });
   let log = '';
   child.stdout!.on('data', (d) => { log += d; });
   child.stderr!.on('data', (d) => { log += d; });

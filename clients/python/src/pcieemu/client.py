@@ -5,17 +5,17 @@ import getpass
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import grpc
 
-from . import pb
+from . import _logic, pb
 from .bdf import Bdf, RidLike, to_rid
-from . import regs
 
 DEFAULT_TCP_TARGET = "tcp://127.0.0.1:50551"
 TARGET_VARIABLE = "PCIEEMU_TARGET"
 TOKEN_VARIABLE = "PCIEEMU_TOKEN"
+DEFAULT_TIMEOUT = 30.0  # seconds: the deadline of every unary call unless the call passes timeout=
 
 
 def _user_name() -> str:
@@ -163,21 +163,23 @@ class ConfigRead:
         return pb.status_name(self.status)
 
 
-class Client:
-    """One channel to a PcieEmu server and typed helpers over every service.
+class ChannelOwner:
+    """What Client and pcieemu.aio.AsyncClient share: the target, flags, default deadline and stubs."""
 
-    Errors from the server are raised as :class:`ServerError`; completion statuses (UR, CA) are
-    hardware answers and are returned, never raised.
-    """
+    target: str
+    is_unix: bool
+    is_local: bool
+    timeout: float
+    has_token: bool
+    _metadata: Optional[Tuple[Tuple[str, str], ...]]
 
-    def __init__(self, target: Optional[str] = None, timeout: float = 10.0,
-                 token: Optional[str] = None, token_file: Optional[str] = None):
-        """On TCP every call carries the server's token (``authorization: Bearer``), found by
-        :func:`resolve_token`: ``token``, else ``token_file``, else $PCIEEMU_TOKEN, else the
-        default token file. A Unix socket needs none and is sent none."""
+    def _open(self, target: Optional[str], timeout: float, token: Optional[str], token_file: Optional[str],
+              make_channel: Callable[[str, List[Tuple[str, Any]], Optional[str]], Any]) -> Any:
+        """Resolves the target and token, opens the channel with ``make_channel(grpc_target, options,
+        bearer)`` and sets ``self``'s target, flags and stubs: the part Client and pcieemu.aio.AsyncClient share."""
         self.target = target or default_target()
         gt, is_unix = grpc_target(self.target)
-        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        options: List[Tuple[str, Any]] = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
         if is_unix:
             options.append(("grpc.default_authority", "localhost"))
         self.is_unix = is_unix
@@ -185,15 +187,35 @@ class Client:
         self.timeout = timeout
         bearer = None if is_unix else resolve_token(token, token_file)
         self.has_token = bearer is not None
-        self.channel = with_token(grpc.insecure_channel(gt, options=options), bearer)
-        self.platform_stub = pb.platform_pb2_grpc.PlatformServiceStub(self.channel)
-        self.config_stub = pb.config_pb2_grpc.ConfigServiceStub(self.channel)
-        self.mmio_stub = pb.mmio_pb2_grpc.MmioServiceStub(self.channel)
-        self.memory_stub = pb.memory_pb2_grpc.MemoryServiceStub(self.channel)
-        self.session_stub = pb.session_pb2_grpc.SessionServiceStub(self.channel)
-        self.interrupt_stub = pb.interrupt_pb2_grpc.InterruptServiceStub(self.channel)
-        self.ethernet_stub = pb.ethernet_pb2_grpc.EthernetServiceStub(self.channel)
-        self.iommu_stub = pb.iommu_pb2_grpc.IommuServiceStub(self.channel)
+        self._metadata = (("authorization", "Bearer " + bearer),) if bearer else None
+        channel = make_channel(gt, options, bearer)
+        self.platform_stub = pb.platform_pb2_grpc.PlatformServiceStub(channel)
+        self.config_stub = pb.config_pb2_grpc.ConfigServiceStub(channel)
+        self.mmio_stub = pb.mmio_pb2_grpc.MmioServiceStub(channel)
+        self.memory_stub = pb.memory_pb2_grpc.MemoryServiceStub(channel)
+        self.session_stub = pb.session_pb2_grpc.SessionServiceStub(channel)
+        self.interrupt_stub = pb.interrupt_pb2_grpc.InterruptServiceStub(channel)
+        self.ethernet_stub = pb.ethernet_pb2_grpc.EthernetServiceStub(channel)
+        self.iommu_stub = pb.iommu_pb2_grpc.IommuServiceStub(channel)
+        return channel
+
+
+class Client(ChannelOwner):
+    """One channel to a PcieEmu server and typed helpers over every service.
+
+    Errors from the server are raised as :class:`ServerError`; completion statuses (UR, CA) are
+    hardware answers and are returned, never raised.
+    """
+
+    def __init__(self, target: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
+                 token: Optional[str] = None, token_file: Optional[str] = None):
+        """On TCP every call carries the server's token (``authorization: Bearer``), found by
+        :func:`resolve_token`: ``token``, else ``token_file``, else $PCIEEMU_TOKEN, else the
+        default token file. A Unix socket needs none and is sent none. ``timeout`` is the deadline
+        of each unary call in seconds (every call takes ``timeout=`` to override it; streams have
+        none unless given one)."""
+        self.channel = self._open(target, timeout, token, token_file,
+                                  lambda gt, options, bearer: with_token(grpc.insecure_channel(gt, options=options), bearer))
 
     # -- lifetime ---------------------------------------------------------------------------
     def wait_ready(self, timeout: float = 10.0) -> "Client":
@@ -210,121 +232,97 @@ class Client:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _call(self, fn, request):
+    def _call(self, fn, request, timeout: Optional[float] = None):
         try:
-            return fn(request, timeout=self.timeout)
+            return fn(request, timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as e:
             raise ServerError(e) from None
 
     # -- platform ---------------------------------------------------------------------------
-    def get_platform(self):
-        return self._call(self.platform_stub.GetPlatform, pb.platform_pb2.GetPlatformRequest())
+    def get_platform(self, timeout: Optional[float] = None):
+        """GetPlatformResponse: root ports, RAM regions, IOMMU units, limits."""
+        return self._call(self.platform_stub.GetPlatform, pb.platform_pb2.GetPlatformRequest(), timeout)
 
-    def list_functions(self) -> list:
+    def list_functions(self, timeout: Optional[float] = None) -> list:
         """Every function that answers config requests now (enabled VFs included)."""
-        return list(self._call(self.platform_stub.ListFunctions, pb.platform_pb2.ListFunctionsRequest()).functions)
+        return list(self._call(self.platform_stub.ListFunctions, pb.platform_pb2.ListFunctionsRequest(), timeout).functions)
 
-    def reset(self) -> int:
+    def reset(self, timeout: Optional[float] = None) -> int:
         """Cold platform reset; returns the number of functions after it."""
-        return self._call(self.platform_stub.ResetPlatform, pb.platform_pb2.ResetPlatformRequest()).functions
+        return self._call(self.platform_stub.ResetPlatform, pb.platform_pb2.ResetPlatformRequest(), timeout).functions
 
     # -- config -----------------------------------------------------------------------------
-    def config_read(self, rid: RidLike, offset: int, width: int = 4) -> ConfigRead:
+    def config_read(self, rid: RidLike, offset: int, width: int = 4, timeout: Optional[float] = None) -> ConfigRead:
         r = self._call(self.config_stub.ReadConfig,
-                       pb.config_pb2.ReadConfigRequest(rid=to_rid(rid), offset=offset, width=width))
+                       pb.config_pb2.ReadConfigRequest(rid=to_rid(rid), offset=offset, width=width), timeout)
         return ConfigRead(r.status, r.value)
 
-    def config_write(self, rid: RidLike, offset: int, width: int, value: int) -> int:
+    def config_write(self, rid: RidLike, offset: int, width: int, value: int, timeout: Optional[float] = None) -> int:
         """Returns the completion status (SUCCESSFUL, or UNSUPPORTED_REQUEST when nothing answers)."""
         return self._call(self.config_stub.WriteConfig,
-                          pb.config_pb2.WriteConfigRequest(rid=to_rid(rid), offset=offset, width=width, value=value)).status
+                          pb.config_pb2.WriteConfigRequest(rid=to_rid(rid), offset=offset, width=width, value=value),
+                          timeout).status
 
-    def cfg_read8(self, rid: RidLike, offset: int) -> int:
-        return self.config_read(rid, offset, 1).value
+    def cfg_read8(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return self.config_read(rid, offset, 1, timeout).value
 
-    def cfg_read16(self, rid: RidLike, offset: int) -> int:
-        return self.config_read(rid, offset, 2).value
+    def cfg_read16(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return self.config_read(rid, offset, 2, timeout).value
 
-    def cfg_read32(self, rid: RidLike, offset: int) -> int:
-        return self.config_read(rid, offset, 4).value
+    def cfg_read32(self, rid: RidLike, offset: int, timeout: Optional[float] = None) -> int:
+        return self.config_read(rid, offset, 4, timeout).value
 
-    def cfg_write8(self, rid: RidLike, offset: int, value: int) -> int:
-        return self.config_write(rid, offset, 1, value)
+    def cfg_write8(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.config_write(rid, offset, 1, value, timeout)
 
-    def cfg_write16(self, rid: RidLike, offset: int, value: int) -> int:
-        return self.config_write(rid, offset, 2, value)
+    def cfg_write16(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.config_write(rid, offset, 2, value, timeout)
 
-    def cfg_write32(self, rid: RidLike, offset: int, value: int) -> int:
-        return self.config_write(rid, offset, 4, value)
+    def cfg_write32(self, rid: RidLike, offset: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.config_write(rid, offset, 4, value, timeout)
 
-    # -- capabilities -------------------------------------------------------------------------
+    # -- capabilities (pcieemu._logic, shared with pcieemu.aio) --------------------------------
     def capabilities(self, rid: RidLike) -> Iterator[Tuple[int, int]]:
         """(id, offset) of each standard capability, following 0x34; stops on a loop or a broken chain."""
-        rid = to_rid(rid)
-        if not self.cfg_read16(rid, regs.STATUS) & regs.STATUS_CAP_LIST:
-            return
-        ptr = self.cfg_read8(rid, regs.CAPABILITIES_POINTER) & 0xFC
-        seen = set()
-        while ptr >= 0x40 and ptr not in seen and len(seen) < 48:
-            seen.add(ptr)
-            header = self.cfg_read16(rid, ptr)
-            cap_id = header & 0xFF
-            if cap_id == 0xFF:
-                return
-            yield cap_id, ptr
-            ptr = (header >> 8) & 0xFC
+        return iter(_logic.run_sync(_logic.capabilities(_logic.SyncAdapter(self), rid)))
 
     def ext_capabilities(self, rid: RidLike) -> Iterator[Tuple[int, int, int]]:
         """(id, version, offset) of each extended capability, from 0x100."""
-        rid = to_rid(rid)
-        ptr, seen = 0x100, set()
-        while ptr >= 0x100 and ptr not in seen and len(seen) < 960:
-            seen.add(ptr)
-            r = self.config_read(rid, ptr, 4)
-            if not r.ok or r.value in (0, 0xFFFFFFFF):
-                return
-            yield r.value & 0xFFFF, (r.value >> 16) & 0xF, ptr
-            ptr = (r.value >> 20) & 0xFFC
+        return iter(_logic.run_sync(_logic.ext_capabilities(_logic.SyncAdapter(self), rid)))
 
     def find_capability(self, rid: RidLike, cap_id: int) -> Optional[int]:
-        return next((off for cid, off in self.capabilities(rid) if cid == cap_id), None)
+        return _logic.run_sync(_logic.find_capability(_logic.SyncAdapter(self), rid, cap_id))
 
     def find_ext_capability(self, rid: RidLike, cap_id: int) -> Optional[int]:
-        return next((off for cid, _, off in self.ext_capabilities(rid) if cid == cap_id), None)
+        return _logic.run_sync(_logic.find_ext_capability(_logic.SyncAdapter(self), rid, cap_id))
 
-    # -- BARs -------------------------------------------------------------------------------
     def bar_address(self, rid: RidLike, index: int) -> int:
         """The address programmed in BAR ``index`` (64-bit BARs combined, I/O and flag bits stripped)."""
-        rid = to_rid(rid)
-        lo = self.cfg_read32(rid, regs.BAR0 + 4 * index)
-        if lo & 1:
-            return lo & ~0x3 & 0xFFFFFFFF
-        addr = lo & ~0xF & 0xFFFFFFFF
-        if (lo >> 1) & 3 == 2:
-            addr |= self.cfg_read32(rid, regs.BAR0 + 4 * index + 4) << 32
-        return addr
+        return _logic.run_sync(_logic.bar_address(_logic.SyncAdapter(self), rid, index))
 
     # -- MMIO -------------------------------------------------------------------------------
-    def mmio_read(self, address: int, width: int = 4) -> ConfigRead:
-        r = self._call(self.mmio_stub.ReadMmio, pb.mmio_pb2.ReadMmioRequest(address=address, width=width))
+    def mmio_read(self, address: int, width: int = 4, timeout: Optional[float] = None) -> ConfigRead:
+        r = self._call(self.mmio_stub.ReadMmio, pb.mmio_pb2.ReadMmioRequest(address=address, width=width), timeout)
         return ConfigRead(r.status, r.value)
 
-    def mmio_write(self, address: int, width: int, value: int) -> int:
+    def mmio_write(self, address: int, width: int, value: int, timeout: Optional[float] = None) -> int:
         return self._call(self.mmio_stub.WriteMmio,
-                          pb.mmio_pb2.WriteMmioRequest(address=address, width=width, value=value)).status
+                          pb.mmio_pb2.WriteMmioRequest(address=address, width=width, value=value), timeout).status
 
-    def read32(self, address: int) -> int:
-        return self.mmio_read(address, 4).value
+    def read32(self, address: int, timeout: Optional[float] = None) -> int:
+        return self.mmio_read(address, 4, timeout).value
 
-    def write32(self, address: int, value: int) -> int:
-        return self.mmio_write(address, 4, value)
+    def write32(self, address: int, value: int, timeout: Optional[float] = None) -> int:
+        return self.mmio_write(address, 4, value, timeout)
 
     # -- memory -----------------------------------------------------------------------------
-    def read_memory(self, address: int, length: int) -> bytes:
-        return self._call(self.memory_stub.ReadMemory, pb.memory_pb2.ReadMemoryRequest(address=address, length=length)).data
+    def read_memory(self, address: int, length: int, timeout: Optional[float] = None) -> bytes:
+        return self._call(self.memory_stub.ReadMemory,
+                          pb.memory_pb2.ReadMemoryRequest(address=address, length=length), timeout).data
 
-    def write_memory(self, address: int, data: bytes) -> int:
-        return self._call(self.memory_stub.WriteMemory, pb.memory_pb2.WriteMemoryRequest(address=address, data=bytes(data))).length
+    def write_memory(self, address: int, data: bytes, timeout: Optional[float] = None) -> int:
+        return self._call(self.memory_stub.WriteMemory,
+                          pb.memory_pb2.WriteMemoryRequest(address=address, data=bytes(data)), timeout).length
 
     def map_ram(self, prefer_mmap: bool = True):
         """A :class:`RamView` of RAM: the shared file mapped with mmap when it is reachable, else RPCs."""
@@ -333,59 +331,62 @@ class Client:
 
     # -- streams ----------------------------------------------------------------------------
     def session(self):
-        """Opens the ordered Session stream (see :class:`pcieemu.Session`)."""
+        """Opens the ordered Session stream (see :class:`pcieemu.Session`; batches of up to 256)."""
         from .session import Session
         return Session(self)
 
-    def subscribe_interrupts(self, rids: Optional[Iterable[RidLike]] = None, timeout: Optional[float] = None) -> "InterruptSubscription":
+    def subscribe_interrupts(self, rids: Optional[Iterable[RidLike]] = None,
+                             timeout: Optional[float] = None) -> "StreamSubscription":
         """Interrupt events for ``rids`` (all functions when empty) as an iterator; close() ends it.
         It is live (events from then on reach it) when this returns. ``timeout`` bounds the whole stream."""
         req = pb.interrupt_pb2.SubscribeInterruptsRequest(rids=[to_rid(r) for r in (rids or [])])
-        call = self.interrupt_stub.SubscribeInterrupts(req, timeout=timeout)
-        try:
-            call.initial_metadata()  # the server sends headers once the subscription is registered
-        except grpc.RpcError as e:
-            raise ServerError(e) from None
-        return InterruptSubscription(call)
+        return StreamSubscription.open(self.interrupt_stub.SubscribeInterrupts(req, timeout=timeout))
 
-    def capture_frames(self, port: int = 0, timeout: Optional[float] = None) -> "InterruptSubscription":
+    def capture_frames(self, port: int = 0, timeout: Optional[float] = None) -> "StreamSubscription":
         """Frames ``port`` transmits onto the wire (CapturedFrame: port, data, timestamp_ns) as an
         iterator; live when this returns; close() ends it. ``timeout`` bounds the whole stream."""
-        call = self.ethernet_stub.CaptureFrames(pb.ethernet_pb2.CaptureFramesRequest(port=port), timeout=timeout)
-        try:
-            call.initial_metadata()  # headers are sent once the tap is registered
-        except grpc.RpcError as e:
-            raise ServerError(e) from None
-        return InterruptSubscription(call)
+        req = pb.ethernet_pb2.CaptureFramesRequest(port=port)
+        return StreamSubscription.open(self.ethernet_stub.CaptureFrames(req, timeout=timeout))
 
     # -- Ethernet / IOMMU -------------------------------------------------------------------
-    def inject_frame(self, port: int, data: bytes):
+    def inject_frame(self, port: int, data: bytes, timeout: Optional[float] = None):
         """Delivers ``data`` (destination MAC first, no FCS) to ``port`` from the link partner;
         returns InjectFrameResponse (accepted, queues)."""
-        return self._call(self.ethernet_stub.InjectFrame, pb.ethernet_pb2.InjectFrameRequest(port=port, data=bytes(data)))
+        return self._call(self.ethernet_stub.InjectFrame,
+                          pb.ethernet_pb2.InjectFrameRequest(port=port, data=bytes(data)), timeout)
 
-    def translate_address(self, rid: RidLike, address: int, write: bool = False, dry_run: bool = True):
+    def translate_address(self, rid: RidLike, address: int, write: bool = False, dry_run: bool = True,
+                          timeout: Optional[float] = None):
         """IommuService.TranslateAddress; returns TranslateAddressResponse (status, translated_address,
         fault_reason, fault_recorded)."""
-        return self._call(self.iommu_stub.TranslateAddress,
-                          pb.iommu_pb2.TranslateAddressRequest(rid=to_rid(rid), address=address, write=write, dry_run=dry_run))
+        req = pb.iommu_pb2.TranslateAddressRequest(rid=to_rid(rid), address=address, write=write, dry_run=dry_run)
+        return self._call(self.iommu_stub.TranslateAddress, req, timeout)
 
-    # -- SR-IOV -----------------------------------------------------------------------------
+    # -- SR-IOV (pcieemu._logic, shared with pcieemu.aio) -------------------------------------
     def enable_vfs(self, pf: RidLike, num_vfs: int, ari: Optional[bool] = None, settle: float = 0.1):
-        """Linux-style SR-IOV enable; returns a :class:`SriovState` (see pcieemu.sriov)."""
-        from .sriov import enable_vfs
-        return enable_vfs(self, pf, num_vfs, ari=ari, settle=settle)
+        """Linux-style SR-IOV enable (``ari=None``: ARI when the port and device support it);
+        returns a :class:`SriovState`."""
+        return _logic.run_sync(_logic.enable_vfs(_logic.SyncAdapter(self), pf, num_vfs, ari=ari, settle=settle))
 
     def disable_vfs(self, pf: RidLike) -> None:
-        from .sriov import disable_vfs
-        disable_vfs(self, pf)
+        _logic.run_sync(_logic.disable_vfs(_logic.SyncAdapter(self), pf))
 
 
-class InterruptSubscription:
-    """Iterates the messages of a server stream (InterruptEvent, CapturedFrame); ``close()`` (or leaving a ``with`` block) cancels the stream."""
+class StreamSubscription:
+    """Iterates the messages of a server stream (InterruptEvent, CapturedFrame); ``close()`` (or
+    leaving a ``with`` block) cancels the stream and ends the iteration."""
 
     def __init__(self, call):
         self._call = call
+
+    @classmethod
+    def open(cls, call) -> "StreamSubscription":
+        """Waits for the response headers: the server sends them once the subscription is registered."""
+        try:
+            call.initial_metadata()
+        except grpc.RpcError as e:
+            raise ServerError(e) from None
+        return cls(call)
 
     def __iter__(self):
         return self
@@ -408,10 +409,15 @@ class InterruptSubscription:
         self.close()
 
 
-def connect(target: Optional[str] = None, timeout: float = 10.0, wait: float = 10.0,
+InterruptSubscription = StreamSubscription  # the name before 0.2.0
+
+
+def connect(target: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, wait: float = 10.0,
             token: Optional[str] = None, token_file: Optional[str] = None) -> Client:
     """Connects to ``target`` (tcp://host:port or unix:///path; default: see :func:`default_target`).
-    On TCP the token comes from ``token``, ``token_file``, $PCIEEMU_TOKEN or the default token file."""
+    On TCP the token comes from ``token``, ``token_file``, $PCIEEMU_TOKEN or the default token file.
+    ``timeout``: the default deadline of unary calls (s); ``wait``: how long to wait for the server
+    (0: do not wait)."""
     c = Client(target, timeout=timeout, token=token, token_file=token_file)
     if wait:
         try:

@@ -6,6 +6,22 @@ import os
 from typing import Optional
 
 
+def map_region(region, allowed: bool) -> Optional[mmap.mmap]:
+    """The RAM region's shared file mapped read/write, or None when not ``allowed``, absent, too
+    small or not ours to map (permissions, another host): the caller then uses RPCs."""
+    path = region.shared_file_path
+    if not (allowed and path and os.path.exists(path)):
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            return mmap.mmap(fd, region.size) if os.fstat(fd).st_size >= region.size else None
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+
+
 class RamView:
     """Reads and writes guest-physical RAM. ``mapped`` tells which path is in use."""
 
@@ -15,18 +31,8 @@ class RamView:
     @classmethod
     def open(cls, client, prefer_mmap: bool = True) -> "RamView":
         region = client.get_platform().ram_regions[0]
-        path = region.shared_file_path
-        if prefer_mmap and client.is_local and path and os.path.exists(path):
-            try:
-                fd = os.open(path, os.O_RDWR)
-                try:
-                    if os.fstat(fd).st_size >= region.size:
-                        return cls(client, region.base, region.size, mmap.mmap(fd, region.size), path)
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass  # not ours to map (permissions, other host): fall back to RPCs
-        return cls(client, region.base, region.size, None, path)
+        return cls(client, region.base, region.size, map_region(region, prefer_mmap and client.is_local),
+                   region.shared_file_path)
 
     @property
     def mapped(self) -> bool:

@@ -61,22 +61,27 @@ def _health_serving(target: str, timeout: float, token: Optional[str] = None) ->
 class ServerProcess:
     """A running ``pcie-emu serve`` with ``tcp_target`` and ``unix_target``. TCP needs its token:
     the server writes it to ``token_file`` (in the temporary directory; ``token`` holds it once
-    the server is up). ``extra_args=["--tcp-auth", "none"]`` starts one without."""
+    the server is up). ``extra_args=["--tcp-auth", "none"]`` starts one without. With
+    ``runtime_dir`` the server runs with XDG_RUNTIME_DIR=runtime_dir and writes its token to the
+    default place (runtime_dir/pcie-emu/token), where clients given the same XDG_RUNTIME_DIR find it."""
 
-    def __init__(self, extra_args: Optional[list] = None, build: bool = True, start_timeout: float = 60.0):
+    def __init__(self, extra_args: Optional[list] = None, build: bool = True, start_timeout: float = 60.0,
+                 runtime_dir: Optional[str] = None):
         self.tmp = tempfile.mkdtemp(prefix="pcieemu-test-")
         self.port = free_port()
         self.socket_path = os.path.join(self.tmp, "pcie-emu.sock")
         self.tcp_target = f"tcp://127.0.0.1:{self.port}"
         self.unix_target = f"unix://{self.socket_path}"
         self.log_path = os.path.join(self.tmp, "server.log")
-        self.token_file = os.path.join(self.tmp, "token")
+        self.token_file = os.path.join(runtime_dir, "pcie-emu", "token") if runtime_dir else os.path.join(self.tmp, "token")
         self.token: Optional[str] = None
         dll = server_dll(build)
         args = ["dotnet", str(dll), "serve", "--listen", self.tcp_target, "--listen", self.unix_target,
-                "--ram-file", os.path.join(self.tmp, "ram.bin"), "--token-file", self.token_file] + list(extra_args or [])
+                "--ram-file", os.path.join(self.tmp, "ram.bin")] + ([] if runtime_dir else ["--token-file", self.token_file]) \
+            + list(extra_args or [])
+        env = dict(os.environ, XDG_RUNTIME_DIR=runtime_dir) if runtime_dir else None
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + start_timeout
         while True:
             if self.proc.poll() is not None:

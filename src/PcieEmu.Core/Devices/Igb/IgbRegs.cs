@@ -31,8 +31,9 @@ public static class IgbRegs
     public const uint VfGprc = 0x0F10, VfGptc = 0x0F14, VfGorc = 0x0F18, VfGotc = 0x0F34, VfMprc = 0x0F3C,
         VfGprlbc = 0x0F40, VfGptlbc = 0x0F44, VfGorlbc = 0x0F48, VfGotlbc = 0x0F50;
 
-    /// <summary>CTRL.RST (self-clearing device reset), CTRL.VME (VLAN mode: strip tags on receive).</summary>
-    public const uint CtrlRst = 1u << 26, CtrlVme = 1u << 30;
+    /// <summary>CTRL.RST (self-clearing device reset), CTRL.VME (VLAN mode: strip tags on receive),
+    /// CTRL.GIO_MASTER_DISABLE (stop issuing DMA), CTRL.SLU (set link up).</summary>
+    public const uint CtrlRst = 1u << 26, CtrlVme = 1u << 30, CtrlGioMasterDisable = 1u << 2, CtrlSlu = 1u << 6;
     /// <summary>STATUS bits.</summary>
     public const uint StatusFd = 1u << 0, StatusLu = 1u << 1, StatusSpeed1000 = 2u << 6, StatusIov = 1u << 18, StatusGioMasterEnable = 1u << 19;
     /// <summary>STATUS.NUM_VFS shift.</summary>

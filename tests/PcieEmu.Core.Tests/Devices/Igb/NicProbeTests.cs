@@ -1,0 +1,149 @@
+using PcieEmu.Core.Devices.Igb;
+
+namespace PcieEmu.Core.Tests.Devices.Igb;
+
+/// <summary>
+/// The PF probe path of the Linux igb driver over the machine's MMIO path: semaphores, NVM reads
+/// and checksum, PHY ID and link through MDIC, GIO master disable, reset, link up with the NVM's
+/// MAC in RAL0/RAH0 (issue 12, item 1).
+/// </summary>
+public class NicProbeTests
+{
+    private static IgbProbeReplay Driver(NicRig rig, int port)
+    {
+        var pf = (IgbPhysicalFunction)rig.M.PhysicalFunctions[port];
+        ulong bar = pf.BarWindow(pf.Bars[0]).Base;
+        return new IgbProbeReplay(off => rig.R(bar + off), (off, v) => rig.W(bar + off, v), port);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void LinuxIgbProbeReachesLinkUpWithTheNvmMac(int port)
+    {
+        using var rig = new NicRig();
+        var drv = Driver(rig, port);
+        var (nvmMac, rarMac, phyId) = drv.Probe();
+
+        // IGP03E1000_E_PHY_ID with the revision masked off (igb_get_phy_id: id2 & 0xFFF0).
+        Assert.Equal(0x02A8_0390u, phyId & 0xFFFF_FFF0);
+        // Words 0-2 hold LAN0's address; LAN1 uses it with bit 0 of the last byte inverted.
+        var expected = (byte[])nvmMac.Clone();
+        if (port == 1) expected[5] ^= 1;
+        Assert.Equal(expected, rarMac);
+        var pf = (IgbPhysicalFunction)rig.M.PhysicalFunctions[port];
+        Assert.Equal(expected, pf.Nic.MacAddress.ToArray());
+        // The NVM's LAN0 address is the one the DSN of PF0 encodes (EUI-64 with FF-FE... FF-FF inserted).
+        ulong dsn = pf.Options.SerialNumber;
+        Assert.Equal([(byte)(dsn >> 56), (byte)(dsn >> 48), (byte)(dsn >> 40), (byte)(dsn >> 16), (byte)(dsn >> 8), (byte)dsn], nvmMac);
+    }
+
+    [Fact]
+    public void NvmWordsSumToBabaAndTheSizeComesFromEecd()
+    {
+        using var rig = new NicRig();
+        var drv = Driver(rig, 0);
+        Assert.Equal(256, drv.NvmWords());
+        Assert.Equal((ushort)0xBABA, drv.ValidateChecksum());
+        Assert.Equal((ushort)0x10C9, drv.ReadNvm(0x0D));   // device ID word
+        Assert.Equal((ushort)0x8086, drv.ReadNvm(0x0E));   // vendor ID word
+        Assert.Equal((ushort)0xFFFF, drv.ReadNvm(0x37));   // no alternate MAC address block
+    }
+
+    [Fact]
+    public void EerdReadLeavesDoneAndDataUntilTheNextStart()
+    {
+        using var rig = new NicRig();
+        Assert.Equal(0u, rig.PfRead(IgbProbeReplay.EERD) & 2);       // nothing read yet
+        rig.PfWrite(IgbProbeReplay.EERD, 0x0D << 2 | 1);
+        uint v = rig.PfRead(IgbProbeReplay.EERD);
+        Assert.Equal(0x10C9_0000u | 0x0D << 2 | 2, v);               // DATA, ADDR, DONE; START self-cleared
+    }
+
+    [Fact]
+    public void SmbiLatchesOnTheFirstReadUntilSoftwareClearsIt()
+    {
+        using var rig = new NicRig();
+        Assert.Equal(0u, rig.PfRead(IgbProbeReplay.SWSM) & 1);       // first reader gets the semaphore
+        Assert.Equal(1u, rig.PfRead(IgbProbeReplay.SWSM) & 1);       // everyone else sees it taken
+        rig.PfWrite(IgbProbeReplay.SWSM, 3);                          // SWESMBI, keeping SMBI (as igb writes swsm | SWESMBI)
+        Assert.Equal(3u, rig.PfRead(IgbProbeReplay.SWSM) & 3);
+        rig.PfWrite(IgbProbeReplay.SWSM, 0);                          // igb_put_hw_semaphore
+        Assert.Equal(0u, rig.PfRead(IgbProbeReplay.SWSM) & 3);
+        Assert.Equal(1u, rig.PfRead(IgbProbeReplay.SWSM) & 3);
+        // The two ports have their own semaphores.
+        var pf1 = (IgbPhysicalFunction)rig.M.PhysicalFunctions[1];
+        Assert.Equal(0u, rig.R(pf1.BarWindow(pf1.Bars[0]).Base + IgbProbeReplay.SWSM) & 1);
+    }
+
+    [Fact]
+    public void SwFwSyncKeepsSoftwareBitsAndFirmwareBitsStayClear()
+    {
+        using var rig = new NicRig();
+        var drv = Driver(rig, 0);
+        drv.AcquireSwFw(1);
+        Assert.Equal(1u, rig.PfRead(IgbProbeReplay.SW_FW_SYNC));
+        rig.PfWrite(IgbProbeReplay.SW_FW_SYNC, 0xFFFF_FFFF);
+        Assert.Equal(0xFu, rig.PfRead(IgbProbeReplay.SW_FW_SYNC));   // firmware bits 19:16 read-only 0
+        drv.ReleaseSwFw(0xF);
+        Assert.Equal(0u, rig.PfRead(IgbProbeReplay.SW_FW_SYNC));
+    }
+
+    [Fact]
+    public void GioMasterDisableClearsStatusBit19AndResetRestoresIt()
+    {
+        using var rig = new NicRig();
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.STATUS) & 1u << 19);
+        var drv = Driver(rig, 0);
+        drv.DisablePcieMaster();
+        Assert.Equal(0u, rig.PfRead(IgbProbeReplay.STATUS) & 1u << 19);
+        rig.PfWrite(IgbProbeReplay.CTRL, rig.PfRead(IgbProbeReplay.CTRL) | 1u << 26);
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.STATUS) & 1u << 19);
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.EECD) & 1u << 9);   // auto-read done again
+    }
+
+    [Fact]
+    public void MdicToAnotherPhyAddressSetsErrorAndMdicIRaisesMdac()
+    {
+        using var rig = new NicRig();
+        var drv = Driver(rig, 0);
+        Assert.Throws<InvalidOperationException>(() => drv.ReadPhy(2, phyAddr: 2));
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.MDIC) & 1u << 28);  // READY with ERROR
+        rig.PfRead(IgbProbeReplay.ICR);
+        rig.PfWrite(IgbProbeReplay.MDIC, 2u << 16 | 1u << 21 | 2u << 26 | 1u << 29);
+        Assert.Equal(0x02A8u | 1u << 28 | 1u << 29 | 2u << 26 | 1u << 21 | 2u << 16, rig.PfRead(IgbProbeReplay.MDIC));
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.ICR) & IgbPhy.IcrMdac);
+    }
+
+    [Fact]
+    public void PhyPowerDownTakesTheLinkDownWithLscAndPowerUpBringsItBack()
+    {
+        using var rig = new NicRig();
+        var drv = Driver(rig, 0);
+        rig.PfRead(IgbProbeReplay.ICR);
+        ushort bmcr = drv.ReadPhy(0);
+        Assert.Equal((ushort)0x1140, bmcr);                                 // 1000 Mb/s, full duplex, autoneg on
+        Assert.Equal((ushort)0x796D, drv.ReadPhy(1));                       // link, autoneg complete, abilities
+        drv.WritePhy(0, (ushort)(bmcr | 0x0800));
+        Assert.Equal(0, drv.ReadPhy(1) & 0x4);
+        Assert.Equal(0u, rig.PfRead(IgbProbeReplay.STATUS) & 2);            // STATUS.LU follows the PHY
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.ICR) & 1u << 2);      // LSC
+        drv.WritePhy(0, bmcr);
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.STATUS) & 2);
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.ICR) & 1u << 2);
+    }
+
+    [Fact]
+    public void PhyHardwareResetRestoresDefaultsAndFailsMdioWhileHeld()
+    {
+        using var rig = new NicRig();
+        var drv = Driver(rig, 0);
+        drv.WritePhy(4, 0x0001);
+        rig.PfWrite(IgbProbeReplay.CTRL, rig.PfRead(IgbProbeReplay.CTRL) | 1u << 31);
+        Assert.Throws<InvalidOperationException>(() => drv.ReadPhy(4));
+        Assert.Equal(0u, rig.PfRead(IgbProbeReplay.STATUS) & 2);
+        rig.PfWrite(IgbProbeReplay.CTRL, rig.PfRead(IgbProbeReplay.CTRL) & ~(1u << 31));
+        Assert.Equal((ushort)0x0DE1, drv.ReadPhy(4));
+        Assert.NotEqual(0u, rig.PfRead(IgbProbeReplay.STATUS) & 2);
+    }
+}

@@ -186,6 +186,7 @@ public sealed partial class IgbPort
             else
             {
                 ApplyChecksums(_txFrame.AsSpan(0, len), offload);
+                if (VmdqEnabled) _vlan.TransmitTag(q & 7, ref vle, ref vlan);
                 Transmit(q, fn, FinishFrame(len, vle, vlan));
             }
 

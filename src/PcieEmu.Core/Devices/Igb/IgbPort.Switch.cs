@@ -72,7 +72,9 @@ public sealed partial class IgbPort
         uint octets = (uint)frame.Length + 4;
         bool local = false, wire = true;
         // MAC anti-spoofing (DTXSWC bit per pool): a VF may only send from a MAC the PF gave its pool.
-        if (srcIsVf && VmdqEnabled && (_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
+        if (srcIsVf && VmdqEnabled
+            && (((_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
+                || ((_dtxswc.Value & (0x100u << src)) != 0 && _vlan.VlanSpoofed(src, frame))))
         {
             TxSpoofed++;
             return;
@@ -80,17 +82,20 @@ public sealed partial class IgbPort
         if (VmdqEnabled && (_dtxswc.Value & DtxswcLoopback) != 0)
         {
             bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
+            uint vlanPools = _vlan.ReceivePools(frame, vmdq: true);
             if (bcast || mcast)
             {
                 for (int p = 0; p < Pools; p++)
-                    if (p != src && PoolAcceptsGroup(p, bcast, frame)) local |= ReceivePool(p, frame, fromWire: false);
+                    if (p != src && (vlanPools & (1u << p)) != 0 && PoolAcceptsGroup(p, bcast, frame)) local |= ReceivePool(p, frame, fromWire: false);
             }
             else
             {
+                // A unicast frame for a local pool stays inside the switch (dropped there if its VLAN filters refuse it).
                 uint pools = MatchUnicast(frame) & 0xFF & ~(1u << src);
                 if (pools != 0)
                 {
                     wire = false;
+                    pools &= vlanPools;
                     for (int p = 0; p < Pools; p++)
                         if ((pools & (1u << p)) != 0 && PoolReceives(p, frame)) local |= ReceivePool(p, frame, fromWire: false);
                 }
@@ -142,17 +147,20 @@ public sealed partial class IgbPort
         }
         bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
         int delivered = 0;
+        uint vlanPools = _vlan.ReceivePools(frame, VmdqEnabled);
+        if (vlanPools == 0) return 0;   // VLAN filter (RCTL.VFE) refused it
         if (VmdqEnabled)
         {
             if (bcast || mcast)
             {
                 for (int p = 0; p < Pools; p++)
-                    if (PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
+                    if ((vlanPools & (1u << p)) != 0 && PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
             }
             else
             {
                 uint pools = MatchUnicast(frame) & 0xFF;
                 if (pools == 0 && (_vtCtl.Value & VtCtlDisDefPool) == 0) pools = 1u << (int)(_vtCtl.Value >> VtCtlDefPoolShift & 7);
+                pools &= vlanPools;
                 for (int p = 0; p < Pools; p++)
                     if ((pools & (1u << p)) != 0 && PoolReceives(p, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
             }

@@ -56,6 +56,7 @@ public sealed partial class IgbPort
     private readonly byte[] _mac = new byte[6];
     private bool _pfResetDone;
     private readonly IgbSemaphores _semaphores;
+    private readonly IgbVlanFilter _vlan;
 
     // Hot registers, cached by reference.
     private readonly Register _ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
@@ -92,6 +93,7 @@ public sealed partial class IgbPort
 
         _pfIrq = new IgbInterruptUnit(f, pf, pf.Machine.SyncRoot, pf.Machine.Time);
         Phy = new IgbPhy(f, bits => _pfIrq.OtherCause(bits));
+        _vlan = new IgbVlanFilter(f);
         f.OnRead("STATUS", Status)
          .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })

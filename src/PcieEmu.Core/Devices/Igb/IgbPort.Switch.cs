@@ -77,6 +77,7 @@ public sealed partial class IgbPort
                 || ((_dtxswc.Value & (0x100u << src)) != 0 && _vlan.VlanSpoofed(src, frame))))
         {
             TxSpoofed++;
+            _spoof.Report(q);
             return;
         }
         if (VmdqEnabled && (_dtxswc.Value & DtxswcLoopback) != 0)

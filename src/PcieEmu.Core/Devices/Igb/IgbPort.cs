@@ -57,6 +57,7 @@ public sealed partial class IgbPort
     private bool _pfResetDone;
     private readonly IgbSemaphores _semaphores;
     private readonly IgbVlanFilter _vlan;
+    private readonly IgbSpoofReporter _spoof;
 
     // Hot registers, cached by reference.
     private readonly Register _ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
@@ -94,6 +95,7 @@ public sealed partial class IgbPort
         _pfIrq = new IgbInterruptUnit(f, pf, pf.Machine.SyncRoot, pf.Machine.Time);
         Phy = new IgbPhy(f, bits => _pfIrq.OtherCause(bits));
         _vlan = new IgbVlanFilter(f);
+        _spoof = new IgbSpoofReporter(f, bits => _pfIrq.OtherCause(bits));
         f.OnRead("STATUS", Status)
          .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })

@@ -118,3 +118,43 @@ public class NicVlanTests
         Assert.Equal(3u, tx[0].Head);
     }
 }
+
+/// <summary>Anti-spoofing reports (WVBR, ICR.DOUTSYNC) as igb's igb_check_wvbr / igb_spoof_check read them.</summary>
+public class NicSpoofReportTests
+{
+    private const uint Wvbr = 0x3554, IcrDoutsync = 1u << 28, Dtxctl = 0x3590;
+
+    [Fact]
+    public void ASpoofedFrameSetsItsWvbrBitAndRaisesDoutsyncOnce()
+    {
+        var (rig, tx, _) = NicTrafficTests.ThreeVfs();
+        using var __ = rig;
+        // The PF driver: MSI, "other" causes in IMS (DOUTSYNC), legacy (non-MSI-X) mode.
+        rig.M.Write(NicRig.Pf0, 0x04, 2, 0x0006);                          // Memory + Bus Master
+        rig.M.Write(NicRig.Pf0, 0x50 + 4, 4, 0xFEE0_0000);                 // MSI address
+        rig.M.Write(NicRig.Pf0, 0x50 + 0xC, 2, 0x0041);                    // MSI data
+        rig.M.Write(NicRig.Pf0, 0x50 + 2, 2, 0x0001);                      // MSI enable
+        rig.PfWrite(Ims, IcrDoutsync);
+        using var sub = rig.M.Interrupts.Subscribe([NicRig.Pf0]);
+        rig.PfWrite(Dtxswc, DtxswcLoopback | 0x02);                        // MAC anti-spoof for VF1
+
+        rig.PostAdv(tx[1], NicRig.Frame(NicRig.Broadcast, NicRig.Mac(0)));   // VF1 claims VF0's MAC
+        rig.PostAdv(tx[1], NicRig.Frame(NicRig.Broadcast, NicRig.Mac(2)));   // and VF2's
+        Assert.Equal(2, rig.Nic.TxSpoofed);
+        Assert.Single(NicRig.Drain(sub));                                   // one interrupt for the event
+        Assert.NotEqual(0u, rig.PfRead(Icr) & IcrDoutsync);
+        Assert.Equal(1u << 1, rig.PfRead(Wvbr));                            // VF1's queue 1 → bit 1
+        Assert.Equal(0u, rig.PfRead(Wvbr));                                 // clear on read
+
+        rig.PostAdv(tx[1], NicRig.Frame(NicRig.Broadcast, NicRig.Mac(0)));   // after the read: reported again
+        Assert.Single(NicRig.Drain(sub));
+        Assert.Equal(1u << 1, rig.PfRead(Wvbr));
+
+        rig.PfWrite(Dtxctl, rig.PfRead(Dtxctl) & ~(1u << 6));                // SPOOF_INT off: recorded, no interrupt
+        rig.PfRead(Icr);
+        rig.PostAdv(tx[1], NicRig.Frame(NicRig.Broadcast, NicRig.Mac(0)));
+        Assert.Empty(NicRig.Drain(sub));
+        Assert.Equal(1u << 1, rig.PfRead(Wvbr));
+        Assert.Equal(0u, rig.PfRead(Icr) & IcrDoutsync);
+    }
+}

@@ -58,6 +58,7 @@ public sealed partial class IgbPort
     private readonly IgbSemaphores _semaphores;
     private readonly IgbVlanFilter _vlan;
     private readonly IgbSpoofReporter _spoof;
+    private readonly IgbRss _rss;
 
     // Hot registers, cached by reference.
     private readonly Register _ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
@@ -96,6 +97,7 @@ public sealed partial class IgbPort
         Phy = new IgbPhy(f, bits => _pfIrq.OtherCause(bits));
         _vlan = new IgbVlanFilter(f);
         _spoof = new IgbSpoofReporter(f, bits => _pfIrq.OtherCause(bits));
+        _rss = new IgbRss(f);
         f.OnRead("STATUS", Status)
          .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })

@@ -88,6 +88,7 @@ public static class IgbRegisterMaps
             .Also(IgbSemaphores.Declare)
             .Also(IgbVlanFilter.Declare)
             .Also(IgbSpoofReporter.Declare)
+            .Also(IgbRss.Declare)
             .Reg("ICR", Icr, 0, RcW1c("CAUSES", 0, 31), Rc("INT_ASSERTED", 31))
             .RegOn("ICS", Ics, "ICR", SetOf("CAUSES", 0, 31))
             .Reg("IMS", Ims, 0, W1s("MASK", 0, 31))

@@ -293,7 +293,7 @@ public sealed partial class IgbPort
     /// and counts (RQDPC, and MPC for frames from the wire) when there are not enough. A DMA fault
     /// drops the frame with nothing written back and RDH unchanged.
     /// </summary>
-    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire, bool stripVlan, uint pktInfo = 0, uint rssHash = 0)
+    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire, bool stripVlan, uint pktInfo = 0, uint rssHash = 0, uint checksum = 0)
     {
         var r = _q[q];
         if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
@@ -385,11 +385,12 @@ public sealed partial class IgbPort
             }
             else
             {
-                // Advanced write-back: pkt_info (RSS type), RSS hash, status_error DD|EOP|VP, length | VLAN << 16.
+                // Advanced write-back: pkt_info (RSS type, packet type), RSS hash, status_error DD|EOP|VP
+                // (checksum status and errors on the last descriptor), length | VLAN << 16.
                 wb.Clear();
                 BinaryPrimitives.WriteUInt32LittleEndian(wb, pktInfo);
                 BinaryPrimitives.WriteUInt32LittleEndian(wb[4..], rssHash);
-                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u : 0) | (vp ? 0x08u : 0));
+                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u | checksum : 0) | (vp ? 0x08u : 0));
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[12..], (ushort)n);
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[14..], vlan);
                 res = fn.Dma.Write(da, wb);

@@ -124,20 +124,21 @@ public sealed partial class IgbPort
     {
         int q = VmdqEnabled ? pool : 0;
         // RSS (without VMDq): the queue from RETA, the type and hash for the write-back.
-        uint pktInfo = 0, rssHash = 0;
+        var (pktInfo, checksum) = _rxChecksum.Evaluate(frame);
+        uint rssHash = 0;
         if (!VmdqEnabled && _rss.Enabled)
         {
             int type = _rss.Hash(frame, out uint hash);
             if (type != IgbRss.TypeNone)
             {
                 q = _rss.Queue(hash);
-                pktInfo = (uint)type;
+                pktInfo |= (uint)type;
                 if (_rss.HashInWriteBack) rssHash = hash;
             }
         }
         // VLAN stripping: VMOLR.STRVLAN of the pool in VMDq mode, CTRL.VME otherwise.
         bool strip = VmdqEnabled ? (_vmolr[pool].Value & VmolrStrVlan) != 0 : (_ctrl.Value & CtrlVme) != 0;
-        if (!ReceiveQueue(q, frame, fromWire, strip, pktInfo, rssHash)) return false;
+        if (!ReceiveQueue(q, frame, fromWire, strip, pktInfo, rssHash, checksum)) return false;
         uint octets = (uint)frame.Length + 4;
         if (VmdqEnabled && pool < ActiveVfs)
         {

@@ -59,6 +59,7 @@ public sealed partial class IgbPort
     private readonly IgbVlanFilter _vlan;
     private readonly IgbSpoofReporter _spoof;
     private readonly IgbRss _rss;
+    private readonly IgbRxChecksum _rxChecksum;
 
     // Hot registers, cached by reference.
     private readonly Register _ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
@@ -98,6 +99,7 @@ public sealed partial class IgbPort
         _vlan = new IgbVlanFilter(f);
         _spoof = new IgbSpoofReporter(f, bits => _pfIrq.OtherCause(bits));
         _rss = new IgbRss(f);
+        _rxChecksum = new IgbRxChecksum(f);
         f.OnRead("STATUS", Status)
          .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })

@@ -4,7 +4,7 @@ using PcieEmu.Protocol.V1;
 
 namespace PcieEmu.Server.Tests.Kestrel;
 
-/// <summary>The Linux igb probe and bring-up replayed over the wire (MmioService), as an out-of-process driver does it.</summary>
+/// <summary>The Linux igb probe, bring-up and receive configuration replayed over the wire (MmioService), as an out-of-process driver does it.</summary>
 public sealed class IgbProbeWireTests
 {
     [Theory]
@@ -27,7 +27,10 @@ public sealed class IgbProbeWireTests
             var r = c.Mmio.WriteMmio(new WriteMmioRequest { Address = bar0 + off, Width = 4, Value = v }, deadline: T.Deadline);
             Assert.Equal(CompletionStatus.Successful, r.Status);
         }
-        var (nvmMac, rarMac, phyId) = await Task.Run(() => new IgbProbeReplay(Read, Write, port: 0).Probe()).W();
+        var driver = new IgbProbeReplay(Read, Write, port: 0);
+        var (nvmMac, rarMac, phyId) = await Task.Run(driver.Probe).W();
+        // igb_configure's VLAN, RSS and RCTL programming, every register read back over the wire.
+        await Task.Run(() => driver.Configure(4, Convert.FromHexString("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa"))).W();
         Assert.Equal(0x02A8_0390u, phyId & 0xFFFF_FFF0);
         Assert.Equal(nvmMac, rarMac);
         s.AssertNoErrors();

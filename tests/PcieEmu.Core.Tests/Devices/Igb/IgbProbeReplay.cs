@@ -196,6 +196,38 @@ internal sealed class IgbProbeReplay(Func<uint, uint> read, Action<uint, uint> w
         Poll("MAC reports no link", () => (R(STATUS) & 2) != 0);
     }
 
+    public const uint RXCSUM = 0x5000, MRQC = 0x5818, VFTA = 0x5600, RETA = 0x5C00, RSSRK = 0x5C80;
+
+    /// <summary>
+    /// igb_configure's receive-side register programming for a port without VFs: VLAN filter table
+    /// cleared with VID 0 allowed (igb_clear_vfta, igb_vlan_rx_add_vid), RSS over
+    /// <paramref name="queues"/> queues (igb_setup_mrqc: RSSRK from the key, RETA entry n → n mod
+    /// queues, RXCSUM.PCSD, MRQC = RSS for IPv4/IPv6 with TCP), igb_setup_rctl + igb_set_rx_mode
+    /// (EN, BAM, SECRC, VFE). Every write is read back as the driver's register test would.
+    /// </summary>
+    public void Configure(int queues, ReadOnlySpan<byte> rssKey)
+    {
+        void Set(uint off, uint v, uint mask = 0xFFFF_FFFF)
+        {
+            W(off, v);
+            uint got = R(off);
+            if ((got & mask) != (v & mask)) throw new InvalidOperationException($"register 0x{off:X} reads 0x{got:X8} after writing 0x{v:X8}");
+        }
+        for (uint i = 0; i < 128; i++) Set(VFTA + 4 * i, 0);
+        Set(VFTA, 1);                                                       // VID 0
+        for (int j = 0; j < 10; j++)
+            Set(RSSRK + 4u * (uint)j, (uint)(rssKey[4 * j] | rssKey[4 * j + 1] << 8 | rssKey[4 * j + 2] << 16 | rssKey[4 * j + 3] << 24));
+        for (int j = 0; j < 32; j++)
+        {
+            uint v = 0;
+            for (int k = 0; k < 4; k++) v |= (uint)((4 * j + k) % queues) << (8 * k);
+            Set(RETA + 4u * (uint)j, v);
+        }
+        Set(RXCSUM, R(RXCSUM) | 1u << 13);
+        Set(MRQC, 2u | 1u << 16 | 1u << 17 | 1u << 20 | 1u << 21);
+        Set(RCTL, 1u << 1 | 1u << 15 | 1u << 26 | 1u << 18);
+    }
+
     /// <summary>The whole probe and bring-up; returns the MAC the driver ends up with (RAL0/RAH0).</summary>
     public (byte[] NvmMac, byte[] RarMac, uint PhyId) Probe()
     {

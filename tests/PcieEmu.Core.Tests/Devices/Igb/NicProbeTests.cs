@@ -39,6 +39,37 @@ public class NicProbeTests
     }
 
     [Fact]
+    public void AfterProbeIgbConfigureSpreadsTcpFlowsByRetaAndFiltersVlans()
+    {
+        using var rig = new NicRig();
+        var drv = Driver(rig, 0);
+        drv.Probe();
+        byte[] key = Convert.FromHexString("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa");
+        drv.Configure(queues: 4, key);
+        var rx = new NicRig.Ring[4];
+        for (int q = 0; q < 4; q++) rx[q] = rig.PfRx(q);
+        var mac = rig.Nic.MacAddress.ToArray();
+        // Microsoft's first IPv4/TCP vector: 66.9.149.187:2794 → 161.142.100.80:1766, hash 0x51ccc178 → RETA entry 0x78 → queue 0.
+        var f = new byte[60];   // 14 + 20 + 20, padded to the minimum frame
+        mac.CopyTo(f, 0);
+        f[6] = 0x02; f[12] = 0x08;
+        f[14] = 0x45; f[17] = 40; f[22] = 64; f[23] = 6;
+        new byte[] { 66, 9, 149, 187, 161, 142, 100, 80 }.CopyTo(f, 26);
+        f[34] = 2794 >> 8; f[35] = 2794 & 0xFF; f[36] = 1766 >> 8; f[37] = 1766 & 0xFF; f[46] = 0x50;
+        Assert.Equal(1, rig.Nic.InjectFrame(f));
+        Assert.Equal(1u, rx[0x78 % 4].Head);
+        Assert.Equal(0x51ccc178u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(rig.ReadRam(rx[0].DescAddr(0) + 4, 4)));
+        // The second vector (hash 0xc626b0ea → entry 0x6A → queue 2).
+        new byte[] { 199, 92, 111, 2, 65, 69, 140, 83 }.CopyTo(f, 26);
+        f[34] = 14230 >> 8; f[35] = 14230 & 0xFF; f[36] = 4739 >> 8; f[37] = 4739 & 0xFF;
+        Assert.Equal(1, rig.Nic.InjectFrame(f));
+        Assert.Equal(1u, rx[0x6A % 4].Head);
+        // VFE with only VID 0 in the table: a frame tagged with VID 5 is dropped.
+        byte[] tagged = [.. f[..12], 0x81, 0x00, 0x00, 0x05, .. f[12..]];
+        Assert.Equal(0, rig.Nic.InjectFrame(tagged));
+    }
+
+    [Fact]
     public void NvmWordsSumToBabaAndTheSizeComesFromEecd()
     {
         using var rig = new NicRig();

@@ -74,6 +74,7 @@ public sealed partial class IgbPort
     private bool TxAllowed(int q)
     {
         if ((_tctl.Value & TctlEn) == 0 || (_q[q].Txdctl.Value & QueueEnable) == 0) return false;
+        if ((_ctrl.Value & CtrlGioMasterDisable) != 0) return false;   // no new master requests
         int pool = q & 7;
         return !(VmdqEnabled && pool < ActiveVfs && (_vfte.Value & (1u << pool)) == 0);
     }
@@ -297,6 +298,13 @@ public sealed partial class IgbPort
     {
         var r = _q[q];
         if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
+        if ((_ctrl.Value & CtrlGioMasterDisable) != 0)
+        {
+            // GIO master disabled: the frame cannot be written to memory (missed, like a full ring).
+            r.Rqdpc.Value++;
+            if (fromWire) _mpc.Value++;
+            return false;
+        }
         ushort vlan = 0;
         bool vp = stripVlan && frame.Length >= 18 && frame[12] == 0x81 && frame[13] == 0x00;
         bool keepFcs = (_rctl.Value & RctlSecrc) == 0;

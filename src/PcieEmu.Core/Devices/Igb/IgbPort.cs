@@ -101,7 +101,11 @@ public sealed partial class IgbPort
         _rss = new IgbRss(f);
         _rxChecksum = new IgbRxChecksum(f);
         f.OnRead("STATUS", Status)
-         .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
+         .OnWrite("CTRL", (_, o, w, _) =>
+         {
+             if ((w & CtrlRst) != 0) DeviceReset();
+             else if ((o & CtrlGioMasterDisable) != 0 && (_ctrl.Value & CtrlGioMasterDisable) == 0) KickAll();   // DMA allowed again
+         })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })
          .OnWrite("ICS", (_, _, w, _) => _pfIrq.IcrChanged(w))
          .OnWrite("IMS", (_, _, w, _) => _pfIrq.IcrChanged(w))

@@ -134,6 +134,22 @@ public class NicProbeTests
     }
 
     [Fact]
+    public void GioMasterDisableStopsQueueDmaUntilCleared()
+    {
+        var (rig, tx, rx) = NicTrafficTests.ThreeVfs();
+        using var _ = rig;
+        uint ctrl = rig.PfRead(IgbProbeReplay.CTRL);
+        rig.PfWrite(IgbProbeReplay.CTRL, ctrl | 1u << 2);
+        rig.PostAdv(tx[0], NicRig.Frame(NicRig.Mac(1), NicRig.Mac(0)));
+        Assert.Equal(0u, tx[0].Head);                                      // not fetched
+        Assert.Equal(0, rig.Nic.InjectFrame(NicRig.Frame(NicRig.Mac(1), [2, 0, 0, 0, 0, 0x99])));
+        Assert.Equal(1u, rig.PfRead(0x4010));                              // MPC: missed for want of DMA
+        rig.PfWrite(IgbProbeReplay.CTRL, ctrl);                            // master enabled again: the queue runs
+        Assert.Equal(1u, tx[0].Head);
+        Assert.Equal(1u, rx[1].Head);
+    }
+
+    [Fact]
     public void MdicToAnotherPhyAddressSetsErrorAndMdicIRaisesMdac()
     {
         using var rig = new NicRig();

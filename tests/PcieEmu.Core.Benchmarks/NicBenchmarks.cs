@@ -8,7 +8,7 @@ using Iommu_ = PcieEmu.Core.Iommu;
 namespace PcieEmu.Core.Benchmarks;
 
 /// <summary>
-/// In-process NIC throughput: 64-byte frames VF0 → VF1 through the TX ring, the VMDq switch and
+/// In-process NIC throughput: 64-byte IPv4/UDP frames VF0 → VF1 through the TX ring, the VMDq switch and
 /// the RX ring (descriptor fetch, buffer gather, write-backs, MSI-X with auto-mask re-armed per
 /// batch as a NAPI driver does), all through the DMA ports. One op = one frame. Baseline: copying
 /// the same 64 bytes twice (gather + scatter) with memcpy.
@@ -55,6 +55,11 @@ public class NicBenchmarks
         var frame = new byte[FrameLen];
         mac1.CopyTo(frame, 0);
         frame[6] = 0x02; frame[11] = 0x01; frame[12] = 0x08;
+        // A real IPv4/UDP frame (20-byte IP header, 30-byte UDP datagram) so the receive checksum
+        // offload and packet-type parsing run on every frame, as with real traffic.
+        frame[14] = 0x45; frame[17] = 50; frame[22] = 64; frame[23] = 17;
+        frame[26] = 10; frame[29] = 1; frame[30] = 10; frame[33] = 2;
+        frame[34] = 0x13; frame[35] = 0x88; frame[36] = 0x13; frame[37] = 0x89; frame[39] = 30;
         for (int i = 0; i < Ring; i++)
         {
             _m.WriteMemory(txBufs + (ulong)i * 2048, frame);

@@ -40,6 +40,7 @@ public sealed class RootPort : PciFunction
             .Add(new MsiCapability(is64Bit: true, perVectorMasking: false), 0x80)
             .Add(new PowerManagementCapability(0xC803, 0x0008), 0x90)
             .Add(new AerCapability(isRootPort: true), 0x100)
+            .Add(new AcsCapability(AcsCapability.IntelRootPort), 0x138)
             .Build(Config);
         Config.CaptureResetImage();
         WireCapabilities();

@@ -7,7 +7,7 @@ namespace PcieEmu.Core.Tests.Config;
 /// <summary>pciutils as an outside judge: `lspci -F dump -vvv` decodes every function with nothing malformed.</summary>
 public class LspciDecodeTests
 {
-    private static string RunLspci(string dump)
+    internal static string RunLspci(string dump)
     {
         string file = Path.Combine(Path.GetTempPath(), $"pcieemu-lspci-{Guid.NewGuid():N}.txt");
         File.WriteAllText(file, dump);

@@ -74,6 +74,7 @@ public sealed partial class IgbPort
     private bool TxAllowed(int q)
     {
         if ((_tctl.Value & TctlEn) == 0 || (_q[q].Txdctl.Value & QueueEnable) == 0) return false;
+        if ((_ctrl.Value & CtrlGioMasterDisable) != 0) return false;   // no new master requests
         int pool = q & 7;
         return !(VmdqEnabled && pool < ActiveVfs && (_vfte.Value & (1u << pool)) == 0);
     }
@@ -186,6 +187,7 @@ public sealed partial class IgbPort
             else
             {
                 ApplyChecksums(_txFrame.AsSpan(0, len), offload);
+                if (VmdqEnabled) _vlan.TransmitTag(q & 7, ref vle, ref vlan);
                 Transmit(q, fn, FinishFrame(len, vle, vlan));
             }
 
@@ -292,10 +294,17 @@ public sealed partial class IgbPort
     /// and counts (RQDPC, and MPC for frames from the wire) when there are not enough. A DMA fault
     /// drops the frame with nothing written back and RDH unchanged.
     /// </summary>
-    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire, bool stripVlan)
+    private bool ReceiveQueue(int q, ReadOnlySpan<byte> frame, bool fromWire, bool stripVlan, uint pktInfo = 0, uint rssHash = 0, uint checksum = 0)
     {
         var r = _q[q];
         if ((_rctl.Value & RctlEn) == 0 || (r.Rxdctl.Value & QueueEnable) == 0) return false;
+        if ((_ctrl.Value & CtrlGioMasterDisable) != 0)
+        {
+            // GIO master disabled: the frame cannot be written to memory (missed, like a full ring).
+            r.Rqdpc.Value++;
+            if (fromWire) _mpc.Value++;
+            return false;
+        }
         ushort vlan = 0;
         bool vp = stripVlan && frame.Length >= 18 && frame[12] == 0x81 && frame[13] == 0x00;
         bool keepFcs = (_rctl.Value & RctlSecrc) == 0;
@@ -384,9 +393,12 @@ public sealed partial class IgbPort
             }
             else
             {
-                // Advanced write-back: pkt_info/hdr_info 0, RSS 0, status_error DD|EOP|VP, length | VLAN << 16.
+                // Advanced write-back: pkt_info (RSS type, packet type), RSS hash, status_error DD|EOP|VP
+                // (checksum status and errors on the last descriptor), length | VLAN << 16.
                 wb.Clear();
-                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u : 0) | (vp ? 0x08u : 0));
+                BinaryPrimitives.WriteUInt32LittleEndian(wb, pktInfo);
+                BinaryPrimitives.WriteUInt32LittleEndian(wb[4..], rssHash);
+                BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u | checksum : 0) | (vp ? 0x08u : 0));
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[12..], (ushort)n);
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[14..], vlan);
                 res = fn.Dma.Write(da, wb);

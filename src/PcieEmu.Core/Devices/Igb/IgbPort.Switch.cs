@@ -73,25 +73,31 @@ public sealed partial class IgbPort
         bool local = false, wire = true;
         uint took = 0;
         // MAC anti-spoofing (DTXSWC bit per pool): a VF may only send from a MAC the PF gave its pool.
-        if (srcIsVf && VmdqEnabled && (_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
+        if (srcIsVf && VmdqEnabled
+            && (((_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
+                || ((_dtxswc.Value & (0x100u << src)) != 0 && _vlan.VlanSpoofed(src, frame))))
         {
             TxSpoofed++;
+            _spoof.Report(q);
             return;
         }
         if (VmdqEnabled && (_dtxswc.Value & DtxswcLoopback) != 0)
         {
             bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
+            uint vlanPools = _vlan.ReceivePools(frame, vmdq: true);
             if (bcast || mcast)
             {
                 for (int p = 0; p < Pools; p++)
-                    if (p != src && PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: false)) { local = true; took |= 1u << p; }
+                    if (p != src && (vlanPools & (1u << p)) != 0 && PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: false)) { local = true; took |= 1u << p; }
             }
             else
             {
+                // A unicast frame for a local pool stays inside the switch (dropped there if its VLAN filters refuse it).
                 uint pools = MatchUnicast(frame) & 0xFF & ~(1u << src);
                 if (pools != 0)
                 {
                     wire = false;
+                    pools &= vlanPools;
                     for (int p = 0; p < Pools; p++)
                         if ((pools & (1u << p)) != 0 && PoolReceives(p, frame) && ReceivePool(p, frame, fromWire: false)) { local = true; took |= 1u << p; }
                 }
@@ -124,9 +130,22 @@ public sealed partial class IgbPort
     private bool ReceivePool(int pool, ReadOnlySpan<byte> frame, bool fromWire)
     {
         int q = VmdqEnabled ? pool : 0;
+        // RSS (without VMDq): the queue from RETA, the type and hash for the write-back.
+        var (pktInfo, checksum) = _rxChecksum.Evaluate(frame);
+        uint rssHash = 0;
+        if (!VmdqEnabled && _rss.Enabled)
+        {
+            int type = _rss.Hash(frame, out uint hash);
+            if (type != IgbRss.TypeNone)
+            {
+                q = _rss.Queue(hash);
+                pktInfo |= (uint)type;
+                if (_rss.HashInWriteBack) rssHash = hash;
+            }
+        }
         // VLAN stripping: VMOLR.STRVLAN of the pool in VMDq mode, CTRL.VME otherwise.
         bool strip = VmdqEnabled ? (_vmolr[pool].Value & VmolrStrVlan) != 0 : (_ctrl.Value & CtrlVme) != 0;
-        if (!ReceiveQueue(q, frame, fromWire, strip)) return false;
+        if (!ReceiveQueue(q, frame, fromWire, strip, pktInfo, rssHash, checksum)) return false;
         uint octets = (uint)frame.Length + 4;
         if (VmdqEnabled && pool < ActiveVfs)
         {
@@ -149,17 +168,20 @@ public sealed partial class IgbPort
         }
         bool bcast = IsBroadcast(frame), mcast = !bcast && (frame[0] & 1) != 0;
         int delivered = 0;
+        uint vlanPools = _vlan.ReceivePools(frame, VmdqEnabled);
+        if (vlanPools == 0) return 0;   // VLAN filter (RCTL.VFE) refused it
         if (VmdqEnabled)
         {
             if (bcast || mcast)
             {
                 for (int p = 0; p < Pools; p++)
-                    if (PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
+                    if ((vlanPools & (1u << p)) != 0 && PoolAcceptsGroup(p, bcast, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
             }
             else
             {
                 uint pools = MatchUnicast(frame) & 0xFF;
                 if (pools == 0 && (_vtCtl.Value & VtCtlDisDefPool) == 0) pools = 1u << (int)(_vtCtl.Value >> VtCtlDefPoolShift & 7);
+                pools &= vlanPools;
                 for (int p = 0; p < Pools; p++)
                     if ((pools & (1u << p)) != 0 && PoolReceives(p, frame) && ReceivePool(p, frame, fromWire: true)) delivered++;
             }

@@ -55,6 +55,11 @@ public sealed partial class IgbPort
     private readonly IgbInterruptUnit[] _vfIrq;
     private readonly byte[] _mac = new byte[6];
     private bool _pfResetDone;
+    private readonly IgbSemaphores _semaphores;
+    private readonly IgbVlanFilter _vlan;
+    private readonly IgbSpoofReporter _spoof;
+    private readonly IgbRss _rss;
+    private readonly IgbRxChecksum _rxChecksum;
 
     // Hot registers, cached by reference.
     private readonly Register _ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
@@ -67,13 +72,17 @@ public sealed partial class IgbPort
     {
         _pf = pf;
         ulong sn = pf.Options.SerialNumber;
-        // The DSN is the EUI-64 form of the MAC (FF-FF inserted in the middle); PF n adds n.
-        ulong mac = ((sn >> 16) & 0xFFFF_FF00_0000UL) | (sn & 0xFF_FFFF);
-        mac += pf.FunctionNumber;
-        for (int i = 0; i < 6; i++) _mac[i] = (byte)(mac >> (8 * (5 - i)));
+        // PF0's DSN is the EUI-64 form of the NVM's LAN0 MAC (FF-FF inserted in the middle); the
+        // port loads its MAC from the NVM (LAN1: bit 0 of the last byte inverted).
+        ulong lan0 = ((sn >> 16) & 0xFFFF_FF00_0000UL) | (sn & 0xFF_FFFF);
+        var nvmMac = new byte[6];
+        for (int i = 0; i < 6; i++) nvmMac[i] = (byte)(lan0 >> (8 * (5 - i)));
+        IgbNvm.PortMac(nvmMac, pf.FunctionNumber).CopyTo(_mac, 0);
 
         PfRegisters = new RegisterFile($"{pf.Name} BAR0", (uint)Igb82576.Bar0Size, IgbRegisterMaps.PfBar0(_mac));
         var f = PfRegisters;
+        Nvm = new IgbNvm(f, nvmMac);
+        _semaphores = new IgbSemaphores(f);
         for (int q = 0; q < 4; q++)
             IgbRegisterMaps.AliasQueue(f, f, q, q, RxLegacy + 0x100u * (uint)q, TxLegacy + 0x100u * (uint)q, " (legacy)");
         (_ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc) = (f["CTRL"], f["RCTL"], f["TCTL"], f["MRQC"], f["VT_CTL"], f["DTXSWC"]);
@@ -86,8 +95,17 @@ public sealed partial class IgbPort
         for (int q = 0; q < Queues; q++) _q[q] = new QueueRegs(f, q);
 
         _pfIrq = new IgbInterruptUnit(f, pf, pf.Machine.SyncRoot, pf.Machine.Time);
+        Phy = new IgbPhy(f, bits => _pfIrq.OtherCause(bits));
+        _vlan = new IgbVlanFilter(f);
+        _spoof = new IgbSpoofReporter(f, bits => _pfIrq.OtherCause(bits));
+        _rss = new IgbRss(f);
+        _rxChecksum = new IgbRxChecksum(f);
         f.OnRead("STATUS", Status)
-         .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) DeviceReset(); })
+         .OnWrite("CTRL", (_, o, w, _) =>
+         {
+             if ((w & CtrlRst) != 0) DeviceReset();
+             else if ((o & CtrlGioMasterDisable) != 0 && (_ctrl.Value & CtrlGioMasterDisable) == 0) KickAll();   // DMA allowed again
+         })
          .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })
          .OnWrite("ICS", (_, _, w, _) => _pfIrq.IcrChanged(w))
          .OnWrite("IMS", (_, _, w, _) => _pfIrq.IcrChanged(w))
@@ -146,6 +164,10 @@ public sealed partial class IgbPort
     public int PortNumber => _pf.FunctionNumber;
     /// <summary>The port's permanent MAC address (loaded into RAL0/RAH0 at reset).</summary>
     public ReadOnlySpan<byte> MacAddress => _mac;
+    /// <summary>The NVM (EEPROM) the port reads through EERD.</summary>
+    public IgbNvm Nvm { get; }
+    /// <summary>The port's copper PHY (MDIC).</summary>
+    public IgbPhy Phy { get; }
     /// <summary>The PF's BAR0 register file.</summary>
     public RegisterFile PfRegisters { get; }
     /// <summary>VF BAR0 register files, one per pool that has one (min(TotalVFs, 8)).</summary>
@@ -179,7 +201,11 @@ public sealed partial class IgbPort
     private uint Status()
     {
         int vfs = _pf.VirtualFunctions.Count;
-        uint s = StatusFd | StatusLu | StatusSpeed1000 | StatusGioMasterEnable | (uint)(_pf.FunctionNumber & 3) << 2;
+        // LU follows the PHY; GIO Master Enable Status clears once CTRL.GIO_MASTER_DISABLE is set
+        // (DMA is synchronous here, so no request is ever pending).
+        uint s = StatusFd | StatusSpeed1000 | (uint)(_pf.FunctionNumber & 3) << 2;
+        if (Phy.LinkUp) s |= StatusLu;
+        if ((_ctrl.Value & CtrlGioMasterDisable) == 0) s |= StatusGioMasterEnable;
         if (vfs > 0) s |= StatusIov | (uint)(Math.Min(vfs, 15) << StatusNumVfsShift);
         return s;
     }

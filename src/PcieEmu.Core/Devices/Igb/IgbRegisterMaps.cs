@@ -43,21 +43,70 @@ public static class IgbRegisterMaps
     /// <summary>TXDCTL reset (datasheet): queue 0 enabled, the others disabled.</summary>
     public const uint Txdctl0Reset = QueueEnable;
 
+    // Power-on values the part loads (datasheet register tables; QEMU's igb_mac_reg_init agrees).
+    /// <summary>CTRL reset: FD, LRST, 1000 Mb/s, ADVD3WUC.</summary>
+    public const uint CtrlReset = 1u << 0 | 1u << 3 | 2u << 8 | 1u << 20;
+    /// <summary>TCTL reset: PSP, CT = 0xF, COLD = 0x40, RTLC (26), bits 31:28 = 0xA; EN clear.</summary>
+    public const uint TctlReset = TctlPsp | 0xFu << 4 | 0x40u << 12 | 1u << 26 | 0xAu << 28;
+    /// <summary>TCTL_EXT reset: 0x40 in 9:0, COLD 0x42 in 19:10.</summary>
+    public const uint TctlExtReset = 0x40 | 0x42u << 10;
+    /// <summary>TIPG reset: IPGT 8, IPGR1 4, IPGR 6.</summary>
+    public const uint TipgReset = 8 | 4u << 10 | 6u << 20;
+    /// <summary>VET reset: 802.1Q TPID 0x8100 for inner and outer VLAN.</summary>
+    public const uint VetReset = 0x8100_8100;
+    /// <summary>LEDCTL reset: LED0 mode 2 (link up), LED1 3 + blink, LED2 6, LED3 7.</summary>
+    public const uint LedctlReset = 2 | 3u << 8 | 1u << 15 | 6u << 16 | 7u << 24;
+    /// <summary>Packet buffer sizes (KiB): receive 64, transmit 40.</summary>
+    public const uint RxpbsReset = 0x40, TxpbsReset = 0x28;
+    /// <summary>GCR reset: L0s adjust (9), completion timeout resend (16), capability version 2 (18), L1 entry latency (23, 25, 26).</summary>
+    public const uint GcrReset = 1u << 9 | 1u << 16 | 1u << 18 | 1u << 23 | 3u << 25;
+    /// <summary>RXCSUM reset: IP and TCP/UDP checksum offload on.</summary>
+    public const uint RxcsumReset = 1u << 8 | 1u << 9;
+    /// <summary>RLPML reset: 0x2600 (9728-byte frames).</summary>
+    public const uint RlpmlReset = 0x2600;
+    /// <summary>DTXCTL reset: 802.3 length field (2), spoof interrupt (6).</summary>
+    public const uint DtxctlReset = 1u << 2 | 1u << 6;
+    /// <summary>RPLOLR reset: strip CRC.</summary>
+    public const uint RplolrReset = 1u << 31;
+    /// <summary>VMOLR reset: RLPML 0x2600, STRCRC.</summary>
+    public const uint VmolrReset = 0x2600 | 1u << 31;
+    /// <summary>MBVFIMR, VFRE and VFTE reset: every pool.</summary>
+    public const uint AllPools = 0xFF;
+    /// <summary>TXCTL (DCA_TXCTRL) reset: descriptor read (9), write-back (11) and data read (13) relaxed ordering.</summary>
+    public const uint TxctlReset = 1u << 9 | 1u << 11 | 1u << 13;
+
     /// <summary>The PF BAR0 declarations. <paramref name="mac"/> is loaded into RAL0/RAH0 at reset
     /// (as the part loads it from its EEPROM).</summary>
     public static IReadOnlyList<RegisterSpec> PfBar0(ReadOnlySpan<byte> mac)
     {
         var b = new RegisterMapBuilder()
-            .Reg("CTRL", Ctrl, 0, Rw("LOW", 0, 26), Sc("RST", 26), Rw("HIGH", 27, 5))
+            .Reg("CTRL", Ctrl, CtrlReset, Rw("LOW", 0, 26), Sc("RST", 26), Rw("HIGH", 27, 5))
             .Reg("STATUS", Status, 0, StatusFields)
             .Reg("CTRL_EXT", CtrlExt, 0, Rw("LOW", 0, 14), Rw("PFRSTD", 14), Rw("HIGH", 15, 17))
+            .Also(IgbNvm.Declare)
+            .Also(IgbPhy.Declare)
+            .Also(IgbSemaphores.Declare)
+            .Also(IgbVlanFilter.Declare)
+            .Also(IgbSpoofReporter.Declare)
+            .Also(IgbRss.Declare)
             .Reg("ICR", Icr, 0, RcW1c("CAUSES", 0, 31), Rc("INT_ASSERTED", 31))
             .RegOn("ICS", Ics, "ICR", SetOf("CAUSES", 0, 31))
             .Reg("IMS", Ims, 0, W1s("MASK", 0, 31))
             .RegOn("IMC", Imc, "IMS", ClearOf("MASK", 0, 31))
             .Reg("IAM", Iam, 0, Rw("MASK", 0, 31))
             .Reg("RCTL", Rctl, 0, Rw("RCTL", 1, 31))
-            .Reg("TCTL", Tctl, 0, Rw("TCTL", 0, 32))
+            .Reg("TCTL", Tctl, TctlReset, Rw("TCTL", 0, 32))
+            .Reg("TCTL_EXT", TctlExt, TctlExtReset, Rw("COLD", 0, 20))
+            .Reg("TIPG", Tipg, TipgReset, Rw("IPGT", 0, 10), Rw("IPGR1", 10, 10), Rw("IPGR", 20, 10))
+            .Reg("VET", Vet, VetReset, Rw("VET", 0, 16), Rw("VET_EXT", 16, 16))
+            .Reg("LEDCTL", Ledctl, LedctlReset, Rw("LEDCTL", 0, 32))
+            .Reg("RXPBS", Rxpbs, RxpbsReset, Rw("SIZE", 0, 7))
+            .Reg("TXPBS", Txpbs, TxpbsReset, Rw("SIZE", 0, 6))
+            .Reg("GCR", Gcr, GcrReset, Rw("LOW", 0, 18), Ro("CAP_VER2", 18), Rw("HIGH", 19, 13))
+            .Reg("RXCSUM", Rxcsum, RxcsumReset, Rw("PCSS", 0, 8), Rw("IPOFLD", 8), Rw("TUOFLD", 9), Rw("CRCOFL", 11), Rw("IPPCSE", 12), Rw("PCSD", 13))
+            .Reg("RLPML", Rlpml, RlpmlReset, Rw("RLPML", 0, 14))
+            .Reg("DTXCTL", Dtxctl, DtxctlReset, Rw("8023LL", 2), Rw("VLAN_ADDED", 3), Rw("OOS_ENABLE", 4), Rw("MDP_EN", 5), Rw("SPOOF_INT", 6))
+            .Reg("RPLOLR", Rplolr, RplolrReset, Rw("STRVLAN", 30), Rw("STRCRC", 31))
             .Reg("GPIE", Gpie, 0, Rw("NSICR", 0), Rw("MULTIPLE_MSIX", 4), Rw("EIAME", 30), Rw("PBA", 31))
             .Also(b => ExtendedInterrupts(b, 25, other: true))
             .Array("IVAR0", Ivar0, 8, 4, 0, IvarBytes(5, "RX_LO", "TX_LO", "RX_HI", "TX_HI"))
@@ -65,10 +114,10 @@ public static class IgbRegisterMaps
             .Array("VMBMEM", Vmbmem, Pools * MailboxWords, 4, 0, Rw("DATA", 0, 32))
             .Array("P2VMAILBOX", P2vMailbox, Pools, 4, 0, Sc("STS", 0), Sc("ACK", 1), Ro("VFU", 2), Rw("PFU", 3), Sc("RVFU", 4))
             .Reg("MBVFICR", Mbvficr, 0, W1c("VFREQ", 0, 8), W1c("VFACK", 16, 8))
-            .Reg("MBVFIMR", Mbvfimr, 0, Rw("VFIM", 0, 8))
+            .Reg("MBVFIMR", Mbvfimr, AllPools, Rw("VFIM", 0, 8))
             .Reg("VFLRE", Vflre, 0, W1c("VFLE", 0, 8))
-            .Reg("VFRE", Vfre, 0, Rw("POOLS", 0, 8))
-            .Reg("VFTE", Vfte, 0, Rw("POOLS", 0, 8))
+            .Reg("VFRE", Vfre, AllPools, Rw("POOLS", 0, 8))
+            .Reg("VFTE", Vfte, AllPools, Rw("POOLS", 0, 8))
             .Reg("DTXSWC", Dtxswc, 0, Rw("MAC_AS", 0, 8), Rw("VLAN_AS", 8, 8), Rw("LLE", 16, 8), Rw("LOOPBACK_EN", 31))
             .Reg("MPC", Mpc, 0, Rc("COUNT", 0, 32))
             .Reg("RUC", Ruc, 0, Rc("COUNT", 0, 32))
@@ -81,7 +130,7 @@ public static class IgbRegisterMaps
             .Array("MTA", Mta, 128, 4, 0, Rw("BITS", 0, 32))
             .Reg("MRQC", Mrqc, 0, Rw("MRQC", 0, 32))
             .Reg("VT_CTL", VtCtl, 0, Rw("VLAN_FILTER", 0), Rw("DEF_POOL", 7, 3), Rw("IGNORE_MAC", 28), Rw("DIS_DEF_POOL", 29), Rw("REPL_EN", 30))
-            .Array("VMOLR", Vmolr, Pools, 4, 0, Rw("RLPML", 0, 14), Rw("LPE", 16), Rw("AUPE", 24), Rw("ROMPE", 25), Rw("ROPE", 26),
+            .Array("VMOLR", Vmolr, Pools, 4, VmolrReset, Rw("RLPML", 0, 14), Rw("LPE", 16), Rw("AUPE", 24), Rw("ROMPE", 25), Rw("ROPE", 26),
                 Rw("BAM", 27), Rw("MPME", 28), Rw("STRVLAN", 30), Rw("STRCRC", 31));
 
         // Receive address table: 16 entries at 0x5400 and 8 more at 0x54E0. Entry 0 holds the
@@ -125,7 +174,7 @@ public static class IgbRegisterMaps
          .Reg(Q("TDBAH", q), tx + Tdbah, 0, Rw("TDBAH", 0, 32))
          .Reg(Q("TDLEN", q), tx + Tdlen, 0, Rw("LEN", 7, 13))
          .Reg(Q("TDH", q), tx + Tdh, 0, Rw("TDH", 0, 16))
-         .Reg(Q("TXCTL", q), tx + Txctl, 0, Rw("DCA", 0, 32))
+         .Reg(Q("TXCTL", q), tx + Txctl, TxctlReset, Rw("DCA", 0, 32))
          .Reg(Q("TDT", q), tx + Tdt, 0, Rw("TDT", 0, 16))
          .Reg(Q("TXDCTL", q), tx + Txdctl, q == 0 ? Txdctl0Reset : 0, Rw("PTHRESH", 0, 6), Rw("HTHRESH", 8, 6), Rw("WTHRESH", 16, 6), Rw("ENABLE", 25), Sc("SWFLSH", 26), Rw("PRIORITY", 27))
          .Reg(Q("TDWBAL", q), tx + Tdwbal, 0, Rw("HEAD_WB_EN", 0), Rw("ADDR", 2, 30))

@@ -25,14 +25,20 @@ public static class IgbRegs
     public const uint Tdbal = 0x00, Tdbah = 0x04, Tdlen = 0x08, Tdh = 0x10, Txctl = 0x14, Tdt = 0x18, Txdctl = 0x28, Tdwbal = 0x38, Tdwbah = 0x3C;
     /// <summary>VMDq switch control.</summary>
     public const uint Dtxswc = 0x3500, Mta = 0x5200, Ral0 = 0x5400, Ra2 = 0x54E0, Mrqc = 0x5818, VtCtl = 0x581C, Vmolr = 0x5AD0;
+    /// <summary>Other PF registers with power-on values (transmit extension, inter-packet gap, VLAN ether type,
+    /// LEDs, packet buffer sizes, PCIe control, receive checksum, large packet limit, DMA TX control,
+    /// replication offload).</summary>
+    public const uint TctlExt = 0x0404, Tipg = 0x0410, Vet = 0x0038, Ledctl = 0x0E00, Rxpbs = 0x2404, Txpbs = 0x3404, Gcr = 0x5B00,
+        Rxcsum = 0x5000, Rlpml = 0x5004, Dtxctl = 0x3590, Rplolr = 0x5AF0;
     /// <summary>PF statistics (read to clear).</summary>
     public const uint Mpc = 0x4010, Ruc = 0x40A4, Gprc = 0x4074, Gptc = 0x4080, Gorcl = 0x4088, Gorch = 0x408C, Gotcl = 0x4090, Gotch = 0x4094;
     /// <summary>VF statistics (free-running).</summary>
     public const uint VfGprc = 0x0F10, VfGptc = 0x0F14, VfGorc = 0x0F18, VfGotc = 0x0F34, VfMprc = 0x0F3C,
         VfGprlbc = 0x0F40, VfGptlbc = 0x0F44, VfGorlbc = 0x0F48, VfGotlbc = 0x0F50;
 
-    /// <summary>CTRL.RST (self-clearing device reset), CTRL.VME (VLAN mode: strip tags on receive).</summary>
-    public const uint CtrlRst = 1u << 26, CtrlVme = 1u << 30;
+    /// <summary>CTRL.RST (self-clearing device reset), CTRL.VME (VLAN mode: strip tags on receive),
+    /// CTRL.GIO_MASTER_DISABLE (stop issuing DMA), CTRL.SLU (set link up).</summary>
+    public const uint CtrlRst = 1u << 26, CtrlVme = 1u << 30, CtrlGioMasterDisable = 1u << 2, CtrlSlu = 1u << 6;
     /// <summary>STATUS bits.</summary>
     public const uint StatusFd = 1u << 0, StatusLu = 1u << 1, StatusSpeed1000 = 2u << 6, StatusIov = 1u << 18, StatusGioMasterEnable = 1u << 19;
     /// <summary>STATUS.NUM_VFS shift.</summary>

@@ -10,7 +10,7 @@ namespace PcieEmu.Core.Tests.Devices.Igb;
 public class NicTrafficTests
 {
     /// <summary>Three VFs in VMDq loopback; VF n's RX queue 0 set up with MSI-X vector 0 for RX.</summary>
-    private static (NicRig Rig, NicRig.Ring[] Tx, NicRig.Ring[] Rx) ThreeVfs(int rxPost = -1, TimeProvider? time = null)
+    internal static (NicRig Rig, NicRig.Ring[] Tx, NicRig.Ring[] Rx) ThreeVfs(int rxPost = -1, TimeProvider? time = null)
     {
         var rig = new NicRig(vfs: 3, time: time);
         rig.SetupVmdq(3);

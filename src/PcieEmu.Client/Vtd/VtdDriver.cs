@@ -326,26 +326,34 @@ public sealed class VtdDriver
     }
 
     /// <summary>Attaches <paramref name="rid"/> to <paramref name="domain"/>: writes its context entry (TT = 0, AW, DID, SLPTPTR), creating the bus's context table on first use.</summary>
-    public Task AttachAsync(ushort rid, VtdDomain domain, CancellationToken cancellationToken = default)
+    public Task AttachAsync(uint rid, VtdDomain domain, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(domain);
+        CheckRid(rid);
         if (!_domains.TryGetValue(domain.Id, out var own) || own != domain) throw new ArgumentException("domain was not created by this driver", nameof(domain));
-        return SetContextAsync(rid, domain.Id, false, domain.RootTable | 1, domain.AwCode | (ulong)domain.Id << 8, domain, cancellationToken);
+        return SetContextAsync((ushort)rid, domain.Id, false, domain.RootTable | 1, domain.AwCode | (ulong)domain.Id << 8, domain, cancellationToken);
     }
 
     /// <summary>Attaches <paramref name="rid"/> in pass-through (TT = 10b, needs ECAP.PT): its DMA addresses go out unchanged.</summary>
-    public Task AttachPassThroughAsync(ushort rid, ushort domainId, CancellationToken cancellationToken = default)
+    public Task AttachPassThroughAsync(uint rid, ushort domainId, CancellationToken cancellationToken = default)
     {
+        CheckRid(rid);
         if (!EcapFields.PassThrough(ExtendedCapability)) throw new NotSupportedException("ECAP.PT = 0: the unit has no pass-through");
         if (domainId >= CapFields.DomainCount(Capability)) throw new ArgumentOutOfRangeException(nameof(domainId));
-        return SetContextAsync(rid, domainId, true, 2UL << 2 | 1, 2UL | (ulong)domainId << 8, null, cancellationToken);
+        return SetContextAsync((ushort)rid, domainId, true, 2UL << 2 | 1, 2UL | (ulong)domainId << 8, null, cancellationToken);
     }
 
     /// <summary>Clears <paramref name="rid"/>'s context entry and invalidates what the unit may hold for it: its DMA faults from now on.</summary>
-    public async Task DetachAsync(ushort rid, CancellationToken cancellationToken = default)
+    public async Task DetachAsync(uint rid, CancellationToken cancellationToken = default)
     {
-        if (!_contexts.ContainsKey(rid)) throw new InvalidOperationException($"{PciAddress.Format(rid)} is not attached");
-        await ClearContextAsync(rid, cancellationToken).ConfigureAwait(false);
+        CheckRid(rid);
+        if (!_contexts.ContainsKey((ushort)rid)) throw new InvalidOperationException($"{PciAddress.Format(rid)} is not attached");
+        await ClearContextAsync((ushort)rid, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void CheckRid(uint rid)
+    {
+        if (rid > 0xFFFF) throw new ArgumentOutOfRangeException(nameof(rid), $"rid 0x{rid:X} is not a 16-bit routing ID");
     }
 
     private async Task SetContextAsync(ushort rid, ushort did, bool passThrough, ulong lo, ulong hi, VtdDomain? domain, CancellationToken ct)

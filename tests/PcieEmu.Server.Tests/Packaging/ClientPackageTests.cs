@@ -107,6 +107,7 @@ public sealed class ClientPackageTests
                 Assert.Contains("CHECK sriov-enable 0x180,0x182 pass", output, StringComparison.Ordinal);
                 Assert.Contains("CHECK mmio-read 0x10 pass", output, StringComparison.Ordinal);
                 Assert.Contains("CHECK memory DEADBEEF01020304 pass", output, StringComparison.Ordinal);
+                Assert.Contains("CHECK ram-map DEADBEEF01020304 pass", output, StringComparison.Ordinal);
                 Assert.Contains("CHECK deadline DeadlineExceeded pass", output, StringComparison.Ordinal);
                 Assert.Contains($"CHECK token {(transport == "tcp" ? "True" : "False")} pass", output, StringComparison.Ordinal);
                 Assert.DoesNotContain("FAIL", output, StringComparison.Ordinal);

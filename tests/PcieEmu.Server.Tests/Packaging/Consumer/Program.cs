@@ -33,6 +33,14 @@ byte[] pattern = [0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3, 4];
 int written = await emu.WriteMemoryAsync(ram, pattern);
 byte[] back = await emu.ReadMemoryAsync(ram, pattern.Length);
 Check("memory", written == pattern.Length && back.SequenceEqual(pattern), Convert.ToHexString(back));
+using (var mem = await emu.OpenRamAsync())
+using (var rpc = await emu.OpenRamAsync(preferRpc: true))
+{
+    byte[] viaMap = await mem.ReadAsync(ram, pattern.Length);
+    await rpc.WriteAsync(ram + 8, pattern);
+    byte[] mapped = await mem.ReadAsync(ram + 8, pattern.Length);
+    Check("ram-map", mem.Mapped && !rpc.Mapped && viaMap.SequenceEqual(pattern) && mapped.SequenceEqual(pattern), Convert.ToHexString(mapped));
+}
 var t = await emu.TranslateAddressAsync(vfs[0], 0x1000, dryRun: true);
 Check("translate", t.Status == TranslationStatus.TranslationDisabled && t.TranslatedAddress == 0x1000, t.Status);
 int queues = await emu.InjectFrameAsync(0, new byte[64]);

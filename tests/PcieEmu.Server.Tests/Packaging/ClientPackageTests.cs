@@ -47,6 +47,7 @@ public sealed class ClientPackageTests
                 Assert.Contains(zip.Entries, e => e.FullName == "README.md");
                 Assert.Contains(zip.Entries, e => e.FullName == "lib/net10.0/PcieEmu.Client.dll");
                 Assert.Contains(zip.Entries, e => e.FullName == "lib/net10.0/PcieEmu.Client.xml");
+                Assert.Contains(zip.Entries, e => e.FullName == "lib/net8.0/PcieEmu.Client.dll");
             }
 
             // The consumer: its own directory, no repository props, the package from the feed.

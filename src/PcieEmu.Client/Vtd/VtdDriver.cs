@@ -603,8 +603,7 @@ public sealed class VtdDriver
     /// (IommuService.TranslateAddress). Without <paramref name="dryRun"/> it fills the caches and
     /// records a fault exactly as that DMA would.
     /// </summary>
-    public async Task<TranslateAddressResponse> ProbeAsync(ushort rid, ulong iova, bool write = false, bool dryRun = false,
+    public Task<TranslateAddressResponse> ProbeAsync(uint rid, ulong iova, bool write = false, bool dryRun = false,
         CancellationToken cancellationToken = default) =>
-        await _client.Iommu.TranslateAddressAsync(new TranslateAddressRequest { Rid = rid, Address = iova, Write = write, DryRun = dryRun },
-            cancellationToken: cancellationToken).ConfigureAwait(false);
+        _client.TranslateAddressAsync(rid, iova, write, dryRun, cancellationToken);
 }

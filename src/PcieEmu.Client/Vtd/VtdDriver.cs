@@ -113,15 +113,15 @@ public sealed class VtdDriver
 
     private static async Task<ulong> ReadMmioAsync(PcieEmuClient client, ulong address, int width, CancellationToken ct)
     {
-        var r = await client.Mmio.ReadMmioAsync(new ReadMmioRequest { Address = address, Width = (uint)width }, cancellationToken: ct).ConfigureAwait(false);
+        var r = await client.ReadMmioAsync(address, width, ct).ConfigureAwait(false);
         if (r.Status != CompletionStatus.Successful) throw new InvalidOperationException($"VT-d register read at 0x{address:X} completed {r.Status}");
         return r.Value;
     }
 
     private async Task WriteMmioAsync(ulong address, int width, ulong value, CancellationToken ct)
     {
-        var r = await _client.Mmio.WriteMmioAsync(new WriteMmioRequest { Address = address, Width = (uint)width, Value = value }, cancellationToken: ct).ConfigureAwait(false);
-        if (r.Status != CompletionStatus.Successful) throw new InvalidOperationException($"VT-d register write at 0x{address:X} completed {r.Status}");
+        var status = await _client.WriteMmioAsync(address, width, value, ct).ConfigureAwait(false);
+        if (status != CompletionStatus.Successful) throw new InvalidOperationException($"VT-d register write at 0x{address:X} completed {status}");
     }
 
     private async Task<ulong> PollAsync(string what, Func<Task<ulong>> read, Func<ulong, bool> done, CancellationToken ct)

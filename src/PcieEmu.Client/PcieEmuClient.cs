@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Health.V1;
 using Grpc.Net.Client;
 using PcieEmu.Protocol.V1;
@@ -10,25 +11,48 @@ namespace PcieEmu.Client;
 /// <summary>
 /// A connection to a PcieEmu server over TCP or a Unix socket, with the generated service clients
 /// and typed helpers for what a driver does most: config access, capability walks, SR-IOV
-/// enable/disable the way Linux does it, RAM mapping and interrupt subscription.
+/// enable/disable the way Linux does it, MMIO and memory, RAM mapping, interrupts, Ethernet
+/// inject/capture and VT-d translation. Every unary call (helpers and the stubs below) has a
+/// deadline of <see cref="Timeout"/> (30 s by default) unless the call passes its own
+/// (<c>deadline:</c> on a stub, or <see cref="WithTimeout"/>); streams have none but are cancellable.
 /// </summary>
 public sealed partial class PcieEmuClient : IDisposable
 {
-    private PcieEmuClient(GrpcChannel channel, Endpoint endpoint)
+    /// <summary>The deadline a unary call gets when it sets none (the same in every PcieEmu client).</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
+
+    private readonly bool _ownsChannel;
+
+    private PcieEmuClient(GrpcChannel channel, Endpoint endpoint, TimeSpan timeout, bool ownsChannel)
     {
+        if (timeout <= TimeSpan.Zero && timeout != System.Threading.Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(timeout), "timeout must be positive or Timeout.InfiniteTimeSpan");
         Channel = channel;
         Endpoint = endpoint;
-        Platform = new PlatformService.PlatformServiceClient(channel);
-        Config = new ConfigService.ConfigServiceClient(channel);
-        Mmio = new MmioService.MmioServiceClient(channel);
-        Memory = new MemoryService.MemoryServiceClient(channel);
-        Session = new SessionService.SessionServiceClient(channel);
-        Interrupts = new InterruptService.InterruptServiceClient(channel);
-        Ethernet = new EthernetService.EthernetServiceClient(channel);
-        Iommu = new IommuService.IommuServiceClient(channel);
-        Trace = new TraceService.TraceServiceClient(channel);
-        Health = new Health.HealthClient(channel);
+        Timeout = timeout;
+        _ownsChannel = ownsChannel;
+        var invoker = channel.Intercept(new DefaultDeadlineInterceptor(timeout));
+        Platform = new PlatformService.PlatformServiceClient(invoker);
+        Config = new ConfigService.ConfigServiceClient(invoker);
+        Mmio = new MmioService.MmioServiceClient(invoker);
+        Memory = new MemoryService.MemoryServiceClient(invoker);
+        Session = new SessionService.SessionServiceClient(invoker);
+        Interrupts = new InterruptService.InterruptServiceClient(invoker);
+        Ethernet = new EthernetService.EthernetServiceClient(invoker);
+        Iommu = new IommuService.IommuServiceClient(invoker);
+        Trace = new TraceService.TraceServiceClient(invoker);
+        Health = new Health.HealthClient(invoker);
     }
+
+    /// <summary>The deadline of unary calls that set none (<see cref="System.Threading.Timeout.InfiniteTimeSpan"/> = none).</summary>
+    public TimeSpan Timeout { get; }
+
+    /// <summary>
+    /// A client on the same connection whose unary calls get <paramref name="timeout"/> instead
+    /// (the per-call override: <c>await client.WithTimeout(TimeSpan.FromSeconds(2)).ReadMmio32Async(a)</c>).
+    /// Disposing it leaves the connection open.
+    /// </summary>
+    public PcieEmuClient WithTimeout(TimeSpan timeout) => new(Channel, Endpoint, timeout, ownsChannel: false) { HasToken = HasToken };
 
     /// <summary>
     /// Connects to <paramref name="target"/> (<c>unix:///path</c> or <c>tcp://host:port</c>; null =
@@ -36,16 +60,17 @@ public sealed partial class PcieEmuClient : IDisposable
     /// On TCP every call carries the server's token (<c>authorization: Bearer</c>), found by
     /// <see cref="TokenAuth.Resolve"/>: <paramref name="token"/>, else the file
     /// <paramref name="tokenFile"/>, else $PCIEEMU_TOKEN, else the default token file. A Unix
-    /// socket needs no token and is sent none.
+    /// socket needs no token and is sent none. <paramref name="timeout"/>: the deadline of unary
+    /// calls that set none (default <see cref="DefaultTimeout"/>, 30 s).
     /// </summary>
-    public static PcieEmuClient Connect(string? target = null, string? token = null, string? tokenFile = null)
+    public static PcieEmuClient Connect(string? target = null, string? token = null, string? tokenFile = null, TimeSpan? timeout = null)
     {
         var ep = Endpoints.Parse(target ?? Endpoints.DefaultTarget());
         string? bearer = ep.Kind == EndpointKind.Tcp ? TokenAuth.Resolve(token, tokenFile) : null;
         var handler = new SocketsHttpHandler
         {
             EnableMultipleHttp2Connections = true,
-            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            PooledConnectionIdleTimeout = System.Threading.Timeout.InfiniteTimeSpan,
             KeepAlivePingDelay = TimeSpan.FromSeconds(60),
             KeepAlivePingTimeout = TimeSpan.FromSeconds(30),
         };
@@ -93,7 +118,7 @@ public sealed partial class PcieEmuClient : IDisposable
             options.UnsafeUseInsecureChannelCallCredentials = true;
         }
         var channel = GrpcChannel.ForAddress(address, options);
-        return new PcieEmuClient(channel, ep) { HasToken = bearer != null };
+        return new PcieEmuClient(channel, ep, timeout ?? DefaultTimeout, ownsChannel: true) { HasToken = bearer != null };
     }
 
     /// <summary>Whether this client sends a token (TCP with a token found).</summary>
@@ -305,6 +330,99 @@ public sealed partial class PcieEmuClient : IDisposable
         return new RamMapping(region.SharedFilePath, region.Base, region.Size);
     }
 
+    // ---------------- Platform ----------------
+
+    /// <summary>Resets the machine (RAM zeroed, VFs gone, functions at power-on state); returns how many functions answer.</summary>
+    public async Task<int> ResetPlatformAsync(CancellationToken cancellationToken = default) =>
+        (int)(await Platform.ResetPlatformAsync(new ResetPlatformRequest(), cancellationToken: cancellationToken).ConfigureAwait(false)).Functions;
+
+    // ---------------- MMIO (CPU memory requests) ----------------
+
+    /// <summary>A memory read of <paramref name="width"/> bytes (1, 2, 4, 8; aligned) with its completion status (UR: all ones).</summary>
+    public async Task<ReadMmioResponse> ReadMmioAsync(ulong address, int width, CancellationToken cancellationToken = default) =>
+        await Mmio.ReadMmioAsync(new ReadMmioRequest { Address = address, Width = (uint)width }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Reads one byte of memory space (all ones when nothing decodes it, as hardware reads).</summary>
+    public async Task<byte> ReadMmio8Async(ulong address, CancellationToken cancellationToken = default) =>
+        (byte)(await ReadMmioAsync(address, 1, cancellationToken).ConfigureAwait(false)).Value;
+
+    /// <summary>Reads one word of memory space.</summary>
+    public async Task<ushort> ReadMmio16Async(ulong address, CancellationToken cancellationToken = default) =>
+        (ushort)(await ReadMmioAsync(address, 2, cancellationToken).ConfigureAwait(false)).Value;
+
+    /// <summary>Reads one dword of memory space (a 32-bit register).</summary>
+    public async Task<uint> ReadMmio32Async(ulong address, CancellationToken cancellationToken = default) =>
+        (uint)(await ReadMmioAsync(address, 4, cancellationToken).ConfigureAwait(false)).Value;
+
+    /// <summary>Reads one qword of memory space.</summary>
+    public async Task<ulong> ReadMmio64Async(ulong address, CancellationToken cancellationToken = default) =>
+        (await ReadMmioAsync(address, 8, cancellationToken).ConfigureAwait(false)).Value;
+
+    /// <summary>A memory write of <paramref name="width"/> bytes; returns its status (UR: nothing decoded it, dropped).</summary>
+    public async Task<CompletionStatus> WriteMmioAsync(ulong address, int width, ulong value, CancellationToken cancellationToken = default) =>
+        (await Mmio.WriteMmioAsync(new WriteMmioRequest { Address = address, Width = (uint)width, Value = value }, cancellationToken: cancellationToken).ConfigureAwait(false)).Status;
+
+    /// <summary>Writes one byte of memory space.</summary>
+    public Task<CompletionStatus> WriteMmio8Async(ulong address, byte value, CancellationToken cancellationToken = default) =>
+        WriteMmioAsync(address, 1, value, cancellationToken);
+
+    /// <summary>Writes one word of memory space.</summary>
+    public Task<CompletionStatus> WriteMmio16Async(ulong address, ushort value, CancellationToken cancellationToken = default) =>
+        WriteMmioAsync(address, 2, value, cancellationToken);
+
+    /// <summary>Writes one dword of memory space.</summary>
+    public Task<CompletionStatus> WriteMmio32Async(ulong address, uint value, CancellationToken cancellationToken = default) =>
+        WriteMmioAsync(address, 4, value, cancellationToken);
+
+    /// <summary>Writes one qword of memory space.</summary>
+    public Task<CompletionStatus> WriteMmio64Async(ulong address, ulong value, CancellationToken cancellationToken = default) =>
+        WriteMmioAsync(address, 8, value, cancellationToken);
+
+    // ---------------- Memory (RAM over RPC; see MapRamAsync for the mapping) ----------------
+
+    /// <summary>Reads <paramref name="length"/> bytes of RAM at physical <paramref name="address"/> over RPC.</summary>
+    public async Task<byte[]> ReadMemoryAsync(ulong address, int length, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        return (await Memory.ReadMemoryAsync(new ReadMemoryRequest { Address = address, Length = (uint)length }, cancellationToken: cancellationToken).ConfigureAwait(false)).Data.ToByteArray();
+    }
+
+    /// <summary>Writes <paramref name="data"/> to RAM at physical <paramref name="address"/> over RPC; returns the bytes written.</summary>
+    public async Task<int> WriteMemoryAsync(ulong address, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default) =>
+        (int)(await Memory.WriteMemoryAsync(new WriteMemoryRequest { Address = address, Data = Google.Protobuf.ByteString.CopyFrom(data.Span) },
+            cancellationToken: cancellationToken).ConfigureAwait(false)).Length;
+
+    // ---------------- VT-d ----------------
+
+    /// <summary>
+    /// Translates a DMA address of requester <paramref name="rid"/> through the remapping unit as a
+    /// device access would (<paramref name="write"/>: a write request). A fault is recorded like a
+    /// real one unless <paramref name="dryRun"/>.
+    /// </summary>
+    public async Task<TranslateAddressResponse> TranslateAddressAsync(uint rid, ulong address, bool write = false, bool dryRun = false,
+        CancellationToken cancellationToken = default) =>
+        await Iommu.TranslateAddressAsync(new TranslateAddressRequest { Rid = rid, Address = address, Write = write, DryRun = dryRun },
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+
     /// <inheritdoc/>
-    public void Dispose() => Channel.Dispose();
+    public void Dispose()
+    {
+        if (_ownsChannel) Channel.Dispose();
+    }
+
+    /// <summary>Gives unary calls without a deadline the client's default one; streams are left alone.</summary>
+    private sealed class DefaultDeadlineInterceptor(TimeSpan timeout) : Interceptor
+    {
+        private ClientInterceptorContext<TRequest, TResponse> WithDeadline<TRequest, TResponse>(ClientInterceptorContext<TRequest, TResponse> context)
+            where TRequest : class where TResponse : class =>
+            context.Options.Deadline != null || timeout == System.Threading.Timeout.InfiniteTimeSpan
+                ? context
+                : new(context.Method, context.Host, context.Options.WithDeadline(DateTime.UtcNow + timeout));
+
+        public override AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(TRequest request, ClientInterceptorContext<TRequest, TResponse> context,
+            AsyncUnaryCallContinuation<TRequest, TResponse> continuation) => continuation(request, WithDeadline(context));
+
+        public override TResponse BlockingUnaryCall<TRequest, TResponse>(TRequest request, ClientInterceptorContext<TRequest, TResponse> context,
+            BlockingUnaryCallContinuation<TRequest, TResponse> continuation) => continuation(request, WithDeadline(context));
+    }
 }

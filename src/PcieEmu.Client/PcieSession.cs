@@ -40,8 +40,17 @@ public sealed class PcieSession : IAsyncDisposable
         _reader = Task.Run(ReadLoop);
     }
 
-    /// <summary>Transactions per TransactRequest before an automatic flush (1-1024).</summary>
-    public int BatchSize { get; set; } = 64;
+    /// <summary>The default <see cref="BatchSize"/> (the same in every PcieEmu client).</summary>
+    public const int DefaultBatchSize = 256;
+
+    /// <summary>Transactions per TransactRequest before an automatic flush (1-1024; default 256).</summary>
+    public int BatchSize
+    {
+        get => _batchSize;
+        set => _batchSize = value is >= 1 and <= 1024 ? value : throw new ArgumentOutOfRangeException(nameof(BatchSize), "BatchSize must be 1-1024");
+    }
+
+    private int _batchSize = DefaultBatchSize;
 
     /// <summary>Completions nobody waits for: failed posted writes (and acks of writes queued without a waiter).</summary>
     public ChannelReader<SessionCompletion> UnsolicitedCompletions => _unsolicited.Reader;

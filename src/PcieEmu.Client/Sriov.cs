@@ -30,11 +30,14 @@ public sealed partial class PcieEmuClient
     /// is clear); writes NumVFs, rereads First VF Offset and VF Stride (they depend on both),
     /// checks that the VF buses fit under the port's subordinate bus, then sets VF Enable and VF
     /// MSE in one write and waits <paramref name="settle"/> (the spec's 100 ms before VFs must
-    /// answer). Returns the VFs' routing IDs.
+    /// answer). Returns the VFs' routing IDs. <paramref name="ari"/>: null (the default) uses ARI
+    /// when the hierarchy supports it, true requires it (an error when it does not), false leaves
+    /// ARI off.
     /// </summary>
-    public async Task<IReadOnlyList<ushort>> EnableSriovAsync(ushort pfRid, int numVfs, bool useAri = true,
+    public async Task<IReadOnlyList<uint>> EnableSriovAsync(uint pfRid, int numVfs, bool? ari = null,
         TimeSpan? settle = null, CancellationToken cancellationToken = default)
     {
+        if (pfRid > 0xFFFF) throw new ArgumentOutOfRangeException(nameof(pfRid), $"pfRid 0x{pfRid:X} is not a 16-bit routing ID");
         int sriov = await FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdSriov, cancellationToken).ConfigureAwait(false);
         if (sriov == 0) throw new InvalidOperationException($"{PciAddress.Format(pfRid)} has no SR-IOV capability");
         ushort total = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovTotalVfs, cancellationToken).ConfigureAwait(false);
@@ -44,15 +47,18 @@ public sealed partial class PcieEmuClient
 
         var port = (await GetPlatformAsync(cancellationToken).ConfigureAwait(false)).RootPorts
             .FirstOrDefault(p => p.SecondaryBus == (uint)(pfRid >> 8));
-        if (useAri && port != null && port.AriForwardingSupported
-            && await FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdAri, cancellationToken).ConfigureAwait(false) != 0)
+        bool ariPossible = port != null && port.AriForwardingSupported
+            && await FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdAri, cancellationToken).ConfigureAwait(false) != 0;
+        if (ari == true && !ariPossible)
+            throw new InvalidOperationException($"ari: {PciAddress.Format(pfRid)} or its upstream port does not support ARI");
+        if (ari != false && ariPossible && port != null)
         {
             int pcie = await FindCapabilityAsync(port.Rid, PciRegs.CapIdPcie, cancellationToken).ConfigureAwait(false);
             ushort devCtl2 = await ReadConfig16Async(port.Rid, pcie + PciRegs.PcieDevCtl2, cancellationToken).ConfigureAwait(false);
             if ((devCtl2 & PciRegs.AriForwarding) == 0)
                 await WriteConfig16Async(port.Rid, pcie + PciRegs.PcieDevCtl2, (ushort)(devCtl2 | PciRegs.AriForwarding), cancellationToken).ConfigureAwait(false);
             // ARI Capable Hierarchy lives in the lowest-numbered PF (RsvdP elsewhere).
-            ushort fn0 = (ushort)(pfRid & 0xFF00);
+            uint fn0 = pfRid & 0xFF00;
             int fn0Sriov = await FindExtendedCapabilityAsync(fn0, PciRegs.ExtCapIdSriov, cancellationToken).ConfigureAwait(false);
             if (fn0Sriov != 0)
             {
@@ -65,8 +71,8 @@ public sealed partial class PcieEmuClient
         await WriteConfig16Async(pfRid, sriov + PciRegs.SriovNumVfs, (ushort)numVfs, cancellationToken).ConfigureAwait(false);
         ushort offset = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovFirstVfOffset, cancellationToken).ConfigureAwait(false);
         ushort stride = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovVfStride, cancellationToken).ConfigureAwait(false);
-        var rids = new ushort[numVfs];
-        for (int i = 0; i < numVfs; i++) rids[i] = (ushort)(pfRid + offset + i * stride);
+        var rids = new uint[numVfs];
+        for (int i = 0; i < numVfs; i++) rids[i] = (uint)(pfRid + offset + i * stride) & 0xFFFF;
         if (port != null && rids.Any(r => r >> 8 > port.SubordinateBus))
         {
             await WriteConfig16Async(pfRid, sriov + PciRegs.SriovNumVfs, 0, cancellationToken).ConfigureAwait(false);
@@ -83,7 +89,7 @@ public sealed partial class PcieEmuClient
     /// Disables SR-IOV on the PF as Linux's sriov_disable does: clears VF Enable and VF MSE in one
     /// write, waits <paramref name="settle"/> (100 ms by default), then sets NumVFs to 0.
     /// </summary>
-    public async Task DisableSriovAsync(ushort pfRid, TimeSpan? settle = null, CancellationToken cancellationToken = default)
+    public async Task DisableSriovAsync(uint pfRid, TimeSpan? settle = null, CancellationToken cancellationToken = default)
     {
         int sriov = await FindExtendedCapabilityAsync(pfRid, PciRegs.ExtCapIdSriov, cancellationToken).ConfigureAwait(false);
         if (sriov == 0) throw new InvalidOperationException($"{PciAddress.Format(pfRid)} has no SR-IOV capability");

@@ -20,7 +20,7 @@ public sealed class RegisterBar(PcieEmuClient client, ulong baseAddress, string 
     public async Task<uint> ReadAsync(uint offset, CancellationToken ct)
     {
         GrpcCounter.Count();
-        var r = await client.Mmio.ReadMmioAsync(new ReadMmioRequest { Address = Base + offset, Width = 4 }, cancellationToken: ct);
+        var r = await client.ReadMmioAsync(Base + offset, 4, ct);
         if (r.Status != CompletionStatus.Successful)
             throw new InvalidOperationException($"{Name}+0x{offset:X}: read completed with {r.Status}");
         return (uint)r.Value;
@@ -29,9 +29,9 @@ public sealed class RegisterBar(PcieEmuClient client, ulong baseAddress, string 
     public async Task WriteAsync(uint offset, uint value, CancellationToken ct)
     {
         GrpcCounter.Count();
-        var r = await client.Mmio.WriteMmioAsync(new WriteMmioRequest { Address = Base + offset, Width = 4, Value = value }, cancellationToken: ct);
-        if (r.Status != CompletionStatus.Successful)
-            throw new InvalidOperationException($"{Name}+0x{offset:X}: write completed with {r.Status}");
+        var status = await client.WriteMmio32Async(Base + offset, value, ct);
+        if (status != CompletionStatus.Successful)
+            throw new InvalidOperationException($"{Name}+0x{offset:X}: write completed with {status}");
     }
 
     /// <summary>Polls <paramref name="offset"/> until <paramref name="done"/> holds; returns the last value.</summary>

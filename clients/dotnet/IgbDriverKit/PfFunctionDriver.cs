@@ -10,7 +10,7 @@ public sealed partial class PfFunctionDriver(PcieEmuClient client, ushort pfRid,
     private RegisterBar _bar0 = null!;
     private byte[] _pfMac = [];
     private readonly byte[][] _vfMacs = new byte[numVfs][];
-    private IReadOnlyList<ushort> _vfRids = [];
+    private IReadOnlyList<uint> _vfRids = [];
     private int _resets, _setMacs, _nacks, _flrs, _interrupts, _polls;
 
     private VtdDriver? _iommu;
@@ -26,7 +26,7 @@ public sealed partial class PfFunctionDriver(PcieEmuClient client, ushort pfRid,
     /// </summary>
     public IommuOptions? Iommu { get; init; }
 
-    public IReadOnlyList<ushort> VfRids => _vfRids;
+    public IReadOnlyList<uint> VfRids => _vfRids;
     public IReadOnlyList<byte[]> VfMacs => _vfMacs;
     public int ResetsServed => _resets;
 

@@ -286,7 +286,7 @@ internal static class VfPrograms
         {
             var rids = await client.EnableSriovAsync(Pf0, 2, ari, cancellationToken: ct);
             Log.Line($"enabled 2 VFs on {PciAddress.Format(Pf0)} with ARI {(ari ? "on" : "off")}: {string.Join(' ', rids.Select(r => PciAddress.Format(r)))}");
-            foreach (ushort rid in rids)
+            foreach (uint rid in rids)
             {
                 uint id = await client.ReadConfig32Async(rid, 0x00, ct);
                 uint cls = await client.ReadConfig32Async(rid, 0x08, ct);

@@ -113,15 +113,15 @@ public sealed class VtdDriver
 
     private static async Task<ulong> ReadMmioAsync(PcieEmuClient client, ulong address, int width, CancellationToken ct)
     {
-        var r = await client.Mmio.ReadMmioAsync(new ReadMmioRequest { Address = address, Width = (uint)width }, cancellationToken: ct).ConfigureAwait(false);
+        var r = await client.ReadMmioAsync(address, width, ct).ConfigureAwait(false);
         if (r.Status != CompletionStatus.Successful) throw new InvalidOperationException($"VT-d register read at 0x{address:X} completed {r.Status}");
         return r.Value;
     }
 
     private async Task WriteMmioAsync(ulong address, int width, ulong value, CancellationToken ct)
     {
-        var r = await _client.Mmio.WriteMmioAsync(new WriteMmioRequest { Address = address, Width = (uint)width, Value = value }, cancellationToken: ct).ConfigureAwait(false);
-        if (r.Status != CompletionStatus.Successful) throw new InvalidOperationException($"VT-d register write at 0x{address:X} completed {r.Status}");
+        var status = await _client.WriteMmioAsync(address, width, value, ct).ConfigureAwait(false);
+        if (status != CompletionStatus.Successful) throw new InvalidOperationException($"VT-d register write at 0x{address:X} completed {status}");
     }
 
     private async Task<ulong> PollAsync(string what, Func<Task<ulong>> read, Func<ulong, bool> done, CancellationToken ct)
@@ -326,26 +326,34 @@ public sealed class VtdDriver
     }
 
     /// <summary>Attaches <paramref name="rid"/> to <paramref name="domain"/>: writes its context entry (TT = 0, AW, DID, SLPTPTR), creating the bus's context table on first use.</summary>
-    public Task AttachAsync(ushort rid, VtdDomain domain, CancellationToken cancellationToken = default)
+    public Task AttachAsync(uint rid, VtdDomain domain, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(domain);
+        CheckRid(rid);
         if (!_domains.TryGetValue(domain.Id, out var own) || own != domain) throw new ArgumentException("domain was not created by this driver", nameof(domain));
-        return SetContextAsync(rid, domain.Id, false, domain.RootTable | 1, domain.AwCode | (ulong)domain.Id << 8, domain, cancellationToken);
+        return SetContextAsync((ushort)rid, domain.Id, false, domain.RootTable | 1, domain.AwCode | (ulong)domain.Id << 8, domain, cancellationToken);
     }
 
     /// <summary>Attaches <paramref name="rid"/> in pass-through (TT = 10b, needs ECAP.PT): its DMA addresses go out unchanged.</summary>
-    public Task AttachPassThroughAsync(ushort rid, ushort domainId, CancellationToken cancellationToken = default)
+    public Task AttachPassThroughAsync(uint rid, ushort domainId, CancellationToken cancellationToken = default)
     {
+        CheckRid(rid);
         if (!EcapFields.PassThrough(ExtendedCapability)) throw new NotSupportedException("ECAP.PT = 0: the unit has no pass-through");
         if (domainId >= CapFields.DomainCount(Capability)) throw new ArgumentOutOfRangeException(nameof(domainId));
-        return SetContextAsync(rid, domainId, true, 2UL << 2 | 1, 2UL | (ulong)domainId << 8, null, cancellationToken);
+        return SetContextAsync((ushort)rid, domainId, true, 2UL << 2 | 1, 2UL | (ulong)domainId << 8, null, cancellationToken);
     }
 
     /// <summary>Clears <paramref name="rid"/>'s context entry and invalidates what the unit may hold for it: its DMA faults from now on.</summary>
-    public async Task DetachAsync(ushort rid, CancellationToken cancellationToken = default)
+    public async Task DetachAsync(uint rid, CancellationToken cancellationToken = default)
     {
-        if (!_contexts.ContainsKey(rid)) throw new InvalidOperationException($"{PciAddress.Format(rid)} is not attached");
-        await ClearContextAsync(rid, cancellationToken).ConfigureAwait(false);
+        CheckRid(rid);
+        if (!_contexts.ContainsKey((ushort)rid)) throw new InvalidOperationException($"{PciAddress.Format(rid)} is not attached");
+        await ClearContextAsync((ushort)rid, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void CheckRid(uint rid)
+    {
+        if (rid > 0xFFFF) throw new ArgumentOutOfRangeException(nameof(rid), $"rid 0x{rid:X} is not a 16-bit routing ID");
     }
 
     private async Task SetContextAsync(ushort rid, ushort did, bool passThrough, ulong lo, ulong hi, VtdDomain? domain, CancellationToken ct)
@@ -595,8 +603,7 @@ public sealed class VtdDriver
     /// (IommuService.TranslateAddress). Without <paramref name="dryRun"/> it fills the caches and
     /// records a fault exactly as that DMA would.
     /// </summary>
-    public async Task<TranslateAddressResponse> ProbeAsync(ushort rid, ulong iova, bool write = false, bool dryRun = false,
+    public Task<TranslateAddressResponse> ProbeAsync(uint rid, ulong iova, bool write = false, bool dryRun = false,
         CancellationToken cancellationToken = default) =>
-        await _client.Iommu.TranslateAddressAsync(new TranslateAddressRequest { Rid = rid, Address = iova, Write = write, DryRun = dryRun },
-            cancellationToken: cancellationToken).ConfigureAwait(false);
+        _client.TranslateAddressAsync(rid, iova, write, dryRun, cancellationToken);
 }

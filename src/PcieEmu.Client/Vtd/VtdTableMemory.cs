@@ -68,12 +68,10 @@ internal abstract class VtdTableMemory
     private sealed class RemoteMemory(PcieEmuClient client) : VtdTableMemory
     {
         private async ValueTask<byte[]> ReadAsync(ulong address, int length, CancellationToken ct) =>
-            (await client.Memory.ReadMemoryAsync(new ReadMemoryRequest { Address = address, Length = (uint)length }, cancellationToken: ct)
-                .ConfigureAwait(false)).Data.ToByteArray();
+            await client.ReadMemoryAsync(address, length, ct).ConfigureAwait(false);
 
         private async ValueTask WriteAsync(ulong address, byte[] data, CancellationToken ct) =>
-            await client.Memory.WriteMemoryAsync(new WriteMemoryRequest { Address = address, Data = ByteString.CopyFrom(data) }, cancellationToken: ct)
-                .ConfigureAwait(false);
+            await client.WriteMemoryAsync(address, data, ct).ConfigureAwait(false);
 
         // One MemoryService write is applied under the machine lock: the unit never sees half an entry.
         public override ValueTask Write128Async(ulong address, ulong lo, ulong hi, CancellationToken ct) =>

@@ -5,7 +5,7 @@ using PcieEmu.Protocol.V1;
 namespace PcieEmu.Server.Services;
 
 /// <summary>ConfigService: config reads and writes, routed by the Core.</summary>
-public sealed class ConfigGrpcService(Machine machine) : ConfigService.ConfigServiceBase
+internal sealed class ConfigGrpcService(Machine machine) : ConfigService.ConfigServiceBase
 {
     /// <inheritdoc/>
     public override Task<ReadConfigResponse> ReadConfig(ReadConfigRequest request, ServerCallContext context)
@@ -37,7 +37,7 @@ public sealed class ConfigGrpcService(Machine machine) : ConfigService.ConfigSer
 }
 
 /// <summary>MmioService: CPU memory reads and writes (RAM, IOMMU registers, BARs).</summary>
-public sealed class MmioGrpcService(Machine machine) : MmioService.MmioServiceBase
+internal sealed class MmioGrpcService(Machine machine) : MmioService.MmioServiceBase
 {
     /// <inheritdoc/>
     public override Task<ReadMmioResponse> ReadMmio(ReadMmioRequest request, ServerCallContext context)

@@ -8,7 +8,7 @@ using PcieEmu.Server.Hosting;
 namespace PcieEmu.Server.Services;
 
 /// <summary>EthernetService: the ports' wire, through the <see cref="WireTap"/>.</summary>
-public sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, ServerShutdown shutdown, ILogger<EthernetGrpcService> logger) : EthernetService.EthernetServiceBase
+internal sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, ServerShutdown shutdown, ILogger<EthernetGrpcService> logger) : EthernetService.EthernetServiceBase
 {
     /// <inheritdoc/>
     public override Task<InjectFrameResponse> InjectFrame(InjectFrameRequest request, ServerCallContext context)

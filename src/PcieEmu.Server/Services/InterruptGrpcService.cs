@@ -37,7 +37,7 @@ public sealed class InterruptSubscribers
 /// never blocks the machine). A subscriber whose queue overflows gets its queued events, then its
 /// stream ends with RESOURCE_EXHAUSTED and the count it missed (message and "pcieemu-missed" trailer).
 /// </summary>
-public sealed class InterruptGrpcService(Machine machine, LimitsOptions limits, InterruptSubscribers subscribers, ServerShutdown shutdown, ILogger<InterruptGrpcService> logger)
+internal sealed class InterruptGrpcService(Machine machine, LimitsOptions limits, InterruptSubscribers subscribers, ServerShutdown shutdown, ILogger<InterruptGrpcService> logger)
     : InterruptService.InterruptServiceBase
 {
     /// <summary>Trailer carrying the number of events a cut-off subscriber missed.</summary>

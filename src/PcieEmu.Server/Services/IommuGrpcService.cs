@@ -6,7 +6,7 @@ using PcieEmu.Protocol.V1;
 namespace PcieEmu.Server.Services;
 
 /// <summary>IommuService: translation probes answered by the Core's VT-d unit.</summary>
-public sealed class IommuGrpcService(Machine machine) : IommuService.IommuServiceBase
+internal sealed class IommuGrpcService(Machine machine) : IommuService.IommuServiceBase
 {
     /// <inheritdoc/>
     public override Task<TranslateAddressResponse> TranslateAddress(TranslateAddressRequest request, ServerCallContext context)

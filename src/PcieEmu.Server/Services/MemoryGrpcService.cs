@@ -7,7 +7,7 @@ using PcieEmu.Server.Hosting;
 namespace PcieEmu.Server.Services;
 
 /// <summary>MemoryService: RAM block reads and writes (CPU view, no IOMMU), at most 4 MiB per call.</summary>
-public sealed class MemoryGrpcService(Machine machine, LimitsOptions limits) : MemoryService.MemoryServiceBase
+internal sealed class MemoryGrpcService(Machine machine, LimitsOptions limits) : MemoryService.MemoryServiceBase
 {
     /// <inheritdoc/>
     public override Task<ReadMemoryResponse> ReadMemory(ReadMemoryRequest request, ServerCallContext context) =>

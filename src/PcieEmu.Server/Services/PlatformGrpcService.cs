@@ -9,7 +9,7 @@ using PcieEmu.Server.Hosting;
 namespace PcieEmu.Server.Services;
 
 /// <summary>PlatformService: machine description, function list, cold reset.</summary>
-public sealed class PlatformGrpcService(Machine machine, LimitsOptions limits, ILogger<PlatformGrpcService> logger)
+internal sealed class PlatformGrpcService(Machine machine, LimitsOptions limits, ILogger<PlatformGrpcService> logger)
     : PlatformService.PlatformServiceBase
 {
     /// <summary>Server version reported by GetPlatform.</summary>

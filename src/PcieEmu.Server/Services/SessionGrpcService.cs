@@ -13,7 +13,7 @@ namespace PcieEmu.Server.Services;
 /// response that is written before the next request is read (so HTTP/2 flow control bounds what a
 /// client can queue here). Writes are posted: only failures and acked writes produce completions.
 /// </summary>
-public sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ServerShutdown shutdown, ILogger<SessionGrpcService> logger)
+internal sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ServerShutdown shutdown, ILogger<SessionGrpcService> logger)
     : SessionService.SessionServiceBase
 {
     /// <inheritdoc/>

@@ -30,7 +30,7 @@ public sealed class TraceSubscribers
 /// subscription with its own bounded queue; when it falls behind it loses events and receives a
 /// gap event with the count (the machine never waits for it).
 /// </summary>
-public sealed class TraceGrpcService(Machine machine, LimitsOptions limits, TraceSubscribers subscribers, ILogger<TraceGrpcService> logger)
+internal sealed class TraceGrpcService(Machine machine, LimitsOptions limits, TraceSubscribers subscribers, ILogger<TraceGrpcService> logger)
     : TraceService.TraceServiceBase
 {
     /// <summary>Filter kind names, in documentation order.</summary>

@@ -171,7 +171,7 @@ public sealed class CliTests
     public async Task Lspci_tree_shows_the_port_and_its_buses()
     {
         await using var s = await TestServer.StartAsync("tcp");
-        await s.Client.EnableSriovAsync(0x100, 2, useAri: false, settle: TimeSpan.Zero).W();
+        await s.Client.EnableSriovAsync(0x100, 2, ari: false, settle: TimeSpan.Zero).W();
         var tree = LspciCommand.Tree(await s.Client.ListFunctionsAsync().W(), (await s.Client.GetPlatformAsync().W()).RootPorts, verbose: true);
         Assert.StartsWith("-[0000:00]-+-00.0", tree);
         Assert.Contains("\\-01.0-[01-02]--+-00.0  Intel Corporation 82576 Gigabit Network Connection", tree);

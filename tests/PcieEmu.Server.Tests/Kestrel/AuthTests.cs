@@ -1,3 +1,4 @@
+extern alias client;
 using System.Diagnostics;
 using Google.Protobuf;
 using Google.Protobuf.Reflection;
@@ -8,6 +9,11 @@ using Microsoft.Extensions.Logging;
 using PcieEmu.Client;
 using PcieEmu.Protocol.V1;
 using PcieEmu.Server.Hosting;
+// The server has internal service classes of the same names (its service bases).
+using ConfigService = client::PcieEmu.Protocol.V1.ConfigService;
+using MemoryService = client::PcieEmu.Protocol.V1.MemoryService;
+using PlatformService = client::PcieEmu.Protocol.V1.PlatformService;
+using SessionService = client::PcieEmu.Protocol.V1.SessionService;
 
 namespace PcieEmu.Server.Tests.Kestrel;
 

@@ -326,9 +326,9 @@ public sealed class EndToEndTests
     {
         await using var s = await TestServer.StartAsync(transport);
         var c = s.Client;
-        var vfs = await c.EnableSriovAsync(0x100, 4, useAri: false, settle: TimeSpan.Zero).W();
+        var vfs = await c.EnableSriovAsync(0x100, 4, ari: false, settle: TimeSpan.Zero).W();
         // Without ARI: First VF Offset 0x180, stride 2: 02:10.0, 02:10.2, ...
-        Assert.Equal(new ushort[] { 0x0280, 0x0282, 0x0284, 0x0286 }, vfs);
+        Assert.Equal(new uint[] { 0x0280, 0x0282, 0x0284, 0x0286 }, vfs);
         var list = await c.ListFunctionsAsync().W();
         var vf = list.Single(f => f.Rid == 0x0282);
         Assert.True(vf.IsVirtual);
@@ -343,7 +343,7 @@ public sealed class EndToEndTests
         await c.DisableSriovAsync(0x100, settle: TimeSpan.Zero).W();
         Assert.DoesNotContain(await c.ListFunctionsAsync().W(), f => f.IsVirtual);
 
-        await c.EnableSriovAsync(0x101, 2, useAri: false, settle: TimeSpan.Zero).W();
+        await c.EnableSriovAsync(0x101, 2, ari: false, settle: TimeSpan.Zero).W();
         await c.Platform.ResetPlatformAsync(new ResetPlatformRequest(), deadline: T.Deadline).W();
         Assert.Equal(4, (await c.ListFunctionsAsync().W()).Count);
         s.AssertNoErrors();
@@ -355,7 +355,7 @@ public sealed class EndToEndTests
         await using var s = await TestServer.StartAsync("tcp");
         var c = s.Client;
         var vfs = await c.EnableSriovAsync(0x100, 2, settle: TimeSpan.Zero).W();
-        Assert.Equal(new ushort[] { 0x0180, 0x0182 }, vfs);   // First VF Offset 0x80 with ARI Capable Hierarchy
+        Assert.Equal(new uint[] { 0x0180, 0x0182 }, vfs);   // First VF Offset 0x80 with ARI Capable Hierarchy
         var platform = await c.GetPlatformAsync().W();
         Assert.True(platform.RootPorts[0].AriForwardingEnabled);
         int sriov = await c.FindExtendedCapabilityAsync(0x100, PciRegs.ExtCapIdSriov).W();

@@ -73,7 +73,7 @@ public sealed class VtdDriverTests
         var d = rig.Driver;
         Assert.Equal(0x10u, d.Version);
         var vfs = await rig.C.EnableSriovAsync(0x100, 2, settle: TimeSpan.Zero).W();
-        ushort vf = vfs[1];
+        ushort vf = (ushort)vfs[1];
 
         // Before TE the unit passes addresses through untouched.
         var off = await d.ProbeAsync(vf, 0x1234_5000).W();
@@ -131,7 +131,7 @@ public sealed class VtdDriverTests
     {
         await using var rig = await Rig.StartAsync(transport, localRam);
         var d = rig.Driver;
-        ushort vf = (await rig.C.EnableSriovAsync(0x101, 1, settle: TimeSpan.Zero).W())[0];
+        ushort vf = (ushort)(await rig.C.EnableSriovAsync(0x101, 1, settle: TimeSpan.Zero).W())[0];
         var dom = await d.CreateDomainAsync(7).W();
         await d.AttachAsync(vf, dom).W();
         await d.MapAsync(dom, 0x8000_0000, 0x30_0000, 0x2000).W();
@@ -187,8 +187,8 @@ public sealed class VtdDriverTests
     {
         await using var rig = await Rig.StartAsync(transport, localRam);
         var d = rig.Driver;
-        ushort a = (await rig.C.EnableSriovAsync(0x100, 2, settle: TimeSpan.Zero).W())[0];
-        ushort b = (await rig.C.EnableSriovAsync(0x101, 2, settle: TimeSpan.Zero).W())[1];
+        ushort a = (ushort)(await rig.C.EnableSriovAsync(0x100, 2, settle: TimeSpan.Zero).W())[0];
+        ushort b = (ushort)(await rig.C.EnableSriovAsync(0x101, 2, settle: TimeSpan.Zero).W())[1];
         Assert.NotEqual(a, b);
         var da = await d.CreateDomainAsync(1).W();
         var db = await d.CreateDomainAsync(2, addressWidth: 39).W();
@@ -233,7 +233,7 @@ public sealed class VtdDriverTests
     {
         await using var rig = await Rig.StartAsync(transport, false);
         var d = rig.Driver;
-        ushort vf = (await rig.C.EnableSriovAsync(0x100, 1, settle: TimeSpan.Zero).W())[0];
+        ushort vf = (ushort)(await rig.C.EnableSriovAsync(0x100, 1, settle: TimeSpan.Zero).W())[0];
         await d.AttachPassThroughAsync(vf, 9).W();
         await d.EnableAsync().W();
         var r = await d.ProbeAsync(vf, 0x3_2100_0123, write: true).W();
@@ -260,7 +260,7 @@ public sealed class VtdDriverTests
     {
         await using var rig = await Rig.StartAsync(transport, transport == "unix");
         var d = rig.Driver;
-        ushort vf = (await rig.C.EnableSriovAsync(0x101, 1, settle: TimeSpan.Zero).W())[0];
+        ushort vf = (ushort)(await rig.C.EnableSriovAsync(0x101, 1, settle: TimeSpan.Zero).W())[0];
         var dom = await d.CreateDomainAsync(4).W();
         await d.AttachAsync(vf, dom).W();
         await d.EnableAsync().W();
@@ -292,7 +292,7 @@ public sealed class VtdDriverTests
     {
         await using var rig = await Rig.StartAsync(transport, transport == "unix");
         var d = rig.Driver;
-        ushort vf = (await rig.C.EnableSriovAsync(0x100, 1, settle: TimeSpan.Zero).W())[0];
+        ushort vf = (ushort)(await rig.C.EnableSriovAsync(0x100, 1, settle: TimeSpan.Zero).W())[0];
         var dom = await d.CreateDomainAsync(2).W();
         await d.AttachAsync(vf, dom).W();
         // 64 pages in one call: a single run of leaf entries.
@@ -369,7 +369,7 @@ public sealed class VtdDriverTests
         await using var rig = await Rig.StartAsync(transport, localRam);
         var c = rig.C;
         var d = rig.Driver;
-        ushort vf = (await c.EnableSriovAsync(0x100, 2, settle: TimeSpan.Zero).W())[1];
+        ushort vf = (ushort)(await c.EnableSriovAsync(0x100, 2, settle: TimeSpan.Zero).W())[1];
         var functions = await c.ListFunctionsAsync().W();
         ulong pfBar0 = functions.Single(f => f.Rid == 0x100).Bars.Single(b => b.Index == 0).Address;
         ulong vfBar0 = functions.Single(f => f.Rid == vf).Bars.Single(b => b.Index == 0).Address;

@@ -1,7 +1,10 @@
+extern alias client;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using PcieEmu.Protocol.V1;
+using MemoryService = client::PcieEmu.Protocol.V1.MemoryService;
+using SessionService = client::PcieEmu.Protocol.V1.SessionService;
 using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Server.Tests.Services;

@@ -105,9 +105,7 @@ public sealed partial class IgbPort
         }
         if (srcIsVf)
         {
-            var v = _vfFiles[src];
-            Inc(v, "GPTC"); Inc(v, "GOTC", octets);
-            if (local) { Inc(v, "GPTLBC"); Inc(v, "GOTLBC", octets); }
+            _vfStats[src].Transmitted(octets, local);
         }
         var bus = _pf.Machine.Events;
         bool trace = bus.Wants(Events.EventKind.Frame);
@@ -149,10 +147,7 @@ public sealed partial class IgbPort
         uint octets = (uint)frame.Length + 4;
         if (VmdqEnabled && pool < ActiveVfs)
         {
-            var v = _vfFiles[pool];
-            Inc(v, "GPRC"); Inc(v, "GORC", octets);
-            if ((frame[0] & 1) != 0 && !IsBroadcast(frame)) Inc(v, "MPRC");
-            if (!fromWire) { Inc(v, "GPRLBC"); Inc(v, "GORLBC", octets); }
+            _vfStats[pool].Received(octets, (frame[0] & 1) != 0 && !IsBroadcast(frame), fromWire);
         }
         return true;
     }

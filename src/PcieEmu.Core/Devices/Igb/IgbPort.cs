@@ -51,6 +51,7 @@ public sealed partial class IgbPort
 {
     private readonly IgbPhysicalFunction _pf;
     private readonly RegisterFile[] _vfFiles;
+    private readonly IgbVfStats[] _vfStats;
     private readonly IgbInterruptUnit _pfIrq;
     private readonly IgbInterruptUnit[] _vfIrq;
     private readonly byte[] _mac = new byte[6];
@@ -142,6 +143,7 @@ public sealed partial class IgbPort
 
         int vfFiles = Math.Min(pf.Options.TotalVfs, Pools);
         _vfFiles = new RegisterFile[vfFiles];
+        _vfStats = new IgbVfStats[vfFiles];
         _vfIrq = new IgbInterruptUnit[vfFiles];
         for (int i = 0; i < vfFiles; i++)
         {
@@ -157,6 +159,7 @@ public sealed partial class IgbPort
              .OnWrite("EIMS", (_, _, w, _) => _vfIrq[vf].Deliver(w))
              .OnWrite("VFMAILBOX", (_, _, w, _) => VfMailboxWrite(vf, w));
             _vfFiles[i] = v;
+            _vfStats[i] = new IgbVfStats(v);
         }
     }
 
@@ -316,8 +319,6 @@ public sealed partial class IgbPort
         lo.Value = (uint)v;
         hi.Value = (uint)(v >> 32);
     }
-
-    private static void Inc(RegisterFile f, string name, uint n = 1) => f[name].Value += n;
 
     /// <summary>The registers of one queue pair, cached.</summary>
     private sealed class QueueRegs

@@ -27,8 +27,26 @@ struct pcieemu_capture {
   std::unique_ptr<pcieemu::FrameCapture> capture;
 };
 
+struct pcieemu_trace {
+  std::unique_ptr<pcieemu::TraceSubscription> sub;
+};
+
 namespace {
 thread_local std::string last_error;
+
+// "a,b,c" -> {"a", "b", "c"}; NULL or "" -> {}.
+std::vector<std::string> SplitList(const char* text) {
+  std::vector<std::string> out;
+  if (!text || !*text) return out;
+  std::string s(text);
+  size_t start = 0;
+  for (;;) {
+    size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
 
 template <typename F>
 int Guard(F&& f) {
@@ -163,6 +181,49 @@ int pcieemu_capture_next(pcieemu_capture_t* cap, uint8_t* buf, int max) {
 }
 
 void pcieemu_capture_close(pcieemu_capture_t* cap) { delete cap; }
+
+pcieemu_trace_t* pcieemu_trace_open(pcieemu_t* emu, const char* rids, const char* kinds) {
+  try {
+    auto tr = std::make_unique<pcieemu_trace_t>();
+    tr->sub = emu->client->SubscribeTrace(SplitList(rids), SplitList(kinds));
+    tr->sub->WaitOpened();
+    return tr.release();
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return nullptr;
+  }
+}
+
+int pcieemu_trace_next(pcieemu_trace_t* trace, pcieemu_trace_event_t* ev, char* text, int max) {
+  pcieemu::v1::TraceEvent e;
+  if (!trace->sub->Next(&e)) {
+    auto st = trace->sub->Finish();
+    last_error = st.ok() ? "trace ended" : "Subscribe: " + st.error_message();
+    return -1;
+  }
+  *ev = pcieemu_trace_event_t{};
+  ev->sequence = e.sequence();
+  ev->timestamp_ns = e.timestamp_ns();
+  ev->rid = e.rid();
+  ev->kind = static_cast<int>(e.kind());
+  ev->write = e.write() ? 1 : 0;
+  ev->address = e.address();
+  ev->value = e.value();
+  ev->translated = e.translated();
+  ev->length = e.length();
+  ev->missed = e.missed();
+  std::memcpy(ev->token, e.token().data(), std::min(e.token().size(), sizeof ev->token - 1));
+  if (text && max > 0) {
+    size_t n = std::min(e.text().size(), static_cast<size_t>(max - 1));
+    std::memcpy(text, e.text().data(), n);
+    text[n] = '\0';
+  }
+  return static_cast<int>(e.text().size());
+}
+
+void pcieemu_trace_cancel(pcieemu_trace_t* trace) { trace->sub->Cancel(); }
+
+void pcieemu_trace_close(pcieemu_trace_t* trace) { delete trace; }
 
 int pcieemu_find_cap(pcieemu_t* emu, uint32_t rid, uint8_t id) {
   return Guard([&] { return emu->client->FindCapability(rid, id); });

@@ -184,6 +184,7 @@ std::unique_ptr<Client> Client::Connect(const std::string& target_in, std::chron
   c->sessions_ = v1::SessionService::NewStub(c->channel_);
   c->ethernet_ = v1::EthernetService::NewStub(c->channel_);
   c->iommu_ = v1::IommuService::NewStub(c->channel_);
+  c->trace_ = v1::TraceService::NewStub(c->channel_);
   return c;
 }
 
@@ -501,6 +502,16 @@ std::unique_ptr<FrameCapture> Client::CaptureFrames(uint32_t port, std::chrono::
   return s;
 }
 
+std::unique_ptr<TraceSubscription> Client::SubscribeTrace(const std::vector<std::string>& rids,
+                                                          const std::vector<std::string>& kinds) {
+  auto s = std::unique_ptr<TraceSubscription>(new TraceSubscription("Subscribe"));
+  v1::TraceFilter q;
+  for (auto& r : rids) q.add_rids(r);
+  for (auto& k : kinds) q.add_kinds(k);
+  s->reader_ = trace_->Subscribe(&s->ctx_, q);
+  return s;
+}
+
 template <typename Event>
 StreamSubscription<Event>::~StreamSubscription() {
   if (!finished_) {
@@ -543,6 +554,7 @@ grpc::Status StreamSubscription<Event>::Finish() {
 
 template class StreamSubscription<v1::InterruptEvent>;
 template class StreamSubscription<v1::CapturedFrame>;
+template class StreamSubscription<v1::TraceEvent>;
 
 // ---- health ----
 

@@ -386,6 +386,137 @@ TEST_F(ClientTest, InterruptDelivered) {
   EXPECT_EQ(ev.vector(), 0u);
 }
 
+uint64_t Pf0Bar0(Client& c) {
+  for (auto& f : c.ListFunctions())
+    if (f.rid() == kPf0)
+      for (auto& b : f.bars())
+        if (b.index() == 0) return b.address();
+  throw std::runtime_error("PF0 has no BAR0");
+}
+
+// The config write, MMIO write (and marker read) the trace tests expect on PF0, with a config
+// write to PF1 first that a PF0 filter leaves out.
+struct TraceLine {
+  v1::TraceKind kind;
+  const char* token;
+  const char* text;
+};
+const TraceLine kTraceExpected[] = {
+    {v1::TRACE_KIND_CONFIG, "CFG", "W  Command [0x004] = 0x0006: I/O Space 1->0"},
+    {v1::TRACE_KIND_MMIO, "MMIO", "W  PF0 BAR0 EIMS = 0x00000001  (was 0x00000000)"},
+    {v1::TRACE_KIND_CONFIG, "CFG", "R  Vendor ID [0x000] -> 0x8086"},
+};
+void DoTracedAccesses(Client& c, uint64_t bar0) {
+  c.WriteConfig16(0x0101, 0x04, 0x6);  // another function: filtered out
+  c.WriteConfig16(kPf0, 0x04, 0x6);
+  c.WriteMmio(bar0 + 0x1524, 4, 1);  // EIMS
+  c.ReadConfig16(kPf0, 0);           // the marker: nothing came in between
+}
+
+TEST_F(ClientTest, TraceSubscriptionSeesTheFunctionsEventsInOrder) {
+  uint64_t bar0 = Pf0Bar0(*c);
+  c->timeout = 500ms;  // the unary default deadline: the stream must not inherit it
+  auto sub = c->SubscribeTrace({"01:00.0"});
+  sub->WaitOpened();
+  std::this_thread::sleep_for(1s);
+  // Next() blocks: read on a helper thread so the wait is bounded.
+  auto reader = std::async(std::launch::async, [&] {
+    std::vector<v1::TraceEvent> got;
+    v1::TraceEvent ev;
+    while (got.size() < 3 && sub->Next(&ev)) got.push_back(ev);
+    return got;
+  });
+  DoTracedAccesses(*c, bar0);
+  if (reader.wait_for(10s) != std::future_status::ready) {
+    sub->Cancel();
+    reader.wait();
+    FAIL() << "three trace events not received within 10 s";
+  }
+  auto got = reader.get();
+  ASSERT_EQ(got.size(), 3u) << sub->Finish().error_message();
+  for (size_t i = 0; i < 3; i++) {
+    EXPECT_EQ(got[i].kind(), kTraceExpected[i].kind) << i;
+    EXPECT_EQ(got[i].token(), kTraceExpected[i].token) << i;
+    EXPECT_EQ(got[i].text(), kTraceExpected[i].text) << i;
+    EXPECT_EQ(got[i].rid(), kPf0) << i;
+  }
+  EXPECT_LT(got[0].sequence(), got[1].sequence());
+  EXPECT_LT(got[1].sequence(), got[2].sequence());
+  EXPECT_EQ(got[1].address(), bar0 + 0x1524);
+  sub->Cancel();
+  EXPECT_TRUE(sub->Finish().ok()) << sub->Finish().error_message();
+}
+
+TEST_F(ClientTest, TraceBadKindIsInvalidArgumentNamingTheField) {
+  auto bad = c->SubscribeTrace({"01:00.0"}, {"bogus"});
+  try {
+    bad->WaitOpened();
+    ADD_FAILURE() << "kind bogus accepted";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(e.message().rfind("kinds[0]:", 0), 0u) << e.message();
+  }
+  EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
+}
+
+TEST_F(ClientTest, TraceThroughTheCApi) {
+  uint64_t bar0 = Pf0Bar0(*c);
+  pcieemu_t* emu = pcieemu_connect_token_file(g_tcp.c_str(), g_token_file.c_str());
+  ASSERT_NE(emu, nullptr) << pcieemu_last_error();
+  EXPECT_EQ(pcieemu_trace_open(emu, "01:00.0", "config,bogus"), nullptr);
+  EXPECT_NE(std::string(pcieemu_last_error()).find("kinds[1]"), std::string::npos) << pcieemu_last_error();
+  pcieemu_trace_t* tr = pcieemu_trace_open(emu, "01:00.0", "config,mmio");
+  ASSERT_NE(tr, nullptr) << pcieemu_last_error();
+  auto reader = std::async(std::launch::async, [&] {
+    std::vector<std::pair<pcieemu_trace_event_t, std::string>> got;
+    pcieemu_trace_event_t ev;
+    char text[256];
+    while (got.size() < 3 && pcieemu_trace_next(tr, &ev, text, sizeof text) >= 0) got.emplace_back(ev, text);
+    return got;
+  });
+  DoTracedAccesses(*c, bar0);
+  if (reader.wait_for(10s) != std::future_status::ready) {
+    pcieemu_trace_cancel(tr);
+    reader.wait();
+    pcieemu_trace_close(tr);
+    pcieemu_close(emu);
+    FAIL() << "three trace events not received within 10 s";
+  }
+  auto got = reader.get();
+  ASSERT_EQ(got.size(), 3u) << pcieemu_last_error();
+  for (size_t i = 0; i < 3; i++) {
+    EXPECT_EQ(got[i].first.kind, static_cast<int>(kTraceExpected[i].kind)) << i;
+    EXPECT_STREQ(got[i].first.token, kTraceExpected[i].token) << i;
+    EXPECT_EQ(got[i].second, kTraceExpected[i].text) << i;
+    EXPECT_EQ(got[i].first.rid, kPf0) << i;
+  }
+  EXPECT_EQ(got[1].first.write, 1);
+  EXPECT_EQ(got[1].first.value, 1u);
+  // A short buffer gets the text cut and NUL-terminated; the return value is the full length.
+  auto next = std::async(std::launch::async, [&] {
+    pcieemu_trace_event_t ev;
+    char small[4];
+    int n = pcieemu_trace_next(tr, &ev, small, sizeof small);
+    return std::make_pair(n, std::string(small));
+  });
+  c->ReadConfig16(kPf0, 0);
+  ASSERT_EQ(next.wait_for(10s), std::future_status::ready);
+  auto [n, cut] = next.get();
+  EXPECT_EQ(n, static_cast<int>(std::strlen(kTraceExpected[2].text)));
+  EXPECT_EQ(cut, "R  ");
+  // Cancel from another thread ends a blocked next.
+  auto blocked = std::async(std::launch::async, [&] {
+    pcieemu_trace_event_t ev;
+    return pcieemu_trace_next(tr, &ev, nullptr, 0);
+  });
+  std::this_thread::sleep_for(200ms);
+  pcieemu_trace_cancel(tr);
+  ASSERT_EQ(blocked.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(blocked.get(), -1);
+  pcieemu_trace_close(tr);
+  pcieemu_close(emu);
+}
+
 TEST_F(ClientTest, ExampleDriver) {
   std::string cmd = std::string("timeout 60 ") + PCIEEMU_DRIVER + " " + g_tcp + " " + g_token_file + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");

@@ -122,6 +122,7 @@ type Client struct {
 	Sessions   pb.SessionServiceClient
 	Ethernet   pb.EthernetServiceClient
 	Iommu      pb.IommuServiceClient
+	Trace      pb.TraceServiceClient
 	// Timeout bounds each unary call made by the helpers (30 s by default).
 	Timeout time.Duration
 	// HasToken tells whether calls carry a token (TCP with a token found).
@@ -190,6 +191,7 @@ func DialWith(ctx context.Context, target string, o Options) (*Client, error) {
 		Sessions:   pb.NewSessionServiceClient(conn),
 		Ethernet:   pb.NewEthernetServiceClient(conn),
 		Iommu:      pb.NewIommuServiceClient(conn),
+		Trace:      pb.NewTraceServiceClient(conn),
 		Timeout:    30 * time.Second,
 		HasToken:   hasToken,
 	}, nil

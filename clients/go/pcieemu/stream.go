@@ -12,7 +12,7 @@ import (
 	pb "github.com/pcieemu/pcieemu/clients/go/gen/pcieemuv1"
 )
 
-// Stream delivers the items of a server stream (interrupt events, captured frames) on channel C
+// Stream delivers the items of a server stream (interrupt events, captured frames, trace events) on channel C
 // until Close, the caller's context ends, or a stream error (Err). Streams have no deadline.
 type Stream[T any] struct {
 	// C receives the items in the order the server sent them; it is closed when the stream ends.

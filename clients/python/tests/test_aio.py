@@ -3,6 +3,7 @@ import asyncio
 import socket
 import threading
 
+import grpc
 import pytest
 
 import pcieemu
@@ -91,6 +92,35 @@ def test_aio_inject_capture_interrupts_translate(server):
             assert resp.accepted is False  # the receiver is off after reset
             tr = await emu.translate_address("01:00.0", 0x1000)
             assert tr.translated_address == 0x1000  # translation is off after reset: passthrough
+    run(main())
+
+
+def test_aio_trace_subscription_in_order_and_bad_kind(server):
+    expected = [
+        (pb.trace_pb2.TRACE_KIND_CONFIG, "CFG", "W  Command [0x004] = 0x0006: I/O Space 1->0"),
+        (pb.trace_pb2.TRACE_KIND_MMIO, "MMIO", "W  PF0 BAR0 EIMS = 0x00000001  (was 0x00000000)"),
+        (pb.trace_pb2.TRACE_KIND_CONFIG, "CFG", "R  Vendor ID [0x000] -> 0x8086"),
+    ]
+
+    async def main():
+        async with await pcieemu.aio.connect(server.tcp_target, token_file=server.token_file, timeout=0.5) as emu:
+            await emu.reset(timeout=30)
+            bar0 = await emu.bar_address("01:00.0", 0)
+            async with await emu.subscribe_trace(["01:00.0"]) as sub:
+                await asyncio.sleep(1.0)  # past the unary default deadline: the stream has none
+                await emu.cfg_write16("01:00.1", 0x04, 0x0006)  # another function: filtered out
+                await emu.cfg_write16("01:00.0", 0x04, 0x0006)
+                await emu.write32(bar0 + 0x1524, 1)
+                await emu.cfg_read16("01:00.0", 0x00)
+                got = [await asyncio.wait_for(sub.__anext__(), 10) for _ in expected]
+                sub.close()
+                assert [e async for e in sub] == []
+            assert [(e.kind, e.token, e.text) for e in got] == expected
+            assert all(e.rid == 0x100 for e in got)
+            with pytest.raises(pcieemu.ServerError) as e:
+                await emu.subscribe_trace(["01:00.0"], kinds=["bogus"])
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.details.startswith("kinds[0]:")
+            assert await emu.cfg_read16("01:00.0", 0) == 0x8086
     run(main())
 
 

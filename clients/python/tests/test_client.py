@@ -192,6 +192,49 @@ def test_interrupt_subscription_bad_rid(emu):
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "rids" in e.value.details
 
 
+TRACE_EXPECTED = [
+    (pb.trace_pb2.TRACE_KIND_CONFIG, "CFG", "W  Command [0x004] = 0x0006: I/O Space 1->0"),
+    (pb.trace_pb2.TRACE_KIND_MMIO, "MMIO", "W  PF0 BAR0 EIMS = 0x00000001  (was 0x00000000)"),
+    (pb.trace_pb2.TRACE_KIND_CONFIG, "CFG", "R  Vendor ID [0x000] -> 0x8086"),
+]
+
+
+def test_trace_subscription_sees_the_functions_events_in_order(server):
+    # A 0.5 s default deadline on unary calls must not end the stream: it has none unless asked.
+    with pcieemu.connect(server.tcp_target, token_file=server.token_file, timeout=0.5) as emu:
+        emu.reset(timeout=30)
+        bar0 = emu.bar_address("01:00.0", 0)
+        with emu.subscribe_trace(["01:00.0"]) as sub:
+            time.sleep(1.0)
+            emu.cfg_write16("01:00.1", 0x04, 0x0006)  # another function: filtered out
+            emu.cfg_write16("01:00.0", 0x04, 0x0006)
+            emu.write32(bar0 + 0x1524, 1)        # EIMS
+            emu.cfg_read16("01:00.0", 0x00)      # the marker: nothing else came in between
+            got = [next(sub) for _ in TRACE_EXPECTED]
+            sub.close()
+            assert list(sub) == []  # cancelled: the iteration just ends
+    assert [(e.kind, e.token, e.text) for e in got] == TRACE_EXPECTED
+    assert all(e.rid == 0x100 for e in got)
+    assert got[0].sequence < got[1].sequence < got[2].sequence
+    assert (got[1].write, got[1].address, got[1].value, got[1].register) == (True, bar0 + 0x1524, 1, "EIMS")
+
+
+def test_trace_subscription_filters_by_kind_and_rejects_a_bad_kind(emu):
+    bar0 = emu.bar_address("01:00.0", 0)
+    with emu.subscribe_trace([pcieemu.Bdf(1, 0, 0)], kinds=["mmio"], timeout=30) as sub:
+        emu.cfg_write16("01:00.0", 0x04, 0x0006)
+        emu.write32(bar0 + 0x1524, 1)
+        ev = next(sub)
+    assert (ev.kind, ev.text) == TRACE_EXPECTED[1][::2]
+    with pytest.raises(pcieemu.ServerError) as e:
+        emu.subscribe_trace(["01:00.0"], kinds=["bogus"])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.details.startswith("kinds[0]:")
+    with pytest.raises(pcieemu.ServerError) as e:
+        emu.subscribe_trace(["01:10"])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.details.startswith("rids[0]:")
+    assert emu.cfg_read16("01:00.0", 0) == 0x8086  # the server goes on
+
+
 def test_example_driver_runs(server):
     import runpy
     import sys

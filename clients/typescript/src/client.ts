@@ -21,9 +21,11 @@ import { MmioServiceClient, ReadMmioRequest, WriteMmioRequest } from './gen/pcie
 import { GetPlatformRequest, ListFunctionsRequest, PlatformServiceClient, ResetPlatformRequest } from './gen/pcieemu/v1/platform.js';
 import type { FunctionMessage as PcieFunction, GetPlatformResponse } from './gen/pcieemu/v1/platform.js';
 import { SessionServiceClient } from './gen/pcieemu/v1/session.js';
+import { TraceFilter, TraceServiceClient } from './gen/pcieemu/v1/trace.js';
+import type { TraceEvent } from './gen/pcieemu/v1/trace.js';
 
 export { CompletionStatus };
-export type { CapturedFrame, InjectFrameResponse, InterruptEvent, TranslateAddressResponse };
+export type { CapturedFrame, InjectFrameResponse, InterruptEvent, TraceEvent, TranslateAddressResponse };
 export type Status = CompletionStatus;
 export type Platform = GetPlatformResponse;
 export type PciFunction = PcieFunction;
@@ -183,6 +185,7 @@ export class PcieEmuClient {
   readonly sessionService: SessionServiceClient;
   readonly ethernetService: EthernetServiceClient;
   readonly iommuService: IommuServiceClient;
+  readonly traceService: TraceServiceClient;
   /** Whether calls carry a token (TCP with a token found). */
   readonly hasToken: boolean;
   /** The default deadline of unary calls (ms). */
@@ -206,6 +209,7 @@ export class PcieEmuClient {
     this.sessionService = new SessionServiceClient(gt, creds, o);
     this.ethernetService = new EthernetServiceClient(gt, creds, o);
     this.iommuService = new IommuServiceClient(gt, creds, o);
+    this.traceService = new TraceServiceClient(gt, creds, o);
   }
 
   /** Connects to a server ("tcp://127.0.0.1:50551", "unix:///path"; default: defaultTarget())
@@ -442,6 +446,21 @@ export class PcieEmuClient {
     return new StreamSubscription<InterruptEvent>(call);
   }
 
+  // ---- trace ----
+  /** Decoded transactions (docs/trace.md) of the functions in `rids` (BDF text such as "01:10.0",
+   *  sent as is, or routing IDs) and the kinds named in `kinds` ("config", "mmio", "dma", "msi",
+   *  "iommu", "frame", "lifecycle"); empty = all. Events come in the machine's order; a
+   *  subscriber that falls behind gets one TRACE_KIND_GAP event whose `missed` is the count it
+   *  lost, and the stream goes on. Live once `opened` resolves (which rejects with
+   *  INVALID_ARGUMENT naming the field for a bad filter); `for await` it; cancel() or o.signal
+   *  ends it; no deadline unless o.timeoutMs. */
+  subscribeTrace(rids: (number | string)[] = [], kinds: string[] = [], o: CallOptions = {}): StreamSubscription<TraceEvent> {
+    const req = TraceFilter.fromPartial({ rids: rids.map((r) => (typeof r === 'string' ? r : formatBdf(r))), kinds });
+    const call = this.traceService.subscribe(req, new grpc.Metadata(), streamOptions(o));
+    cancelOnAbort(call, o.signal);
+    return new StreamSubscription<TraceEvent>(call);
+  }
+
   // ---- session ----
   /** Opens an ordered transaction stream; transactions issued in one tick go in one message (up
    *  to maxPerMessage, default 256). o.signal cancels it. */
@@ -532,3 +551,6 @@ export class StreamSubscription<T> implements AsyncIterable<T> {
 
 /** The interrupt stream (the name before 0.2.0). */
 export type InterruptSubscription = StreamSubscription<InterruptEvent>;
+
+/** The trace stream of subscribeTrace. */
+export type TraceSubscription = StreamSubscription<TraceEvent>;

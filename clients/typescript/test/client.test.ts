@@ -207,6 +207,46 @@ describe('against a real server', () => {
     await assert.rejects(within(bad.opened), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
   });
 
+  test('trace subscription: a rid filter sees exactly its config and MMIO writes, in order, decoded', async () => {
+    // A client whose unary default deadline is 0.5 s: the stream must not inherit it.
+    const short = await within(PcieEmuClient.connect(server.tcp, { tokenFile: server.tokenFile, timeoutMs: 500 }), 20_000, 'connect');
+    const sub = short.subscribeTrace(['01:00.0']);
+    try {
+      await within(sub.opened, 10_000, 'subscription headers');
+      const it = sub[Symbol.asyncIterator]();
+      await new Promise((r) => setTimeout(r, 1000));
+      const bar0 = BigInt((await within(c.listFunctions())).find((f) => f.rid === PF0)!.bars.find((b) => b.index === 0)!.address);
+      await within(c.writeConfig16(0x0101, Regs.COMMAND, 6)); // another function: filtered out
+      await within(c.writeConfig16(PF0, Regs.COMMAND, 6));
+      await within(c.writeMmio(bar0 + 0x1524n, 4, 1n)); // EIMS
+      await within(c.readConfig16(PF0, 0)); // the marker: nothing came in between
+      const got = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await within(it.next(), 10_000, `trace event ${i}`);
+        assert.equal(r.done, false);
+        got.push(r.value);
+      }
+      assert.deepEqual(got.map((e) => [e.kind, e.token, e.text, e.rid]), [
+        ['TRACE_KIND_CONFIG', 'CFG', 'W  Command [0x004] = 0x0006: I/O Space 1->0', PF0],
+        ['TRACE_KIND_MMIO', 'MMIO', 'W  PF0 BAR0 EIMS = 0x00000001  (was 0x00000000)', PF0],
+        ['TRACE_KIND_CONFIG', 'CFG', 'R  Vendor ID [0x000] -> 0x8086', PF0],
+      ]);
+      assert.ok(BigInt(got[0].sequence) < BigInt(got[1].sequence) && BigInt(got[1].sequence) < BigInt(got[2].sequence));
+      assert.equal(BigInt(got[1].address), bar0 + 0x1524n);
+      sub.cancel(); // cancelling ends the iteration cleanly
+      assert.equal((await within(it.next(), 10_000, 'end after cancel')).done, true);
+    } finally {
+      sub.cancel();
+      short.close();
+    }
+  });
+
+  test('trace subscription: a bad kind is INVALID_ARGUMENT naming kinds[0]', async () => {
+    const bad = c.subscribeTrace([PF0], ['bogus']);
+    await assert.rejects(within(bad.opened), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details.startsWith('kinds[0]:'));
+    assert.equal(await within(c.readConfig16(PF0, 0)), 0x8086);
+  });
+
   test('an MSI-X interrupt raised through the NIC arrives on the subscription', async () => {
     const sub = c.subscribeInterrupts([PF0]);
     try {

@@ -73,6 +73,37 @@ pcieemu_capture_t* pcieemu_capture_open(pcieemu_t* emu, uint32_t port, int timeo
 int pcieemu_capture_next(pcieemu_capture_t* cap, uint8_t* buf, int max);
 void pcieemu_capture_close(pcieemu_capture_t* cap);
 
+/* Decoded transactions (TraceService.Subscribe, docs/trace.md) in the machine's order. rids and
+ * kinds are comma-separated lists ("01:00.0,01:10.0"; "config,mmio"; kinds: config, mmio, dma,
+ * msi, iommu, frame, lifecycle); NULL or "" = all. open waits until the server has subscribed;
+ * NULL on failure (pcieemu_last_error() names the bad field, e.g. "kinds[0]"). The stream has no
+ * deadline. next blocks for the next event, fills *ev, copies the decoded text (NUL-terminated,
+ * cut to max - 1 bytes) and returns the text's full length, or -1 when the stream ended
+ * (cancelled, error). A subscriber that falls behind gets one PCIEEMU_TRACE_GAP event whose
+ * `missed` is the count it lost. cancel (from any thread) ends a blocked next; close frees. */
+enum {
+  PCIEEMU_TRACE_CONFIG = 1, PCIEEMU_TRACE_MMIO = 2, PCIEEMU_TRACE_DMA = 3, PCIEEMU_TRACE_MSI = 4,
+  PCIEEMU_TRACE_IOMMU = 5, PCIEEMU_TRACE_FRAME = 6, PCIEEMU_TRACE_LIFECYCLE = 7, PCIEEMU_TRACE_GAP = 8
+};
+typedef struct pcieemu_trace_event {
+  uint64_t sequence;     /* strictly increasing */
+  int64_t timestamp_ns;  /* since the machine started */
+  uint32_t rid;          /* the requester */
+  int kind;              /* PCIEEMU_TRACE_* */
+  int write;             /* 1 for writes */
+  uint64_t address;      /* config offset, MMIO address, DMA / fault IOVA, message address */
+  uint64_t value;        /* value read or written, message data */
+  uint64_t translated;   /* DMA: host address (0 when it did not translate) */
+  uint32_t length;       /* access width or bytes */
+  uint64_t missed;       /* gap events: events lost */
+  char token[8];         /* CFG, MMIO, DMA, MSI, MSI-X, INTx, VTD-EVT, VTD, FRAME, LIFE, GAP */
+} pcieemu_trace_event_t;
+typedef struct pcieemu_trace pcieemu_trace_t;
+pcieemu_trace_t* pcieemu_trace_open(pcieemu_t* emu, const char* rids, const char* kinds);
+int pcieemu_trace_next(pcieemu_trace_t* trace, pcieemu_trace_event_t* ev, char* text, int max);
+void pcieemu_trace_cancel(pcieemu_trace_t* trace);
+void pcieemu_trace_close(pcieemu_trace_t* trace);
+
 /* Capability offsets (0 if absent, -1 on error). */
 int pcieemu_find_cap(pcieemu_t* emu, uint32_t rid, uint8_t id);
 int pcieemu_find_ext_cap(pcieemu_t* emu, uint32_t rid, uint16_t id);

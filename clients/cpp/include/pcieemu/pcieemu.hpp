@@ -1,6 +1,7 @@
 // PcieEmu C++ client: a thin layer over the gRPC stubs generated from proto/pcieemu/v1.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -24,6 +25,7 @@
 #include "pcieemu/v1/mmio.grpc.pb.h"
 #include "pcieemu/v1/platform.grpc.pb.h"
 #include "pcieemu/v1/session.grpc.pb.h"
+#include "pcieemu/v1/trace.grpc.pb.h"
 
 namespace pcieemu {
 
@@ -139,7 +141,7 @@ class Ram {
   uint8_t* data_ = nullptr;
 };
 
-// A server-streaming subscription (interrupt events, frames captured on the wire): Next() blocks
+// A server-streaming subscription (interrupt events, frames captured on the wire, trace events): Next() blocks
 // for the next item (false when the stream ended).
 template <typename Event>
 class StreamSubscription {
@@ -158,11 +160,13 @@ class StreamSubscription {
   const char* rpc_;
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<Event>> reader_;
-  bool finished_ = false, cancelled_ = false;
+  bool finished_ = false;
+  std::atomic<bool> cancelled_{false};  // Cancel() may come from another thread than Next()
   grpc::Status status_;
 };
 using InterruptSubscription = StreamSubscription<v1::InterruptEvent>;
 using FrameCapture = StreamSubscription<v1::CapturedFrame>;
+using TraceSubscription = StreamSubscription<v1::TraceEvent>;
 
 struct Completion {
   uint64_t tag = 0;
@@ -270,6 +274,14 @@ class Client {
   v1::TranslateAddressResponse TranslateAddress(uint32_t rid, uint64_t address, const TranslateOptions& opt = {});
   std::unique_ptr<FrameCapture> CaptureFrames(uint32_t port, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   std::unique_ptr<Session> OpenSession();
+  // Decoded transactions (TraceService.Subscribe, docs/trace.md) of the functions in `rids`
+  // ("01:10.0"; FormatBdf(rid)) and the kinds named in `kinds` ("config", "mmio", "dma", "msi",
+  // "iommu", "frame", "lifecycle"); empty = all; in the machine's order. A subscriber that falls
+  // behind gets one TRACE_KIND_GAP event whose missed() is the count it lost, and the stream goes
+  // on. No deadline; Cancel() ends it. WaitOpened() throws RpcError (INVALID_ARGUMENT naming
+  // rids[i] / kinds[i]) for a bad filter.
+  std::unique_ptr<TraceSubscription> SubscribeTrace(const std::vector<std::string>& rids = {},
+                                                    const std::vector<std::string>& kinds = {});
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   std::chrono::milliseconds timeout{30000};  // deadline of each unary call (CallTimeout overrides it)
@@ -287,6 +299,7 @@ class Client {
   std::unique_ptr<v1::SessionService::Stub> sessions_;
   std::unique_ptr<v1::EthernetService::Stub> ethernet_;
   std::unique_ptr<v1::IommuService::Stub> iommu_;
+  std::unique_ptr<v1::TraceService::Stub> trace_;
 };
 
 // Per-call deadline override: while a CallTimeout lives, the unary calls this thread makes

@@ -27,7 +27,7 @@ import grpc.aio
 
 from . import _logic, pb
 from .bdf import RidLike, to_rid
-from .client import DEFAULT_TIMEOUT, ChannelOwner, ConfigRead, ServerError
+from .client import DEFAULT_TIMEOUT, ChannelOwner, ConfigRead, ServerError, trace_filter
 from .ram import RamView, map_region
 from .session import _END, SessionBase, SessionError, take_batch, transact_request
 from ._logic import SriovState
@@ -194,6 +194,28 @@ class AsyncClient(ChannelOwner):
             self.ethernet_stub.CaptureFrames(req, timeout=timeout, metadata=self._metadata))
 
 
+    async def subscribe_trace(self, rids: Optional[Iterable[RidLike]] = None, kinds: Optional[Iterable[str]] = None,
+                              timeout: Optional[float] = None) -> "AsyncStreamSubscription":
+        """Decoded transactions (TraceEvent) passing the filter, in order; live when this returns;
+        ``async for``; no deadline unless ``timeout``; see :meth:`pcieemu.Client.subscribe_trace`."""
+        return await AsyncStreamSubscription.open(
+            self.trace_stub.Subscribe(trace_filter(rids, kinds), timeout=timeout, metadata=self._metadata))
+
+
+class _Status(grpc.RpcError):
+    """A finished call's status in the shape ServerError reads."""
+
+    def __init__(self, code: grpc.StatusCode, details: Optional[str]):
+        super().__init__()
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> Optional[str]:
+        return self._details
+
+
 class AsyncStreamSubscription:
     """A server stream as an async iterator; ``close()`` (or leaving ``async with``) cancels it."""
 
@@ -204,6 +226,10 @@ class AsyncStreamSubscription:
     async def open(cls, call) -> "AsyncStreamSubscription":
         try:
             await call.initial_metadata()  # sent once the server registered the subscription
+            if call.done():  # refused (bad filter, limit): the status came instead of headers
+                code, details = await call.code(), await call.details()
+                if code != grpc.StatusCode.OK:
+                    raise ServerError(_Status(code, details))
         except grpc.RpcError as e:
             raise ServerError(e) from None
         return cls(call)

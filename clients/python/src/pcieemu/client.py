@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 import grpc
 
 from . import _logic, pb
-from .bdf import Bdf, RidLike, to_rid
+from .bdf import Bdf, RidLike, format_bdf, to_rid
 
 DEFAULT_TCP_TARGET = "tcp://127.0.0.1:50551"
 TARGET_VARIABLE = "PCIEEMU_TARGET"
@@ -197,6 +197,7 @@ class ChannelOwner:
         self.interrupt_stub = pb.interrupt_pb2_grpc.InterruptServiceStub(channel)
         self.ethernet_stub = pb.ethernet_pb2_grpc.EthernetServiceStub(channel)
         self.iommu_stub = pb.iommu_pb2_grpc.IommuServiceStub(channel)
+        self.trace_stub = pb.trace_pb2_grpc.TraceServiceStub(channel)
         return channel
 
 
@@ -348,6 +349,16 @@ class Client(ChannelOwner):
         req = pb.ethernet_pb2.CaptureFramesRequest(port=port)
         return StreamSubscription.open(self.ethernet_stub.CaptureFrames(req, timeout=timeout))
 
+    def subscribe_trace(self, rids: Optional[Iterable[RidLike]] = None, kinds: Optional[Iterable[str]] = None,
+                        timeout: Optional[float] = None) -> "StreamSubscription":
+        """Decoded transactions (TraceEvent, docs/trace.md) that pass the filter, from now on, in
+        order, as an iterator; live when this returns; close() ends it. ``rids``: functions (BDF
+        text such as "01:10.0", a Bdf or a routing ID); ``kinds``: "config", "mmio", "dma", "msi",
+        "iommu", "frame", "lifecycle"; empty = all. A subscriber that falls behind gets a
+        TRACE_KIND_GAP event whose ``missed`` is the count it lost, and the stream goes on. No
+        deadline unless ``timeout`` (s) is given; a bad filter raises ServerError (INVALID_ARGUMENT)."""
+        return StreamSubscription.open(self.trace_stub.Subscribe(trace_filter(rids, kinds), timeout=timeout))
+
     # -- Ethernet / IOMMU -------------------------------------------------------------------
     def inject_frame(self, port: int, data: bytes, timeout: Optional[float] = None):
         """Delivers ``data`` (destination MAC first, no FCS) to ``port`` from the link partner;
@@ -372,8 +383,15 @@ class Client(ChannelOwner):
         _logic.run_sync(_logic.disable_vfs(_logic.SyncAdapter(self), pf))
 
 
+def trace_filter(rids: Optional[Iterable[RidLike]] = None, kinds: Optional[Iterable[str]] = None):
+    """The TraceFilter for ``rids`` (text goes as is, the server checks it; numbers are formatted
+    as BDFs) and ``kinds`` (names as is)."""
+    texts = [r if isinstance(r, str) else format_bdf(to_rid(r)) for r in (rids or [])]
+    return pb.trace_pb2.TraceFilter(rids=texts, kinds=list(kinds or []))
+
+
 class StreamSubscription:
-    """Iterates the messages of a server stream (InterruptEvent, CapturedFrame); ``close()`` (or
+    """Iterates the messages of a server stream (InterruptEvent, CapturedFrame, TraceEvent); ``close()`` (or
     leaving a ``with`` block) cancels the stream and ends the iteration."""
 
     def __init__(self, call):
@@ -386,6 +404,8 @@ class StreamSubscription:
             call.initial_metadata()
         except grpc.RpcError as e:
             raise ServerError(e) from None
+        if call.done() and call.code() != grpc.StatusCode.OK:  # refused (bad filter, limit): trailers only
+            raise ServerError(call)
         return cls(call)
 
     def __iter__(self):

@@ -3,6 +3,7 @@ from .v1 import common_pb2, config_pb2, config_pb2_grpc, ethernet_pb2, ethernet_
 from .v1 import interrupt_pb2, interrupt_pb2_grpc, memory_pb2, memory_pb2_grpc  # noqa: F401
 from .v1 import mmio_pb2, mmio_pb2_grpc, platform_pb2, platform_pb2_grpc  # noqa: F401
 from .v1 import session_pb2, session_pb2_grpc, iommu_pb2, iommu_pb2_grpc  # noqa: F401
+from .v1 import trace_pb2, trace_pb2_grpc  # noqa: F401
 
 CompletionStatus = common_pb2.CompletionStatus
 SUCCESSFUL = common_pb2.COMPLETION_STATUS_SUCCESSFUL

@@ -319,6 +319,30 @@ public sealed partial class PcieEmuClient : IDisposable
             yield return call.ResponseStream.Current;
     }
 
+    /// <summary>The driver-conduct checker's violations so far, oldest first (docs/checker.md):
+    /// only <paramref name="ruleIds"/> and <paramref name="rids"/> (BDFs) when given, only those after
+    /// <paramref name="afterSequence"/>. FAILED_PRECONDITION when the server runs with <c>--check off</c>.</summary>
+    public async Task<GetViolationsResponse> GetViolationsAsync(IEnumerable<string>? ruleIds = null, IEnumerable<string>? rids = null,
+        ulong afterSequence = 0, CancellationToken cancellationToken = default)
+    {
+        var request = new GetViolationsRequest { AfterSequence = afterSequence };
+        if (ruleIds != null) request.RuleIds.AddRange(ruleIds);
+        if (rids != null) request.Rids.AddRange(rids);
+        return await Trace.GetViolationsAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Forgets the violations recorded so far; returns how many.</summary>
+    public async Task<int> ClearViolationsAsync(CancellationToken cancellationToken = default) =>
+        (int)(await Trace.ClearViolationsAsync(new ClearViolationsRequest(), cancellationToken: cancellationToken).ConfigureAwait(false)).Cleared;
+
+    /// <summary>The end of a driver test: throws <see cref="ViolationsException"/> listing every
+    /// violation the checker recorded (of any severity), or returns when there is none.</summary>
+    public async Task AssertNoViolationsAsync(CancellationToken cancellationToken = default)
+    {
+        var reply = await GetViolationsAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (reply.Violations.Count > 0 || reply.Dropped > 0) throw new ViolationsException(reply.Violations, reply.Dropped);
+    }
+
     // ---------------- RAM ----------------
 
     /// <summary>Maps the machine's RAM file (same host only) for direct access.</summary>

@@ -14,6 +14,9 @@ public enum TraceMode
     OnNoSubscriber,
     /// <summary>A trace subscriber of every kind, drained by another thread: the real cost of tracing.</summary>
     Tracing,
+    /// <summary>The driver-conduct checker (serve's default), checking on another thread: its
+    /// kinds (config, MMIO, DMA, VT-d faults, lifecycle) are built and checked.</summary>
+    Checking,
 }
 
 /// <summary>
@@ -30,9 +33,10 @@ public class TraceCostBenchmarks
     private EventSubscription<MachineEvent>? _sub;
     private CancellationTokenSource? _stop;
     private Task? _drain;
+    private Checker.DriverChecker? _checker;
 
     /// <summary>Tracing mode.</summary>
-    [Params(TraceMode.Off, TraceMode.OnNoSubscriber, TraceMode.Tracing)]
+    [Params(TraceMode.Off, TraceMode.OnNoSubscriber, TraceMode.Tracing, TraceMode.Checking)]
     public TraceMode Mode { get; set; }
 
     [GlobalSetup]
@@ -42,8 +46,16 @@ public class TraceCostBenchmarks
         _nic.Setup();
         _m = _nic.Machine;
         if (Mode == TraceMode.Off) return;
-        _sub = _m.Events.Subscribe(Mode == TraceMode.Tracing ? EventKinds.All : EventKinds.Lifecycle, capacity: 1 << 16);
         _stop = new CancellationTokenSource();
+        if (Mode == TraceMode.Checking)
+        {
+            _checker = new Checker.DriverChecker(_m);
+            var c = _checker;
+            var stop = _stop.Token;
+            _drain = Task.Run(() => c.RunAsync(stop));
+            return;
+        }
+        _sub = _m.Events.Subscribe(Mode == TraceMode.Tracing ? EventKinds.All : EventKinds.Lifecycle, capacity: 1 << 16);
         var reader = _sub.Reader;
         var token = _stop.Token;
         _drain = Task.Run(async () =>
@@ -59,6 +71,7 @@ public class TraceCostBenchmarks
         _stop?.Cancel();
         _sub?.Dispose();
         _drain?.Wait(TimeSpan.FromSeconds(10));
+        _checker?.Dispose();
         _stop?.Dispose();
         _nic.Cleanup();
     }

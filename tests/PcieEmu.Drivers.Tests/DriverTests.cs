@@ -108,6 +108,8 @@ public sealed class DriverTests
                 // The PF driver's mailbox vector fired for the VF requests.
                 Assert.Contains(interrupts, e => e.Rid == 0x0100 && e.Kind == InterruptKind.Msix && e.Vector == 0);
             }
+            // PF and VF drivers together broke no rule of the checker.
+            await client.AssertNoViolationsAsync().W();
         }
         finally
         {
@@ -128,6 +130,8 @@ public sealed class DriverTests
         Assert.Contains("enabled 2 VFs on 01:00.0 with ARI on: 01:10.0 01:10.2", example.Output);
         Assert.Contains("VF 02:10.0: id dword 0xFFFFFFFF", example.Output);
         Assert.Matches("VF 01:10.2 received idx=0 len=64 status=0x3 dst=02:1b:21:2b:46:11 src=02:1b:21:2b:46:10 seq=1", example.Output);
+        // The example driver follows the rules (it waits 100 ms after VF Enable, as Linux does).
+        await server.Client.AssertNoViolationsAsync().W();
     }
 
     [Fact]

@@ -100,7 +100,7 @@ internal sealed class TestServer : IAsyncDisposable
     public string Directory => _dir;
 
     public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null,
-        TcpAuthMode tcpAuth = TcpAuthMode.Token, Func<string, IList<string>>? vfioUser = null, string? traceFile = null)
+        TcpAuthMode tcpAuth = TcpAuthMode.Token, Func<string, IList<string>>? vfioUser = null, string? traceFile = null, bool check = true)
     {
         string dir = System.IO.Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -116,6 +116,7 @@ internal sealed class TestServer : IAsyncDisposable
             Overrides = all,
             PcapDirectory = pcapDirectory,
             TraceFile = traceFile,
+            Check = check,
             TokenFile = Path.Combine(dir, "token"),
             TcpAuth = tcpAuth,
             VfioUser = vfioUser?.Invoke(dir) ?? [],

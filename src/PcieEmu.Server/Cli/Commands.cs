@@ -5,7 +5,7 @@ using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Server.Cli;
 
-/// <summary>The command tree: serve, lspci, setpci, bench, conformance, trace.</summary>
+/// <summary>The command tree: serve, lspci, setpci, bench, conformance, trace, check.</summary>
 public static class Commands
 {
     /// <summary>Global option of the tools: the server to talk to.</summary>
@@ -38,6 +38,7 @@ public static class Commands
         root.Subcommands.Add(BenchVfioUserCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());
         root.Subcommands.Add(TraceCommand.Create());
+        root.Subcommands.Add(CheckCommand.Create());
         return root;
     }
 
@@ -69,7 +70,9 @@ public static class Commands
         var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
         var vfioUser = new Option<string[]>("--vfio-user") { Description = "Serve a function over vfio-user, repeatable: BDF=SOCKET (e.g. 02:10.0=/tmp/pcie-emu/vf0.sock); see docs/vfio-user.md", AllowMultipleArgumentsPerToken = false };
         var trace = new Option<string?>("--trace") { Description = "Record every transaction, decoded, to this file (see `pcie-emu trace --export`)" };
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace };
+        var check = new Option<string?>("--check") { Description = "The driver-conduct checker (docs/checker.md): 'on' (default) or 'off'", Arity = ArgumentArity.ZeroOrOne };
+        check.AcceptOnlyFromAmong("on", "off");
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -95,6 +98,7 @@ public static class Commands
                 PcapDirectory = parse.GetValue(pcap),
                 VfioUser = parse.GetValue(vfioUser) ?? [],
                 TraceFile = parse.GetValue(trace) is { } tr ? Path.GetFullPath(tr) : null,
+                Check = parse.GetValue(check) != "off",
                 Overrides = overrides,
             };
             Microsoft.AspNetCore.Builder.WebApplication app;

@@ -74,6 +74,7 @@ public static class ServerHost
             builder.Services.AddHostedService(sp => new PcieEmu.Server.VfioUser.VfioUserHost(sp.GetRequiredService<Machine>(), vfioUser, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<TraceSubscribers>();
         builder.Services.AddSingleton<TraceRecording>();
+        builder.Services.AddSingleton<ServerChecker>();
         builder.Services.AddGrpc(o =>
         {
             // A maximal WriteMemory (or a Transact message of writes) plus its envelope must fit; anything larger is malformed.
@@ -137,6 +138,7 @@ public static class ServerHost
         Log.MachineReady(logger, machine.Ram.Size, machine.Ram.Path, machineOptions.KeepRamFile, functionCount);
         app.Services.GetRequiredService<WireTap>();   // attach to the ports (and open pcap files) now
         app.Services.GetRequiredService<TraceRecording>();   // start --trace recording now
+        app.Services.GetRequiredService<ServerChecker>();    // the checker sees everything from the start
         lifetime.ApplicationStopped.Register(() =>
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
         tokenGuard.Attach(app, logger, lifetime);   // writes the token file; its check runs before every endpoint

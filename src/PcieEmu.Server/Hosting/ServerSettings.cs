@@ -31,6 +31,10 @@ public sealed class LimitsOptions
     public int TraceQueueCapacity { get; set; } = 8192;
     /// <summary>Largest number of concurrent trace subscribers.</summary>
     public int MaxTraceSubscribers { get; set; } = 16;
+    /// <summary>Events the driver-conduct checker may have queued before it loses events (and records CHECKER.EVENTS_LOST).</summary>
+    public int CheckerQueueCapacity { get; set; } = 65536;
+    /// <summary>Violations the checker keeps; later ones are only counted.</summary>
+    public int MaxViolations { get; set; } = 10000;
 
     /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public void Validate()
@@ -43,6 +47,8 @@ public sealed class LimitsOptions
         if (MaxCaptureSubscribers is < 1 or > 1024) throw new ArgumentException("MaxCaptureSubscribers must be 1..1024", nameof(MaxCaptureSubscribers));
         if (TraceQueueCapacity is < 1 or > 1 << 20) throw new ArgumentException("TraceQueueCapacity must be 1..1048576", nameof(TraceQueueCapacity));
         if (MaxTraceSubscribers is < 1 or > 1024) throw new ArgumentException("MaxTraceSubscribers must be 1..1024", nameof(MaxTraceSubscribers));
+        if (CheckerQueueCapacity is < 1 or > 1 << 22) throw new ArgumentException("CheckerQueueCapacity must be 1..4194304", nameof(CheckerQueueCapacity));
+        if (MaxViolations is < 1 or > 1 << 20) throw new ArgumentException("MaxViolations must be 1..1048576", nameof(MaxViolations));
     }
 }
 
@@ -67,6 +73,8 @@ public sealed class ServeSettings
     public IList<string> VfioUser { get; init; } = [];
     /// <summary>File to record the trace to (--trace), or null.</summary>
     public string? TraceFile { get; init; }
+    /// <summary>Run the driver-conduct checker (on unless <c>--check off</c>).</summary>
+    public bool Check { get; init; } = true;
     /// <summary>Configuration keys set from the command line (highest precedence), e.g. "Machine:RamSize".</summary>
     public IDictionary<string, string?> Overrides { get; init; } = new Dictionary<string, string?>();
     /// <summary>Read appsettings.json next to the executable (tests turn it off).</summary>

@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using PcieEmu.Core.Checker;
 using PcieEmu.Core.Events;
 using PcieEmu.Core.Platform;
 using PcieEmu.Core.Topology;
@@ -30,7 +31,8 @@ public sealed class TraceSubscribers
 /// subscription with its own bounded queue; when it falls behind it loses events and receives a
 /// gap event with the count (the machine never waits for it).
 /// </summary>
-internal sealed class TraceGrpcService(Machine machine, LimitsOptions limits, TraceSubscribers subscribers, ILogger<TraceGrpcService> logger)
+internal sealed class TraceGrpcService(Machine machine, LimitsOptions limits, TraceSubscribers subscribers, ServerChecker checker,
+    ILogger<TraceGrpcService> logger)
     : TraceService.TraceServiceBase
 {
     /// <summary>Filter kind names, in documentation order.</summary>
@@ -93,6 +95,69 @@ internal sealed class TraceGrpcService(Machine machine, LimitsOptions limits, Tr
         {
             subscribers.Exit();
         }
+    }
+
+    private DriverChecker Checker => checker.Checker
+        ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, "check: the driver-conduct checker is off (serve --check off)"));
+
+    /// <summary>Checks a violation filter; throws INVALID_ARGUMENT naming the bad field.</summary>
+    public static (HashSet<string>? Rules, HashSet<ushort>? Rids) ParseFilter(GetViolationsRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        HashSet<string>? rules = null;
+        for (int i = 0; i < request.RuleIds.Count; i++)
+        {
+            if (Rules.Find(request.RuleIds[i]) == null)
+                throw RpcErrors.Invalid($"rule_ids[{i}]", $"unknown rule '{request.RuleIds[i]}' (see `pcie-emu check --rules`)");
+            (rules ??= []).Add(request.RuleIds[i]);
+        }
+        HashSet<ushort>? rids = null;
+        for (int i = 0; i < request.Rids.Count; i++)
+        {
+            if (!Bdf.TryParse(request.Rids[i], out ushort rid))
+                throw RpcErrors.Invalid($"rids[{i}]", $"'{request.Rids[i]}' is not a bus:device.function (e.g. 01:10.0)");
+            (rids ??= []).Add(rid);
+        }
+        return (rules, rids);
+    }
+
+    /// <inheritdoc/>
+    public override Task<GetViolationsResponse> GetViolations(GetViolationsRequest request, ServerCallContext context)
+    {
+        var (rules, rids) = ParseFilter(request);
+        var c = Checker;
+        var reply = new GetViolationsResponse();
+        foreach (var v in c.Violations())
+        {
+            if (v.Sequence <= request.AfterSequence) continue;
+            if (rules != null && !rules.Contains(v.Rule.Id)) continue;
+            if (rids != null && !rids.Contains(v.Rid)) continue;
+            reply.Violations.Add(ToProto(v));
+        }
+        reply.Dropped = (ulong)c.Dropped;
+        return Task.FromResult(reply);
+    }
+
+    /// <inheritdoc/>
+    public override Task<ClearViolationsResponse> ClearViolations(ClearViolationsRequest request, ServerCallContext context) =>
+        Task.FromResult(new ClearViolationsResponse { Cleared = (uint)Checker.Clear() });
+
+    /// <summary>A rule of the catalogue as the wire carries it.</summary>
+    public static CheckerRule ToProto(Rule r)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        return new CheckerRule { Id = r.Id, Severity = (ViolationSeverity)((int)r.Severity + 1), Spec = r.Spec, Text = r.Text, Hint = r.Hint };
+    }
+
+    /// <summary>A violation as the wire carries it.</summary>
+    public static Protocol.V1.Violation ToProto(Core.Checker.Violation v)
+    {
+        ArgumentNullException.ThrowIfNull(v);
+        return new Protocol.V1.Violation
+        {
+            Sequence = v.Sequence, Rule = ToProto(v.Rule), Rid = v.Rid, Requester = Bdf.Format(v.Rid), TimestampNs = v.TimestampNs,
+            EventSequence = v.EventSequence, Event = v.Event, Outcome = v.Outcome,
+        };
     }
 
     /// <summary>Core event to proto: the structured fields plus the decoded line body.</summary>

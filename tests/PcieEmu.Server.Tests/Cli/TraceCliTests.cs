@@ -10,7 +10,7 @@ public sealed class ConsoleCollection;
 [Collection("Console")]
 public sealed class TraceCliTests
 {
-    private static async Task<(int Exit, string Out, string Err)> RunAsync(params string[] args)
+    internal static async Task<(int Exit, string Out, string Err)> RunAsync(params string[] args)
     {
         var (oldOut, oldErr) = (Console.Out, Console.Error);
         using var o = new StringWriter();
@@ -33,10 +33,11 @@ public sealed class TraceCliTests
     public async Task Trace_prints_one_decoded_line_per_event_of_the_filter()
     {
         await using var s = await TestServer.StartAsync("unix");
+        int before = s.Machine.Events.SubscriberCount;   // the checker's subscription
         var run = RunAsync("trace", "--target", s.Target, "--rid", "01:00.0", "--kind", "config,lifecycle", "--duration", "3");
         // Wait until the subscription is live, then act.
         var deadline = T.Deadline;
-        while (s.Machine.Events.SubscriberCount == 0 && DateTime.UtcNow < deadline) await Task.Delay(20);
+        while (s.Machine.Events.SubscriberCount == before && DateTime.UtcNow < deadline) await Task.Delay(20);
         await s.Client.WriteConfigAsync(0x101, 0x04, 2, 0x6).W();   // PF1: filtered out
         await s.Client.WriteConfigAsync(0x100, 0x04, 2, 0x6).W();
         await s.Client.ReadConfigAsync(0x100, 0x00, 2).W();

@@ -27,6 +27,13 @@ type TraceServiceClient interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Subscribe(ctx context.Context, in *TraceFilter, opts ...grpc.CallOption) (TraceService_SubscribeClient, error)
+	// The driver-conduct checker's violations so far, oldest first (docs/checker.md). Errors:
+	// INVALID_ARGUMENT naming the field for an unknown rule id in `rule_ids` or a malformed BDF in
+	// `rids`; FAILED_PRECONDITION when the server runs with the checker off (serve --check off).
+	GetViolations(ctx context.Context, in *GetViolationsRequest, opts ...grpc.CallOption) (*GetViolationsResponse, error)
+	// Forgets the violations recorded so far (after checking every event already published).
+	// FAILED_PRECONDITION when the checker is off.
+	ClearViolations(ctx context.Context, in *ClearViolationsRequest, opts ...grpc.CallOption) (*ClearViolationsResponse, error)
 }
 
 type traceServiceClient struct {
@@ -69,6 +76,24 @@ func (x *traceServiceSubscribeClient) Recv() (*TraceEvent, error) {
 	return m, nil
 }
 
+func (c *traceServiceClient) GetViolations(ctx context.Context, in *GetViolationsRequest, opts ...grpc.CallOption) (*GetViolationsResponse, error) {
+	out := new(GetViolationsResponse)
+	err := c.cc.Invoke(ctx, "/pcieemu.v1.TraceService/GetViolations", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *traceServiceClient) ClearViolations(ctx context.Context, in *ClearViolationsRequest, opts ...grpc.CallOption) (*ClearViolationsResponse, error) {
+	out := new(ClearViolationsResponse)
+	err := c.cc.Invoke(ctx, "/pcieemu.v1.TraceService/ClearViolations", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TraceServiceServer is the server API for TraceService service.
 // All implementations must embed UnimplementedTraceServiceServer
 // for forward compatibility
@@ -83,6 +108,13 @@ type TraceServiceServer interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Subscribe(*TraceFilter, TraceService_SubscribeServer) error
+	// The driver-conduct checker's violations so far, oldest first (docs/checker.md). Errors:
+	// INVALID_ARGUMENT naming the field for an unknown rule id in `rule_ids` or a malformed BDF in
+	// `rids`; FAILED_PRECONDITION when the server runs with the checker off (serve --check off).
+	GetViolations(context.Context, *GetViolationsRequest) (*GetViolationsResponse, error)
+	// Forgets the violations recorded so far (after checking every event already published).
+	// FAILED_PRECONDITION when the checker is off.
+	ClearViolations(context.Context, *ClearViolationsRequest) (*ClearViolationsResponse, error)
 	mustEmbedUnimplementedTraceServiceServer()
 }
 
@@ -92,6 +124,12 @@ type UnimplementedTraceServiceServer struct {
 
 func (UnimplementedTraceServiceServer) Subscribe(*TraceFilter, TraceService_SubscribeServer) error {
 	return status.Errorf(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedTraceServiceServer) GetViolations(context.Context, *GetViolationsRequest) (*GetViolationsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetViolations not implemented")
+}
+func (UnimplementedTraceServiceServer) ClearViolations(context.Context, *ClearViolationsRequest) (*ClearViolationsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ClearViolations not implemented")
 }
 func (UnimplementedTraceServiceServer) mustEmbedUnimplementedTraceServiceServer() {}
 
@@ -127,10 +165,55 @@ func (x *traceServiceSubscribeServer) Send(m *TraceEvent) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _TraceService_GetViolations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetViolationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TraceServiceServer).GetViolations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/pcieemu.v1.TraceService/GetViolations",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TraceServiceServer).GetViolations(ctx, req.(*GetViolationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TraceService_ClearViolations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearViolationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TraceServiceServer).ClearViolations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/pcieemu.v1.TraceService/ClearViolations",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TraceServiceServer).ClearViolations(ctx, req.(*ClearViolationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _TraceService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "pcieemu.v1.TraceService",
 	HandlerType: (*TraceServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetViolations",
+			Handler:    _TraceService_GetViolations_Handler,
+		},
+		{
+			MethodName: "ClearViolations",
+			Handler:    _TraceService_ClearViolations_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Subscribe",

@@ -38,6 +38,7 @@ public static class Commands
         root.Subcommands.Add(BenchVfioUserCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());
         root.Subcommands.Add(TraceCommand.Create());
+        root.Subcommands.Add(CaptureCommand.Create());
         return root;
     }
 

@@ -37,6 +37,9 @@ public sealed class WireTap
     /// <summary>Number of ports.</summary>
     public int Ports => _ports;
 
+    /// <summary>Port <paramref name="port"/>'s name in captures ("port0 (01:00.0 82576)").</summary>
+    public string PortName(int port) => Capture.FrameLabels.PortName(_machine, port);
+
     /// <summary>Delivers <paramref name="data"/> to port <paramref name="port"/>'s receiver; returns the
     /// receive queues that took it. Throws <see cref="ArgumentException"/> ("port", "data") on bad input.</summary>
     public int Inject(int port, ReadOnlySpan<byte> data)
@@ -51,8 +54,10 @@ public sealed class WireTap
         }
     }
 
-    /// <summary>Subscribes to frames transmitted by <paramref name="port"/>; null when <paramref name="max"/> subscribers exist.</summary>
-    public Subscription? TrySubscribe(int port, int capacity, int max)
+    /// <summary>Subscribes to frames transmitted by <paramref name="port"/> (with <paramref name="received"/> also those from
+    /// the wire, with <paramref name="switched"/> also those switched between pools inside the NIC); null when
+    /// <paramref name="max"/> subscribers exist.</summary>
+    public Subscription? TrySubscribe(int port, int capacity, int max, bool received = false, bool switched = false)
     {
         if (Interlocked.Increment(ref _subscribers) > max)
         {
@@ -60,7 +65,8 @@ public sealed class WireTap
             return null;
         }
         var inner = _machine.Events.Subscribe(EventKinds.Frame,
-            e => e is FrameEvent { Direction: FrameDirection.ToWire } f && f.Frame.Port == port ? f.Frame : null,
+            e => e is FrameEvent f && f.Frame.Port == port && (f.Direction == FrameDirection.ToWire
+                || (received && f.Direction == FrameDirection.FromWire) || (switched && f.Direction == FrameDirection.Switched)) ? f : null,
             capacity, OverflowPolicy.CutOff, cutOff: static n => new CaptureOverflowException(n));
         return new Subscription(this, inner);
     }
@@ -70,17 +76,17 @@ public sealed class WireTap
     public sealed class Subscription : IDisposable
     {
         private readonly WireTap _tap;
-        private readonly EventSubscription<WireFrame> _inner;
+        private readonly EventSubscription<FrameEvent> _inner;
         private int _disposed;
 
-        internal Subscription(WireTap tap, EventSubscription<WireFrame> inner)
+        internal Subscription(WireTap tap, EventSubscription<FrameEvent> inner)
         {
             _tap = tap;
             _inner = inner;
         }
 
         /// <summary>Frames in order; completes with <see cref="CaptureOverflowException"/> on overflow.</summary>
-        public ChannelReader<WireFrame> Reader => _inner.Reader;
+        public ChannelReader<FrameEvent> Reader => _inner.Reader;
         /// <summary>Frames missed.</summary>
         public long Missed => _inner.Missed;
 

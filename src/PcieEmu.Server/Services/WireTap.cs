@@ -24,6 +24,7 @@ public sealed class WireTap
 {
     private readonly Machine _machine;
     private readonly int _ports;
+    private readonly string[] _portNames;
     private int _subscribers;
 
     /// <summary>Serves the machine's ports.</summary>
@@ -32,13 +33,15 @@ public sealed class WireTap
         ArgumentNullException.ThrowIfNull(machine);
         _machine = machine;
         _ports = machine.PhysicalFunctions.Count;
+        // Named once, as the machine was built: a platform reset rebuilds the ports' objects while requests run.
+        _portNames = [.. Enumerable.Range(0, _ports).Select(p => Capture.FrameLabels.PortName(machine, p))];
     }
 
     /// <summary>Number of ports.</summary>
     public int Ports => _ports;
 
     /// <summary>Port <paramref name="port"/>'s name in captures ("port0 (01:00.0 82576)").</summary>
-    public string PortName(int port) => Capture.FrameLabels.PortName(_machine, port);
+    public string PortName(int port) => _portNames[port];
 
     /// <summary>Delivers <paramref name="data"/> to port <paramref name="port"/>'s receiver; returns the
     /// receive queues that took it. Throws <see cref="ArgumentException"/> ("port", "data") on bad input.</summary>

@@ -30,6 +30,8 @@ public static class CaptureCommand
             double? seconds = parse.GetValue(duration);
             if (max is <= 0) return await Fail("--count: must be at least 1", 2).ConfigureAwait(false);
             if (seconds is <= 0 or > 86400) return await Fail("--duration: must be in (0, 86400] seconds", 2).ConfigureAwait(false);
+            int[] chosen = parse.GetValue(port) ?? [];
+            if (chosen.Any(n => n < 0)) return await Fail("--port: a port number is 0 or more", 2).ConfigureAwait(false);
             string target = parse.GetValue(write)!;
             bool toStdout = target == "-";
             if (toStdout && !Console.IsOutputRedirected)
@@ -52,10 +54,8 @@ public static class CaptureCommand
                 Session.Output(writer!.Flush);
                 var session = new Session(writer, max, cts);
                 using var client = Commands.Connect(parse);
-                int[] ports = parse.GetValue(port) is { Length: > 0 } p ? p : await AllPorts(client, cts.Token).ConfigureAwait(false);
-                var request = ports.Select(n => n < 0
-                    ? throw new RpcException(new Status(StatusCode.InvalidArgument, $"port: port {n} does not exist"))
-                    : new CaptureFramesRequest { Port = (uint)n, IncludeReceived = true, IncludeSwitched = parse.GetValue(@internal) });
+                int[] ports = chosen.Length > 0 ? chosen : await AllPorts(client, cts.Token).ConfigureAwait(false);
+                var request = ports.Distinct().Select(n => new CaptureFramesRequest { Port = (uint)n, IncludeReceived = true, IncludeSwitched = parse.GetValue(@internal) });
                 var streams = request.Select(r => session.RunAsync(client, r)).ToArray();
                 try
                 {

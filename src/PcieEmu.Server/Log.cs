@@ -29,6 +29,12 @@ internal static partial class Log
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Port {Port} wire traffic is captured to {Path}")]
     public static partial void PcapFile(ILogger logger, int port, string path);
 
+    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Packet capture {Path} fell behind: {Missed} frame(s) dropped ({Total} in all)")]
+    public static partial void PcapDropped(ILogger logger, string path, long missed, long total);
+
+    [LoggerMessage(EventId = 31, Level = LogLevel.Error, Message = "Packet capture {Path} stopped: {Reason} (the machine goes on)")]
+    public static partial void PcapFailed(ILogger logger, string path, string reason);
+
     [LoggerMessage(EventId = 12, Level = LogLevel.Warning, Message = "Capture subscriber {Peer} of port {Port} fell behind and was cut off after missing {Missed} frame(s)")]
     public static partial void CaptureOverflow(ILogger logger, string peer, int port, long missed);
 

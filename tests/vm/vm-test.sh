@@ -152,7 +152,7 @@ kill -TERM $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null
 for f in console.log server.log pf.log vf1.log responder.log qemu-trace.log; do
   [ -f "$WORK/$f" ] && cp "$WORK/$f" "$RESULTS/vm-test-${f}"
 done
-cp "$WORK"/pcap/*.pcap "$RESULTS/" 2>/dev/null
+cp "$WORK"/pcap/*.pcapng "$RESULTS/" 2>/dev/null
 
 # -- 4. verdict -------------------------------------------------------------------------------------
 C="$WORK/console.log" R="$WORK/responder.log"
@@ -172,7 +172,7 @@ check "the guest answered ARP/ICMP: ping statistics with 0% packet loss" has "$C
 check "the guest's ARP request and echo requests appeared on the wire (CaptureFrames)" \
   has "$R" "RESPONDER .*arp_requests=[1-9][0-9]* .*echo_requests=$PING_COUNT "
 check "every reply injected on the wire was accepted by the NIC" has "$R" 'RESPONDER .*rejected=0$'
-pcap="$(/usr/bin/python3 "$HERE/pcapcount.py" "$WORK/pcap/pcie-emu-port0.pcap" "${MAC0:-00:00:00:00:00:00}" 2>&1)"
+pcap="$(/usr/bin/python3 "$HERE/pcapcount.py" "$WORK/pcap/pcie-emu-port0.pcapng" "${MAC0:-00:00:00:00:00:00}" 2>&1)"
 echo "  pcap port 0: $pcap"
 check "the pcap of port 0 holds both directions (guest's ARP request + $PING_COUNT echo requests, the injected replies)" \
   eval "echo '$pcap' | grep -q -E '^arp_requests=[1-9][0-9]* arp_replies=[1-9][0-9]* echo_requests=$PING_COUNT echo_replies=$PING_COUNT\$'"

@@ -39,6 +39,7 @@ public static class Commands
         root.Subcommands.Add(ConformanceCommand.Create());
         root.Subcommands.Add(TraceCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
+        root.Subcommands.Add(CaptureCommand.Create());
         return root;
     }
 
@@ -67,7 +68,7 @@ public static class Commands
         var ramFile = new Option<string?>("--ram-file") { Description = "Path of the shared RAM file (default under $XDG_RUNTIME_DIR or /tmp)" };
         var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
-        var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcap" };
+        var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcapng (written live, owner-only)" };
         var vfioUser = new Option<string[]>("--vfio-user") { Description = "Serve a function over vfio-user, repeatable: BDF=SOCKET (e.g. 02:10.0=/tmp/pcie-emu/vf0.sock); see docs/vfio-user.md", AllowMultipleArgumentsPerToken = false };
         var trace = new Option<string?>("--trace") { Description = "Record every transaction, decoded, to this file (see `pcie-emu trace --export`)" };
         var check = new Option<string?>("--check") { Description = "The driver-conduct checker (docs/checker.md): 'on' (default) or 'off'", Arity = ArgumentArity.ZeroOrOne };

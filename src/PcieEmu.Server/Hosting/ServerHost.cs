@@ -70,6 +70,7 @@ public static class ServerHost
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ServerShutdown>());
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ServerShutdown.Timeout);
         builder.Services.AddSingleton<WireTap>();
+        builder.Services.AddSingleton<PcieEmu.Server.Capture.PcapRecording>();
         if (vfioUser.Count > 0)
             builder.Services.AddHostedService(sp => new PcieEmu.Server.VfioUser.VfioUserHost(sp.GetRequiredService<Machine>(), vfioUser, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<TraceSubscribers>();
@@ -136,7 +137,7 @@ public static class ServerHost
         var machine = app.Services.GetRequiredService<Machine>();
         int functionCount = machine.EnumerateFunctions().Count;
         Log.MachineReady(logger, machine.Ram.Size, machine.Ram.Path, machineOptions.KeepRamFile, functionCount);
-        app.Services.GetRequiredService<WireTap>();   // attach to the ports (and open pcap files) now
+        app.Services.GetRequiredService<PcieEmu.Server.Capture.PcapRecording>();   // open the --pcap files now
         app.Services.GetRequiredService<TraceRecording>();   // start --trace recording now
         app.Services.GetRequiredService<ServerChecker>();    // the checker sees everything from the start
         lifetime.ApplicationStopped.Register(() =>

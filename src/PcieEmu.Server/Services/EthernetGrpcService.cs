@@ -2,6 +2,8 @@ using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using PcieEmu.Core.Events;
+using PcieEmu.Core.Topology;
 using PcieEmu.Protocol.V1;
 using PcieEmu.Server.Hosting;
 
@@ -29,10 +31,11 @@ internal sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, Ser
     public override async Task CaptureFrames(CaptureFramesRequest request, IServerStreamWriter<CapturedFrame> responseStream, ServerCallContext context)
     {
         int port = Port(request.Port);
-        using var sub = tap.TrySubscribe(port, limits.CaptureQueueCapacity, limits.MaxCaptureSubscribers)
+        using var sub = tap.TrySubscribe(port, limits.CaptureQueueCapacity, limits.MaxCaptureSubscribers, request.IncludeReceived, request.IncludeSwitched)
             ?? throw new RpcException(new Status(StatusCode.ResourceExhausted, $"subscribers: already {limits.MaxCaptureSubscribers} capture subscribers (the limit)"));
         await context.WriteResponseHeadersAsync([]).ConfigureAwait(false);
         var reader = sub.Reader;
+        string portName = tap.PortName(port);
         using var call = shutdown.Link(context);
         try
         {
@@ -40,8 +43,17 @@ internal sealed class EthernetGrpcService(WireTap tap, LimitsOptions limits, Ser
             {
                 while (reader.TryRead(out var f))
                 {
-                    await responseStream.WriteAsync(new CapturedFrame { Port = (uint)f.Port, Data = UnsafeByteOperations.UnsafeWrap(f.Data), TimestampNs = f.TimestampUnixNs },
-                        call.Token).ConfigureAwait(false);
+                    await responseStream.WriteAsync(new CapturedFrame
+                    {
+                        Port = (uint)f.Frame.Port, Data = UnsafeByteOperations.UnsafeWrap(f.Frame.Data), TimestampNs = f.Frame.TimestampUnixNs,
+                        Direction = f.Direction switch
+                        {
+                            FrameDirection.FromWire => CaptureDirection.FromWire,
+                            FrameDirection.Switched => CaptureDirection.Switched,
+                            _ => CaptureDirection.ToWire,
+                        },
+                        Function = Bdf.Format(f.Rid), Queue = f.Queue, Pools = f.Pools, PortName = portName,
+                    }, call.Token).ConfigureAwait(false);
                 }
             }
         }

@@ -18,71 +18,49 @@ public sealed class CaptureOverflowException(long missed) : Exception($"capture 
 /// The wire of each NIC port, seen from outside: frames injected from the link partner and frames
 /// the ports transmit. Capture subscribers are views of the machine's event path (frames to the
 /// wire of one port; bounded queues that never block the machine; an overflowing subscriber is
-/// cut off) and, with --pcap DIR, this writes
-/// both directions of each port to DIR/pcie-emu-port&lt;N&gt;.pcap. Follows the ports across platform
-/// resets (which rebuild them).
+/// cut off). The --pcap files are another view of the same path (<see cref="Capture.PcapRecording"/>).
 /// </summary>
-public sealed class WireTap : IDisposable
+public sealed class WireTap
 {
     private readonly Machine _machine;
-    private readonly PcapWriter?[] _pcap;
+    private readonly int _ports;
+    private readonly string[] _portNames;
     private int _subscribers;
 
-    /// <summary>Attaches to the machine's ports; opens pcap files when a capture directory is set.</summary>
-    public WireTap(Machine machine, ServeSettings settings, ILogger<WireTap> logger)
+    /// <summary>Serves the machine's ports.</summary>
+    public WireTap(Machine machine)
     {
+        ArgumentNullException.ThrowIfNull(machine);
         _machine = machine;
-        _pcap = new PcapWriter?[machine.PhysicalFunctions.Count];
-        if (settings.PcapDirectory is { } dir)
-        {
-            Directory.CreateDirectory(dir);
-            for (int p = 0; p < _pcap.Length; p++)
-            {
-                string path = Path.Combine(dir, $"pcie-emu-port{p}.pcap");
-                _pcap[p] = PcapWriter.Create(path);
-                Log.PcapFile(logger, p, path);
-            }
-        }
-        lock (machine.SyncRoot) Attach();
-        machine.PlatformReset += Attach;
+        _ports = machine.PhysicalFunctions.Count;
+        // Named once, as the machine was built: a platform reset rebuilds the ports' objects while requests run.
+        _portNames = [.. Enumerable.Range(0, _ports).Select(p => Capture.FrameLabels.PortName(machine, p))];
     }
 
     /// <summary>Number of ports.</summary>
-    public int Ports => _pcap.Length;
+    public int Ports => _ports;
 
-    /// <summary>Hooks the current ports (again after a reset rebuilt them). Runs under the machine lock.</summary>
-    private void Attach()
-    {
-        foreach (var pf in _machine.PhysicalFunctions.OfType<IgbPhysicalFunction>())
-        {
-            pf.Nic.FrameTransmitted -= OnTransmitted;
-            pf.Nic.FrameTransmitted += OnTransmitted;
-        }
-    }
-
-    // Under the machine lock: write the pcap record; never wait.
-    private void OnTransmitted(WireFrame frame)
-    {
-        if ((uint)frame.Port < (uint)_pcap.Length) _pcap[frame.Port]?.Write(frame);
-    }
+    /// <summary>Port <paramref name="port"/>'s name in captures ("port0 (01:00.0 82576)").</summary>
+    public string PortName(int port) => _portNames[port];
 
     /// <summary>Delivers <paramref name="data"/> to port <paramref name="port"/>'s receiver; returns the
     /// receive queues that took it. Throws <see cref="ArgumentException"/> ("port", "data") on bad input.</summary>
     public int Inject(int port, ReadOnlySpan<byte> data)
     {
-        if ((uint)port >= (uint)_pcap.Length) throw new ArgumentException($"port {port} does not exist (ports 0..{_pcap.Length - 1})", nameof(port));
+        if ((uint)port >= (uint)_ports) throw new ArgumentException($"port {port} does not exist (ports 0..{_ports - 1})", nameof(port));
         if (data.Length is < IgbPort.MinFrameSize or > IgbPort.MaxFrameSize)
             throw new ArgumentException($"frame must be {IgbPort.MinFrameSize}..{IgbPort.MaxFrameSize} bytes (was {data.Length})", nameof(data));
         lock (_machine.SyncRoot)
         {
             var nic = ((IgbPhysicalFunction)_machine.PhysicalFunctions[port]).Nic;
-            _pcap[port]?.Write(new WireFrame(port, data.ToArray(), (_machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100));
             return nic.InjectFrame(data);
         }
     }
 
-    /// <summary>Subscribes to frames transmitted by <paramref name="port"/>; null when <paramref name="max"/> subscribers exist.</summary>
-    public Subscription? TrySubscribe(int port, int capacity, int max)
+    /// <summary>Subscribes to frames transmitted by <paramref name="port"/> (with <paramref name="received"/> also those from
+    /// the wire, with <paramref name="switched"/> also those switched between pools inside the NIC); null when
+    /// <paramref name="max"/> subscribers exist.</summary>
+    public Subscription? TrySubscribe(int port, int capacity, int max, bool received = false, bool switched = false)
     {
         if (Interlocked.Increment(ref _subscribers) > max)
         {
@@ -90,37 +68,28 @@ public sealed class WireTap : IDisposable
             return null;
         }
         var inner = _machine.Events.Subscribe(EventKinds.Frame,
-            e => e is FrameEvent { Direction: FrameDirection.ToWire } f && f.Frame.Port == port ? f.Frame : null,
+            e => e is FrameEvent f && f.Frame.Port == port && (f.Direction == FrameDirection.ToWire
+                || (received && f.Direction == FrameDirection.FromWire) || (switched && f.Direction == FrameDirection.Switched)) ? f : null,
             capacity, OverflowPolicy.CutOff, cutOff: static n => new CaptureOverflowException(n));
         return new Subscription(this, inner);
     }
 
-    /// <summary>Flushes and closes the pcap files.</summary>
-    public void Dispose()
-    {
-        _machine.PlatformReset -= Attach;
-        lock (_machine.SyncRoot)
-        {
-            foreach (var pf in _machine.PhysicalFunctions.OfType<IgbPhysicalFunction>()) pf.Nic.FrameTransmitted -= OnTransmitted;
-            for (int p = 0; p < _pcap.Length; p++) { _pcap[p]?.Dispose(); _pcap[p] = null; }
-        }
-    }
 
     /// <summary>One capture subscriber's bounded queue (a view of the event path).</summary>
     public sealed class Subscription : IDisposable
     {
         private readonly WireTap _tap;
-        private readonly EventSubscription<WireFrame> _inner;
+        private readonly EventSubscription<FrameEvent> _inner;
         private int _disposed;
 
-        internal Subscription(WireTap tap, EventSubscription<WireFrame> inner)
+        internal Subscription(WireTap tap, EventSubscription<FrameEvent> inner)
         {
             _tap = tap;
             _inner = inner;
         }
 
         /// <summary>Frames in order; completes with <see cref="CaptureOverflowException"/> on overflow.</summary>
-        public ChannelReader<WireFrame> Reader => _inner.Reader;
+        public ChannelReader<FrameEvent> Reader => _inner.Reader;
         /// <summary>Frames missed.</summary>
         public long Missed => _inner.Missed;
 

@@ -208,7 +208,7 @@ public sealed class ServiceLogicTests : IDisposable
     [Fact]
     public async Task Ethernet_checks_port_and_frame_size()
     {
-        using var tap = new WireTap(_m, new ServeSettings(), NullLogger<WireTap>.Instance);
+        var tap = new WireTap(_m);
         var eth = new EthernetGrpcService(tap, _limits, RunningLifetime.Shutdown, NullLogger<EthernetGrpcService>.Instance);
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 2, Data = ByteString.CopyFrom(new byte[60]) }, _ctx), StatusCode.InvalidArgument, "port");
         await Fails(() => eth.InjectFrame(new InjectFrameRequest { Port = 0, Data = ByteString.CopyFrom(new byte[13]) }, _ctx), StatusCode.InvalidArgument, "data");

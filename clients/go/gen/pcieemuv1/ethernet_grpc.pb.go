@@ -21,8 +21,9 @@ type EthernetServiceClient interface {
 	// it and DMAs it into whichever receive queues accept it. Errors: INVALID_ARGUMENT for an
 	// unknown port (`port`) or a frame shorter than 14 or longer than 16384 bytes (`data`).
 	InjectFrame(ctx context.Context, in *InjectFrameRequest, opts ...grpc.CallOption) (*InjectFrameResponse, error)
-	// Streams every frame the port transmits onto the wire from now on (loopback traffic between
-	// pools never reaches the wire and is not seen). Each subscriber has a bounded queue
+	// Streams every frame the port transmits onto the wire from now on; with include_received also
+	// the frames from the link partner, with include_switched also the frames the port's VMDq
+	// switch loops back between pools (they never reach the wire). Each subscriber has a bounded queue
 	// (ServerLimits.capture_queue_capacity); one that falls behind gets what was queued, then
 	// RESOURCE_EXHAUSTED with the count it missed (message and trailer "pcieemu-missed").
 	// Errors: INVALID_ARGUMENT for an unknown port.
@@ -87,8 +88,9 @@ type EthernetServiceServer interface {
 	// it and DMAs it into whichever receive queues accept it. Errors: INVALID_ARGUMENT for an
 	// unknown port (`port`) or a frame shorter than 14 or longer than 16384 bytes (`data`).
 	InjectFrame(context.Context, *InjectFrameRequest) (*InjectFrameResponse, error)
-	// Streams every frame the port transmits onto the wire from now on (loopback traffic between
-	// pools never reaches the wire and is not seen). Each subscriber has a bounded queue
+	// Streams every frame the port transmits onto the wire from now on; with include_received also
+	// the frames from the link partner, with include_switched also the frames the port's VMDq
+	// switch loops back between pools (they never reach the wire). Each subscriber has a bounded queue
 	// (ServerLimits.capture_queue_capacity); one that falls behind gets what was queued, then
 	// RESOURCE_EXHAUSTED with the count it missed (message and trailer "pcieemu-missed").
 	// Errors: INVALID_ARGUMENT for an unknown port.

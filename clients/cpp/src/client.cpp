@@ -225,6 +225,45 @@ std::vector<v1::Function> Client::ListFunctions() {
   return {r.functions().begin(), r.functions().end()};
 }
 
+v1::GetViolationsResponse Client::GetViolations(const std::vector<std::string>& rule_ids,
+                                                const std::vector<std::string>& rids, uint64_t after_sequence) {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::GetViolationsRequest q;
+  for (const auto& id : rule_ids) q.add_rule_ids(id);
+  for (const auto& r : rids) q.add_rids(r);
+  q.set_after_sequence(after_sequence);
+  v1::GetViolationsResponse r;
+  Check(trace_->GetViolations(&ctx, q, &r), "GetViolations");
+  return r;
+}
+
+uint32_t Client::ClearViolations() {
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  v1::ClearViolationsResponse r;
+  Check(trace_->ClearViolations(&ctx, v1::ClearViolationsRequest(), &r), "ClearViolations");
+  return r.cleared();
+}
+
+void Client::AssertNoViolations() {
+  auto r = GetViolations();
+  if (r.violations_size() > 0 || r.dropped() > 0)
+    throw ViolationsError({r.violations().begin(), r.violations().end()}, r.dropped());
+}
+
+std::string DescribeViolations(const std::vector<v1::Violation>& violations, uint64_t dropped) {
+  std::string s = std::to_string(violations.size()) + " driver-conduct violation(s)";
+  if (dropped > 0) s += " (and " + std::to_string(dropped) + " not kept)";
+  for (const auto& v : violations)
+    s += "\n" + v.requester() + " " + v.rule().id() + " (" + v.rule().spec() + "): " + v.event() + " -> " +
+         v.outcome() + ". Hint: " + v.rule().hint();
+  return s;
+}
+
+ViolationsError::ViolationsError(std::vector<v1::Violation> violations, uint64_t dropped)
+    : std::runtime_error(DescribeViolations(violations, dropped)), violations_(std::move(violations)), dropped_(dropped) {}
+
 uint32_t Client::ResetPlatform() {
   grpc::ClientContext ctx;
   Deadline(ctx);

@@ -459,6 +459,39 @@ TEST_F(ClientTest, TraceBadKindIsInvalidArgumentNamingTheField) {
   EXPECT_EQ(c->ReadConfig16(kPf0, 0), 0x8086);
 }
 
+// NumVFs written while VF Enable is set (SRIOV.NUMVFS_WHILE_ENABLED): AssertNoViolations throws
+// naming the rule; after ClearViolations it returns.
+TEST_F(ClientTest, AssertNoViolationsNamesTheRuleAndPassesAfterClear) {
+  c->ClearViolations();
+  EXPECT_NO_THROW(c->AssertNoViolations());
+  // PF0's SR-IOV capability is at 0x160: NumVFs at +0x10, SR-IOV Control at +0x08.
+  c->WriteConfig16(kPf0, 0x170, 2);    // NumVFs
+  c->WriteConfig16(kPf0, 0x168, 0x9);  // VF Enable | VF MSE
+  c->WriteConfig16(kPf0, 0x170, 1);    // NumVFs while VF Enable is set
+  try {
+    c->AssertNoViolations();
+    ADD_FAILURE() << "AssertNoViolations did not throw";
+  } catch (const ViolationsError& e) {
+    ASSERT_EQ(e.violations().size(), 1u);
+    EXPECT_EQ(e.violations()[0].rule().id(), "SRIOV.NUMVFS_WHILE_ENABLED");
+    EXPECT_EQ(e.violations()[0].requester(), "01:00.0");
+    std::string what = e.what();
+    EXPECT_NE(what.find("01:00.0 SRIOV.NUMVFS_WHILE_ENABLED"), std::string::npos) << what;
+    EXPECT_NE(what.find("Hint: Clear VF Enable"), std::string::npos) << what;
+  }
+  EXPECT_EQ(c->GetViolations({"VTD.FAULT"}).violations_size(), 0);
+  EXPECT_EQ(c->GetViolations({}, {"01:00.0"}).violations_size(), 1);
+  try {
+    c->GetViolations({"NO.SUCH_RULE"});
+    ADD_FAILURE() << "unknown rule accepted";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(e.message().rfind("rule_ids[0]", 0), 0u) << e.message();
+  }
+  EXPECT_EQ(c->ClearViolations(), 1u);
+  EXPECT_NO_THROW(c->AssertNoViolations());
+}
+
 TEST_F(ClientTest, TraceThroughTheCApi) {
   uint64_t bar0 = Pf0Bar0(*c);
   pcieemu_t* emu = pcieemu_connect_token_file(g_tcp.c_str(), g_token_file.c_str());

@@ -166,3 +166,23 @@ def test_unary_calls_have_a_default_deadline_and_a_per_call_override():
         for s in conns:
             s.close()
         lsock.close()
+
+
+def test_aio_assert_no_violations_names_the_rule_and_passes_after_clear(server):
+    async def main():
+        async with await pcieemu.aio.connect(server.tcp_target, token_file=server.token_file) as emu:
+            await emu.reset()
+            await emu.clear_violations()
+            await emu.assert_no_violations()
+            await emu.cfg_write16("01:00.0", 0x170, 2)    # NumVFs
+            await emu.cfg_write16("01:00.0", 0x168, 0x9)  # VF Enable | VF MSE
+            await emu.cfg_write16("01:00.0", 0x170, 1)    # NumVFs while enabled
+            with pytest.raises(pcieemu.ViolationsError) as e:
+                await emu.assert_no_violations()
+            assert "SRIOV.NUMVFS_WHILE_ENABLED" in str(e.value) and "01:00.0" in str(e.value)
+            assert isinstance(e.value, AssertionError)
+            assert [v.rule.id for v in (await emu.get_violations()).violations] == ["SRIOV.NUMVFS_WHILE_ENABLED"]
+            assert await emu.clear_violations() == 1
+            await emu.assert_no_violations()
+            await emu.reset()  # VF Enable is still set: leave the shared server's machine at power-on state
+    run(main())

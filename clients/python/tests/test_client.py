@@ -248,3 +248,33 @@ def test_example_driver_runs(server):
         assert e.code in (0, None)
     finally:
         sys.argv = old
+
+
+def _misbehave(cfg_write16):
+    # PF0's SR-IOV capability is at 0x160: NumVFs at +0x10, SR-IOV Control at +0x08.
+    cfg_write16("01:00.0", 0x170, 2)    # NumVFs
+    cfg_write16("01:00.0", 0x168, 0x9)  # VF Enable | VF MSE
+    cfg_write16("01:00.0", 0x170, 1)    # NumVFs while VF Enable is set: SRIOV.NUMVFS_WHILE_ENABLED
+
+
+def test_assert_no_violations_names_the_rule_and_passes_after_clear(emu):
+    emu.clear_violations()
+    emu.assert_no_violations()
+    _misbehave(emu.cfg_write16)
+    r = emu.get_violations()
+    assert [v.rule.id for v in r.violations] == ["SRIOV.NUMVFS_WHILE_ENABLED"]
+    assert r.violations[0].requester == "01:00.0"
+    assert len(emu.get_violations(rule_ids=["VTD.FAULT"]).violations) == 0
+    assert len(emu.get_violations(rids=["01:00.0"]).violations) == 1
+    with pytest.raises(AssertionError) as e:
+        emu.assert_no_violations()
+    assert isinstance(e.value, pcieemu.ViolationsError)
+    assert "SRIOV.NUMVFS_WHILE_ENABLED" in str(e.value) and "01:00.0" in str(e.value)
+    assert "Hint: Clear VF Enable" in str(e.value)
+    assert [v.rule.id for v in e.value.violations] == ["SRIOV.NUMVFS_WHILE_ENABLED"]
+    with pytest.raises(pcieemu.ServerError) as bad:
+        emu.get_violations(rule_ids=["NO.SUCH_RULE"])
+    assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT and bad.value.details.startswith("rule_ids[0]")
+    assert emu.clear_violations() == 1
+    emu.assert_no_violations()
+    emu.reset()  # VF Enable is still set: leave the shared server's machine as the next test expects

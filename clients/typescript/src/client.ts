@@ -21,11 +21,11 @@ import { MmioServiceClient, ReadMmioRequest, WriteMmioRequest } from './gen/pcie
 import { GetPlatformRequest, ListFunctionsRequest, PlatformServiceClient, ResetPlatformRequest } from './gen/pcieemu/v1/platform.js';
 import type { FunctionMessage as PcieFunction, GetPlatformResponse } from './gen/pcieemu/v1/platform.js';
 import { SessionServiceClient } from './gen/pcieemu/v1/session.js';
-import { TraceFilter, TraceServiceClient } from './gen/pcieemu/v1/trace.js';
-import type { TraceEvent } from './gen/pcieemu/v1/trace.js';
+import { ClearViolationsRequest, GetViolationsRequest, TraceFilter, TraceServiceClient } from './gen/pcieemu/v1/trace.js';
+import type { GetViolationsResponse, TraceEvent, Violation } from './gen/pcieemu/v1/trace.js';
 
 export { CompletionStatus };
-export type { CapturedFrame, InjectFrameResponse, InterruptEvent, TraceEvent, TranslateAddressResponse };
+export type { CapturedFrame, GetViolationsResponse, InjectFrameResponse, InterruptEvent, TraceEvent, TranslateAddressResponse, Violation };
 export type Status = CompletionStatus;
 export type Platform = GetPlatformResponse;
 export type PciFunction = PcieFunction;
@@ -461,6 +461,33 @@ export class PcieEmuClient {
     return new StreamSubscription<TraceEvent>(call);
   }
 
+  // ---- driver-conduct checker (docs/checker.md) ----
+  /** The checker's violations so far, oldest first: only those of `ruleIds` and of the functions
+   *  in `rids` (BDF text or routing IDs) when given, only those whose sequence is greater than
+   *  `afterSequence`. Rejects with FAILED_PRECONDITION when the server runs with --check off,
+   *  INVALID_ARGUMENT naming rule_ids[i] / rids[i] for a bad filter. */
+  getViolations(filter: { ruleIds?: string[]; rids?: (number | string)[]; afterSequence?: bigint | number } = {},
+    o?: CallOptions): Promise<GetViolationsResponse> {
+    const req = GetViolationsRequest.fromPartial({
+      rule_ids: filter.ruleIds ?? [],
+      rids: (filter.rids ?? []).map((r) => (typeof r === 'string' ? r : formatBdf(r))),
+      after_sequence: (filter.afterSequence ?? 0).toString(),
+    });
+    return this.unary(this.traceService, this.traceService.getViolations, req, o);
+  }
+
+  /** Forgets the violations recorded so far; resolves to how many. */
+  async clearViolations(o?: CallOptions): Promise<number> {
+    return (await this.unary(this.traceService, this.traceService.clearViolations, ClearViolationsRequest.fromPartial({}), o)).cleared;
+  }
+
+  /** The end of a driver test: rejects with a ViolationsError listing every violation the checker
+   *  recorded (of any severity), or resolves when there is none. */
+  async assertNoViolations(o?: CallOptions): Promise<void> {
+    const r = await this.getViolations({}, o);
+    if (r.violations.length > 0 || BigInt(r.dropped) > 0n) throw new ViolationsError(r.violations, BigInt(r.dropped));
+  }
+
   // ---- session ----
   /** Opens an ordered transaction stream; transactions issued in one tick go in one message (up
    *  to maxPerMessage, default 256). o.signal cancels it. */
@@ -469,6 +496,23 @@ export class PcieEmuClient {
     cancelOnAbort(call, opts.signal);
     return new Session(call, opts.maxPerMessage ?? Session.DEFAULT_BATCH);
   }
+}
+
+/** assertNoViolations' error: the checker recorded violations. The message lists each one's
+ *  requester, rule id, spec, event, what the hardware did and the hint. */
+export class ViolationsError extends Error {
+  constructor(readonly violations: Violation[], readonly dropped: bigint = 0n) {
+    super(describeViolations(violations, dropped));
+    this.name = 'ViolationsError';
+  }
+}
+
+/** One line per violation after a count (the text of ViolationsError). */
+export function describeViolations(violations: Violation[], dropped: bigint = 0n): string {
+  let head = `${violations.length} driver-conduct violation(s)`;
+  if (dropped > 0n) head += ` (and ${dropped} not kept)`;
+  return [head, ...violations.map((v) =>
+    `${v.requester} ${v.rule?.id} (${v.rule?.spec}): ${v.event} -> ${v.outcome}. Hint: ${v.rule?.hint}`)].join('\n');
 }
 
 /** Connects to a PcieEmu server: PcieEmuClient.connect(target, opts). */

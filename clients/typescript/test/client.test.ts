@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { CompletionStatus, defaultTarget, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid } from '../src/index.js';
+import { CompletionStatus, defaultTarget, formatBdf, parseBdf, PcieEmuClient, Regs, rid, ariRid, ViolationsError } from '../src/index.js';
 import { startServer, TestServer, within } from './harness.js';
 
 const OK = CompletionStatus.COMPLETION_STATUS_SUCCESSFUL;
@@ -288,6 +288,24 @@ describe('against a real server', () => {
     assert.match(stdout, /ARI on : VFs at 01:10\.0, 01:10\.2\n\s+01:10\.0 class\/rev = 0x020000\w\w \(COMPLETION_STATUS_SUCCESSFUL\)/);
     assert.match(stdout, /^VF0 -> VF1 loopback: 64-byte frame received intact \(RX status 0x3\)$/m);
     assert.match(stdout, /^VF0 -> wire: 64-byte frame captured on port 0$/m);
+  });
+
+  test('assertNoViolations rejects naming SRIOV.NUMVFS_WHILE_ENABLED, passes after clearViolations', async () => {
+    await within(c.clearViolations());
+    await within(c.assertNoViolations());
+    // PF0's SR-IOV capability is at 0x160: NumVFs at +0x10, SR-IOV Control at +0x08.
+    await within(c.writeConfig16(PF0, 0x170, 2));   // NumVFs
+    await within(c.writeConfig16(PF0, 0x168, 0x9)); // VF Enable | VF MSE
+    await within(c.writeConfig16(PF0, 0x170, 1));   // NumVFs while VF Enable is set
+    await assert.rejects(within(c.assertNoViolations()), (e: Error) =>
+      e instanceof ViolationsError && e.violations.length === 1 && e.violations[0].rule?.id === 'SRIOV.NUMVFS_WHILE_ENABLED'
+      && /01:00\.0 SRIOV\.NUMVFS_WHILE_ENABLED/.test(e.message) && /Hint: Clear VF Enable/.test(e.message));
+    assert.equal((await within(c.getViolations({ ruleIds: ['VTD.FAULT'] }))).violations.length, 0);
+    assert.equal((await within(c.getViolations({ rids: [PF0] }))).violations.length, 1);
+    await assert.rejects(within(c.getViolations({ ruleIds: ['NO.SUCH_RULE'] })),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details.startsWith('rule_ids[0]'));
+    assert.equal(await within(c.clearViolations()), 1);
+    await within(c.assertNoViolations());
   });
 
   test('a bad width is INVALID_ARGUMENT naming the field', async () => {

@@ -70,6 +70,21 @@ class RpcError : public std::runtime_error {
   grpc::Status status_;
 };
 
+// Thrown by Client::AssertNoViolations: the driver-conduct checker (docs/checker.md) recorded
+// violations. what() lists each one's requester, rule id, spec, event, outcome and hint.
+class ViolationsError : public std::runtime_error {
+ public:
+  ViolationsError(std::vector<v1::Violation> violations, uint64_t dropped);
+  const std::vector<v1::Violation>& violations() const { return violations_; }
+  uint64_t dropped() const { return dropped_; }  // violations the server did not keep (over its limit)
+
+ private:
+  std::vector<v1::Violation> violations_;
+  uint64_t dropped_;
+};
+// One line per violation after a count (the text of ViolationsError).
+std::string DescribeViolations(const std::vector<v1::Violation>& violations, uint64_t dropped = 0);
+
 // PCI / PCIe register layout used by the helpers (PCIe Base 4.0 §7.5, SR-IOV §9.3.3). Hardware
 // facts; wire constants come from the generated code.
 namespace regs {
@@ -282,6 +297,18 @@ class Client {
   // rids[i] / kinds[i]) for a bad filter.
   std::unique_ptr<TraceSubscription> SubscribeTrace(const std::vector<std::string>& rids = {},
                                                     const std::vector<std::string>& kinds = {});
+
+  // The driver-conduct checker's violations so far, oldest first (TraceService.GetViolations,
+  // docs/checker.md): only those of `rule_ids` and of the functions in `rids` ("01:10.0") when
+  // given, only those whose sequence() is greater than `after_sequence`. Throws RpcError:
+  // FAILED_PRECONDITION when the server runs with --check off, INVALID_ARGUMENT naming
+  // rule_ids[i] / rids[i] for a bad filter.
+  v1::GetViolationsResponse GetViolations(const std::vector<std::string>& rule_ids = {},
+                                          const std::vector<std::string>& rids = {}, uint64_t after_sequence = 0);
+  uint32_t ClearViolations();  // forgets the recorded violations; returns how many
+  // The end of a driver test: throws ViolationsError listing every violation recorded (of any
+  // severity); returns when there is none.
+  void AssertNoViolations();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   std::chrono::milliseconds timeout{30000};  // deadline of each unary call (CallTimeout overrides it)

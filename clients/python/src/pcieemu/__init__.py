@@ -18,11 +18,11 @@ except ImportError as e:  # pragma: no cover - only in a source tree that was ne
 from . import pb  # noqa: E402
 from .bdf import Bdf, format_bdf, parse_bdf, to_rid  # noqa: E402
 from .client import (Client, ConfigRead, ServerError, StreamSubscription, connect, default_target,  # noqa: E402
-                     default_token_path, default_unix_socket, resolve_token)
+                     default_token_path, default_unix_socket, resolve_token, ViolationsError)
 from .session import Session, SessionError  # noqa: E402
 from .ram import RamView  # noqa: E402
 from .sriov import SriovState  # noqa: E402
 
 __all__ = ["Bdf", "Client", "ConfigRead", "RamView", "ServerError", "Session", "SessionError",
-           "SriovState", "StreamSubscription", "connect", "default_target", "default_token_path",
+           "SriovState", "StreamSubscription", "ViolationsError", "connect", "default_target", "default_token_path",
            "default_unix_socket", "format_bdf", "parse_bdf", "pb", "resolve_token", "to_rid"]

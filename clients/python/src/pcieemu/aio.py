@@ -27,7 +27,8 @@ import grpc.aio
 
 from . import _logic, pb
 from .bdf import RidLike, to_rid
-from .client import DEFAULT_TIMEOUT, ChannelOwner, ConfigRead, ServerError, trace_filter
+from .client import (DEFAULT_TIMEOUT, ChannelOwner, ConfigRead, ServerError, ViolationsError, trace_filter,
+                     violations_request)
 from .ram import RamView, map_region
 from .session import _END, SessionBase, SessionError, take_batch, transact_request
 from ._logic import SriovState
@@ -200,6 +201,24 @@ class AsyncClient(ChannelOwner):
         ``async for``; no deadline unless ``timeout``; see :meth:`pcieemu.Client.subscribe_trace`."""
         return await AsyncStreamSubscription.open(
             self.trace_stub.Subscribe(trace_filter(rids, kinds), timeout=timeout, metadata=self._metadata))
+
+
+    # -- driver-conduct checker (docs/checker.md) ---------------------------------------------
+    async def get_violations(self, rule_ids: Optional[Iterable[str]] = None, rids: Optional[Iterable[RidLike]] = None,
+                             after_sequence: int = 0, timeout: Optional[float] = None):
+        """GetViolationsResponse; see :meth:`pcieemu.Client.get_violations`."""
+        return await self._call(self.trace_stub.GetViolations, violations_request(rule_ids, rids, after_sequence), timeout)
+
+    async def clear_violations(self, timeout: Optional[float] = None) -> int:
+        """Forgets the violations recorded so far; returns how many."""
+        return (await self._call(self.trace_stub.ClearViolations, pb.trace_pb2.ClearViolationsRequest(), timeout)).cleared
+
+    async def assert_no_violations(self, timeout: Optional[float] = None) -> None:
+        """Raises :class:`pcieemu.ViolationsError` (an AssertionError) listing every violation
+        recorded so far, or returns when there is none."""
+        r = await self.get_violations(timeout=timeout)
+        if r.violations or r.dropped:
+            raise ViolationsError(r.violations, r.dropped)
 
 
 class _Status(grpc.RpcError):

@@ -148,6 +148,35 @@ class ServerError(RuntimeError):
         super().__init__(f"{self.code.name}: {self.details}{hint}")
 
 
+class ViolationsError(AssertionError):
+    """Raised by ``assert_no_violations()``: the driver-conduct checker recorded violations
+    (docs/checker.md). ``violations`` holds the Violation messages, ``dropped`` the count the
+    server did not keep; the message lists each one's requester, rule id, spec, event, what the
+    hardware did and the hint."""
+
+    def __init__(self, violations, dropped: int = 0):
+        self.violations = list(violations)
+        self.dropped = dropped
+        super().__init__(describe_violations(self.violations, dropped))
+
+
+def describe_violations(violations, dropped: int = 0) -> str:
+    """One line per violation (requester, rule id, spec, event, outcome, hint) after a count."""
+    head = f"{len(violations)} driver-conduct violation(s)"
+    if dropped:
+        head += f" (and {dropped} not kept)"
+    return "\n".join([head] + [f"{v.requester} {v.rule.id} ({v.rule.spec}): {v.event} -> {v.outcome}. Hint: {v.rule.hint}"
+                               for v in violations])
+
+
+def violations_request(rule_ids: Optional[Iterable[str]] = None, rids: Optional[Iterable[RidLike]] = None,
+                       after_sequence: int = 0):
+    """GetViolationsRequest; ``rids`` as BDF text, Bdf or routing ID."""
+    return pb.trace_pb2.GetViolationsRequest(rule_ids=list(rule_ids or []),
+                                             rids=[format_bdf(to_rid(r)) for r in (rids or [])],
+                                             after_sequence=after_sequence)
+
+
 @dataclass(frozen=True)
 class ConfigRead:
     """A non-posted read's completion: status and value (all ones for Unsupported Request)."""
@@ -358,6 +387,25 @@ class Client(ChannelOwner):
         TRACE_KIND_GAP event whose ``missed`` is the count it lost, and the stream goes on. No
         deadline unless ``timeout`` (s) is given; a bad filter raises ServerError (INVALID_ARGUMENT)."""
         return StreamSubscription.open(self.trace_stub.Subscribe(trace_filter(rids, kinds), timeout=timeout))
+
+    # -- driver-conduct checker (docs/checker.md) ---------------------------------------------
+    def get_violations(self, rule_ids: Optional[Iterable[str]] = None, rids: Optional[Iterable[RidLike]] = None,
+                       after_sequence: int = 0, timeout: Optional[float] = None):
+        """GetViolationsResponse (violations oldest first, dropped): only ``rule_ids`` / ``rids``
+        when given, only those after ``after_sequence``. ServerError FAILED_PRECONDITION when the
+        server runs with ``--check off``; INVALID_ARGUMENT naming the field for a bad rule id."""
+        return self._call(self.trace_stub.GetViolations, violations_request(rule_ids, rids, after_sequence), timeout)
+
+    def clear_violations(self, timeout: Optional[float] = None) -> int:
+        """Forgets the violations recorded so far; returns how many."""
+        return self._call(self.trace_stub.ClearViolations, pb.trace_pb2.ClearViolationsRequest(), timeout).cleared
+
+    def assert_no_violations(self, timeout: Optional[float] = None) -> None:
+        """The end of a driver test: raises :class:`ViolationsError` (an AssertionError) listing
+        every violation the checker recorded, of any severity, or returns when there is none."""
+        r = self.get_violations(timeout=timeout)
+        if r.violations or r.dropped:
+            raise ViolationsError(r.violations, r.dropped)
 
     # -- Ethernet / IOMMU -------------------------------------------------------------------
     def inject_frame(self, port: int, data: bytes, timeout: Optional[float] = None):

@@ -178,23 +178,31 @@ public sealed partial class PfFunctionDriver(PcieEmuClient client, ushort pfRid,
     private async Task ServiceAsync(CancellationToken ct)
     {
         if (!poll) await _bar0.ReadAsync(Regs.Icr, ct);
-        uint vflre = await _bar0.ReadAsync(Regs.Vflre, ct);
-        if (vflre != 0)
-        {
-            await _bar0.WriteAsync(Regs.Vflre, vflre, ct);
-            for (int vf = 0; vf < numVfs; vf++)
-                if ((vflre & 1u << vf) != 0)
-                {
-                    _flrs++;
-                    await ResetVfStateAsync(vf, ct);
-                    Log.Line($"PF: VF {vf} reset (VFLRE); its pool stays off until it sends VF_RESET");
-                }
-        }
+        await ServiceResetEventsAsync(ct);
         uint icr = await _bar0.ReadAsync(Regs.Mbvficr, ct);
         if (icr == 0) return;
         await _bar0.WriteAsync(Regs.Mbvficr, icr, ct);   // clear first so a new request is not lost
+        // A VF resets (CTRL.RST sets its VFLRE bit) before it sends VF_RESET. A reset that landed
+        // after the VFLRE read above is visible now that its message is: serve it first, or it would
+        // undo (clear CTS of) the VF_RESET this pass is about to answer.
+        await ServiceResetEventsAsync(ct);
         for (int vf = 0; vf < numVfs; vf++)
             if ((icr & 1u << vf) != 0) await HandleRequestAsync(vf, ct);
+    }
+
+    /// <summary>VF reset events (VFLRE, write 1 to clear): igb's VF reset event for each.</summary>
+    private async Task ServiceResetEventsAsync(CancellationToken ct)
+    {
+        uint vflre = await _bar0.ReadAsync(Regs.Vflre, ct);
+        if (vflre == 0) return;
+        await _bar0.WriteAsync(Regs.Vflre, vflre, ct);
+        for (int vf = 0; vf < numVfs; vf++)
+            if ((vflre & 1u << vf) != 0)
+            {
+                _flrs++;
+                await ResetVfStateAsync(vf, ct);
+                Log.Line($"PF: VF {vf} reset (VFLRE); its pool stays off until it sends VF_RESET");
+            }
     }
 
     private async Task SetVfMacAsync(int vf, byte[] mac, CancellationToken ct)

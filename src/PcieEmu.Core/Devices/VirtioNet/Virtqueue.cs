@@ -291,7 +291,7 @@ internal sealed class Virtqueue
         for (int k = 0; k < count; k++)
         {
             var d = buf.AsSpan(k * 16, 16);
-            ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(d[12..]);
+            ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(d[14..]);   // addr, len, id, flags
             if ((flags & DescIndirect) != 0) return Malformed(table);
             bool w = (flags & DescWrite) != 0;
             if (!w && segs.Count > 0 && segs[^1].Writable) return Malformed(table);

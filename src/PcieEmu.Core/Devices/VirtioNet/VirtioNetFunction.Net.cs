@@ -170,12 +170,6 @@ public sealed partial class VirtioNetFunction
 
     // ---------------- Receive ----------------
 
-    private void ReceiveQueueNotified(Virtqueue q)
-    {
-        // New receive buffers: nothing to do until a frame arrives; the device keeps asking to be told.
-        _ = q;
-    }
-
     /// <summary>
     /// Delivers <paramref name="frame"/> (destination MAC first, no FCS) from the wire: the receive
     /// filter, the queue pair (automatic receive steering), then the receive queue's buffers with a
@@ -283,6 +277,7 @@ public sealed partial class VirtioNetFunction
         // num_buffers: the chains this frame used (1 without MRG_RXBUF, §5.1.6.3.1).
         BinaryPrimitives.WriteUInt16LittleEndian(buf[HdrNumBuffers..], (ushort)_rxChains.Count);
         int offset = 0;
+        if (_rxChains.Count > 1) q.HoldFirstUsed();
         foreach (var (id, rc, firstSeg, count) in _rxChains)
         {
             uint written = 0;

@@ -386,7 +386,8 @@ public sealed partial class VirtioNetFunction : PhysicalFunction
         var q = _queues[(int)qi];
         if (q.Index == ControlQueue) ProcessControl(q);
         else if ((q.Index & 1) == 1) ProcessTransmit(q);
-        else ReceiveQueueNotified(q);
+        // A receive queue's notify says buffers were added: they are used when frames arrive.
+
     }
 
     /// <summary>BAR4: common, ISR, device and notify structures, 4 KiB apart.</summary>

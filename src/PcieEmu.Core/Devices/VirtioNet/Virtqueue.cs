@@ -87,6 +87,7 @@ internal sealed class Virtqueue
         _availCacheCount = 0;
         _usedBatchCount = 0;
         InFlight = 0;
+        _holdFirst = _held = false;
     }
 
     /// <summary>Why <see cref="TryEnable"/> refused, or null when the layout is acceptable.</summary>
@@ -116,6 +117,7 @@ internal sealed class Virtqueue
         _availCacheCount = 0;
         _usedBatchCount = 0;
         InFlight = 0;
+        _holdFirst = _held = false;
         if (!packed)
         {
             if (_availCache.Length < Size) _availCache = new ushort[Size];
@@ -291,8 +293,8 @@ internal sealed class Virtqueue
         for (int k = 0; k < count; k++)
         {
             var d = buf.AsSpan(k * 16, 16);
-            ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(d[14..]);   // addr, len, id, flags
-            if ((flags & DescIndirect) != 0) return Malformed(table);
+            // addr, len, id, flags; WRITE is the only valid flag here, the others and the id are ignored (§2.8.19).
+            ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(d[14..]);
             bool w = (flags & DescWrite) != 0;
             if (!w && segs.Count > 0 && segs[^1].Writable) return Malformed(table);
             segs.Add(new VirtqSegment(BinaryPrimitives.ReadUInt64LittleEndian(d), BinaryPrimitives.ReadUInt32LittleEndian(d[8..]), w));
@@ -325,12 +327,28 @@ internal sealed class Virtqueue
         ushort flags = (ushort)(_usedWrap ? DescAvail | DescUsed : 0);
         if (written > 0) flags |= DescWrite;
         BinaryPrimitives.WriteUInt16LittleEndian(e[6..], flags);
-        if (!Write(DescAddr + (ulong)_nextUsed * 16 + 8, e)) return false;
+        ulong at = DescAddr + (ulong)_nextUsed * 16 + 8;
+        if (_holdFirst && !_held)
+        {
+            // Multi-buffer request (§2.8.16): the first buffer's used descriptor is written last.
+            _held = true;
+            _heldAt = at;
+            e.CopyTo(_heldBytes);
+        }
+        else if (!Write(at, e)) return false;
         int next = _nextUsed + ringCount;
         if (next >= Size) { next -= Size; _usedWrap = !_usedWrap; }
         _nextUsed = (ushort)next;
         return true;
     }
+
+    private bool _holdFirst, _held;
+    private ulong _heldAt;
+    private readonly byte[] _heldBytes = new byte[8];
+
+    /// <summary>The next pushes form one request (mergeable receive buffers): on a packed ring the first
+    /// used descriptor is held back and written by <see cref="Flush"/> after the others.</summary>
+    public void HoldFirstUsed() => _holdFirst = Packed;
 
     private bool FlushUsedElements()
     {
@@ -374,6 +392,12 @@ internal sealed class Virtqueue
             }
             return true;
         }
+        if (_held)
+        {
+            _held = _holdFirst = false;
+            if (!Write(_heldAt, _heldBytes)) return false;
+        }
+        _holdFirst = false;
         ushort oldUsed = _signalledUsed, newUsed = _nextUsed;
         bool had = _signalledValid;
         if (had && oldUsed == newUsed) return true;

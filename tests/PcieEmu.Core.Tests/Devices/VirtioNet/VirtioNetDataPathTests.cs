@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using PcieEmu.Core.Devices.VirtioNet;
+using PcieEmu.Core.Events;
 using PcieEmu.Core.Iommu;
 using PcieEmu.Core.Tests.Iommu;
 using static PcieEmu.Core.Devices.VirtioNet.VirtioRegs;
@@ -26,6 +27,7 @@ public class VirtioNetDataPathTests
         var tx = d.Queues[1];
         var bufs = d.PostRx(rx, 4);
         d.Vectors();
+        using var frames = d.M.Events.Subscribe(EventKinds.Frame);
 
         var frame = VirtioTestDriver.Frame(Peer, DevMac);
         ushort id = d.Send(tx, frame);
@@ -48,6 +50,9 @@ public class VirtioNetDataPathTests
         Assert.Equal(bufs[0], got.Cookie);
         Assert.Equal([1], d.Vectors());                       // rx0's vector
         Assert.Equal((1, 1), (d.Dev.TxFrames, d.Dev.RxFrames));
+        // Both frames are on the machine's event path: the transmit with its queue, the receive from the wire.
+        Assert.True(frames.Reader.TryRead(out var e1) && e1 is FrameEvent { Direction: FrameDirection.ToWire, Queue: 1 } t && t.Rid == d.Rid && t.Frame.Data.SequenceEqual(frame));
+        Assert.True(frames.Reader.TryRead(out var e2) && e2 is FrameEvent { Direction: FrameDirection.FromWire } r && r.Frame.Data.SequenceEqual(incoming));
         Assert.Equal(0, d.Dev.QueueErrors);
     }
 
@@ -196,7 +201,19 @@ public class VirtioNetDataPathTests
         var rx = d.Queues[0];
         d.PostRx(rx, 8, size: 512);
         var frame = VirtioTestDriver.Frame(DevMac, Peer, 1514);
-        Assert.Equal(1, d.Dev.InjectFrame(frame));
+        using (var dma = d.M.Events.Subscribe(EventKinds.Dma))
+        {
+            Assert.Equal(1, d.Dev.InjectFrame(frame));
+            if (packed)
+            {
+                // One request in three buffers: the first buffer's used descriptor is written last (§2.8.16).
+                var usedWrites = new List<ulong>();
+                while (dma.Reader.TryRead(out var e))
+                    if (e is DmaEvent { IsWrite: true, Length: 8 } w && w.Iova >= rx.Desc && w.Iova < rx.Desc + 16UL * (ulong)rx.Size)
+                        usedWrites.Add((w.Iova - rx.Desc) / 16);
+                Assert.Equal([1UL, 2UL, 0UL], usedWrites);
+            }
+        }
         var used = rx.Used();
         Assert.Equal([512u, 512u, 502u], used.Select(u => u.Len));
         var first = d.ReadRam(used[0].Cookie, 512);

@@ -151,6 +151,7 @@ public static class ConfigLayout
         AerCapability => "AER",
         AriCapability => "ARI",
         DsnCapability => "Device Serial Number",
+        { IsExtended: false, Id: 0x09 } => "Vendor Specific",
         _ => $"Capability 0x{cap.Id:X2}",
     };
 

@@ -30,6 +30,9 @@ public class VirtioNetTransportTests
         Assert.Equal(4u, d.NotifyMultiplier);
         Assert.Equal(20u, d.Cfg(caps[CfgNotify].CapOffset + 2, 1));   // cap_len with notify_off_multiplier
         Assert.Equal(16u, d.Cfg(caps[CfgCommon].CapOffset + 2, 1));
+        // The trace names the capability's registers.
+        var found = ConfigLayout.Find(d.Dev.Config.Bytes, d.Dev.Capabilities, caps[CfgCommon].CapOffset + 4);
+        Assert.Equal("Vendor Specific+0x04", found!.Value.Register.Name);
         // Vendor capability fields are read-only.
         d.SetCfg(caps[CfgCommon].CapOffset + 8, 4, 0x1234);
         Assert.Equal(0u, d.Cfg(caps[CfgCommon].CapOffset + 8));

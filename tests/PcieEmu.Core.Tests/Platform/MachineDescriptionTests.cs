@@ -161,9 +161,7 @@ public class MachineDescriptionTests
         m.EnableVfs(0x0500, 2);
         var sb = new StringBuilder();
         foreach (var f in m.EnumerateFunctions()) LspciDump.Append(sb, f.Rid, ConfigOf(m, f.Rid));
-        string text = LspciDecodeTests.RunLspci(sb.ToString());
-        foreach (var bad in new[] { "<chain broken>", "<chain looped>", "<unreadable>", "Malformed", "malformed", "<?>", "Unknown" })
-            Assert.DoesNotContain(bad, text);
+        string text = LspciDecodeTests.RunLspciClean(sb.ToString());
         Assert.Contains("Express (v2) Upstream Port", text);
         Assert.Contains("Express (v2) Downstream Port (Slot+)", text);
         Assert.Contains("Bus: primary=01, secondary=02, subordinate=06", text);

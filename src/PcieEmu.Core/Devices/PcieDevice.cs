@@ -12,8 +12,10 @@ public interface IPcieDevice
 {
     /// <summary>The registered type name (e.g. "virtio-net").</summary>
     string Type { get; }
-    /// <summary>A human-readable model name.</summary>
+    /// <summary>A human-readable model name ("Intel 82576").</summary>
     string Model { get; }
+    /// <summary>A short model name for labels such as capture interface names ("82576").</summary>
+    string ShortModel { get; }
     /// <summary>The functions the device puts on its port's link (function 0 first); SR-IOV VFs are
     /// reached through their <see cref="PhysicalFunction"/>.</summary>
     IReadOnlyList<PciFunction> Functions { get; }

@@ -1,5 +1,6 @@
 using PcieEmu.Core.Config;
 using PcieEmu.Core.Devices;
+using PcieEmu.Core.Memory;
 using PcieEmu.Core.Topology;
 
 namespace PcieEmu.Core.Platform;
@@ -43,13 +44,14 @@ public sealed record EthernetPortSnapshot(int Number, string Mac, ushort Functio
 /// <summary>A device as it is now.</summary>
 /// <param name="Type">Registered type name.</param>
 /// <param name="Model">Model name.</param>
+/// <param name="ShortModel">Short model name for labels.</param>
 /// <param name="Path">Entry in the description.</param>
 /// <param name="PortRid">Routing ID of the port whose link it is on.</param>
 /// <param name="RootPortRid">Routing ID of the root port above it.</param>
 /// <param name="FunctionRids">Routing IDs of its functions on the link, now.</param>
 /// <param name="TotalVfs">TotalVFs of each of those functions (0 without SR-IOV).</param>
 /// <param name="EthernetPorts">Its Ethernet ports.</param>
-public sealed record DeviceSnapshot(string Type, string Model, string Path, ushort PortRid, ushort RootPortRid,
+public sealed record DeviceSnapshot(string Type, string Model, string ShortModel, string Path, ushort PortRid, ushort RootPortRid,
     IReadOnlyList<ushort> FunctionRids, IReadOnlyList<int> TotalVfs, IReadOnlyList<EthernetPortSnapshot> EthernetPorts);
 
 /// <summary>The machine's topology at one instant (taken under the machine lock).</summary>
@@ -76,11 +78,22 @@ public sealed record BarSnapshot(int Index, ulong Address, ulong Size, bool Is64
 /// <param name="Name">Short name.</param>
 /// <param name="PhysicalFunctionRid">A VF's PF, else null.</param>
 /// <param name="Bars">Implemented BARs (a VF: its VF BARs).</param>
+/// <param name="Description">What the device model calls the function (may be empty).</param>
 public sealed record FunctionSnapshot(ushort Rid, ushort VendorId, ushort DeviceId, uint ClassCode, bool IsVirtual, string Name,
-    ushort? PhysicalFunctionRid, IReadOnlyList<BarSnapshot> Bars);
+    ushort? PhysicalFunctionRid, IReadOnlyList<BarSnapshot> Bars, string Description);
 
 public sealed partial class Machine
 {
+    /// <summary>Checks that <paramref name="options"/> build a machine (description, bus numbers, BAR space) without
+    /// keeping one: builds the topology once over a 4 KiB scratch RAM file and disposes it. Throws
+    /// <see cref="ArgumentException"/> or <see cref="MachineDescriptionException"/> as the constructor would.</summary>
+    public static void Check(MachineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        using var scratch = new Machine(options with { RamSize = 4096, RamFilePath = HostRam.DefaultPath(), KeepRamFile = false, FirmwareEnumeration = false });
+    }
+
     /// <summary>The ports and devices as they are now (bus numbers, routing IDs, ARI Forwarding), taken under the machine lock.</summary>
     public TopologySnapshot SnapshotTopology()
     {
@@ -102,7 +115,7 @@ public sealed partial class Machine
             foreach (var d in built.Devices)
             {
                 var fns = d.Device.Functions;
-                devices.Add(new DeviceSnapshot(d.Device.Type, d.Device.Model, d.Path, d.Port.Rid, RootPortAbove(d.Port).Rid,
+                devices.Add(new DeviceSnapshot(d.Device.Type, d.Device.Model, d.Device.ShortModel, d.Path, d.Port.Rid, RootPortAbove(d.Port).Rid,
                     [.. fns.Select(f => f.Rid)],
                     [.. fns.Select(f => f is PhysicalFunction { Sriov: { } s } ? (int)s.Parameters.TotalVfs : 0)],
                     [.. d.Device.EthernetPorts.Select(e => new EthernetPortSnapshot(e.Number, FormatMac(e.MacAddress), e.Function.Rid))]));
@@ -135,7 +148,7 @@ public sealed partial class Machine
                     {
                         var (address, size) = f.BarWindow(bar);
                         return new BarSnapshot(bar.Index, address, size, bar.Is64Bit, bar.Prefetchable, bar.IsIo, bar.Kind == BarKind.Rom);
-                    })]));
+                    })], f.Description));
             }
             return list;
         }

@@ -10,6 +10,8 @@ public static class SwitchIdentity
 {
     /// <summary>Header identity of every port of the switch.</summary>
     public static HeaderIds Ids { get; } = new(0x10B5, 0x8747, 0xCA, 0x060400);
+    /// <summary>The ports' name, lspci style.</summary>
+    public const string Description = "PLX Technology, Inc. PEX 8747 48-Lane, 5-Port PCI Express Gen 3 (8.0 GT/s) Switch";
     /// <summary>ACS bits a downstream port advertises: Source Validation, Translation Blocking,
     /// P2P Request and Completion Redirect, Upstream Forwarding (PCIe Base §7.7.8.2).</summary>
     public const ushort DownstreamAcs = AcsCapability.SourceValidation | AcsCapability.TranslationBlocking
@@ -48,6 +50,9 @@ public sealed class SwitchUpstreamPort : PciBridge
             LinkCtl2Writable = 0x000F,
         }));
     }
+
+    /// <inheritdoc/>
+    public override string Description => SwitchIdentity.Description;
 
     /// <summary>The port whose link the switch sits on.</summary>
     public PciBridge Parent { get; }
@@ -92,6 +97,9 @@ public sealed class SwitchDownstreamPort : PciBridge
             LinkCtl2Writable = 0x000F,
         }).Add(new AcsCapability(SwitchIdentity.DownstreamAcs), 0x148));
     }
+
+    /// <inheritdoc/>
+    public override string Description => SwitchIdentity.Description;
 
     /// <summary>The switch's upstream port.</summary>
     public SwitchUpstreamPort Upstream { get; }

@@ -309,6 +309,7 @@ internal sealed class TestEndpoint : PhysicalFunction, IPcieDevice
 
     public string Type => "test-endpoint";
     public string Model => "test endpoint";
+    public string ShortModel => "test";
     public IReadOnlyList<PciFunction> Functions => [this];
     public IReadOnlyList<IEthernetPort> EthernetPorts => [];
     public override IMmioRegion GetBarRegion(int index) => _bar0;

@@ -121,6 +121,9 @@ public sealed class IgbPhysicalFunction : PhysicalFunction
     /// <summary>Machine-wide Ethernet port number of this PF's port.</summary>
     public int EthernetPort { get; }
 
+    /// <inheritdoc/>
+    public override string Description => "Intel Corporation 82576 Gigabit Network Connection";
+
     private void InstallVfHeaderTemplate() => IgbVirtualFunction.InstallHeader(_vfTemplate, this);
 
     internal static CapabilityBuilder VfCapabilities() => new CapabilityBuilder()
@@ -174,6 +177,9 @@ public sealed class IgbVirtualFunction : VirtualFunction
     internal static void InstallHeader(ConfigSpace cs, IgbPhysicalFunction pf) => InstallVfHeader(cs, pf);
 
     private IgbPort Nic => ((IgbPhysicalFunction)PhysicalFunction).Nic;
+
+    /// <inheritdoc/>
+    public override string Description => "Intel Corporation 82576 Virtual Function";
 
     /// <inheritdoc/>
     public override IMmioRegion GetBarRegion(int index) => index switch

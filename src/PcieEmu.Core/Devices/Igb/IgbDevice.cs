@@ -32,7 +32,9 @@ public sealed class IgbDevice : IPcieDevice
     /// <inheritdoc/>
     public string Type => TypeName;
     /// <inheritdoc/>
-    public string Model => "Intel 82576 Gigabit Network Connection";
+    public string Model => "Intel 82576";
+    /// <inheritdoc/>
+    public string ShortModel => "82576";
     /// <summary>The NIC's PFs.</summary>
     public IReadOnlyList<IgbPhysicalFunction> PhysicalFunctions { get; }
     /// <inheritdoc/>

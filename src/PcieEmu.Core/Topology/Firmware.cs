@@ -136,6 +136,9 @@ public static class Firmware
 
     private sealed record Window(List<Item> Items, ulong Granule)
     {
+        // Closes the empty windows of bridges below (programmed when this window is assigned).
+        public List<Action<EnumerationPlan>> Closed { get; } = [];
+
         public ulong Align => Math.Max(Granule, Items.Count == 0 ? 0 : Items.Max(i => i.Align));
         public ulong Size => AlignUp(Arrange().End, Granule);
         public Item? Largest => Items.OrderByDescending(i => i.Size).FirstOrDefault();
@@ -193,7 +196,12 @@ public static class Firmware
 
     private static void AddWindow(Window parent, PciBridge b, Window sub, int register)
     {
-        if (sub.Items.Count == 0) return;
+        // Nothing below of this kind: the bridge's window is closed (its reset value 0/0 would open [0, granule)).
+        if (sub.Items.Count == 0)
+        {
+            parent.Closed.Add(plan => Assign(plan, b, sub, 0, register));
+            return;
+        }
         parent.Items.Add(new Item(sub.Size, sub.Align, $"{b.Path} window", (plan, a) => Assign(plan, b, sub, a, register)));
     }
 
@@ -214,6 +222,7 @@ public static class Firmware
     private static void Assign(EnumerationPlan plan, PciBridge b, Window w, ulong a, int register)
     {
         bool empty = w.Items.Count == 0;
+        foreach (var close in w.Closed) close(plan);
         var (placed, _) = w.Arrange();
         foreach (var (item, offset) in placed) item.Assign(plan, a + offset);
         ulong limit = empty ? 0 : a + w.Size - 1;

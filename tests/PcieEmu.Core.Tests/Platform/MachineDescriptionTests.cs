@@ -98,6 +98,8 @@ public class MachineDescriptionTests
                 }
             }
         Assert.Equal(0xE000_0000ul, m.RootPort.MemoryWindow.Base);
+        // No prefetchable BARs anywhere: every bridge's prefetchable window is closed (not left at its reset 0/0, which opens [0, 1 MiB)).
+        Assert.All(bridges, p => Assert.True(p.PrefetchableWindow.Base > p.PrefetchableWindow.Limit, p.Name));
         // The two downstream ports' windows do not overlap.
         var (a0, a1) = bridges[2].MemoryWindow;
         var (b0, b1) = bridges[3].MemoryWindow;
@@ -197,6 +199,9 @@ public class MachineDescriptionTests
         Assert.Equal([3, 0], dps.Select(d => (int)d.DeviceNumber));
         Assert.Equal(0x0040u, m.Read(dps[0].Rid, 0x68 + PcieCapability.SlotSta, 2) & 0x40);
         Assert.Equal(0u, m.Read(dps[1].Rid, 0x68 + PcieCapability.SlotSta, 2) & 0x40);
+        // The empty port's windows are all closed; so is the I/O window of a port with no I/O BAR below it.
+        foreach (var (wb, wl) in new[] { dps[1].MemoryWindow, dps[1].PrefetchableWindow, dps[1].IoWindow, m.RootPorts[1].IoWindow, dps[0].MemoryWindow })
+            Assert.True(wb > wl, $"window [0x{wb:X}, 0x{wl:X}] open");
         var inner = m.Devices[2].Device.Functions[0];
         Assert.Equal(CompletionStatus.Successful, m.ReadMmio(inner.BarWindow(inner.Bars[0]).Base + 4, 4).Status);
         Assert.Contains("test-endpoint", registry.Names);

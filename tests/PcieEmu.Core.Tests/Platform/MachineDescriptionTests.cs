@@ -157,6 +157,31 @@ public class MachineDescriptionTests
     }
 
     [Fact]
+    public void PlatformResetRebuildsTheDescribedMachineAndEnumeratesItAgain()
+    {
+        using var m = Build(TwoNicsBehindSwitch);
+        var before = m.SnapshotTopology();
+        var bars = m.SnapshotFunctions();
+        m.EnableVfs(0x0500, 2);
+        m.Write(0x0200, ConfigRegs.PrimaryBus, 4, 0);   // software renumbers a port
+        var oldPort = m.EthernetPorts[2];
+        m.Reset();
+        Assert.Equal(before, m.SnapshotTopology(), new TopologyComparer());
+        Assert.Equal(bars.Select(f => (f.Rid, f.Name, string.Join(",", f.Bars))), m.SnapshotFunctions().Select(f => (f.Rid, f.Name, string.Join(",", f.Bars))));
+        Assert.Empty(m.PhysicalFunctions[2].VirtualFunctions);
+        Assert.NotSame(oldPort, m.EthernetPorts[2]);
+        Assert.Equal(2, m.EthernetPorts[2].Number);
+    }
+
+    private sealed class TopologyComparer : IEqualityComparer<TopologySnapshot>
+    {
+        public bool Equals(TopologySnapshot? x, TopologySnapshot? y) => x!.Ports.SequenceEqual(y!.Ports)
+            && x.Devices.Select(Key).SequenceEqual(y.Devices.Select(Key));
+        public int GetHashCode(TopologySnapshot obj) => obj.Ports.Count;
+        private static string Key(DeviceSnapshot d) => $"{d.Type} {d.Path} {d.PortRid} {string.Join(",", d.FunctionRids)} {string.Join(",", d.EthernetPorts)}";
+    }
+
+    [Fact]
     public void LspciDecodesEverySwitchMachineFunctionCleanly()
     {
         using var m = Build(TwoNicsBehindSwitch);

@@ -14,7 +14,7 @@ public class ConfigBenchmarks
     public void Setup()
     {
         _m = new Machine(new MachineOptions { RamSize = 16 << 20 });
-        _m64 = new Machine(new MachineOptions { RamSize = 16 << 20, Nic = new Devices.Igb.IgbOptions { TotalVfs = 64 } });
+        _m64 = new Machine(new MachineOptions { RamSize = 16 << 20, Description = MachineDescription.WithDevice(Devices.Igb.IgbDevice.TypeName, new Devices.Igb.IgbOptions { TotalVfs = 64 }) });
     }
 
     [GlobalCleanup]

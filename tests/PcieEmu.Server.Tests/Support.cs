@@ -100,7 +100,8 @@ internal sealed class TestServer : IAsyncDisposable
     public string Directory => _dir;
 
     public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null,
-        TcpAuthMode tcpAuth = TcpAuthMode.Token, Func<string, IList<string>>? vfioUser = null, string? traceFile = null, bool check = true)
+        TcpAuthMode tcpAuth = TcpAuthMode.Token, Func<string, IList<string>>? vfioUser = null, string? traceFile = null, bool check = true,
+        string? machineJson = null)
     {
         string dir = System.IO.Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -110,8 +111,11 @@ internal sealed class TestServer : IAsyncDisposable
         };
         if (overrides != null) foreach (var kv in overrides) all[kv.Key] = kv.Value;
         var logs = new CapturingLoggerProvider();
+        string? machineFile = null;
+        if (machineJson != null) await File.WriteAllTextAsync(machineFile = Path.Combine(dir, "machine.json"), machineJson).WaitAsync(T.Timeout);
         var app = ServerHost.Build(new ServeSettings
         {
+            MachineFile = machineFile,
             Listen = [transport == "unix" ? $"unix://{dir}/emu.sock" : "tcp://127.0.0.1:0"],
             Overrides = all,
             PcapDirectory = pcapDirectory,

@@ -1,4 +1,4 @@
-using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Interrupts;
 using PcieEmu.Core.Memory;
 

@@ -1,7 +1,7 @@
 using PcieEmu.Core.AddressSpace;
 using PcieEmu.Core.Config;
 using PcieEmu.Core.Config.Capabilities;
-using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Events;
 using PcieEmu.Core.Interrupts;
 using PcieEmu.Core.Iommu;
@@ -11,8 +11,9 @@ using PcieEmu.Core.Topology;
 namespace PcieEmu.Core.Platform;
 
 /// <summary>
-/// The emulated machine: root complex (host bridge and root port on bus 0), the NIC's
-/// functions behind the port, host RAM, the DMA remapping unit and the MSI window.
+/// The emulated machine: root complex (host bridge and root ports on bus 0), the switches and
+/// devices behind the ports as its <see cref="MachineDescription"/> lays them out, host RAM, the
+/// DMA remapping unit and the MSI window.
 /// <para>
 /// Concurrency: one machine lock (<see cref="SyncRoot"/>) is held for every transaction
 /// (config, MMIO, I/O, memory), like a fabric that serialises requests. Device work a
@@ -26,13 +27,19 @@ public sealed partial class Machine : IDisposable
     public const ulong MsiWindowBase = 0xFEE0_0000, MsiWindowSize = 0x10_0000;
 
     private HostBridge _hostBridge = null!;
-    private RootPort _rootPort = null!;
-    private List<PhysicalFunction> _pfs = [];
+    private Built _built = Built.Empty;
+
+    // Everything BuildTopology makes; replaced as a whole on a platform reset.
+    private sealed record Built(RootPort[] RootPorts, PciBridge[] Bridges, MachineDevice[] Devices, PhysicalFunction[] Pfs, IEthernetPort[] EthernetPorts)
+    {
+        public static readonly Built Empty = new([], [], [], [], []);
+    }
 
     /// <summary>Builds a machine from <paramref name="options"/> (the default machine when null).
     /// <paramref name="time"/> is the clock every device timer and timestamp uses (EITR
     /// moderation intervals, interrupt event and wire frame timestamps); the system clock when
-    /// null. Tests pass a fake clock and advance it instead of sleeping.</summary>
+    /// null. Tests pass a fake clock and advance it instead of sleeping. A description that cannot
+    /// be built throws <see cref="MachineDescriptionException"/> naming the offending entry.</summary>
     public Machine(MachineOptions? options = null, TimeProvider? time = null)
     {
         Options = options ?? new MachineOptions();
@@ -45,8 +52,17 @@ public sealed partial class Machine : IDisposable
         Remapper = Iommu;
         IommuRegisters = Iommu;
         PlatformReset += Iommu.Reset;
-        BuildTopology();
-        if (Options.FirmwareEnumeration) Firmware.Enumerate(this);
+        try
+        {
+            BuildTopology();
+            var plan = Firmware.Plan(this);
+            if (Options.FirmwareEnumeration) Firmware.Apply(this, plan);
+        }
+        catch
+        {
+            Ram.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The VT-d DMA remapping unit (also <see cref="Remapper"/> and <see cref="IommuRegisters"/>).</summary>
@@ -72,10 +88,18 @@ public sealed partial class Machine : IDisposable
     public const ulong IommuRegisterSize = 0x1000;
     /// <summary>The host bridge (00:00.0).</summary>
     public HostBridge HostBridge => _hostBridge;
-    /// <summary>The root port (00:01.0).</summary>
-    public RootPort RootPort => _rootPort;
-    /// <summary>The NIC's physical functions.</summary>
-    public IReadOnlyList<PhysicalFunction> PhysicalFunctions => _pfs;
+    /// <summary>The first root port (00:01.0 in the default machine).</summary>
+    public RootPort RootPort => _built.RootPorts[0];
+    /// <summary>The root ports in description order.</summary>
+    public IReadOnlyList<RootPort> RootPorts => _built.RootPorts;
+    /// <summary>Every bridge (root ports, switch upstream and downstream ports), depth first in description order.</summary>
+    public IReadOnlyList<PciBridge> Bridges => _built.Bridges;
+    /// <summary>The devices in description order.</summary>
+    public IReadOnlyList<MachineDevice> Devices => _built.Devices;
+    /// <summary>Every device's physical functions (SR-IOV capable or not: the functions on their port's link), in description order.</summary>
+    public IReadOnlyList<PhysicalFunction> PhysicalFunctions => _built.Pfs;
+    /// <summary>Every Ethernet port, indexed by its machine-wide number (description order).</summary>
+    public IReadOnlyList<IEthernetPort> EthernetPorts => _built.EthernetPorts;
     /// <summary>Incremented whenever functions appear or vanish (VF enable/disable, reset).</summary>
     public long TopologyVersion { get; private set; }
 
@@ -85,16 +109,86 @@ public sealed partial class Machine : IDisposable
     private void BuildTopology()
     {
         _hostBridge = new HostBridge(this, new HeaderIds(0x8086, 0x29C0, 0x02, 0x060000, 0x1AF4, 0x1100));
-        _rootPort = new RootPort(this, Bdf.Rid(0, 1, 0), new HeaderIds(0x8086, 0x3C02, 0x07, 0x060400), portNumber: 1);
-        var group = new SriovGroup();
-        _pfs = [];
-        for (int fn = 0; fn < Options.Nic.PhysicalFunctions; fn++)
+        var builder = new TopologyBuilder(this);
+        var d = Options.EffectiveDescription;
+        var slots = MachineDescription.AssignSlots(d.RootPorts, "rootPorts", first: 1);
+        for (int i = 0; i < d.RootPorts.Count; i++)
         {
-            var pf = new IgbPhysicalFunction(this, _rootPort, (byte)fn, Options.Nic, group);
-            _pfs.Add(pf);
-            _rootPort.Connect(pf);
+            var rp = new RootPort(this, Bdf.Rid(0, slots[i], 0), new HeaderIds(0x8086, 0x3C02, 0x07, 0x060400), portNumber: (byte)slots[i]);
+            builder.RootPorts.Add(rp);
+            builder.Populate(rp, d.RootPorts[i], $"rootPorts[{i}]");
         }
+        builder.CheckMacs();
+        _built = new Built([.. builder.RootPorts], [.. builder.Bridges], [.. builder.Devices],
+            [.. builder.Devices.SelectMany(x => x.Device.Functions).OfType<PhysicalFunction>()], [.. builder.EthernetPorts]);
         TopologyVersion++;
+    }
+
+    private sealed class TopologyBuilder(Machine machine)
+    {
+        public readonly List<RootPort> RootPorts = [];
+        public readonly List<PciBridge> Bridges = [];
+        public readonly List<MachineDevice> Devices = [];
+        public readonly List<IEthernetPort> EthernetPorts = [];
+        private int _switches, _downstreamPorts;
+
+        public void Populate(PciBridge port, PortDescription p, string path)
+        {
+            port.Path = path;
+            Bridges.Add(port);
+            var registry = machine.Options.EffectiveDevices;
+            if (p.Device is { } dev)
+            {
+                var type = registry.Get(dev.Type, path + ".device.type");
+                int firstPort = EthernetPorts.Count, next = firstPort;
+                var context = new DeviceContext(machine, port, path + ".device", Devices.Count, () => next++);
+                var device = type.Create(context, dev.Options ?? type.DefaultOptions());
+                if (device.EthernetPorts.Count != next - firstPort || device.EthernetPorts.Where((e, k) => e.Number != firstPort + k).Any())
+                    throw new InvalidOperationException($"{path}.device: device type '{type.Name}' must number its Ethernet ports with DeviceContext.NextEthernetPort, in order");
+                foreach (var f in device.Functions) port.Connect(f);
+                EthernetPorts.AddRange(device.EthernetPorts);
+                Devices.Add(new MachineDevice(device, path + ".device", port));
+            }
+            if (p.Switch is { } sw)
+            {
+                var up = new SwitchUpstreamPort(machine, port, $"switch{_switches++}");
+                port.Connect(up);
+                up.Path = path + ".switch";
+                Bridges.Add(up);
+                string sp = path + ".switch.downstreamPorts";
+                var slots = MachineDescription.AssignSlots(sw.DownstreamPorts, sp, first: 0);
+                for (int j = 0; j < sw.DownstreamPorts.Count; j++)
+                {
+                    var dpd = sw.DownstreamPorts[j];
+                    var dp = new SwitchDownstreamPort(machine, up, (byte)slots[j], physicalSlot: (ushort)(32 + _downstreamPorts++),
+                        occupied: dpd.Device != null || dpd.Switch != null, name: $"{up.Name[..^"-upstream".Length]}-downstream{slots[j]}");
+                    up.Connect(dp);
+                    Populate(dp, dpd, $"{sp}[{j}]");
+                }
+            }
+        }
+
+        // Two ports with one MAC would make a bridged segment (and a driver author) misbehave in ways real hardware never shows.
+        public void CheckMacs()
+        {
+            var seen = new Dictionary<string, string>();
+            foreach (var d in Devices)
+                foreach (var e in d.Device.EthernetPorts)
+                {
+                    string mac = Convert.ToHexString(e.MacAddress);
+                    if (seen.TryGetValue(mac, out var other))
+                        throw new MachineDescriptionException(d.Path, $"MAC {FormatMac(e.MacAddress)} of Ethernet port {e.Number} is already used by {other}: give the device its own \"mac\"");
+                    seen[mac] = $"{d.Path} (Ethernet port)";
+                }
+        }
+    }
+
+    /// <summary>Formats a MAC address as 02:00:00:00:00:01.</summary>
+    public static string FormatMac(ReadOnlySpan<byte> mac)
+    {
+        var parts = new string[mac.Length];
+        for (int i = 0; i < mac.Length; i++) parts[i] = mac[i].ToString("x2", System.Globalization.CultureInfo.InvariantCulture);
+        return string.Join(':', parts);
     }
 
     internal void OnTopologyChanged() => TopologyVersion++;
@@ -104,13 +198,16 @@ public sealed partial class Machine : IDisposable
     /// <summary>Routes a config request to the function at <paramref name="rid"/>, or null (Unsupported Request).</summary>
     public PciFunction? RouteConfig(ushort rid)
     {
+        var rootPorts = _built.RootPorts;
         if (rid >> 8 == 0)
         {
             if (rid == _hostBridge.Rid) return _hostBridge;
-            if (rid == _rootPort.Rid) return _rootPort;
+            foreach (var rp in rootPorts) if (rid == rp.Rid) return rp;
             return null;
         }
-        return _rootPort.RouteConfig(rid);
+        foreach (var rp in rootPorts)
+            if (rp.ForwardsConfig(rid)) return rp.RouteConfig(rid);
+        return null;
     }
 
     /// <summary>A config read. Invalid width/offset throw <see cref="ArgumentException"/>; a missing function completes UR with all ones.</summary>
@@ -150,10 +247,11 @@ public sealed partial class Machine : IDisposable
         }
     }
 
-    // A config request the port forwarded that nobody claimed comes back to it as UR.
+    // A config request a port forwarded that nobody claimed comes back to the last port that forwarded it as UR.
     private void NoteConfigUnsupported(ushort rid)
     {
-        if (_rootPort.ForwardsConfig(rid)) _rootPort.RecordSecondaryMasterAbort();
+        foreach (var rp in _built.RootPorts)
+            if (rp.DeepestForwarder(rid) is { } port) { port.RecordSecondaryMasterAbort(); return; }
     }
 
     /// <summary>Every function that answers config requests now, in routing-ID order.</summary>
@@ -161,14 +259,16 @@ public sealed partial class Machine : IDisposable
     {
         lock (SyncRoot)
         {
-            var list = new List<PciFunction> { _hostBridge, _rootPort };
-            foreach (var f in _rootPort.Downstream)
+            var list = new List<PciFunction> { _hostBridge };
+            foreach (var rp in _built.RootPorts) Visit(rp);
+            return [.. list.OrderBy(f => f.Rid)];
+
+            void Visit(PciFunction f)
             {
                 if (RouteConfig(f.Rid) == f) list.Add(f);
-                if (f is PhysicalFunction pf)
-                    list.AddRange(pf.VirtualFunctions.Where(vf => RouteConfig(vf.Rid) == vf));
+                if (f is PciBridge b) foreach (var c in b.Downstream) Visit(c);
+                if (f is PhysicalFunction pf) list.AddRange(pf.VirtualFunctions.Where(vf => RouteConfig(vf.Rid) == vf));
             }
-            return [.. list.OrderBy(f => f.Rid)];
         }
     }
 
@@ -176,11 +276,17 @@ public sealed partial class Machine : IDisposable
     public IEnumerable<PciFunction> AllFunctions()
     {
         yield return _hostBridge;
-        yield return _rootPort;
-        foreach (var pf in _pfs)
+        foreach (var rp in _built.RootPorts)
+            foreach (var f in Below(rp)) yield return f;
+
+        static IEnumerable<PciFunction> Below(PciFunction f)
         {
-            yield return pf;
-            foreach (var vf in pf.VirtualFunctions) yield return vf;
+            yield return f;
+            if (f is PciBridge b)
+                foreach (var c in b.Downstream)
+                    foreach (var x in Below(c)) yield return x;
+            if (f is PhysicalFunction pf)
+                foreach (var vf in pf.VirtualFunctions) yield return vf;
         }
     }
 
@@ -211,46 +317,10 @@ public sealed partial class Machine : IDisposable
             decoded = new Decoded(IommuRegisters, address - Options.IommuBase, null, -1);
             return true;
         }
-        if (!_rootPort.ForwardsMemory(address)) return false;
-        // Indexed loops: this runs for every MMIO access and must not allocate.
-        var downstream = _rootPort.Downstream;
-        for (int fi = 0; fi < downstream.Count; fi++)
-        {
-            var f = downstream[fi];
-            if (f.MemoryDecodeEnabled)
-            {
-                var bars = f.Bars;
-                for (int bi = 0; bi < bars.Count; bi++)
-                {
-                    var bar = bars[bi];
-                    if (bar.IsIo) continue;
-                    if (bar.Kind == BarKind.Rom && (f.Config.ReadRaw(ConfigRegs.ExpansionRom, 4) & 1) == 0) continue;
-                    var (b, s) = f.BarWindow(bar);
-                    if (b != 0 && address >= b && address - b + (ulong)width <= s)
-                    {
-                        decoded = new Decoded(f.GetBarRegion(bar.Index), address - b, f, bar.Index);
-                        return true;
-                    }
-                }
-            }
-            if (f is PhysicalFunction { Sriov: { VfEnabled: true, VfMemorySpaceEnabled: true } sriov } pf && pf.PowerState == 0)
-            {
-                var vfBars = sriov.Parameters.VfBars;
-                for (int bi = 0; bi < vfBars.Count; bi++)
-                {
-                    var bar = vfBars[bi];
-                    ulong b = sriov.VfBarBase(bar), per = sriov.PerVfBarSize(bar);
-                    if (b == 0 || address < b) continue;
-                    ulong index = (address - b) / per;
-                    if (index >= (ulong)pf.VirtualFunctions.Count) continue;
-                    var vf = pf.VirtualFunctions[(int)index];
-                    ulong off = address - b - index * per;
-                    if (off + (ulong)width > per) continue;
-                    decoded = new Decoded(vf.GetBarRegion(bar.Index), off, vf, bar.Index);
-                    return true;
-                }
-            }
-        }
+        // Indexed loop: this runs for every MMIO access and must not allocate.
+        var rootPorts = _built.RootPorts;
+        for (int i = 0; i < rootPorts.Length; i++)
+            if (rootPorts[i].ForwardsMemory(address)) return rootPorts[i].TryDecodeMemory(address, width, out decoded);
         return false;
     }
 
@@ -269,7 +339,8 @@ public sealed partial class Machine : IDisposable
                 return new ReadResult(CompletionStatus.Successful, v);
             }
             // A read the port forwarded that no function claimed completes UR on its secondary side.
-            if (_rootPort.ForwardsMemory(address)) _rootPort.RecordSecondaryMasterAbort();
+            foreach (var rp in _built.RootPorts)
+                if (rp.DeepestMemoryForwarder(address) is { } port) { port.RecordSecondaryMasterAbort(); break; }
             return ReadResult.Unsupported(width);
         }
     }
@@ -324,21 +395,8 @@ public sealed partial class Machine : IDisposable
     private bool TryDecodeIo(ulong port, int width, out Decoded decoded)
     {
         decoded = default;
-        if (!_rootPort.ForwardsIo(port)) return false;
-        foreach (var f in _rootPort.Downstream)
-        {
-            if (!f.IoDecodeEnabled) continue;
-            foreach (var bar in f.Bars)
-            {
-                if (!bar.IsIo) continue;
-                var (b, s) = f.BarWindow(bar);
-                if (b != 0 && port >= b && port - b + (ulong)width <= s)
-                {
-                    decoded = new Decoded(f.GetBarRegion(bar.Index), port - b, f, bar.Index);
-                    return true;
-                }
-            }
-        }
+        foreach (var rp in _built.RootPorts)
+            if (rp.ForwardsIo(port)) return rp.TryDecodeIo(port, width, out decoded);
         return false;
     }
 
@@ -387,8 +445,8 @@ public sealed partial class Machine : IDisposable
     {
         lock (SyncRoot)
         {
-            foreach (var pf in _pfs) pf.FunctionLevelReset();
-            _rootPort.DisconnectAll();
+            foreach (var pf in _built.Pfs) pf.FunctionLevelReset();
+            foreach (var b in _built.Bridges) b.DisconnectAll();
             BuildTopology();
             Ram.Clear();
             PlatformReset?.Invoke();

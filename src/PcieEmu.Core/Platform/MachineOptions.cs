@@ -1,4 +1,4 @@
-using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Devices;
 
 namespace PcieEmu.Core.Platform;
 
@@ -13,8 +13,10 @@ public sealed record MachineOptions
     public bool KeepRamFile { get; init; }
     /// <summary>Run firmware enumeration at start and after a platform reset.</summary>
     public bool FirmwareEnumeration { get; init; } = true;
-    /// <summary>The NIC behind the root port.</summary>
-    public IgbOptions Nic { get; init; } = new();
+    /// <summary>Root ports, switches and devices (docs/machine.md); null is <see cref="MachineDescription.Default"/>.</summary>
+    public MachineDescription? Description { get; init; }
+    /// <summary>Device types the description may name; null is <see cref="DeviceRegistry.Default"/>.</summary>
+    public DeviceRegistry? Devices { get; init; }
     /// <summary>Base of the VT-d register block.</summary>
     public ulong IommuBase { get; init; } = 0xFED9_0000;
     /// <summary>Start of the window firmware assigns 32-bit MMIO BARs from.</summary>
@@ -23,7 +25,13 @@ public sealed record MachineOptions
     /// <summary>Largest RAM size accepted.</summary>
     public const ulong MaxRamSize = 3UL << 30;
 
-    /// <summary>Checks every value; throws <see cref="ArgumentException"/> naming the bad one.</summary>
+    /// <summary>The description the machine is built from.</summary>
+    public MachineDescription EffectiveDescription => Description ?? MachineDescription.Default;
+    /// <summary>The device registry the machine is built with.</summary>
+    public DeviceRegistry EffectiveDevices => Devices ?? DeviceRegistry.Default;
+
+    /// <summary>Checks every value; throws <see cref="ArgumentException"/> naming the bad one, or
+    /// <see cref="MachineDescriptionException"/> naming the description's offending entry.</summary>
     public void Validate()
     {
         if (RamSize == 0 || RamSize % 4096 != 0 || RamSize > MaxRamSize)
@@ -32,7 +40,6 @@ public sealed record MachineOptions
             throw new ArgumentException("MmioWindowBase must be 1 MiB aligned, above RAM and below 0xFE000000", nameof(MmioWindowBase));
         if (IommuBase % 4096 != 0 || IommuBase < MmioWindowBase)
             throw new ArgumentException("IommuBase must be 4 KiB aligned and above the MMIO window base", nameof(IommuBase));
-        ArgumentNullException.ThrowIfNull(Nic, nameof(Nic));
-        Nic.Validate();
+        EffectiveDescription.Validate(EffectiveDevices);
     }
 }

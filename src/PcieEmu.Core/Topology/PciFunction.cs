@@ -30,6 +30,9 @@ public abstract class PciFunction
     public ConfigSpace Config { get; protected set; } = new();
     /// <summary>Routing ID the function answers at now.</summary>
     public abstract ushort Rid { get; }
+    /// <summary>What the device model calls the function, lspci style ("Intel Corporation 82576 Virtual
+    /// Function"); empty when the model gives no name.</summary>
+    public virtual string Description => "";
     /// <summary>True for SR-IOV virtual functions.</summary>
     public virtual bool IsVirtual => false;
     /// <summary>Capabilities in list order (standard then extended).</summary>

@@ -5,7 +5,7 @@ using PcieEmu.Core.Platform;
 namespace PcieEmu.Core.Topology;
 
 /// <summary>
-/// A physical function on a root port's link, optionally with SR-IOV. Its routing ID follows
+/// A physical function on a port's link (a root port or a switch downstream port), optionally with SR-IOV. Its routing ID follows
 /// the port's secondary bus (the function captures its bus number from the link, as hardware
 /// does from type 0 config requests). VF Enable 0→1 creates NumVFs virtual functions; 1→0 and
 /// PF FLR remove them.
@@ -15,14 +15,14 @@ public abstract class PhysicalFunction : PciFunction, ISriovOwner
     private readonly List<VirtualFunction> _vfs = [];
 
     /// <summary>Creates a PF with function number <paramref name="functionNumber"/> behind <paramref name="port"/>.</summary>
-    protected PhysicalFunction(Machine machine, RootPort port, byte functionNumber, string name) : base(machine, name)
+    protected PhysicalFunction(Machine machine, PciBridge port, byte functionNumber, string name) : base(machine, name)
     {
         Port = port;
         FunctionNumber = functionNumber;
     }
 
     /// <summary>The port whose link this function sits on.</summary>
-    public RootPort Port { get; }
+    public PciBridge Port { get; }
     /// <summary>Function number on the link (device 0; 0-255 with ARI).</summary>
     public byte FunctionNumber { get; }
     /// <inheritdoc/>

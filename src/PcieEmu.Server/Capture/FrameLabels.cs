@@ -1,5 +1,4 @@
 using System.Globalization;
-using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.Events;
 using PcieEmu.Core.Platform;
 using PcieEmu.Core.Topology;
@@ -9,13 +8,25 @@ namespace PcieEmu.Server.Capture;
 /// <summary>How captures name ports and label frames (pcapng if_name and opt_comment).</summary>
 public static class FrameLabels
 {
-    /// <summary>Interface name of port <paramref name="port"/>: <c>port0 (01:00.0 82576)</c>.</summary>
-    public static string PortName(Machine machine, int port)
+    /// <summary>Interface names of every Ethernet port, by port number: <c>port0 (01:00.0 MODEL)</c>
+    /// (the function the port belongs to and its device's short model name).</summary>
+    public static string[] PortNames(Machine machine)
     {
         ArgumentNullException.ThrowIfNull(machine);
-        var pf = machine.PhysicalFunctions[port];
-        string device = pf is IgbPhysicalFunction ? "82576" : "NIC";
-        return string.Create(CultureInfo.InvariantCulture, $"port{port} ({Bdf.Format(pf.Rid)} {device})");
+        var topology = machine.SnapshotTopology();
+        var names = new string[topology.Devices.Sum(d => d.EthernetPorts.Count)];
+        foreach (var d in topology.Devices)
+            foreach (var e in d.EthernetPorts)
+                names[e.Number] = PortName(e, d);
+        return names;
+    }
+
+    /// <summary>Interface name of one Ethernet port of <paramref name="device"/>.</summary>
+    public static string PortName(EthernetPortSnapshot port, DeviceSnapshot device)
+    {
+        ArgumentNullException.ThrowIfNull(port);
+        ArgumentNullException.ThrowIfNull(device);
+        return string.Create(CultureInfo.InvariantCulture, $"port{port.Number} ({Bdf.Format(port.FunctionRid)} {device.ShortModel})");
     }
 
     /// <summary>Interface name for frames switched inside the NIC by port <paramref name="portName"/>'s VMDq switch.</summary>

@@ -34,8 +34,9 @@ public sealed class PcapRecording : IDisposable
         ArgumentNullException.ThrowIfNull(machine);
         ArgumentNullException.ThrowIfNull(outputs);
         _ports = new Port[outputs.Count];
+        var names = FrameLabels.PortNames(machine);
         for (int p = 0; p < outputs.Count; p++)
-            _ports[p] = new Port(machine, p, outputs[p].Stream, outputs[p].Name, capacity, logger);
+            _ports[p] = new Port(machine, p, names[p], outputs[p].Stream, outputs[p].Name, capacity, logger);
     }
 
     private static (Stream, string)[] Open(Machine machine, ServeSettings settings, ILogger logger)
@@ -43,7 +44,7 @@ public sealed class PcapRecording : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         if (settings.PcapDirectory is not { } dir) return [];
         Directory.CreateDirectory(dir);
-        var outputs = new (Stream, string)[machine.PhysicalFunctions.Count];
+        var outputs = new (Stream, string)[machine.EthernetPorts.Count];
         for (int p = 0; p < outputs.Length; p++)
         {
             string path = Path.Combine(dir, $"pcie-emu-port{p}.pcapng");
@@ -81,7 +82,7 @@ public sealed class PcapRecording : IDisposable
         private readonly Task _pump;
         private long _written, _dropped;
 
-        public Port(Machine machine, int port, Stream stream, string name, int capacity, ILogger logger)
+        public Port(Machine machine, int port, string portName, Stream stream, string name, int capacity, ILogger logger)
         {
             _name = name;
             _logger = logger;
@@ -91,7 +92,7 @@ public sealed class PcapRecording : IDisposable
             try
             {
                 _writer = new PcapNgWriter(stream, "pcie-emu serve --pcap");
-                _writer.AddInterface(FrameLabels.PortName(machine, port), "wire of the port, both directions");
+                _writer.AddInterface(portName, "wire of the port, both directions");
                 _writer.Flush();
             }
             catch (IOException ex)

@@ -28,7 +28,7 @@ public static class Commands
     /// <summary>Builds the root command.</summary>
     public static RootCommand Build()
     {
-        var root = new RootCommand("PcieEmu: a byte-level PCIe machine emulator (Intel 82576 SR-IOV NIC) with a gRPC wire protocol");
+        var root = new RootCommand("PcieEmu: a byte-level PCIe machine emulator (root ports, switches and SR-IOV devices from a machine description) with a gRPC wire protocol");
         root.Options.Add(Target);
         root.Options.Add(TokenFile);
         root.Subcommands.Add(Serve());
@@ -67,13 +67,14 @@ public static class Commands
         var ramSize = new Option<string?>("--ram-size") { Description = "RAM size in bytes, or with a K/M/G suffix (default 256M)" };
         var ramFile = new Option<string?>("--ram-file") { Description = "Path of the shared RAM file (default under $XDG_RUNTIME_DIR or /tmp)" };
         var keepRam = new Option<bool>("--keep-ram-file") { Description = "Keep the RAM file after shutdown" };
+        var machine = new Option<string?>("--machine") { Description = "JSON machine description: root ports, switches, devices by type (docs/machine.md; default: the embedded description there)" };
         var noFirmware = new Option<bool>("--no-firmware") { Description = "Skip firmware enumeration (bus numbers, BARs left for the client)" };
-        var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each NIC port's wire go to pcie-emu-port<N>.pcapng (written live, owner-only)" };
+        var pcap = new Option<string?>("--pcap") { Description = "Directory for packet captures: both directions of each Ethernet port's wire go to pcie-emu-port<N>.pcapng (written live, owner-only)" };
         var vfioUser = new Option<string[]>("--vfio-user") { Description = "Serve a function over vfio-user, repeatable: BDF=SOCKET (e.g. 02:10.0=/tmp/pcie-emu/vf0.sock); see docs/vfio-user.md", AllowMultipleArgumentsPerToken = false };
         var trace = new Option<string?>("--trace") { Description = "Record every transaction, decoded, to this file (see `pcie-emu trace --export`)" };
         var check = new Option<string?>("--check") { Description = "The driver-conduct checker (docs/checker.md): 'on' (default) or 'off'", Arity = ArgumentArity.ZeroOrOne };
         check.AcceptOnlyFromAmong("on", "off");
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, machine, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -96,6 +97,7 @@ public static class Commands
                 TcpAuth = parse.GetValue(tcpAuth) == "none" ? TcpAuthMode.None : TcpAuthMode.Token,
                 TokenFile = parse.GetValue(TokenFile) is { } tf ? Path.GetFullPath(tf) : null,
                 ConfigFile = parse.GetValue(config),
+                MachineFile = parse.GetValue(machine) is { } mf ? Path.GetFullPath(mf) : null,
                 PcapDirectory = parse.GetValue(pcap),
                 VfioUser = parse.GetValue(vfioUser) ?? [],
                 TraceFile = parse.GetValue(trace) is { } tr ? Path.GetFullPath(tr) : null,

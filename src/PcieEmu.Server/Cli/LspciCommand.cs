@@ -53,7 +53,7 @@ public static class LspciCommand
                 using var client = Commands.Connect(parse);
                 var functions = await client.ListFunctionsAsync(ct).ConfigureAwait(false);
                 string text = showTree
-                    ? Tree(functions, (await client.GetPlatformAsync(ct).ConfigureAwait(false)).RootPorts, parse.GetValue(verbose) || parse.GetValue(tv))
+                    ? Tree(functions, await client.GetPlatformAsync(ct).ConfigureAwait(false), parse.GetValue(verbose) || parse.GetValue(tv))
                     : verbosity > 0
                         ? await DecodeAsync(await ListAsync(client, functions, only, 4096, ct).ConfigureAwait(false), verbosity, dump, ct).ConfigureAwait(false)
                         : await ListAsync(client, functions, only, dump, ct).ConfigureAwait(false);
@@ -142,7 +142,7 @@ public static class LspciCommand
 
     /// <summary>One lspci-style line: "bb:dd.f Class name [cccc]: Vendor Device [vvvv:dddd]".</summary>
     public static string Describe(Function f) =>
-        $"{f.Bdf} {ClassName(f.ClassCode >> 8)} [{f.ClassCode >> 8:x4}]: {Name(f.VendorId, f.DeviceId)} [{f.VendorId:x4}:{f.DeviceId:x4}]";
+        $"{f.Bdf} {ClassName(f.ClassCode >> 8)} [{f.ClassCode >> 8:x4}]: {Name(f)} [{f.VendorId:x4}:{f.DeviceId:x4}]";
 
     private static string ClassName(uint cls) => cls switch
     {
@@ -152,51 +152,64 @@ public static class LspciCommand
         _ => "Class",
     };
 
-    private static string Name(uint vendor, uint device) => (vendor, device) switch
+    // The device model's own name when it gives one, else the vendor's (lspci prints "Device" for ids it does not know).
+    private static string Name(Function f) => f.Description is { Length: > 0 } d ? d : f.VendorId switch
     {
-        (0x8086, 0x10C9) => "Intel Corporation 82576 Gigabit Network Connection",
-        (0x8086, 0x10CA) => "Intel Corporation 82576 Virtual Function",
-        (0x8086, _) => "Intel Corporation Device",
+        0x8086 => "Intel Corporation Device",
         _ => "Device",
     };
 
-    /// <summary>The topology in the spirit of <c>lspci -tv</c>: bus 0, then each root port's buses.</summary>
-    public static string Tree(IReadOnlyList<Function> functions, IReadOnlyList<RootPort> ports, bool verbose)
+    /// <summary>The topology in the spirit of <c>lspci -tv</c> with root ports only (see the other overload).</summary>
+    public static string Tree(IReadOnlyList<Function> functions, IReadOnlyList<RootPort> ports, bool verbose) =>
+        Tree(functions, [.. ports.Select(p => (p.Rid, p.SecondaryBus, p.SubordinateBus))], verbose);
+
+    /// <summary>The topology in the spirit of <c>lspci -tv</c>: bus 0, then below each root port its buses,
+    /// through switch ports, with functions on buses no bridge below claims (SR-IOV VFs) shown as <c>[bb]-dd.f</c>.</summary>
+    public static string Tree(IReadOnlyList<Function> functions, GetPlatformResponse platform, bool verbose)
     {
+        ArgumentNullException.ThrowIfNull(platform);
+        return Tree(functions, [.. platform.RootPorts.Select(p => (p.Rid, p.SecondaryBus, p.SubordinateBus)),
+            .. platform.SwitchPorts.Select(p => (p.Rid, p.SecondaryBus, p.SubordinateBus))], verbose);
+    }
+
+    private static string Tree(IReadOnlyList<Function> functions, IReadOnlyList<(uint Rid, uint Secondary, uint Subordinate)> bridges, bool verbose)
+    {
+        ArgumentNullException.ThrowIfNull(functions);
+        var byRid = bridges.Where(b => b.Secondary != 0).GroupBy(b => b.Rid).ToDictionary(g => g.Key, g => g.First());
+        const string top = "-[0000:00]-";
+        var lines = Siblings([.. functions.Where(f => f.Rid >> 8 == 0).Select(f => Node(f, 0))]);
         var sb = new StringBuilder();
-        var bus0 = functions.Where(f => f.Rid >> 8 == 0).ToList();
-        sb.Append("-[0000:00]-");
-        string pad = new(' ', "-[0000:00]-".Length);
-        for (int i = 0; i < bus0.Count; i++)
-        {
-            var f = bus0[i];
-            bool last = i == bus0.Count - 1;
-            string lead = i == 0 ? (last ? "-" : "+") : (last ? "\\" : "+");
-            if (i > 0) sb.Append(pad);
-            sb.Append(lead).Append('-').Append(f.Bdf[3..]);
-            var port = ports.FirstOrDefault(p => p.Rid == f.Rid && p.SecondaryBus != 0);
-            if (port == null)
-            {
-                if (verbose) sb.Append("  ").Append(Name(f.VendorId, f.DeviceId));
-                sb.Append('\n');
-                continue;
-            }
-            string head = $"-[{port.SecondaryBus:x2}-{port.SubordinateBus:x2}]--";
-            sb.Append(head);
-            string childPad = (i > 0 || !last ? pad + (last ? " " : "|") : pad + " ") + new string(' ', 1 + f.Bdf[3..].Length + head.Length);
-            var below = functions.Where(c => c.Rid >> 8 >= port.SecondaryBus && c.Rid >> 8 <= port.SubordinateBus).ToList();
-            for (int j = 0; j < below.Count; j++)
-            {
-                var c = below[j];
-                bool cl = j == below.Count - 1;
-                if (j > 0) sb.Append(childPad);
-                sb.Append(j == 0 ? (cl ? "-" : "+") : (cl ? "\\" : "+")).Append('-');
-                sb.Append(c.Rid >> 8 == port.SecondaryBus ? c.Bdf[3..] : $"[{c.Bdf[..2]}]-{c.Bdf[3..]}");
-                if (verbose) sb.Append("  ").Append(Name(c.VendorId, c.DeviceId));
-                sb.Append('\n');
-            }
-            if (below.Count == 0) sb.Append('\n');
-        }
+        for (int i = 0; i < lines.Count; i++) sb.Append(i == 0 ? top : new string(' ', top.Length)).Append(lines[i]).Append('\n');
+        if (lines.Count == 0) sb.Append(top).Append('\n');
         return sb.ToString();
+
+        // A function's lines: its label, and for a bridge everything below it.
+        List<string> Node(Function f, uint bus)
+        {
+            string label = f.Rid >> 8 == bus ? f.Bdf[3..] : $"[{f.Bdf[..2]}]-{f.Bdf[3..]}";
+            if (!byRid.TryGetValue(f.Rid, out var b)) return [verbose ? label + "  " + Name(f) : label];
+            string head = $"{label}-[{b.Secondary:x2}-{b.Subordinate:x2}]--";
+            // Below: functions on the secondary bus, and on the buses up to the subordinate that no bridge below claims.
+            var inner = functions.Where(c => byRid.TryGetValue(c.Rid, out var cb) && c.Rid >> 8 == b.Secondary).Select(c => byRid[c.Rid]).ToList();
+            var children = functions.Where(c => c.Rid >> 8 >= b.Secondary && c.Rid >> 8 <= b.Subordinate
+                && (c.Rid >> 8 == b.Secondary || !inner.Any(ib => c.Rid >> 8 >= ib.Secondary && c.Rid >> 8 <= ib.Subordinate)))
+                .Select(c => Node(c, b.Secondary)).ToList();
+            if (children.Count == 0) return [head];
+            var below = Siblings(children);
+            return [head + below[0], .. below.Skip(1).Select(l => new string(' ', head.Length) + l)];
+        }
+    }
+
+    // Sibling entries joined the lspci way: +- for each, \- for the last, | carrying on past entries not yet done.
+    private static List<string> Siblings(List<List<string>> entries)
+    {
+        var lines = new List<string>();
+        for (int i = 0; i < entries.Count; i++)
+        {
+            bool first = i == 0, last = i == entries.Count - 1;
+            lines.Add((first ? (last ? "-" : "+") : (last ? "\\" : "+")) + "-" + entries[i][0]);
+            foreach (var more in entries[i].Skip(1)) lines.Add((last ? " " : "|") + " " + more);
+        }
+        return lines;
     }
 }

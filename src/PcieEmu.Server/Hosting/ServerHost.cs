@@ -50,10 +50,16 @@ public static class ServerHost
         if (settings.UseEnvironment) cfg.AddEnvironmentVariables(EnvironmentPrefix);
         cfg.AddInMemoryCollection(settings.Overrides);
 
-        var machineOptions = Bind<MachineOptions>(cfg, "Machine", o => o.Validate(),
-            p => typeof(PcieEmu.Core.Devices.Igb.IgbOptions).GetProperty(p) != null ? "Machine:Nic:" : "Machine:");
+        // Devices are described in the machine description now, not in the configuration.
+        if (cfg.GetSection("Machine:Nic").Exists())
+            throw new ServeConfigurationException("configuration: Machine:Nic: devices are set in a machine description now: serve --machine FILE (docs/machine.md)");
+        var machineOptions = Bind<MachineOptions>(cfg, "Machine", o => o.Validate(), _ => "Machine:");
+        machineOptions = machineOptions with { Description = LoadDescription(settings.MachineFile) };
         var limits = Bind<LimitsOptions>(cfg, "Limits", o => o.Validate(), _ => "Limits:");
         machineOptions = RamFiles.Resolve(machineOptions, settings.RuntimeDirectory ?? Endpoints.DefaultRuntimeDirectory(), out var staleRamFiles);
+        // Bus numbers and BAR space are known only once the topology exists: refuse a description that does not fit now, not at first use.
+        try { Machine.Check(machineOptions); }
+        catch (MachineDescriptionException ex) { throw new ServeConfigurationException($"--machine: {ex.Message}"); }
 
         builder.Logging.ClearProviders();
         if (configureLogging != null) configureLogging(builder.Logging);
@@ -144,6 +150,14 @@ public static class ServerHost
             Log.ShutDown(logger, machine.Ram.Path, machineOptions.KeepRamFile ? "kept" : "removed"));
         tokenGuard.Attach(app, logger, lifetime);   // writes the token file; its check runs before every endpoint
         return app;
+    }
+
+    private static MachineDescription? LoadDescription(string? file)
+    {
+        if (file == null) return null;
+        if (!File.Exists(file)) throw new ServeConfigurationException($"--machine: file '{file}' not found");
+        try { return MachineDescription.Load(file); }
+        catch (MachineDescriptionException ex) { throw new ServeConfigurationException($"--machine: {file}: {ex.Message}"); }
     }
 
     private static TOptions Bind<TOptions>(IConfiguration cfg, string section, Action<TOptions> validate, Func<string, string> prefix)

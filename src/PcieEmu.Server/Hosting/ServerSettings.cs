@@ -67,6 +67,8 @@ public sealed class ServeSettings
     public TcpAuthMode TcpAuth { get; init; } = TcpAuthMode.Token;
     /// <summary>A JSON file with "Machine" and "Limits" sections (layered over appsettings.json).</summary>
     public string? ConfigFile { get; init; }
+    /// <summary>A JSON machine description (<c>--machine</c>, docs/machine.md); null = the embedded default.</summary>
+    public string? MachineFile { get; init; }
     /// <summary>Directory for packet captures: each port's wire traffic goes to pcie-emu-port&lt;N&gt;.pcapng there (pcapng, written live).</summary>
     public string? PcapDirectory { get; init; }
     /// <summary>Functions served over vfio-user: <c>BDF=SOCKET</c> each (e.g. <c>02:10.0=/tmp/pcie-emu/vf0.sock</c>).</summary>

@@ -1,6 +1,5 @@
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
-using PcieEmu.Core.Config.Capabilities;
 using PcieEmu.Core.Platform;
 using PcieEmu.Core.Topology;
 using PcieEmu.Protocol.V1;
@@ -37,23 +36,40 @@ internal sealed class PlatformGrpcService(Machine machine, LimitsOptions limits,
             },
         };
         r.RamRegions.Add(new RamRegion { Base = machine.Ram.Base, Size = machine.Ram.Size, SharedFilePath = machine.Ram.Path });
-        lock (machine.SyncRoot)
+        var topology = machine.SnapshotTopology();
+        foreach (var port in topology.Ports)
         {
-            var port = machine.RootPort;
-            r.RootPorts.Add(new Protocol.V1.RootPort
+            if (port.Kind == PortKind.RootPort)
+            {
+                r.RootPorts.Add(new Protocol.V1.RootPort
+                {
+                    Rid = port.Rid,
+                    SecondaryBus = port.SecondaryBus,
+                    SubordinateBus = port.SubordinateBus,
+                    AriForwardingEnabled = port.AriForwardingEnabled,
+                    AriForwardingSupported = port.AriForwardingSupported,
+                });
+                continue;
+            }
+            r.SwitchPorts.Add(new SwitchPort
             {
                 Rid = port.Rid,
+                Upstream = port.Kind == PortKind.SwitchUpstream,
+                ParentRid = port.ParentRid ?? 0,
                 SecondaryBus = port.SecondaryBus,
                 SubordinateBus = port.SubordinateBus,
+                AriForwardingSupported = port.AriForwardingSupported,
                 AriForwardingEnabled = port.AriForwardingEnabled,
-                AriForwardingSupported = (port.Pcie.Values.DevCap2 & PcieCapability.AriForwarding) != 0,
+                Name = port.Name,
             });
-            var device = new Device { Model = "Intel 82576", RootPortRid = port.Rid };
-            foreach (var pf in machine.PhysicalFunctions)
-            {
-                device.PhysicalFunctionRids.Add(pf.Rid);
-                device.TotalVfs.Add(pf.Sriov?.Parameters.TotalVfs ?? 0u);
-            }
+        }
+        foreach (var d in topology.Devices)
+        {
+            var device = new Device { Model = d.Model, Type = d.Type, Path = d.Path, RootPortRid = d.RootPortRid, PortRid = d.PortRid };
+            foreach (var rid in d.FunctionRids) device.PhysicalFunctionRids.Add(rid);
+            foreach (var total in d.TotalVfs) device.TotalVfs.Add((uint)total);
+            foreach (var e in d.EthernetPorts)
+                device.EthernetPorts.Add(new EthernetPort { Number = (uint)e.Number, Mac = e.Mac, FunctionRid = e.FunctionRid, Name = Capture.FrameLabels.PortName(e, d) });
             r.Devices.Add(device);
         }
         return Task.FromResult(r);
@@ -63,43 +79,34 @@ internal sealed class PlatformGrpcService(Machine machine, LimitsOptions limits,
     public override Task<ListFunctionsResponse> ListFunctions(ListFunctionsRequest request, ServerCallContext context)
     {
         var r = new ListFunctionsResponse();
-        var functions = machine.EnumerateFunctions();
-        lock (machine.SyncRoot)
+        foreach (var f in machine.SnapshotFunctions())
         {
-            foreach (var f in functions)
+            var fn = new Function
             {
-                var fn = new Function
+                Rid = f.Rid,
+                VendorId = f.VendorId,
+                DeviceId = f.DeviceId,
+                ClassCode = f.ClassCode,
+                IsVirtual = f.IsVirtual,
+                Name = f.Name,
+                Bdf = Bdf.Format(f.Rid),
+                PhysicalFunctionRid = f.PhysicalFunctionRid ?? 0,
+                Description = f.Description,
+            };
+            foreach (var bar in f.Bars)
+            {
+                fn.Bars.Add(new Bar
                 {
-                    Rid = f.Rid,
-                    VendorId = f.VendorId,
-                    DeviceId = f.DeviceId,
-                    ClassCode = f.ClassCode,
-                    IsVirtual = f.IsVirtual,
-                    Name = f.Name,
-                    Bdf = Bdf.Format(f.Rid),
-                };
-                var bars = f.Bars;
-                if (f is VirtualFunction vf)
-                {
-                    fn.PhysicalFunctionRid = vf.PhysicalFunction.Rid;
-                    bars = vf.VfBars;
-                }
-                foreach (var bar in bars)
-                {
-                    var (address, size) = f.BarWindow(bar);
-                    fn.Bars.Add(new Bar
-                    {
-                        Index = (uint)bar.Index,
-                        Address = address,
-                        Size = size,
-                        Is64Bit = bar.Is64Bit,
-                        IsPrefetchable = bar.Prefetchable,
-                        IsIo = bar.IsIo,
-                        IsRom = bar.Kind == Core.Config.BarKind.Rom,
-                    });
-                }
-                r.Functions.Add(fn);
+                    Index = (uint)bar.Index,
+                    Address = bar.Address,
+                    Size = bar.Size,
+                    Is64Bit = bar.Is64Bit,
+                    IsPrefetchable = bar.Prefetchable,
+                    IsIo = bar.IsIo,
+                    IsRom = bar.IsRom,
+                });
             }
+            r.Functions.Add(fn);
         }
         return Task.FromResult(r);
     }

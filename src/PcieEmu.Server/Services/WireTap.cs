@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
-using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Events;
 using PcieEmu.Core.Platform;
 using PcieEmu.Server.Hosting;
@@ -15,7 +15,7 @@ public sealed class CaptureOverflowException(long missed) : Exception($"capture 
 }
 
 /// <summary>
-/// The wire of each NIC port, seen from outside: frames injected from the link partner and frames
+/// The wire of each Ethernet port (of whatever device), seen from outside: frames injected from the link partner and frames
 /// the ports transmit. Capture subscribers are views of the machine's event path (frames to the
 /// wire of one port; bounded queues that never block the machine; an overflowing subscriber is
 /// cut off). The --pcap files are another view of the same path (<see cref="Capture.PcapRecording"/>).
@@ -32,15 +32,15 @@ public sealed class WireTap
     {
         ArgumentNullException.ThrowIfNull(machine);
         _machine = machine;
-        _ports = machine.PhysicalFunctions.Count;
         // Named once, as the machine was built: a platform reset rebuilds the ports' objects while requests run.
-        _portNames = [.. Enumerable.Range(0, _ports).Select(p => Capture.FrameLabels.PortName(machine, p))];
+        _portNames = [.. Capture.FrameLabels.PortNames(machine)];
+        _ports = _portNames.Length;
     }
 
     /// <summary>Number of ports.</summary>
     public int Ports => _ports;
 
-    /// <summary>Port <paramref name="port"/>'s name in captures ("port0 (01:00.0 82576)").</summary>
+    /// <summary>Port <paramref name="port"/>'s name in captures ("port0 (01:00.0 MODEL)").</summary>
     public string PortName(int port) => _portNames[port];
 
     /// <summary>Delivers <paramref name="data"/> to port <paramref name="port"/>'s receiver; returns the
@@ -48,13 +48,9 @@ public sealed class WireTap
     public int Inject(int port, ReadOnlySpan<byte> data)
     {
         if ((uint)port >= (uint)_ports) throw new ArgumentException($"port {port} does not exist (ports 0..{_ports - 1})", nameof(port));
-        if (data.Length is < IgbPort.MinFrameSize or > IgbPort.MaxFrameSize)
-            throw new ArgumentException($"frame must be {IgbPort.MinFrameSize}..{IgbPort.MaxFrameSize} bytes (was {data.Length})", nameof(data));
-        lock (_machine.SyncRoot)
-        {
-            var nic = ((IgbPhysicalFunction)_machine.PhysicalFunctions[port]).Nic;
-            return nic.InjectFrame(data);
-        }
+        if (data.Length is < EthernetFrame.MinSize or > EthernetFrame.MaxSize)
+            throw new ArgumentException($"frame must be {EthernetFrame.MinSize}..{EthernetFrame.MaxSize} bytes (was {data.Length})", nameof(data));
+        return _machine.InjectFrame(port, data);
     }
 
     /// <summary>Subscribes to frames transmitted by <paramref name="port"/> (with <paramref name="received"/> also those from

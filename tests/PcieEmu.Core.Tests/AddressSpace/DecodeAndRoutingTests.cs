@@ -1,3 +1,4 @@
+using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.AddressSpace;
 using PcieEmu.Core.Config;
 using PcieEmu.Core.Platform;
@@ -138,8 +139,11 @@ public class DecodeAndRoutingTests
     public void BadMachineOptionsAreRejectedNamingTheOption()
     {
         Assert.Equal("RamSize", Assert.Throws<ArgumentException>(() => new MachineOptions { RamSize = 1000 }.Validate()).ParamName);
-        Assert.Equal("TotalVfs", Assert.Throws<ArgumentException>(() => new MachineOptions { Nic = new() { TotalVfs = 0 } }.Validate()).ParamName);
-        Assert.Equal("PhysicalFunctions", Assert.Throws<ArgumentException>(() => new MachineOptions { Nic = new() { PhysicalFunctions = 3 } }.Validate()).ParamName);
+        // Device options are checked as part of the machine description, naming the entry and the option.
+        Assert.Equal("rootPorts[0].device.totalVfs", Assert.Throws<MachineDescriptionException>(() => new MachineOptions
+        { Description = MachineDescription.WithDevice(IgbDevice.TypeName, new IgbOptions { TotalVfs = 0 }) }.Validate()).Entry);
+        Assert.Equal("rootPorts[0].device.physicalFunctions", Assert.Throws<MachineDescriptionException>(() => new MachineOptions
+        { Description = MachineDescription.WithDevice(IgbDevice.TypeName, new IgbOptions { PhysicalFunctions = 3 }) }.Validate()).Entry);
     }
 
     [Fact]

@@ -200,7 +200,7 @@ public class SriovLifecycleTests
     [Fact]
     public void SixtyFourVfsSpanTheVfBusAndFirmwareCoversIt()
     {
-        using var m = TestMachine.Create(new MachineOptions { Nic = new IgbOptions { TotalVfs = 64 } });
+        using var m = TestMachine.Create(new MachineOptions { Description = MachineDescription.WithDevice(IgbDevice.TypeName, new IgbOptions { TotalVfs = 64 }) });
         m.Write(TestMachine.Pf0, NumVfs, 2, 64);
         m.Write(TestMachine.Pf0, Ctl, 2, 0x9);
         m.Write(TestMachine.Pf1, NumVfs, 2, 64);
@@ -213,7 +213,7 @@ public class SriovLifecycleTests
     [Fact]
     public void VfsBeyondOneBusLandOnTheNextBus()
     {
-        using var m = TestMachine.Create(new MachineOptions { Nic = new IgbOptions { TotalVfs = 128, PhysicalFunctions = 1 } });
+        using var m = TestMachine.Create(new MachineOptions { Description = MachineDescription.WithDevice(IgbDevice.TypeName, new IgbOptions { TotalVfs = 128, PhysicalFunctions = 1 }) });
         Assert.Equal(3u, m.Read(TestMachine.RootPort, 0x1A, 1));       // subordinate covers bus 3
         m.Write(TestMachine.Pf0, NumVfs, 2, 128);
         m.Write(TestMachine.Pf0, Ctl, 2, 0x9);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Google.Protobuf;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.Events;
 using PcieEmu.Protocol.V1;

@@ -84,10 +84,13 @@ public sealed class CliTests
         try
         {
             string file = Path.Combine(dir, "machine.json");
-            await File.WriteAllTextAsync(file, """{ "Machine": { "RamSize": 8388608, "Nic": { "TotalVfs": 4 } }, "Limits": { "MaxInterruptSubscribers": 3 } }""").W();
+            await File.WriteAllTextAsync(file, """{ "Machine": { "RamSize": 8388608 }, "Limits": { "MaxInterruptSubscribers": 3 } }""").W();
+            // Devices come from the machine description (--machine), RAM and limits from the configuration.
+            string description = Path.Combine(dir, "description.json");
+            await File.WriteAllTextAsync(description, """{ "rootPorts": [ { "device": { "type": "intel-82576", "totalVfs": 4 } } ] }""").W();
             var app = ServerHost.Build(new ServeSettings
             {
-                Listen = [$"unix://{dir}/s.sock"], ConfigFile = file, UseAppSettings = false, UseEnvironment = false,
+                Listen = [$"unix://{dir}/s.sock"], ConfigFile = file, MachineFile = description, UseAppSettings = false, UseEnvironment = false,
                 Overrides = new Dictionary<string, string?> { ["Machine:RamFilePath"] = Path.Combine(dir, "ram.bin"), ["Machine:KeepRamFile"] = "true" },
             }, _ => { });
             await app.StartAsync().W();
@@ -115,7 +118,7 @@ public sealed class CliTests
             Assert.Contains("Limits:MaxTransactionsPerMessage", ex2.Message);
             await File.WriteAllTextAsync(file, """{ "Machine": { "Nic": { "TotalVfs": 0 } } }""").W();
             var ex3 = Assert.Throws<ServeConfigurationException>(() => ServerHost.Build(new ServeSettings { Listen = [$"unix://{dir}/t.sock"], ConfigFile = file, UseAppSettings = false, UseEnvironment = false }, _ => { }));
-            Assert.Contains("Machine:Nic:TotalVfs", ex3.Message);
+            Assert.Contains("Machine:Nic: devices are set in a machine description now: serve --machine FILE", ex3.Message);
             await File.WriteAllTextAsync(file, """{ "Machine": { "RamSize": "lots" } }""").W();
             var ex4 = Assert.Throws<ServeConfigurationException>(() => ServerHost.Build(new ServeSettings { Listen = [$"unix://{dir}/t.sock"], ConfigFile = file, UseAppSettings = false, UseEnvironment = false }, _ => { }));
             Assert.Contains("Machine", ex4.Message);

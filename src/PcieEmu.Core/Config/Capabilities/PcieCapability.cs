@@ -9,6 +9,10 @@ public enum PciePortType : byte
     LegacyEndpoint = 1,
     /// <summary>Root Port of a Root Complex.</summary>
     RootPort = 4,
+    /// <summary>Upstream Port of a PCI Express Switch.</summary>
+    SwitchUpstreamPort = 5,
+    /// <summary>Downstream Port of a PCI Express Switch.</summary>
+    SwitchDownstreamPort = 6,
     /// <summary>Root Complex Integrated Endpoint.</summary>
     RootComplexIntegratedEndpoint = 9,
 }
@@ -84,7 +88,12 @@ public sealed class PcieCapability(PcieCapabilityValues values) : Capability
     /// <summary>The values this capability was built with.</summary>
     public PcieCapabilityValues Values => values;
 
-    private bool IsPort => values.PortType == PciePortType.RootPort;
+    // Root and switch downstream ports face a link downstream: Link Disable, Retrain Link, slots,
+    // ARI Forwarding. Root Control / Root Status exist only in root ports (PCIe Base §7.5.3.12-14).
+    private bool IsPort => values.PortType is PciePortType.RootPort or PciePortType.SwitchDownstreamPort;
+    private bool IsRoot => values.PortType == PciePortType.RootPort;
+    // No port is FLR capable (Initiate FLR applies to endpoints only, PCIe Base §7.5.3.4).
+    private bool IsAnyPort => IsPort || values.PortType == PciePortType.SwitchUpstreamPort;
 
     /// <summary>ARI Forwarding Enable (root and downstream ports).</summary>
     public bool AriForwardingEnabled => IsPort && _cs != null && (_cs.ReadRaw(Offset + DevCtl2, 2) & AriForwarding) != 0;
@@ -98,7 +107,7 @@ public sealed class PcieCapability(PcieCapabilityValues values) : Capability
         cs.Init(o + DevCap, 4, values.DevCap);
         cs.Init(o + DevCtl, 2, values.DevCtl);
         ushort devCtlW = values.DevCtlWritable;
-        if (!IsPort && (values.DevCap & DevCapFlr) != 0) devCtlW |= DevCtlInitiateFlr;
+        if (!IsAnyPort && (values.DevCap & DevCapFlr) != 0) devCtlW |= DevCtlInitiateFlr;
         cs.SetWritable(o + DevCtl, 2, devCtlW);
         cs.Init(o + DevSta, 2, values.DevSta);
         cs.SetW1c(o + DevSta, 2, 0x000F);          // CED, NFED, FED, URD
@@ -118,8 +127,11 @@ public sealed class PcieCapability(PcieCapabilityValues values) : Capability
                 cs.Init(o + SlotSta, 2, values.SlotSta);
                 cs.SetW1c(o + SlotSta, 2, 0x011F);
             }
-            cs.SetWritable(o + RootCtl, 2, 0x001F);
-            cs.SetW1c(o + RootSta, 4, 1u << 16);  // PME Status
+            if (IsRoot)
+            {
+                cs.SetWritable(o + RootCtl, 2, 0x001F);
+                cs.SetW1c(o + RootSta, 4, 1u << 16);  // PME Status
+            }
         }
         cs.Init(o + DevCap2, 4, values.DevCap2);
         uint devCtl2W = values.DevCtl2Writable;
@@ -144,7 +156,7 @@ public sealed class PcieCapability(PcieCapabilityValues values) : Capability
             cs.AddHook(Offset + LinkCtl, 2, (off, _, n) => { if ((n & 0x20) != 0) cs.SetRaw(off, 2, n & ~0x20u); });
             return;
         }
-        if ((values.DevCap & DevCapFlr) == 0) return;
+        if (IsAnyPort || (values.DevCap & DevCapFlr) == 0) return;
         cs.AddHook(Offset + DevCtl, 2, (off, _, n) =>
         {
             if ((n & DevCtlInitiateFlr) == 0) return;

@@ -59,9 +59,18 @@ public sealed class IgbPhysicalFunction : PhysicalFunction
     private readonly CapabilityBuilder _vfTemplateCaps;
 
     /// <summary>Creates PF <paramref name="functionNumber"/> of the NIC behind <paramref name="port"/>.</summary>
-    public IgbPhysicalFunction(Machine machine, RootPort port, byte functionNumber, IgbOptions options, SriovGroup group)
-        : base(machine, port, functionNumber, $"PF{functionNumber}")
+    /// <param name="machine">The machine.</param>
+    /// <param name="port">The port whose link the NIC sits on.</param>
+    /// <param name="functionNumber">0 or 1.</param>
+    /// <param name="options">The NIC's options.</param>
+    /// <param name="group">The SR-IOV group the NIC's PFs share.</param>
+    /// <param name="ethernetPort">Machine-wide Ethernet port number of this PF's port (default: the function number).</param>
+    /// <param name="namePrefix">Prefix of the function's name ("PF0"), so names stay unique with several devices.</param>
+    public IgbPhysicalFunction(Machine machine, PciBridge port, byte functionNumber, IgbOptions options, SriovGroup group,
+        int ethernetPort = -1, string namePrefix = "")
+        : base(machine, port, functionNumber, $"{namePrefix}PF{functionNumber}")
     {
+        EthernetPort = ethernetPort < 0 ? functionNumber : ethernetPort;
         options.Validate();
         Options = options;
         Bars = Igb82576.PfBars;
@@ -86,7 +95,7 @@ public sealed class IgbPhysicalFunction : PhysicalFunction
             .Add(new MsixCapability(Igb82576.PfMsixVectors, 3, 0, 3, Igb82576.MsixPbaOffset), 0x70)
             .Add(new PcieCapability(Igb82576.PfPcie), 0xA0)
             .Add(new AerCapability(), 0x100)
-            .Add(new DsnCapability(options.SerialNumber + functionNumber), 0x140)
+            .Add(new DsnCapability(options.EffectiveSerialNumber + functionNumber), 0x140)
             .Add(new AriCapability(last ? (byte)0 : (byte)(functionNumber + 1)), 0x150)
             .Add(sriov, 0x160)
             .Build(Config);
@@ -108,6 +117,12 @@ public sealed class IgbPhysicalFunction : PhysicalFunction
 
     /// <summary>Options the NIC was built with.</summary>
     public IgbOptions Options { get; }
+
+    /// <summary>Machine-wide Ethernet port number of this PF's port.</summary>
+    public int EthernetPort { get; }
+
+    /// <inheritdoc/>
+    public override string Description => "Intel Corporation 82576 Gigabit Network Connection";
 
     private void InstallVfHeaderTemplate() => IgbVirtualFunction.InstallHeader(_vfTemplate, this);
 
@@ -162,6 +177,9 @@ public sealed class IgbVirtualFunction : VirtualFunction
     internal static void InstallHeader(ConfigSpace cs, IgbPhysicalFunction pf) => InstallVfHeader(cs, pf);
 
     private IgbPort Nic => ((IgbPhysicalFunction)PhysicalFunction).Nic;
+
+    /// <inheritdoc/>
+    public override string Description => "Intel Corporation 82576 Virtual Function";
 
     /// <inheritdoc/>
     public override IMmioRegion GetBarRegion(int index) => index switch

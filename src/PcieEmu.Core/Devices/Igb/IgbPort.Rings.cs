@@ -10,9 +10,9 @@ namespace PcieEmu.Core.Devices.Igb;
 public sealed partial class IgbPort
 {
     /// <summary>Largest frame the port gathers or accepts (bytes, without FCS).</summary>
-    public const int MaxFrameSize = 16 * 1024;
+    public const int MaxFrameSize = EthernetFrame.MaxSize;
     /// <summary>Shortest frame <see cref="InjectFrame"/> accepts: an Ethernet header.</summary>
-    public const int MinFrameSize = 14;
+    public const int MinFrameSize = EthernetFrame.MinSize;
     private const int DescSize = 16, FetchBatch = 64;
 
     // Advanced transmit descriptor bits (cmd_type_len).

@@ -6,12 +6,6 @@ using static PcieEmu.Core.Devices.Igb.IgbRegs;
 
 namespace PcieEmu.Core.Devices.Igb;
 
-/// <summary>A frame the port sent out of its wire.</summary>
-/// <param name="Port">Port number (the PF's function number).</param>
-/// <param name="Data">The frame, destination MAC first, without FCS.</param>
-/// <param name="TimestampUnixNs">Wall-clock time of transmission, nanoseconds since the Unix epoch.</param>
-public sealed record WireFrame(int Port, byte[] Data, long TimestampUnixNs);
-
 /// <summary>Where a DMA fault happened.</summary>
 public enum NicDmaStage
 {
@@ -47,7 +41,7 @@ public readonly record struct NicDmaFault(ushort Rid, int Queue, NicDmaStage Sta
 /// <see cref="FrameTransmitted"/> handlers run under the lock and must not block.
 /// </para>
 /// </summary>
-public sealed partial class IgbPort
+public sealed partial class IgbPort : IEthernetPort
 {
     private readonly IgbPhysicalFunction _pf;
     private readonly RegisterFile[] _vfFiles;
@@ -72,7 +66,7 @@ public sealed partial class IgbPort
     internal IgbPort(IgbPhysicalFunction pf)
     {
         _pf = pf;
-        ulong sn = pf.Options.SerialNumber;
+        ulong sn = pf.Options.EffectiveSerialNumber;
         // PF0's DSN is the EUI-64 form of the NVM's LAN0 MAC (FF-FF inserted in the middle); the
         // port loads its MAC from the NVM (LAN1: bit 0 of the last byte inverted).
         ulong lan0 = ((sn >> 16) & 0xFFFF_FF00_0000UL) | (sn & 0xFF_FFFF);
@@ -163,8 +157,12 @@ public sealed partial class IgbPort
         }
     }
 
-    /// <summary>Port number: the PF's function number.</summary>
-    public int PortNumber => _pf.FunctionNumber;
+    /// <summary>Machine-wide Ethernet port number (description order; the default machine's PF n has port n).</summary>
+    public int PortNumber => _pf.EthernetPort;
+    /// <inheritdoc/>
+    public int Number => _pf.EthernetPort;
+    /// <inheritdoc/>
+    public PciFunction Function => _pf;
     /// <summary>The port's permanent MAC address (loaded into RAL0/RAH0 at reset).</summary>
     public ReadOnlySpan<byte> MacAddress => _mac;
     /// <summary>The NVM (EEPROM) the port reads through EERD.</summary>

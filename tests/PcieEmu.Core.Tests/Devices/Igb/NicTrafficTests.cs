@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Microsoft.Extensions.Time.Testing;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.Interrupts;
 using PcieEmu.Core.Memory;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Devices.Igb;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
 

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using PcieEmu.Core.Devices.Igb;
 using PcieEmu.Core.Events;
 using static PcieEmu.Core.Devices.VirtioNet.VirtioRegs;
 

@@ -19,7 +19,7 @@ public sealed record VirtioNetOptions
     public ulong Features { get; init; } = SupportedFeatures;
     /// <summary>Maximum queue size the device reports in queue_size (a power of two, 2..32768).</summary>
     public int MaxQueueSize { get; init; } = 256;
-    /// <summary>Ethernet port number of this device's wire (in frame events and <see cref="Igb.WireFrame"/>).</summary>
+    /// <summary>Ethernet port number of this device's wire (in frame events and <see cref="WireFrame"/>).</summary>
     public int PortNumber { get; init; } = 2;
 
     /// <summary>The MAC as bytes.</summary>

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using PcieEmu.Core.AddressSpace;
-using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Devices.VirtioNet;
 using PcieEmu.Core.Interrupts;
 using PcieEmu.Core.Platform;

@@ -128,7 +128,7 @@ public sealed unsafe partial class PcieRing : IDisposable
         if (_dataUsed + (uint)length > _dataSize)
         {
             // Wait until the server has consumed the entries whose data lies there.
-            SpinUntil(() => Volatile.Read(ref U32(RingLayout.SubmissionHeadOffset)) == _dataMark);
+            SpinUntil(() => (int)(Volatile.Read(ref U32(RingLayout.SubmissionHeadOffset)) - _dataMark) >= 0);
             _dataUsed = 0;
         }
         uint at = _dataUsed;
@@ -160,11 +160,14 @@ public sealed unsafe partial class PcieRing : IDisposable
         while (true)
         {
             long start = Stopwatch.GetTimestamp();
+            int polls = 0;
             while (_cqHead == Volatile.Read(ref cqTail))
             {
                 if (Stopwatch.GetTimestamp() - start < _spinTicks)
                 {
-                    Thread.SpinWait(8);
+                    // A few pause loops, then sched_yield, so a busy CPU still runs the server's ring thread.
+                    if (++polls <= 32) Thread.SpinWait(8);
+                    else Thread.Yield();
                     continue;
                 }
                 if (IsClosed) throw Closed();
@@ -184,11 +187,11 @@ public sealed unsafe partial class PcieRing : IDisposable
 
     private void SpinUntil(Func<bool> done)
     {
-        var sw = new SpinWait();
-        while (!done())
+        for (int polls = 0; !done(); polls++)
         {
             if (IsClosed) throw Closed();
-            sw.SpinOnce();
+            if (polls < 32) Thread.SpinWait(8);
+            else Thread.Yield();
         }
     }
 

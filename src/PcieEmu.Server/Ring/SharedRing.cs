@@ -44,7 +44,8 @@ internal readonly record struct RingGeometry(int SubmissionEntries, int Completi
 /// of the copy, executes it through the same Machine entry points the Session stream uses (each
 /// takes the machine lock itself) and posts a completion when the Transact rules ask for one (reads,
 /// acked writes, failures) or the entry was malformed. When the ring is empty it polls for the
-/// spin time and then sleeps on the submission tail's futex, so an idle ring costs no CPU.
+/// spin time (yielding the processor between polls) and then sleeps on the submission tail's
+/// futex, so an idle ring costs no CPU.
 /// </summary>
 internal sealed unsafe class SharedRing : IDisposable
 {
@@ -190,10 +191,12 @@ internal sealed unsafe class SharedRing : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         ref uint tail = ref U32(RingLayout.SubmissionTailOffset);
-        while (Stopwatch.GetTimestamp() - start < _spinTicks)
+        // A few pause loops, then sched_yield: on a busy (or single) CPU a polling server must not keep the client off the processor.
+        for (int n = 0; Stopwatch.GetTimestamp() - start < _spinTicks; n++)
         {
             if (Volatile.Read(ref tail) != head || _stop) return;
-            Thread.SpinWait(8);
+            if (n < 32) Thread.SpinWait(8);
+            else Thread.Yield();
         }
         ref uint sleeping = ref U32(RingLayout.ServerSleepingOffset);
         Interlocked.Exchange(ref sleeping, 1);

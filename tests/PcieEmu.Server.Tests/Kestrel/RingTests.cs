@@ -61,8 +61,14 @@ public sealed class RingTests
         Assert.Equal((uint)block.Length, mr.Length);
         Assert.Equal(block, back);
         // More data than the area holds over time: the client reuses it once the server consumed it.
-        for (int k = 0; k < 100; k++) ring.PostMemoryWrite(ram + 0x40000 + (ulong)k * 4096, block);
-        Assert.Equal(block, (await s.Client.Memory.ReadMemoryAsync(new ReadMemoryRequest { Address = ram + 0x40000 + 99 * 4096, Length = 3000 })).Data.ToByteArray());
+        for (int k = 0; k < 100; k++)
+        {
+            ring.PostMemoryWrite(ram + 0x40000 + (ulong)k * 4096, block);
+            ring.PostMmioWrite(ram + 0x40000 + (ulong)k * 4096 + 3000, 4, (uint)k);   // entries without data in between
+        }
+        Assert.Equal((ulong)99, ring.ReadMmio(ram + 0x40000 + 99 * 4096 + 3000, 4).Value);   // a read fences the writes before it
+        for (int k = 0; k < 100; k += 9)
+            Assert.Equal(block, (await s.Client.Memory.ReadMemoryAsync(new ReadMemoryRequest { Address = ram + 0x40000 + (ulong)k * 4096, Length = 3000 })).Data.ToByteArray());
 
         // An acked write completes even when it succeeds.
         var ack = ring.WriteConfigAcked(Nic, 4, 2, 0x0002);

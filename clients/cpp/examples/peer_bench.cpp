@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   try {
     auto c = pcieemu::Client::Connect(argv[1]);
     // Ring wait tuning for experiments: BENCH_RING_SERVER_SPIN_US (the server's poll before it
-    // sleeps; 0 = its default) and BENCH_RING_CLIENT_SPIN_US (ours; default 100).
+    // sleeps; 0 = its default) and BENCH_RING_CLIENT_SPIN_US (ours; default 20).
     pcieemu::v1::OpenRingRequest ring_request;
     if (const char* v = std::getenv("BENCH_RING_SERVER_SPIN_US")) ring_request.set_spin_microseconds(std::stoul(v));
     auto open_ring = [&] {

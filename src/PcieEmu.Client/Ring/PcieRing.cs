@@ -221,7 +221,7 @@ public sealed partial class PcieRing
 {
     /// <summary>
     /// Opens a ring through <paramref name="session"/>. <paramref name="clientSpin"/> is how long a
-    /// wait for a completion polls before it sleeps on the futex (default 100 µs).
+    /// wait for a completion polls before it sleeps on the futex (default 20 µs).
     /// </summary>
     public static async Task<PcieRing> OpenAsync(SessionService.SessionServiceClient session, OpenRingRequest? request = null,
         TimeSpan? clientSpin = null, CancellationToken cancellationToken = default)
@@ -233,7 +233,7 @@ public sealed partial class PcieRing
         {
             if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
                 throw new InvalidOperationException("OpenRing ended without describing the ring");
-            return new PcieRing(call, cancel, call.ResponseStream.Current, clientSpin ?? TimeSpan.FromMicroseconds(100));
+            return new PcieRing(call, cancel, call.ResponseStream.Current, clientSpin ?? TimeSpan.FromMicroseconds(20));
         }
         catch
         {

@@ -14,6 +14,12 @@ namespace PcieEmu.Server.Ring;
 internal readonly record struct RingGeometry(int SubmissionEntries, int CompletionEntries, int DataSize, int SpinMicroseconds)
 {
     public const int MaxEntries = 4096, MaxDataSize = 4 << 20, MaxSpinMicroseconds = 10_000;
+    /// <summary>
+    /// Default poll before the ring thread sleeps: long enough to catch a client's next entry when
+    /// both run on their own cores (sub-µs round trips), short enough not to keep a client off the
+    /// processor on a busy machine, where a long poll made round trips 3-5x slower (docs/performance.md).
+    /// </summary>
+    public const int DefaultSpinMicroseconds = 5;
 
     public int SubmissionOffset => RingLayout.HeaderSize;
     public int CompletionOffset => SubmissionOffset + SubmissionEntries * RingLayout.SubmissionEntrySize;
@@ -28,7 +34,7 @@ internal readonly record struct RingGeometry(int SubmissionEntries, int Completi
         r.DataSize == 0 ? 65536
             : r.DataSize <= MaxDataSize && r.DataSize % 64 == 0 ? (int)r.DataSize
             : throw RpcErrors.Invalid("data_size", $"must be a multiple of 64 up to {MaxDataSize} (was {r.DataSize})"),
-        r.SpinMicroseconds == 0 ? 50
+        r.SpinMicroseconds == 0 ? DefaultSpinMicroseconds
             : r.SpinMicroseconds <= MaxSpinMicroseconds ? (int)r.SpinMicroseconds
             : throw RpcErrors.Invalid("spin_microseconds", $"at most {MaxSpinMicroseconds} (was {r.SpinMicroseconds})"));
 

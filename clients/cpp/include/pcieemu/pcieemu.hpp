@@ -271,7 +271,7 @@ class Ring {
   // Cancels the OpenRing call (the server closes the ring and deletes its file) and unmaps it.
   void Close();
   const v1::OpenRingResponse& layout() const { return layout_; }
-  std::chrono::microseconds client_spin{100};
+  std::chrono::microseconds client_spin{20};
 
  private:
   friend class Client;

@@ -103,7 +103,7 @@ type OpenRingRequest struct {
 	// 4194304; default 65536.
 	DataSize uint32 `protobuf:"varint,3,opt,name=data_size,json=dataSize,proto3" json:"data_size,omitempty"`
 	// How long the server's ring thread polls an empty ring before it sleeps on the futex, in
-	// microseconds, at most 10000; default 50 (0 means the default; 1 is the smallest spin).
+	// microseconds, at most 10000; default 5 (0 means the default; 1 is the smallest spin).
 	SpinMicroseconds uint32 `protobuf:"varint,4,opt,name=spin_microseconds,json=spinMicroseconds,proto3" json:"spin_microseconds,omitempty"`
 }
 

@@ -32,7 +32,7 @@ skip() { log "SKIPPED: $*"; [ -n "$OUT" ] && echo "$*" >"$OUT/$NAME.skip"; exit 
 for tool in cc cmake python3 dotnet; do command -v $tool >/dev/null || fail "$tool not found (apt-get install $(tr '\n' ' ' <"$HERE/apt-packages.txt"))"; done
 
 # 1. The peer: libvfio-user's gpio sample server, from the QEMU build cache (built when missing).
-qemu_dir=$(bash "$ROOT/tests/vm/qemu.sh" | tail -n 1); rc=${PIPESTATUS[0]}
+qemu_dir=$(bash "$ROOT/tests/vm/qemu.sh" | tail -n 1); rc=$?   # pipefail: qemu.sh's status
 [ "$rc" = 2 ] && skip "libvfio-user (the peer) cannot be built: no QEMU >= 10.1 source could be downloaded (tests/vm/qemu.sh); PcieEmu's own figures were not taken either"
 [ "$rc" = 0 ] || fail "tests/vm/qemu.sh failed (exit $rc): the peer could not be built"
 GPIO="$qemu_dir/libvfio-user/bin/gpio-pci-idio-16"

@@ -313,6 +313,24 @@ public sealed class RingTests
     }
 
     [Fact]
+    public async Task A_stopping_server_closes_its_rings_with_unavailable()
+    {
+        await using var s = await TestServer.StartAsync("unix");
+        var call = s.Client.Session.OpenRing(new OpenRingRequest());
+        Assert.True(await call.ResponseStream.MoveNext().W());
+        string path = call.ResponseStream.Current.Path;
+        using var raw = new RawRing(call.ResponseStream.Current);
+        var stopping = s.App.StopAsync();
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseStream.MoveNext()).W();
+        Assert.Equal(StatusCode.Unavailable, ex.StatusCode);
+        await stopping.W();
+        Assert.Equal(1u, raw.State);
+        Assert.Equal(0, Rings(s).Open);
+        Assert.False(File.Exists(path));
+        call.Dispose();
+    }
+
+    [Fact]
     public async Task Too_many_rings_and_bad_sizes_are_refused_naming_the_field()
     {
         await using var s = await TestServer.StartAsync("unix", new Dictionary<string, string?> { ["Limits:MaxRings"] = "1" });

@@ -3,6 +3,7 @@
 #   make test   install missing Debian packages (make deps), build everything, run every expected
 #               test suite (tests/suites.txt), print a per-suite table; ends with "N passed, N failed"
 #   make bench  run the load generator (pcie-emu bench) and the Core benchmarks
+#   make bench-peer  per-access cost beside libvfio-user and the socket floor (docs/performance.md)
 #   make clean  remove build outputs
 
 SHELL := /bin/bash
@@ -52,6 +53,13 @@ bench-wire:
 
 bench-core:
 	$(DOTNET) run -c Release --project tests/PcieEmu.Core.Benchmarks -- --filter '*'
+
+# Per-access cost, one run, alternating: the socket floor, libvfio-user's sample server (built from
+# the QEMU source `make vm-test` uses, cached), PcieEmu over gRPC, vfio-user and the shared-memory
+# ring (tests/bench-peer/run.sh; BENCH_ROUNDS / BENCH_OPS override 3 rounds of 20000 ops).
+.PHONY: bench-peer
+bench-peer:
+	@bash tests/bench-peer/run.sh
 
 clean:
 	$(DOTNET) clean PcieEmu.sln -nologo -v q

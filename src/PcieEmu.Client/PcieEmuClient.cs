@@ -152,6 +152,10 @@ public sealed partial class PcieEmuClient : IDisposable
     /// <summary>Opens an ordered transaction stream (posted writes, tagged reads).</summary>
     public PcieSession OpenSession(CancellationToken cancellationToken = default) => new(Session.Transact(cancellationToken: cancellationToken));
 
+    /// <summary>Opens a shared-memory ring (same host only): single accesses without a socket round trip. See <see cref="Ring.PcieRing"/>.</summary>
+    public Task<Ring.PcieRing> OpenRingAsync(OpenRingRequest? request = null, CancellationToken cancellationToken = default) =>
+        Ring.PcieRing.OpenAsync(Session, request, cancellationToken: cancellationToken);
+
     /// <summary>Describes the machine.</summary>
     public async Task<GetPlatformResponse> GetPlatformAsync(CancellationToken cancellationToken = default) =>
         await Platform.GetPlatformAsync(new GetPlatformRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -64,4 +64,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 22, Level = LogLevel.Error, Message = "Trace recording to {Path} stopped: {Reason} (the machine goes on)")]
     public static partial void TraceRecordingFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(EventId = 50, Level = LogLevel.Debug, Message = "Ring opened for {Peer}: {Path}")]
+    public static partial void RingOpened(ILogger logger, string peer, string path);
+
+    [LoggerMessage(EventId = 51, Level = LogLevel.Debug, Message = "Ring of {Peer} closed after {Entries} entries")]
+    public static partial void RingClosed(ILogger logger, string peer, long entries);
 }

@@ -122,6 +122,7 @@ internal sealed class TestServer : IAsyncDisposable
             TraceFile = traceFile,
             Check = check,
             TokenFile = Path.Combine(dir, "token"),
+            RuntimeDirectory = dir,
             TcpAuth = tcpAuth,
             VfioUser = vfioUser?.Invoke(dir) ?? [],
             UseAppSettings = false,

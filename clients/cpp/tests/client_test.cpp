@@ -329,6 +329,69 @@ TEST_F(ClientTest, SessionMalformedEndsStream) {
   s->Cancel();
 }
 
+TEST_F(ClientTest, RingOrderingStatusesAndRejectedEntries) {
+  auto r = c->OpenRing();
+  ASSERT_FALSE(r->layout().path().empty());
+  for (int i = 0; i < 600; i++) {  // more than the ring's 256 slots: posted writes, then each read sees them
+    r->ConfigWrite(kPf0, 0x3c, 1, i & 0xff);
+    r->MmioWrite(0x2000, 4, static_cast<uint64_t>(i * 7));
+    if (i % 50 == 49) {
+      auto a = r->ConfigRead(kPf0, 0x3c, 1);
+      ASSERT_EQ(a.status, OK);
+      ASSERT_EQ(a.value, static_cast<uint64_t>(i & 0xff)) << i;
+      ASSERT_EQ(r->MmioRead(0x2000, 4).value, static_cast<uint64_t>(i * 7)) << i;
+    }
+  }
+  r->ConfigWrite(Rid(9, 0, 0), 0x3c, 1, 1);  // to nothing: reported as a posted error
+  EXPECT_EQ(r->ConfigWriteAck(kPf0, 0x3c, 1, 0x11).status, OK);
+  auto pe = r->PostedErrors();
+  ASSERT_EQ(pe.size(), 1u);
+  EXPECT_EQ(pe[0].status, UR);
+  EXPECT_EQ(pe[0].kind, 2);
+  auto ur = r->ConfigRead(Rid(9, 0, 0), 0, 4);
+  EXPECT_EQ(ur.status, UR);
+  EXPECT_EQ(ur.value, 0xFFFFFFFFull);
+  uint8_t block[100];
+  for (int i = 0; i < 100; i++) block[i] = static_cast<uint8_t>(i * 3);
+  r->MemoryWrite(0x3000, block, sizeof block);
+  uint8_t back[100] = {};
+  auto m = r->MemoryRead(0x3000, back, sizeof back);
+  EXPECT_EQ(m.status, OK);
+  EXPECT_EQ(m.length, 100u);
+  EXPECT_EQ(std::memcmp(block, back, sizeof block), 0);
+  // More data than the 64 KiB area holds over time, with data-less entries in between: the area is reused.
+  std::vector<uint8_t> big(3000);
+  for (int k = 0; k < 100; k++) {
+    std::fill(big.begin(), big.end(), static_cast<uint8_t>(k));
+    r->MemoryWrite(0x10000 + k * 4096, big.data(), 3000);
+    r->MmioWrite(0x10000 + k * 4096 + 3000, 4, k);
+  }
+  std::vector<uint8_t> got(3004);
+  ASSERT_EQ(r->MemoryRead(0x10000 + 99 * 4096, got.data(), 3004).status, OK);
+  EXPECT_EQ(got[0], 99);
+  EXPECT_EQ(got[2999], 99);
+  EXPECT_EQ(got[3000], 99);
+  // Rejected entries complete with a status naming the field; the ring goes on.
+  auto bad = r->ConfigRead(kPf0, 3, 2);  // crosses a dword
+  EXPECT_EQ(bad.status, kRingInvalidArgument);
+  EXPECT_EQ(bad.field, 4);  // offset
+  auto oor = r->MemoryRead(~0ull - 16, back, 8);
+  EXPECT_EQ(oor.status, kRingOutOfRange);
+  EXPECT_EQ(oor.field, 6);  // address
+  EXPECT_EQ(r->ConfigRead(kPf0, 0, 4).value, 0x10C98086u);
+  EXPECT_FALSE(r->closed());
+  r->Close();
+  try {
+    v1::OpenRingRequest req;
+    req.set_submission_entries(3);
+    c->OpenRing(req);
+    ADD_FAILURE() << "3 entries accepted";
+  } catch (const RpcError& e) {
+    EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(e.message().find("submission_entries"), std::string::npos) << e.message();
+  }
+}
+
 TEST_F(ClientTest, InterruptStreamOpens) {
   auto sub = c->SubscribeInterrupts({kPf0});
   EXPECT_NO_THROW(sub->WaitOpened());

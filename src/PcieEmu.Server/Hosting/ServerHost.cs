@@ -82,6 +82,7 @@ public static class ServerHost
         builder.Services.AddSingleton<TraceSubscribers>();
         builder.Services.AddSingleton<TraceRecording>();
         builder.Services.AddSingleton<ServerChecker>();
+        builder.Services.AddSingleton<PcieEmu.Server.Ring.SharedRings>();
         builder.Services.AddGrpc(o =>
         {
             // A maximal WriteMemory (or a Transact message of writes) plus its envelope must fit; anything larger is malformed.

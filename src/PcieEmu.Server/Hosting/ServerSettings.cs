@@ -35,6 +35,8 @@ public sealed class LimitsOptions
     public int CheckerQueueCapacity { get; set; } = 65536;
     /// <summary>Violations the checker keeps; later ones are only counted.</summary>
     public int MaxViolations { get; set; } = 10000;
+    /// <summary>Largest number of shared-memory rings (SessionService.OpenRing) open at once.</summary>
+    public int MaxRings { get; set; } = 16;
 
     /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public void Validate()
@@ -49,6 +51,7 @@ public sealed class LimitsOptions
         if (MaxTraceSubscribers is < 1 or > 1024) throw new ArgumentException("MaxTraceSubscribers must be 1..1024", nameof(MaxTraceSubscribers));
         if (CheckerQueueCapacity is < 1 or > 1 << 22) throw new ArgumentException("CheckerQueueCapacity must be 1..4194304", nameof(CheckerQueueCapacity));
         if (MaxViolations is < 1 or > 1 << 20) throw new ArgumentException("MaxViolations must be 1..1048576", nameof(MaxViolations));
+        if (MaxRings is < 1 or > 256) throw new ArgumentException("MaxRings must be 1..256", nameof(MaxRings));
     }
 }
 

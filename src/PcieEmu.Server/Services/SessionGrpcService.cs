@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using PcieEmu.Core.Platform;
 using PcieEmu.Protocol.V1;
 using PcieEmu.Server.Hosting;
+using PcieEmu.Server.Ring;
 
 namespace PcieEmu.Server.Services;
 
@@ -13,9 +14,54 @@ namespace PcieEmu.Server.Services;
 /// response that is written before the next request is read (so HTTP/2 flow control bounds what a
 /// client can queue here). Writes are posted: only failures and acked writes produce completions.
 /// </summary>
-internal sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ServerShutdown shutdown, ILogger<SessionGrpcService> logger)
+internal sealed class SessionGrpcService(Machine machine, LimitsOptions limits, ServerShutdown shutdown, SharedRings rings, ILogger<SessionGrpcService> logger)
     : SessionService.SessionServiceBase
 {
+    /// <inheritdoc/>
+    public override async Task OpenRing(OpenRingRequest request, IServerStreamWriter<OpenRingResponse> responseStream, ServerCallContext context)
+    {
+        var geometry = RingGeometry.From(request);
+        using var call = shutdown.Link(context);
+        var ring = rings.Create(geometry);
+        string? broken;
+        try
+        {
+            var g = ring.Geometry;
+            var running = ring.Run(call.Token);
+            await responseStream.WriteAsync(new OpenRingResponse
+            {
+                Path = ring.Path,
+                Size = (ulong)g.FileSize,
+                SubmissionEntries = (uint)g.SubmissionEntries,
+                SubmissionOffset = (uint)g.SubmissionOffset,
+                SubmissionEntrySize = Client.Ring.RingLayout.SubmissionEntrySize,
+                CompletionEntries = (uint)g.CompletionEntries,
+                CompletionOffset = (uint)g.CompletionOffset,
+                CompletionEntrySize = Client.Ring.RingLayout.CompletionEntrySize,
+                DataOffset = (uint)g.DataOffset,
+                DataSize = (uint)g.DataSize,
+                Version = Client.Ring.RingLayout.Version,
+            }, call.Token).ConfigureAwait(false);
+            Log.RingOpened(logger, context.Peer, ring.Path);
+            broken = await running.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            broken = null;
+        }
+        finally
+        {
+            Log.RingClosed(logger, context.Peer, ring.Consumed);
+            rings.Close(ring);
+        }
+        if (broken != null)
+        {
+            Log.Rejected(logger, "OpenRing", broken, "FailedPrecondition");
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, broken));
+        }
+        if (shutdown.IsStopping) throw ServerShutdown.Unavailable();
+    }
+
     /// <inheritdoc/>
     public override async Task Transact(IAsyncStreamReader<TransactRequest> requestStream, IServerStreamWriter<TransactResponse> responseStream, ServerCallContext context)
     {

@@ -20,7 +20,7 @@ public sealed class ServiceLogicTests : IDisposable
     private ConfigGrpcService Config => new(_m);
     private MmioGrpcService Mmio => new(_m);
     private MemoryGrpcService Memory => new(_m, _limits);
-    private SessionGrpcService Session => new(_m, _limits, RunningLifetime.Shutdown, NullLogger<SessionGrpcService>.Instance);
+    private SessionGrpcService Session => new(_m, _limits, RunningLifetime.Shutdown, new Ring.SharedRings(_m, _limits, new ServeSettings()), NullLogger<SessionGrpcService>.Instance);
 
     private static async Task<RpcException> Fails(Func<Task> call, StatusCode code, string field)
     {

@@ -235,6 +235,65 @@ class Session {
   grpc::Status status_;
 };
 
+// A completion from a shared-memory ring (docs/protocol.md, "Shared-memory ring").
+struct RingCompletion {
+  uint64_t tag = 0;
+  uint8_t kind = 0;     // the entry's op: 1 config_read ... 6 memory_write (TransactionKind numbers)
+  uint16_t status = 0;  // 1-4: CompletionStatus; kRingInvalidArgument / kRingOutOfRange: rejected
+  uint8_t field = 0;    // for a rejected entry, the field at fault (1 op ... 10 reserved)
+  uint64_t value = 0;   // config and MMIO reads (all ones on UR)
+  uint32_t length = 0;  // bytes a memory read returned
+};
+inline constexpr uint16_t kRingInvalidArgument = 0x100, kRingOutOfRange = 0x101;
+
+// A shared-memory ring (SessionService.OpenRing; same host only): single accesses without a
+// socket round trip. Same ordering as Session: entries execute in order, writes are posted
+// (failures: PostedErrors()), a read sees every earlier write. Not thread-safe: one thread drives
+// it. Reads block (spin `client_spin`, then sleep on the shared futex) until their completion.
+// Throws RpcError when the server closed the ring (stopped, or the ring was broken).
+class Ring {
+ public:
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+  RingCompletion ConfigRead(uint32_t rid, int offset, int width);
+  void ConfigWrite(uint32_t rid, int offset, int width, uint32_t value);
+  RingCompletion ConfigWriteAck(uint32_t rid, int offset, int width, uint32_t value);
+  RingCompletion MmioRead(uint64_t address, int width);
+  void MmioWrite(uint64_t address, int width, uint64_t value);
+  RingCompletion MmioWriteAck(uint64_t address, int width, uint64_t value);
+  // Reads `length` bytes of RAM into dst (at most the data area's size).
+  RingCompletion MemoryRead(uint64_t address, void* dst, uint32_t length);
+  void MemoryWrite(uint64_t address, const void* src, uint32_t length);
+  // Completions nobody waited for (posted writes that failed), oldest first; clears them.
+  std::vector<RingCompletion> PostedErrors();
+  bool closed() const;
+  // Cancels the OpenRing call (the server closes the ring and deletes its file) and unmaps it.
+  void Close();
+  const v1::OpenRingResponse& layout() const { return layout_; }
+  std::chrono::microseconds client_spin{20};
+
+ private:
+  friend class Client;
+  Ring() = default;
+  uint64_t Submit(uint8_t op, uint8_t flags, uint16_t rid, uint16_t offset, uint8_t width, uint64_t address,
+                  uint64_t value, uint32_t data_offset, uint32_t length);
+  RingCompletion Wait(uint64_t tag);
+  uint32_t Reserve(uint32_t length);
+  uint32_t* Word(size_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
+  [[noreturn]] void ThrowClosed();
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::OpenRingResponse>> reader_;
+  v1::OpenRingResponse layout_;
+  uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+  uint32_t sq_tail_ = 0, cq_head_ = 0, data_used_ = 0, data_mark_ = 0;
+  uint64_t next_tag_ = 1;
+  std::vector<RingCompletion> posted_;
+  bool finished_ = false;
+  grpc::Status status_;
+};
+
 class Client {
  public:
   // "tcp://host:port", "host:port" or "unix:///path"; empty: DefaultTarget().
@@ -289,6 +348,9 @@ class Client {
   v1::TranslateAddressResponse TranslateAddress(uint32_t rid, uint64_t address, const TranslateOptions& opt = {});
   std::unique_ptr<FrameCapture> CaptureFrames(uint32_t port, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   std::unique_ptr<Session> OpenSession();
+  // Opens a shared-memory ring (SessionService.OpenRing): maps the file the server names.
+  // Throws RpcError if the server refuses (INVALID_ARGUMENT naming a size, RESOURCE_EXHAUSTED).
+  std::unique_ptr<Ring> OpenRing(const v1::OpenRingRequest& request = {});
   // Decoded transactions (TraceService.Subscribe, docs/trace.md) of the functions in `rids`
   // ("01:10.0"; FormatBdf(rid)) and the kinds named in `kinds` ("config", "mmio", "dma", "msi",
   // "iommu", "frame", "lifecycle"); empty = all; in the machine's order. A subscriber that falls

@@ -19,6 +19,15 @@ const _ = grpc.SupportPackageIsVersion7
 type SessionServiceClient interface {
 	// The transaction stream.
 	Transact(ctx context.Context, opts ...grpc.CallOption) (SessionService_TransactClient, error)
+	// Opens a shared-memory ring for single accesses (same host only): the first message names a
+	// private file (0600, in the server's runtime directory) to map and gives its layout; the ring
+	// stays open while this call does. Entries follow the Transact ordering rules above; the layout
+	// and the statuses are in docs/protocol.md ("Shared-memory ring"). The server ends the call with
+	// OK when the client cancels it, UNAVAILABLE when it stops, FAILED_PRECONDITION when the client
+	// broke the ring's index protocol (the message names the index). Cancelling the call (or the
+	// client dying) closes the ring and deletes its file. Errors: INVALID_ARGUMENT (a size out of
+	// range; the message names the field), RESOURCE_EXHAUSTED (too many rings open).
+	OpenRing(ctx context.Context, in *OpenRingRequest, opts ...grpc.CallOption) (SessionService_OpenRingClient, error)
 }
 
 type sessionServiceClient struct {
@@ -60,12 +69,53 @@ func (x *sessionServiceTransactClient) Recv() (*TransactResponse, error) {
 	return m, nil
 }
 
+func (c *sessionServiceClient) OpenRing(ctx context.Context, in *OpenRingRequest, opts ...grpc.CallOption) (SessionService_OpenRingClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_SessionService_serviceDesc.Streams[1], "/pcieemu.v1.SessionService/OpenRing", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &sessionServiceOpenRingClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type SessionService_OpenRingClient interface {
+	Recv() (*OpenRingResponse, error)
+	grpc.ClientStream
+}
+
+type sessionServiceOpenRingClient struct {
+	grpc.ClientStream
+}
+
+func (x *sessionServiceOpenRingClient) Recv() (*OpenRingResponse, error) {
+	m := new(OpenRingResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // SessionServiceServer is the server API for SessionService service.
 // All implementations must embed UnimplementedSessionServiceServer
 // for forward compatibility
 type SessionServiceServer interface {
 	// The transaction stream.
 	Transact(SessionService_TransactServer) error
+	// Opens a shared-memory ring for single accesses (same host only): the first message names a
+	// private file (0600, in the server's runtime directory) to map and gives its layout; the ring
+	// stays open while this call does. Entries follow the Transact ordering rules above; the layout
+	// and the statuses are in docs/protocol.md ("Shared-memory ring"). The server ends the call with
+	// OK when the client cancels it, UNAVAILABLE when it stops, FAILED_PRECONDITION when the client
+	// broke the ring's index protocol (the message names the index). Cancelling the call (or the
+	// client dying) closes the ring and deletes its file. Errors: INVALID_ARGUMENT (a size out of
+	// range; the message names the field), RESOURCE_EXHAUSTED (too many rings open).
+	OpenRing(*OpenRingRequest, SessionService_OpenRingServer) error
 	mustEmbedUnimplementedSessionServiceServer()
 }
 
@@ -75,6 +125,9 @@ type UnimplementedSessionServiceServer struct {
 
 func (UnimplementedSessionServiceServer) Transact(SessionService_TransactServer) error {
 	return status.Errorf(codes.Unimplemented, "method Transact not implemented")
+}
+func (UnimplementedSessionServiceServer) OpenRing(*OpenRingRequest, SessionService_OpenRingServer) error {
+	return status.Errorf(codes.Unimplemented, "method OpenRing not implemented")
 }
 func (UnimplementedSessionServiceServer) mustEmbedUnimplementedSessionServiceServer() {}
 
@@ -115,6 +168,27 @@ func (x *sessionServiceTransactServer) Recv() (*TransactRequest, error) {
 	return m, nil
 }
 
+func _SessionService_OpenRing_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(OpenRingRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SessionServiceServer).OpenRing(m, &sessionServiceOpenRingServer{stream})
+}
+
+type SessionService_OpenRingServer interface {
+	Send(*OpenRingResponse) error
+	grpc.ServerStream
+}
+
+type sessionServiceOpenRingServer struct {
+	grpc.ServerStream
+}
+
+func (x *sessionServiceOpenRingServer) Send(m *OpenRingResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _SessionService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "pcieemu.v1.SessionService",
 	HandlerType: (*SessionServiceServer)(nil),
@@ -125,6 +199,11 @@ var _SessionService_serviceDesc = grpc.ServiceDesc{
 			Handler:       _SessionService_Transact_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "OpenRing",
+			Handler:       _SessionService_OpenRing_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "pcieemu/v1/session.proto",

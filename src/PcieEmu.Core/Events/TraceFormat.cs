@@ -29,7 +29,7 @@ public static class TraceFormat
             _ => "MSI",
         },
         IommuFaultEvent => "VTD",
-        FrameEvent => "FRAME",
+        FrameEvent or FrameDropEvent => "FRAME",
         LifecycleEvent => "LIFE",
         _ => "GAP",
     };
@@ -108,6 +108,10 @@ public static class TraceFormat
                 sb.Append(ic, $" reason 0x{(byte)f.Reason:X2} ").Append(Words(f.Reason.ToString()));
                 break;
             case FrameEvent f: Frame(sb, f); break;
+            case FrameDropEvent x:
+                sb.Append(ic, $"port{x.Port} q{x.Queue} DROPPED {x.Length} B: ").Append(x.Reason == FrameDropReason.NoRxDescriptors
+                    ? "no free receive descriptors" : "anti-spoofing (source MAC/VLAN not the pool's)");
+                break;
             case LifecycleEvent l:
                 sb.Append(l.Change switch
                 {
@@ -173,6 +177,16 @@ public static class TraceFormat
         if (m.Register != null) sb.Append(m.Register);
         else sb.Append(CultureInfo.InvariantCulture, $"+0x{m.Offset:X5}");
         Hex(sb.Append(m.IsWrite ? " = " : " -> "), m.Value, m.Width);
+        if (m.Miss != MmioMiss.None)
+        {
+            sb.Append(m.Miss switch
+            {
+                MmioMiss.MemorySpaceOff => "  UR: not decoded (Memory Space Enable is clear)",
+                MmioMiss.VfMemorySpaceOff => "  UR: not decoded (the PF's VF MSE is clear)",
+                _ => "  UR: not decoded (function not in D0)",
+            });
+            return;
+        }
         if (m.IsWrite && m.Register != null) Hex(sb.Append("  (was "), m.Old, Math.Min(m.Width, 4)).Append(')');
     }
 
@@ -180,12 +194,14 @@ public static class TraceFormat
     {
         var ic = CultureInfo.InvariantCulture;
         Addr(sb.Append(d.IsWrite ? "W  iova " : "R  iova "), d.Iova);
+        string note = d.Message is { } k ? $" ({(k == InterruptKind.Msix ? "MSI-X" : "MSI")} vector {d.Vector} outside the MSI window)" : "";
         if (d.Result.Status == DmaStatus.BusMasterDisabled)
         {
-            sb.Append(ic, $" {d.Length} B  BLOCKED: Bus Master Enable is clear");
+            if (d.Message is { } mk) note = $" ({(mk == InterruptKind.Msix ? "MSI-X" : "MSI")} vector {d.Vector})";
+            sb.Append(ic, $" {d.Length} B{note}  BLOCKED: Bus Master Enable is clear");
             return;
         }
-        Addr(sb.Append(" -> "), d.Translated).Append(ic, $" {d.Length} B");
+        Addr(sb.Append(" -> "), d.Translated).Append(ic, $" {d.Length} B").Append(note);
         switch (d.Result.Status)
         {
             case DmaStatus.Ok: break;

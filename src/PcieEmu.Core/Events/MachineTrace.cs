@@ -61,16 +61,18 @@ internal static class MachineTrace
     /// decoding (Memory Space off, VF MSE off, not in D0), an event of that function saying why.</summary>
     public static void NotDecoded(Machine m, bool write, ulong address, int width, ulong value)
     {
+        // Only a function that is itself not decoding is named; a miss upstream of it (the root
+        // port's Memory Space Enable or window) is the bridge's, not the function's.
         foreach (var pf in m.PhysicalFunctions)
         {
             var why = pf.PowerState != 0 ? MmioMiss.PowerState : MmioMiss.MemorySpaceOff;
-            foreach (var bar in pf.Bars)
+            foreach (var bar in pf.MemoryDecodeEnabled ? [] : pf.Bars)
             {
                 if (bar.IsIo || bar.Kind == BarKind.Rom) continue;
                 var (b, size) = pf.BarWindow(bar);
                 if (b != 0 && address >= b && address - b + (ulong)width <= size) { Publish(pf, bar.Index, address - b, why); return; }
             }
-            if (pf.Sriov is not { VfEnabled: true } sriov) continue;
+            if (pf.Sriov is not { VfEnabled: true } sriov || (sriov.VfMemorySpaceEnabled && pf.PowerState == 0)) continue;
             why = pf.PowerState != 0 ? MmioMiss.PowerState : MmioMiss.VfMemorySpaceOff;
             foreach (var bar in sriov.Parameters.VfBars)
             {

@@ -91,6 +91,64 @@ public sealed class DriverCheckerTests
         Assert.True(v.Count == 0, Ids(v));
     }
 
+    /// <summary>Linux's order, from enumeration to a bound VF driver: the PF's BAR sized with decode
+    /// off (__pci_read_base), sriov_init (System Page Size, VF BARs sized and placed with VF MSE
+    /// off, SR-IOV Control with ARI Capable Hierarchy), sriov_enable (NumVFs, VF Offset/Stride,
+    /// VF Enable | VF MSE, msleep(100)), pci_setup_device reads of each VF, then igbvf's probe
+    /// (pci_enable_device, pci_set_master, STATUS read) and the VF's mailbox reset request.</summary>
+    [Fact]
+    public void LinuxSriovEnableReplayHasNoViolations()
+    {
+        using var r = new Rig();
+        var m = r.Nic.M;
+        const ushort pf = NicRig.Pf0;
+        const int sriov = NicRig.SriovCap;
+        // __pci_read_base on BAR0: decode off, size, restore, decode back.
+        uint cmd = m.Read(pf, 0x04, 2);
+        m.Write(pf, 0x04, 2, cmd & ~0x3u);
+        uint bar0 = m.Read(pf, 0x10);
+        m.Write(pf, 0x10, 4, 0xFFFF_FFFF);
+        Assert.NotEqual(0u, m.Read(pf, 0x10));
+        m.Write(pf, 0x10, 4, bar0);
+        m.Write(pf, 0x04, 2, cmd | 0x6);
+        // sriov_init.
+        uint total = m.Read(pf, sriov + 0x0E, 2);
+        Assert.NotEqual(0u, m.Read(pf, sriov + 0x1C) & 1);
+        m.Write(pf, sriov + 0x20, 4, 1);
+        for (int i = 0; i < 6; i++)
+        {
+            int at = sriov + 0x24 + 4 * i;
+            uint old = m.Read(pf, at);
+            m.Write(pf, at, 4, 0xFFFF_FFFF);
+            m.Read(pf, at);
+            m.Write(pf, at, 4, old);
+        }
+        m.Write(TestMachine.RootPort, 0x68, 2, 0x20);        // pci_enable_ari: the root port's ARI Forwarding Enable
+        m.Write(pf, sriov + 0x08, 2, 0x10);                  // then ARI Capable Hierarchy
+        // sriov_enable.
+        int n = (int)Math.Min(total, 4);
+        m.Write(pf, sriov + 0x10, 2, (uint)n);
+        m.Read(pf, sriov + 0x14, 2);
+        m.Read(pf, sriov + 0x16, 2);
+        m.Write(pf, sriov + 0x08, 2, 0x19);
+        r.Clock.Advance(Wait);                               // msleep(100)
+        for (int i = 0; i < n; i++)
+        {
+            ushort vf = r.Nic.VfRid(i);
+            Assert.Equal(0xFFFFu, m.Read(vf, 0x00, 2));           // a VF's Vendor ID reads FFFFh (Linux takes the PF's)
+            m.Read(vf, 0x0E, 1);
+            m.Read(vf, 0x08);
+            m.Read(vf, 0x2C);
+            m.Write(vf, 0x04, 2, m.Read(vf, 0x04, 2) | 0x6);   // pci_enable_device + pci_set_master
+            r.Nic.VfRead(i, Status);
+            r.Nic.VfWrite(i, Ctrl, 1u << 26);                // e1000_reset_hw_vf: CTRL.RST
+            r.Nic.VfRead(i, VfMailbox);
+        }
+        var v = r.Violations;
+        Assert.True(v.Count == 0, Ids(v));
+        Assert.True(m.Events.Published > 25, $"{m.Events.Published} events");   // writes and lifecycle: reads are routine
+    }
+
     // ---------------- SR-IOV ----------------
 
     [Fact]

@@ -153,19 +153,40 @@ public sealed class EventSubscription<T> : EventBus.ISubscriber, IDisposable whe
     private readonly Channel<T> _channel;
     private readonly Lock _lock = new();
     private long _missed, _pendingGap;
+    private int _queued;   // Gap policy: items in the (unbounded) channel; the capacity is enforced here
     private bool _closed;
 
     internal EventSubscription(EventBus bus, EventKinds kinds, EventKinds routineKinds, Func<MachineEvent, T?> select, int capacity,
         OverflowPolicy policy, Func<long, T>? gap, Func<long, Exception>? cutOff)
     {
         _bus = bus; Kinds = kinds; _routineKinds = (int)routineKinds; _select = select; _capacity = capacity; _policy = policy; _gap = gap; _cutOff = cutOff;
-        // One slot beyond the capacity is kept for the gap item.
-        _channel = Channel.CreateBounded<T>(new BoundedChannelOptions(capacity + 1)
-        {
-            SingleReader = true,
-            SingleWriter = false,
-            FullMode = BoundedChannelFullMode.Wait,   // TryWrite fails when full; nobody waits
-        });
+        // One slot beyond the capacity is kept for the gap item. A Gap subscription (trace, recorder,
+        // checker) bounds its queue itself with a counter over a single-reader unbounded channel,
+        // whose writes take no lock: the publisher and the reader do not contend for each event.
+        _channel = policy == OverflowPolicy.Gap
+            ? Channel.CreateUnbounded<T>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false })
+            : Channel.CreateBounded<T>(new BoundedChannelOptions(capacity + 1)
+            {
+                SingleReader = true,
+                SingleWriter = false,
+                FullMode = BoundedChannelFullMode.Wait,   // TryWrite fails when full; nobody waits
+            });
+    }
+
+    private int Queued => _policy == OverflowPolicy.Gap ? Volatile.Read(ref _queued) : _channel.Reader.Count;
+
+    private bool Enqueue(T item)
+    {
+        if (!_channel.Writer.TryWrite(item)) return false;
+        if (_policy == OverflowPolicy.Gap) Interlocked.Increment(ref _queued);
+        return true;
+    }
+
+    private bool Dequeue(out T item)
+    {
+        if (!_channel.Reader.TryRead(out item!)) return false;
+        Interlocked.Decrement(ref _queued);
+        return true;
     }
 
     /// <summary>Kinds this subscription receives.</summary>
@@ -194,7 +215,7 @@ public sealed class EventSubscription<T> : EventBus.ISubscriber, IDisposable whe
     {
         lock (_lock)
         {
-            if (_pendingGap > 0 && _channel.Reader.Count == 0)
+            if (_pendingGap > 0 && Queued == 0)
             {
                 item = _gap!(_pendingGap);
                 _pendingGap = 0;
@@ -209,9 +230,9 @@ public sealed class EventSubscription<T> : EventBus.ISubscriber, IDisposable whe
     {
         public override Task Completion => sub._channel.Reader.Completion;
         public override bool CanCount => true;
-        public override int Count => sub._channel.Reader.Count;
+        public override int Count => sub.Queued;
 
-        public override bool TryRead(out T item) => sub._channel.Reader.TryRead(out item!) || sub.TryTakeGap(out item);
+        public override bool TryRead(out T item) => sub.Dequeue(out item) || sub.TryTakeGap(out item);
 
         public override ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken = default) =>
             Volatile.Read(ref sub._pendingGap) > 0 ? new ValueTask<bool>(true) : sub._channel.Reader.WaitToReadAsync(cancellationToken);
@@ -230,12 +251,12 @@ public sealed class EventSubscription<T> : EventBus.ISubscriber, IDisposable whe
             bool wroteGap = false;
             if (_pendingGap > 0)
             {
-                if (_channel.Reader.Count >= _capacity) { _pendingGap++; Interlocked.Increment(ref _missed); return; }
-                _channel.Writer.TryWrite(_gap!(_pendingGap));
+                if (Queued >= _capacity) { _pendingGap++; Interlocked.Increment(ref _missed); return; }
+                Enqueue(_gap!(_pendingGap));
                 _pendingGap = 0;
                 wroteGap = true;   // the event after a gap item may use the spare slot
             }
-            if ((wroteGap || _channel.Reader.Count < _capacity) && _channel.Writer.TryWrite(item)) return;
+            if ((wroteGap || Queued < _capacity) && Enqueue(item)) return;
             Interlocked.Increment(ref _missed);
             if (_policy == OverflowPolicy.Gap) { _pendingGap++; return; }
             _closed = true;

@@ -369,6 +369,30 @@ public sealed class DriverCheckerTests
     // ---------------- The checker itself ----------------
 
     [Fact]
+    public void ReadsAreBuiltForTheCheckerOnlyDuringAReadinessWindow()
+    {
+        using var r = new Rig();
+        var m = r.Nic.M;
+        long before = m.Events.Published;
+        m.Read(NicRig.Pf0, 0);
+        r.Nic.PfRead(Status);
+        Assert.Equal(before, m.Events.Published);                          // routine reads: nothing built
+        Assert.False(m.Events.WantsRoutine(EventKind.Config));
+        r.EnableVfs(1, wait: false, busMaster: false);
+        Assert.True(m.Events.WantsRoutine(EventKind.Config));              // the 100 ms after VF Enable
+        Assert.True(m.Events.WantsRoutine(EventKind.Mmio));
+        r.Clock.Advance(Wait);
+        m.Read(r.Nic.VfRid(0), 0);                                         // the first event after the window closes it
+        Assert.False(m.Events.WantsRoutine(EventKind.Config));
+        Assert.Empty(r.Violations);
+        using var trace = m.Events.Subscribe(EventKinds.Config, capacity: 16);   // a trace wants every read
+        m.Read(NicRig.Pf0, 0);
+        Assert.True(trace.Reader.TryRead(out var e));
+        Assert.True(e.IsRoutine);
+        Assert.Empty(r.Violations);
+    }
+
+    [Fact]
     public void LostEventsAreRecordedAsACheckerNotice()
     {
         using var m = TestMachine.Create(time: new FakeTimeProvider());

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 
 namespace PcieEmu.Conformance;
 
@@ -10,7 +11,13 @@ namespace PcieEmu.Conformance;
 /// <param name="Description">What the case does (may be empty).</param>
 /// <param name="File">The case file it came from.</param>
 /// <param name="Steps">The steps, as JSON objects (see tests/Conformance/README.md).</param>
-public sealed record ConformanceCase(string Name, string Spec, string Description, string File, IReadOnlyList<JsonObject> Steps);
+public sealed record ConformanceCase(string Name, string Spec, string Description, string File, IReadOnlyList<JsonObject> Steps)
+{
+    /// <summary>Driver-conduct rule ids the case breaks on purpose (it probes the hardware's answer to
+    /// that misuse, or probes a VF or an FLRed function at once instead of waiting 100 ms); a server's
+    /// checker reports exactly these for the case. Empty for a case that behaves as a driver must.</summary>
+    public IReadOnlyList<string> Violations { get; init; } = [];
+}
 
 /// <summary>The outcome of one case.</summary>
 /// <param name="Name">Case name.</param>
@@ -24,8 +31,11 @@ public sealed record CaseResult(string Name, string Spec, bool Passed, string Re
 public sealed class CaseFileException(string message) : Exception(message);
 
 /// <summary>Loads case files.</summary>
-public static class CaseLoader
+public static partial class CaseLoader
 {
+    [GeneratedRegex("^[A-Z][A-Z0-9]*\\.[A-Z0-9_]+$")]
+    private static partial Regex RuleId();
+
     /// <summary>Every step op a case may use.</summary>
     public static readonly IReadOnlySet<string> KnownOps = new HashSet<string>(StringComparer.Ordinal)
     {
@@ -105,7 +115,14 @@ public static class CaseLoader
                         throw new CaseFileException($"{where} ({name}): steps[{j}].while: unknown op {bad?["op"]?.ToJsonString() ?? "(none)"}");
                     stepList.Add(s);
                 }
-                cases.Add(new ConformanceCase(name, c["spec"]!.GetValue<string>(), c["description"]?.GetValue<string>() ?? "", file, stepList));
+                var violations = new List<string>();
+                if (c["violations"] is { } vs)
+                {
+                    if (vs is not JsonArray va || va.Any(x => x is not JsonValue v || !v.TryGetValue<string>(out var id) || !RuleId().IsMatch(id)))
+                        throw new CaseFileException($"{where} ({name}): 'violations' must be a list of rule ids such as \"SRIOV.VF_ACCESS_BEFORE_100MS\"");
+                    violations.AddRange(va.Select(x => x!.GetValue<string>()));
+                }
+                cases.Add(new ConformanceCase(name, c["spec"]!.GetValue<string>(), c["description"]?.GetValue<string>() ?? "", file, stepList) { Violations = violations });
             }
         }
         if (cases.Count == 0) throw new CaseFileException("no cases found");

@@ -23,6 +23,9 @@ public enum EventKind : byte
     Lifecycle = 6,
     /// <summary>Events this subscriber lost because it fell behind.</summary>
     Gap = 7,
+    /// <summary>A frame the device dropped because of how the driver set it up (no free receive
+    /// descriptors, anti-spoofing). Traced with the frames (token FRAME, filter name "frame").</summary>
+    FrameDrop = 8,
 }
 
 /// <summary>A set of <see cref="EventKind"/>s.</summary>
@@ -45,8 +48,10 @@ public enum EventKinds : ushort
     Frame = 1 << EventKind.Frame,
     /// <summary><see cref="EventKind.Lifecycle"/>.</summary>
     Lifecycle = 1 << EventKind.Lifecycle,
+    /// <summary><see cref="EventKind.FrameDrop"/>.</summary>
+    FrameDrop = 1 << EventKind.FrameDrop,
     /// <summary>Every transaction kind (gap events reach every subscriber regardless).</summary>
-    All = Config | Mmio | Dma | Msi | Iommu | Frame | Lifecycle,
+    All = Config | Mmio | Dma | Msi | Iommu | Frame | Lifecycle | FrameDrop,
 }
 
 /// <summary>
@@ -66,6 +71,9 @@ public abstract class MachineEvent
     public ushort Rid { get; }
     /// <summary>Its kind.</summary>
     public abstract EventKind Kind { get; }
+    /// <summary>A routine event: a successful config or MMIO read, or a successful DMA. Only
+    /// subscribers that asked for the routine events of its kind get it (<see cref="EventBus.WantsRoutine"/>).</summary>
+    public bool IsRoutine { get; init; }
 }
 
 /// <summary>A configuration request to <see cref="MachineEvent.Rid"/>.</summary>
@@ -135,6 +143,23 @@ public sealed class MmioAccessEvent(ushort rid, bool write, ulong address, int b
     public string? Register => register;
     /// <summary>"PF0", "PF0.VF3", "IOMMU": whose BAR.</summary>
     public string Function { get; init; } = "";
+    /// <summary>Why the function did not decode the access (<see cref="MmioMiss.None"/>: it did).
+    /// A request that is not decoded completes Unsupported Request: a read returns all ones, a
+    /// write is dropped.</summary>
+    public MmioMiss Miss { get; init; }
+}
+
+/// <summary>Why a function's BAR did not claim a memory request aimed at it.</summary>
+public enum MmioMiss : byte
+{
+    /// <summary>It was decoded.</summary>
+    None = 0,
+    /// <summary>The function's Command register has Memory Space Enable clear.</summary>
+    MemorySpaceOff = 1,
+    /// <summary>A VF whose PF has VF MSE clear in its SR-IOV Control.</summary>
+    VfMemorySpaceOff = 2,
+    /// <summary>The function (or, for a VF, its PF) is not in D0.</summary>
+    PowerState = 3,
 }
 
 /// <summary>One DMA of a function through its DMA port.</summary>
@@ -158,6 +183,11 @@ public sealed class DmaEvent(ushort rid, bool write, ulong iova, ulong translate
     public int Length => length;
     /// <summary>Outcome (status, bytes moved, fault reason).</summary>
     public DmaResult Result => result;
+    /// <summary>For an interrupt message written outside the MSI window (or blocked by Bus Master
+    /// Enable): MSI or MSI-X; null for data DMA.</summary>
+    public InterruptKind? Message { get; init; }
+    /// <summary>The message's vector (with <see cref="Message"/>).</summary>
+    public uint Vector { get; init; }
 }
 
 /// <summary>An interrupt message that reached the MSI window (or an INTx assertion).</summary>
@@ -251,4 +281,33 @@ public sealed class GapEvent(long missed) : MachineEvent(0)
     public override EventKind Kind => EventKind.Gap;
     /// <summary>Events lost.</summary>
     public long Missed => missed;
+}
+
+/// <summary>Why a device dropped a frame.</summary>
+public enum FrameDropReason : byte
+{
+    /// <summary>The receive queue had fewer free descriptors than the frame needs (RQDPC counted it).</summary>
+    NoRxDescriptors = 1,
+    /// <summary>MAC or VLAN anti-spoofing: a VF sent from an address or VLAN its pool does not own.</summary>
+    AntiSpoof = 2,
+}
+
+/// <summary>A frame the device dropped (<see cref="EventKind.FrameDrop"/>).</summary>
+/// <param name="rid">The function that owns the queue.</param>
+/// <param name="reason">Why.</param>
+/// <param name="port">Port number.</param>
+/// <param name="queue">Receive queue (<see cref="FrameDropReason.NoRxDescriptors"/>) or transmit queue.</param>
+/// <param name="length">Frame length in bytes.</param>
+public sealed class FrameDropEvent(ushort rid, FrameDropReason reason, int port, int queue, int length) : MachineEvent(rid)
+{
+    /// <inheritdoc/>
+    public override EventKind Kind => EventKind.FrameDrop;
+    /// <summary>Why.</summary>
+    public FrameDropReason Reason => reason;
+    /// <summary>Port number.</summary>
+    public int Port => port;
+    /// <summary>The queue (device numbering).</summary>
+    public int Queue => queue;
+    /// <summary>Frame length.</summary>
+    public int Length => length;
 }

@@ -24,7 +24,10 @@ internal static class MachineTrace
             old = before >> shift & mask;
             after = after >> shift & mask;
         }
-        m.Events.Publish(new ConfigAccessEvent(rid, write, offset, width, value, old, after, status) { Register = reg, Fields = fields });
+        m.Events.Publish(new ConfigAccessEvent(rid, write, offset, width, value, old, after, status)
+        {
+            Register = reg, Fields = fields, IsRoutine = !write && status == CompletionStatus.Successful,
+        });
     }
 
     // What the single write path will store (masks applied); hooks may act further.
@@ -50,7 +53,40 @@ internal static class MachineTrace
         var f = d.Function;
         m.Events.Publish(new MmioAccessEvent(f?.Rid ?? 0, write, address, d.Bar, d.Offset, width, value, old, name)
         {
-            Function = f?.Name ?? "IOMMU",
+            Function = f?.Name ?? "IOMMU", IsRoutine = !write,
         });
+    }
+
+    /// <summary>A memory request nothing decoded: if it falls in a BAR of a function that is not
+    /// decoding (Memory Space off, VF MSE off, not in D0), an event of that function saying why.</summary>
+    public static void NotDecoded(Machine m, bool write, ulong address, int width, ulong value)
+    {
+        // Only a function that is itself not decoding is named; a miss upstream of it (the root
+        // port's Memory Space Enable or window) is the bridge's, not the function's.
+        foreach (var pf in m.PhysicalFunctions)
+        {
+            var why = pf.PowerState != 0 ? MmioMiss.PowerState : MmioMiss.MemorySpaceOff;
+            foreach (var bar in pf.MemoryDecodeEnabled ? [] : pf.Bars)
+            {
+                if (bar.IsIo || bar.Kind == BarKind.Rom) continue;
+                var (b, size) = pf.BarWindow(bar);
+                if (b != 0 && address >= b && address - b + (ulong)width <= size) { Publish(pf, bar.Index, address - b, why); return; }
+            }
+            if (pf.Sriov is not { VfEnabled: true } sriov || (sriov.VfMemorySpaceEnabled && pf.PowerState == 0)) continue;
+            why = pf.PowerState != 0 ? MmioMiss.PowerState : MmioMiss.VfMemorySpaceOff;
+            foreach (var bar in sriov.Parameters.VfBars)
+            {
+                ulong b = sriov.VfBarBase(bar), per = sriov.PerVfBarSize(bar);
+                if (b == 0 || address < b) continue;
+                ulong index = (address - b) / per;
+                if (index >= (ulong)pf.VirtualFunctions.Count) continue;
+                ulong off = address - b - index * per;
+                if (off + (ulong)width <= per) { Publish(pf.VirtualFunctions[(int)index], bar.Index, off, why); return; }
+            }
+        }
+
+        void Publish(PciFunction f, int bar, ulong offset, MmioMiss why) =>
+            m.Events.Publish(new MmioAccessEvent(f.Rid, write, address, bar, offset, width, value, 0,
+                (f.GetBarRegion(bar) as INamedRegion)?.RegisterNameAt(offset)) { Function = f.Name, Miss = why });
     }
 }

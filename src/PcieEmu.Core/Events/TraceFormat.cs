@@ -29,7 +29,7 @@ public static class TraceFormat
             _ => "MSI",
         },
         IommuFaultEvent => "VTD",
-        FrameEvent => "FRAME",
+        FrameEvent or FrameDropEvent => "FRAME",
         LifecycleEvent => "LIFE",
         _ => "GAP",
     };
@@ -76,10 +76,23 @@ public static class TraceFormat
 
     private static void AppendPrefix(StringBuilder sb, long ns, ushort? rid, string token)
     {
-        var ic = CultureInfo.InvariantCulture;
-        sb.Append(ic, $"{ns / 1_000_000_000}.{ns % 1_000_000_000 / 1000:D6} ");
-        if (rid is { } r) sb.Append(ic, $"{r >> 8:x2}:{(r >> 3) & 0x1F:x2}.{r & 7:x} ");
-        else sb.Append("--:--.- ");
+        // Hand-formatted: this runs for every recorded line.
+        Span<char> buf = stackalloc char[40];
+        int n = Decimal(buf, ns / 1_000_000_000, 1);
+        buf[n++] = '.';
+        n += Decimal(buf[n..], ns % 1_000_000_000 / 1000, 6);
+        buf[n++] = ' ';
+        if (rid is { } r)
+        {
+            n += HexDigits(buf[n..], (ulong)(r >> 8), 2, lower: true);
+            buf[n++] = ':';
+            n += HexDigits(buf[n..], (ulong)((r >> 3) & 0x1F), 2, lower: true);
+            buf[n++] = '.';
+            n += HexDigits(buf[n..], (ulong)(r & 7), 1, lower: true);
+            buf[n++] = ' ';
+            sb.Append(buf[..n]);
+        }
+        else sb.Append(buf[..n]).Append("--:--.- ");
         sb.Append(token);
         for (int i = token.Length; i < 5; i++) sb.Append(' ');
         sb.Append(' ');
@@ -108,6 +121,10 @@ public static class TraceFormat
                 sb.Append(ic, $" reason 0x{(byte)f.Reason:X2} ").Append(Words(f.Reason.ToString()));
                 break;
             case FrameEvent f: Frame(sb, f); break;
+            case FrameDropEvent x:
+                sb.Append(ic, $"port{x.Port} q{x.Queue} DROPPED {x.Length} B: ").Append(x.Reason == FrameDropReason.NoRxDescriptors
+                    ? "no free receive descriptors" : "anti-spoofing (source MAC/VLAN not the pool's)");
+                break;
             case LifecycleEvent l:
                 sb.Append(l.Change switch
                 {
@@ -125,14 +142,29 @@ public static class TraceFormat
 
     private static StringBuilder Hex(StringBuilder sb, ulong v, int bytes)
     {
-        var ic = CultureInfo.InvariantCulture;
-        return bytes switch
-        {
-            1 => sb.Append(ic, $"0x{v:X2}"),
-            2 => sb.Append(ic, $"0x{v:X4}"),
-            4 => sb.Append(ic, $"0x{v:X8}"),
-            _ => sb.Append(ic, $"0x{v:X16}"),
-        };
+        Span<char> buf = stackalloc char[18];
+        buf[0] = '0'; buf[1] = 'x';
+        int digits = bytes is 1 or 2 or 4 ? 2 * bytes : 16;
+        return sb.Append(buf[..(2 + HexDigits(buf[2..], v, digits, lower: false))]);
+    }
+
+    // v in hex, zero-padded to at least `digits` digits; returns the characters written.
+    private static int HexDigits(Span<char> dst, ulong v, int digits, bool lower)
+    {
+        int len = Math.Max(digits, (64 - System.Numerics.BitOperations.LeadingZeroCount(v | 1) + 3) / 4);
+        string table = lower ? "0123456789abcdef" : "0123456789ABCDEF";
+        for (int i = len - 1; i >= 0; i--, v >>= 4) dst[i] = table[(int)(v & 0xF)];
+        return len;
+    }
+
+    // v (>= 0) in decimal, zero-padded to at least `digits` digits; returns the characters written.
+    private static int Decimal(Span<char> dst, long v, int digits)
+    {
+        int len = 1;
+        for (long t = v; t >= 10; t /= 10) len++;
+        len = Math.Max(len, digits);
+        for (int i = len - 1; i >= 0; i--, v /= 10) dst[i] = (char)('0' + (int)(v % 10));
+        return len;
     }
 
     /// <summary>An address in hex, grouped by 4 digits: 0x4000_2000, 0x0001_0000_0000.</summary>
@@ -156,7 +188,11 @@ public static class TraceFormat
         bool ok = c.Status == AddressSpace.CompletionStatus.Successful;
         sb.Append(c.IsWrite ? "W  " : "R  ");
         if (ok) sb.Append(c.Register.Length > 0 ? c.Register : "?").Append(' ');
-        sb.Append(ic, $"[0x{c.Offset:X3}]").Append(c.IsWrite ? " = " : " -> ");
+        Span<char> off = stackalloc char[8];
+        off[0] = '['; off[1] = '0'; off[2] = 'x';
+        int n = 3 + HexDigits(off[3..], (ulong)c.Offset, 3, lower: false);
+        off[n++] = ']';
+        sb.Append(off[..n]).Append(c.IsWrite ? " = " : " -> ");
         Hex(sb, c.Value, c.Width);
         if (!ok) { sb.Append("  UR (no function)"); return; }
         if (!c.IsWrite) return;
@@ -173,6 +209,16 @@ public static class TraceFormat
         if (m.Register != null) sb.Append(m.Register);
         else sb.Append(CultureInfo.InvariantCulture, $"+0x{m.Offset:X5}");
         Hex(sb.Append(m.IsWrite ? " = " : " -> "), m.Value, m.Width);
+        if (m.Miss != MmioMiss.None)
+        {
+            sb.Append(m.Miss switch
+            {
+                MmioMiss.MemorySpaceOff => "  UR: not decoded (Memory Space Enable is clear)",
+                MmioMiss.VfMemorySpaceOff => "  UR: not decoded (the PF's VF MSE is clear)",
+                _ => "  UR: not decoded (function not in D0)",
+            });
+            return;
+        }
         if (m.IsWrite && m.Register != null) Hex(sb.Append("  (was "), m.Old, Math.Min(m.Width, 4)).Append(')');
     }
 
@@ -180,12 +226,14 @@ public static class TraceFormat
     {
         var ic = CultureInfo.InvariantCulture;
         Addr(sb.Append(d.IsWrite ? "W  iova " : "R  iova "), d.Iova);
+        string note = d.Message is { } k ? $" ({(k == InterruptKind.Msix ? "MSI-X" : "MSI")} vector {d.Vector} outside the MSI window)" : "";
         if (d.Result.Status == DmaStatus.BusMasterDisabled)
         {
-            sb.Append(ic, $" {d.Length} B  BLOCKED: Bus Master Enable is clear");
+            if (d.Message is { } mk) note = $" ({(mk == InterruptKind.Msix ? "MSI-X" : "MSI")} vector {d.Vector})";
+            sb.Append(ic, $" {d.Length} B{note}  BLOCKED: Bus Master Enable is clear");
             return;
         }
-        Addr(sb.Append(" -> "), d.Translated).Append(ic, $" {d.Length} B");
+        Addr(sb.Append(" -> "), d.Translated).Append(ic, $" {d.Length} B").Append(note);
         switch (d.Result.Status)
         {
             case DmaStatus.Ok: break;

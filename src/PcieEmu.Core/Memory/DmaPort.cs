@@ -87,11 +87,24 @@ public sealed class DmaPort
     /// <summary>Writes <paramref name="source"/> to device-visible memory at <paramref name="address"/>.</summary>
     public DmaResult Write(ulong address, ReadOnlySpan<byte> source) => Traced(address, source.Length, true, Transfer(address, default, source, write: true));
 
-    private DmaResult Traced(ulong iova, int length, bool write, DmaResult r)
+    /// <summary>An interrupt message (MSI/MSI-X vector <paramref name="vector"/>) whose address is not in the
+    /// MSI window: an ordinary memory write, which the event path marks as the message it is.</summary>
+    internal DmaResult WriteMessage(ulong address, ReadOnlySpan<byte> source, Interrupts.InterruptKind kind, uint vector) =>
+        Traced(address, source.Length, true, Transfer(address, default, source, write: true), kind, vector);
+
+    /// <summary>An interrupt message the function could not send because Bus Master Enable is clear.</summary>
+    internal void NoteBlockedMessage(ulong address, Interrupts.InterruptKind kind, uint vector) =>
+        Traced(address, 4, true, new DmaResult(DmaStatus.BusMasterDisabled, 0), kind, vector);
+
+    private DmaResult Traced(ulong iova, int length, bool write, DmaResult r, Interrupts.InterruptKind? message = null, uint vector = 0)
     {
         var bus = _machine.Events;
-        if (bus.Wants(Events.EventKind.Dma))
-            bus.Publish(new Events.DmaEvent(_rid(), write, iova, r.Status == DmaStatus.BusMasterDisabled || (r.BytesMoved == 0 && !r.Ok) ? 0 : _firstHost, length, r));
+        bool routine = r.Ok && message == null;   // a successful DMA changes nothing the checker follows
+        if (routine ? bus.WantsRoutine(Events.EventKind.Dma) : bus.Wants(Events.EventKind.Dma))
+            bus.Publish(new Events.DmaEvent(_rid(), write, iova, r.Status == DmaStatus.BusMasterDisabled || (r.BytesMoved == 0 && !r.Ok) ? 0 : _firstHost, length, r)
+            {
+                IsRoutine = routine, Message = message, Vector = vector,
+            });
         return r;
     }
 

@@ -219,7 +219,7 @@ public sealed partial class Machine : IDisposable
             var f = RouteConfig(rid);
             var r = f != null ? new ReadResult(CompletionStatus.Successful, f.ReadConfig(offset, width)) : ReadResult.Unsupported(width);
             if (f == null) NoteConfigUnsupported(rid);
-            if (Events.Wants(EventKind.Config)) MachineTrace.Config(this, f, rid, write: false, offset, width, (uint)r.Value, r.Status);
+            if (f != null ? Events.WantsRoutine(EventKind.Config) : Events.Wants(EventKind.Config)) MachineTrace.Config(this, f, rid, write: false, offset, width, (uint)r.Value, r.Status);
             return r;
         }
     }
@@ -335,12 +335,13 @@ public sealed partial class Machine : IDisposable
             if (TryDecodeMemory(address, width, out var d))
             {
                 ulong v = d.Region.Read(d.Offset, width);
-                if (Events.Wants(EventKind.Mmio)) MachineTrace.Mmio(this, write: false, address, width, v, 0, d);
+                if (Events.WantsRoutine(EventKind.Mmio)) MachineTrace.Mmio(this, write: false, address, width, v, 0, d);
                 return new ReadResult(CompletionStatus.Successful, v);
             }
             // A read the port forwarded that no function claimed completes UR on its secondary side.
             foreach (var rp in _built.RootPorts)
                 if (rp.DeepestMemoryForwarder(address) is { } port) { port.RecordSecondaryMasterAbort(); break; }
+            if (Events.Wants(EventKind.Mmio)) MachineTrace.NotDecoded(this, write: false, address, width, ReadResult.Unsupported(width).Value);
             return ReadResult.Unsupported(width);
         }
     }
@@ -358,7 +359,11 @@ public sealed partial class Machine : IDisposable
                 WriteLe(Ram.GetSpan(address, width), value);
                 return CompletionStatus.Successful;
             }
-            if (!TryDecodeMemory(address, width, out var d)) return CompletionStatus.UnsupportedRequest;
+            if (!TryDecodeMemory(address, width, out var d))
+            {
+                if (Events.Wants(EventKind.Mmio)) MachineTrace.NotDecoded(this, write: true, address, width, value);
+                return CompletionStatus.UnsupportedRequest;
+            }
             // Published before the write takes effect, so what it starts (a doorbell's DMA) follows it.
             if (Events.Wants(EventKind.Mmio)) MachineTrace.Mmio(this, write: true, address, width, value, MachineTrace.StoredValue(d), d);
             d.Region.Write(d.Offset, width, value);
@@ -426,7 +431,7 @@ public sealed partial class Machine : IDisposable
     /// </summary>
     public void SendMessage(PciFunction source, InterruptKind kind, ulong address, uint data, uint vector)
     {
-        if (!source.BusMasterEnabled) return;
+        if (!source.BusMasterEnabled) { source.Dma.NoteBlockedMessage(address, kind, vector); return; }
         if (address >= MsiWindowBase && address < MsiWindowBase + MsiWindowSize)
         {
             Interrupts.Publish(source.Rid, kind, address, data, vector);
@@ -434,7 +439,7 @@ public sealed partial class Machine : IDisposable
         }
         Span<byte> bytes = stackalloc byte[4];
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes, data);
-        source.Dma.Write(address, bytes);
+        source.Dma.WriteMessage(address, bytes, kind, vector);
     }
 
     // ---------------- Reset ----------------

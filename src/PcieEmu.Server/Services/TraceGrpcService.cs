@@ -39,7 +39,7 @@ internal sealed class TraceGrpcService(Machine machine, LimitsOptions limits, Tr
     public static readonly IReadOnlyList<(string Name, EventKinds Kinds)> KindNames =
     [
         ("config", EventKinds.Config), ("mmio", EventKinds.Mmio), ("dma", EventKinds.Dma), ("msi", EventKinds.Msi),
-        ("iommu", EventKinds.Iommu), ("frame", EventKinds.Frame), ("lifecycle", EventKinds.Lifecycle),
+        ("iommu", EventKinds.Iommu), ("frame", EventKinds.Frame | EventKinds.FrameDrop), ("lifecycle", EventKinds.Lifecycle),
     ];
 
     /// <summary>Checks a filter; throws INVALID_ARGUMENT naming the bad field.</summary>
@@ -168,7 +168,7 @@ internal sealed class TraceGrpcService(Machine machine, LimitsOptions limits, Tr
             Sequence = e.Sequence,
             TimestampNs = e.TimestampNs,
             Rid = e.Rid,
-            Kind = (TraceKind)((int)e.Kind + 1),
+            Kind = e.Kind == EventKind.FrameDrop ? TraceKind.Frame : (TraceKind)((int)e.Kind + 1),
             Token = TraceFormat.Token(e),
             Text = TraceFormat.Body(e),
         };
@@ -191,6 +191,9 @@ internal sealed class TraceGrpcService(Machine machine, LimitsOptions limits, Tr
                 break;
             case FrameEvent fr:
                 p.Write = fr.Direction != FrameDirection.FromWire; p.Length = (uint)fr.Frame.Data.Length;
+                break;
+            case FrameDropEvent x:
+                p.Length = (uint)x.Length;
                 break;
             case GapEvent g:
                 p.Missed = (ulong)g.Missed;

@@ -11,6 +11,20 @@ public sealed class TraceTests
     private const uint Pf0 = 0x0100, Pf1 = 0x0101;
 
     [Fact]
+    public void Frame_drops_travel_as_frame_events_and_the_frame_filter_selects_them()
+    {
+        var drop = new PcieEmu.Core.Events.FrameDropEvent(0x0210, PcieEmu.Core.Events.FrameDropReason.NoRxDescriptors, 0, 1, 60);
+        var p = PcieEmu.Server.Services.TraceGrpcService.ToProto(drop);
+        Assert.Equal(TraceKind.Frame, p.Kind);
+        Assert.Equal("FRAME", p.Token);
+        Assert.Equal("port0 q1 DROPPED 60 B: no free receive descriptors", p.Text);
+        Assert.Equal(60u, p.Length);
+        var (kinds, _) = PcieEmu.Server.Services.TraceGrpcService.ParseFilter(new TraceFilter { Kinds = { "frame" } });
+        Assert.True(kinds.HasFlag(PcieEmu.Core.Events.EventKinds.FrameDrop));
+        Assert.True(kinds.HasFlag(PcieEmu.Core.Events.EventKinds.Frame));
+    }
+
+    [Fact]
     public async Task Filtered_subscriber_sees_only_its_requesters_events_in_order()
     {
         await using var s = await TestServer.StartAsync("unix");

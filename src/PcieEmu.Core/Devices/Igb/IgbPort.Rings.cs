@@ -341,6 +341,7 @@ public sealed partial class IgbPort
         uint free = ringLen == 0 || head >= ringLen || tail >= ringLen ? 0 : (tail + ringLen - head) % ringLen;
         if (free < needed)
         {
+            NoteDrop(q, Events.FrameDropReason.NoRxDescriptors, frame.Length);
             r.Rqdpc.Value++;
             if (fromWire) _mpc.Value++;
             return false;

@@ -79,6 +79,7 @@ public sealed partial class IgbPort
         {
             TxSpoofed++;
             _spoof.Report(q);
+            NoteDrop(q, Events.FrameDropReason.AntiSpoof, frame.Length);
             return;
         }
         if (VmdqEnabled && (_dtxswc.Value & DtxswcLoopback) != 0)

@@ -75,8 +75,7 @@ public static class Commands
         check.AcceptOnlyFromAmong("on", "off");
         var web = new Option<string>("--web")
         {
-            Description = $"The live machine view in the browser (docs/web.md): tcp://HOST:PORT, or 'off' (default {PcieEmu.Server.Web.WebSettings.DefaultTarget}; needs the token like TCP gRPC, the URL printed at start carries it)",
-            DefaultValueFactory = _ => PcieEmu.Server.Web.WebSettings.DefaultTarget,
+            Description = $"The live machine view in the browser (docs/web.md): tcp://HOST:PORT, or 'off' (default: {PcieEmu.Server.Web.WebSettings.DefaultTarget} with the default endpoints, off with --listen; needs the token like TCP gRPC: the URL printed at start carries it)",
         };
         var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check, web };
         cmd.SetAction(async (parse, ct) =>
@@ -105,7 +104,8 @@ public static class Commands
                 VfioUser = parse.GetValue(vfioUser) ?? [],
                 TraceFile = parse.GetValue(trace) is { } tr ? Path.GetFullPath(tr) : null,
                 Check = parse.GetValue(check) != "off",
-                Web = parse.GetValue(web),
+                // With the default endpoints the view is on at its default port; whoever picks --listen picks --web too.
+                Web = parse.GetValue(web) ?? ((parse.GetValue(listen) ?? []).Length == 0 ? PcieEmu.Server.Web.WebSettings.DefaultTarget : null),
                 Overrides = overrides,
             };
             Microsoft.AspNetCore.Builder.WebApplication app;

@@ -1,0 +1,197 @@
+using OpenQA.Selenium;
+using OpenQA.Selenium.Chrome;
+using PcieEmu.Client.Vtd;
+using PcieEmu.Core.Topology;
+using PcieEmu.Server.Tests;
+
+namespace PcieEmu.Browser.Tests;
+
+/// <summary>
+/// The live machine view in a real browser: Debian's headless Chromium driven through its
+/// chromedriver (Selenium), against an in-process server. The page is loaded once; everything
+/// after that must arrive by server push. Screenshots of every view go to
+/// $PCIEEMU_WEB_SCREENSHOTS (make web-screenshots: docs/web), else artifacts/web-screenshots.
+/// </summary>
+public sealed class WebViewBrowserTests : IAsyncLifetime
+{
+    private const string Chromium = "/usr/bin/chromium", ChromeDriver = "/usr/bin/chromedriver";
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20);
+
+    private TestServer _server = null!;
+    private ChromeDriver _driver = null!;
+    private string _profile = "";
+
+    public async Task InitializeAsync()
+    {
+        Assert.True(File.Exists(Chromium) && File.Exists(ChromeDriver),
+            $"{Chromium} and {ChromeDriver} are needed (Debian packages chromium and chromium-driver: make deps installs them)");
+        _server = await TestServer.StartAsync("unix", web: "tcp://127.0.0.1:0");
+        _profile = Directory.CreateTempSubdirectory("pcie-emu-chromium-").FullName;
+        var service = ChromeDriverService.CreateDefaultService(Path.GetDirectoryName(ChromeDriver)!, Path.GetFileName(ChromeDriver));
+        service.SuppressInitialDiagnosticInformation = true;
+        service.HideCommandPromptWindow = true;
+        var options = new ChromeOptions { BinaryLocation = Chromium };
+        options.AddArguments("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
+            "--no-first-run", "--disable-extensions", "--disable-background-networking", $"--user-data-dir={_profile}");
+        _driver = new ChromeDriver(service, options, TimeSpan.FromSeconds(60));
+        _driver.Manage().Timeouts().PageLoad = TimeSpan.FromSeconds(30);
+        _driver.Manage().Timeouts().AsynchronousJavaScript = TimeSpan.FromSeconds(30);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _driver?.Quit();
+        _driver?.Dispose();
+        await _server.DisposeAsync();
+        try { Directory.Delete(_profile, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static string ScreenshotDirectory()
+    {
+        if (Environment.GetEnvironmentVariable("PCIEEMU_WEB_SCREENSHOTS") is { Length: > 0 } d) return Directory.CreateDirectory(d).FullName;
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "PcieEmu.sln"))) dir = dir.Parent;
+        return Directory.CreateDirectory(Path.Combine(dir?.FullName ?? Path.GetTempPath(), "artifacts", "web-screenshots")).FullName;
+    }
+
+    private void Screenshot(string name) =>
+        ((ITakesScreenshot)_driver).GetScreenshot().SaveAsFile(Path.Combine(ScreenshotDirectory(), name + ".png"));
+
+    /// <summary>Polls until <paramref name="condition"/> holds (a failure names <paramref name="what"/> and shows the page's text).</summary>
+    private void Until(string what, Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Wait;
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                if (condition()) return;
+            }
+            catch (WebDriverException) { }   // an element re-rendered under us: try again
+            Thread.Sleep(50);
+        }
+        string text;
+        try { text = _driver.FindElement(By.TagName("body")).Text; } catch (WebDriverException ex) { text = ex.Message; }
+        Assert.Fail($"timed out waiting for {what}; the page shows:\n{text[..Math.Min(text.Length, 3000)]}");
+    }
+
+    private string FieldValue(string field) =>
+        _driver.FindElement(By.CssSelector($"#decoded tr[data-field='{field}'] b")).Text;
+
+    private void Tab(string tab)
+    {
+        _driver.FindElement(By.Id("tab-" + tab)).Click();
+        Until($"tab {tab} active", () => _driver.FindElement(By.Id("tab-" + tab)).GetAttribute("class")!.Contains("active", StringComparison.Ordinal));
+    }
+
+    private void Open()
+    {
+        string token = File.ReadAllText(_server.TokenFile).Trim();
+        _driver.Navigate().GoToUrl($"{_server.WebAddress}/?token={token}");
+        // The token URL set the cookie and redirected to the clean URL.
+        Until("the clean URL", () => !_driver.Url.Contains("token=", StringComparison.Ordinal));
+        Until("the live status", () => _driver.FindElement(By.Id("status")).Text == "live");
+        Until("the tree", () => _driver.FindElements(By.CssSelector(".tree-node")).Count == 4);
+        ((IJavaScriptExecutor)_driver).ExecuteScript("window.__noReload = 42;");
+    }
+
+    private bool NotReloaded() => Equals(((IJavaScriptExecutor)_driver).ExecuteScript("return window.__noReload;"), 42L);
+
+    [Fact]
+    public async Task The_tree_follows_VFs_live_and_a_selected_VF_shows_decoded_fields()
+    {
+        Open();
+        var vfs = await _server.Client.EnableSriovAsync(0x100, 2, ari: false, settle: TimeSpan.Zero).W();
+        string vf0 = Bdf.Format((ushort)vfs[0]), vf1 = Bdf.Format((ushort)vfs[1]);
+        Until("the two VFs in the tree", () => _driver.FindElements(By.CssSelector(".tree-node[data-kind='vf']")).Count == 2);
+        Assert.True(NotReloaded(), "the page was reloaded");
+        Assert.Single(_driver.FindElements(By.CssSelector($".tree-node[data-bdf='{vf1}']")));
+
+        // The PF: its SR-IOV capability decoded field by field, with the trace's names.
+        _driver.FindElement(By.CssSelector(".tree-node[data-bdf='01:00.0']")).Click();
+        Until("the PF's SR-IOV fields", () => FieldValue("SR-IOV Control: VF Enable") == "1");
+        Assert.Equal("1", FieldValue("SR-IOV Control: VF MSE"));
+
+        // A VF: its MSI-X capability decoded, its table in the MSI-X view.
+        _driver.FindElement(By.CssSelector($".tree-node[data-bdf='{vf0}']")).Click();
+        Until("the VF's MSI-X fields", () => _driver.FindElements(By.CssSelector("#decoded [data-group='MSI-X']")).Count == 1);
+        Assert.Equal("0", FieldValue("MSI-X Message Control: MSI-X Enable"));
+        Assert.Equal("0", FieldValue("MSI-X Message Control: Function Mask"));
+        Assert.Empty(_driver.FindElements(By.CssSelector("#decoded [data-group='SR-IOV']")));   // a VF has no SR-IOV capability
+
+        // A config write shows up live: MSI-X Enable set by a "driver".
+        await _server.Client.WriteConfig16Async(vfs[0], 0x70 + 2, 0x8000).W();
+        Until("MSI-X Enable 1 pushed", () => FieldValue("MSI-X Message Control: MSI-X Enable") == "1");
+        Until("the changed byte highlighted", () => _driver.FindElements(By.CssSelector("#hexgrid td.changed")).Count > 0);
+        Screenshot("config");
+        Tab("msix");
+        Until("3 MSI-X vectors", () => _driver.FindElements(By.CssSelector("#msix tr[data-vector]")).Count == 3);
+        Screenshot("msix");
+        Tab("registers");
+        Until("the VF's registers", () => _driver.FindElements(By.CssSelector("#registers tr[data-register='VFMAILBOX']")).Count == 1);
+        Screenshot("registers");
+        Tab("rings");
+        Screenshot("rings");
+
+        // The VFs vanish again without a reload.
+        await _server.Client.DisableSriovAsync(0x100, settle: TimeSpan.Zero).W();
+        Until("the VFs gone", () => _driver.FindElements(By.CssSelector(".tree-node[data-kind='vf']")).Count == 0);
+        Assert.True(NotReloaded(), "the page was reloaded");
+    }
+
+    [Fact]
+    public async Task A_VTd_fault_appears_decoded_and_the_trace_counters_and_violations_views_fill()
+    {
+        Open();
+        var c = _server.Client;
+        var vfs = await c.EnableSriovAsync(0x100, 2, ari: false, settle: TimeSpan.Zero).W();
+        Tab("vtd");
+        Until("translation disabled", () => _driver.FindElement(By.Id("vtd-enabled")).Text == "disabled");
+        var vtd = await VtdDriver.CreateAsync(c, 0x80_0000, 0x10_0000).W();
+        var domain = await vtd.CreateDomainAsync(1).W();
+        await vtd.AttachAsync(0x100, domain).W();
+        await vtd.MapAsync(domain, 0x4000_0000, 0x20_0000, 0x1000).W();
+        await vtd.EnableAsync().W();
+        Until("translation enabled", () => _driver.FindElement(By.Id("vtd-enabled")).Text == "enabled");
+        // The VF (on bus 2) has no root entry: its DMA faults and the fault is recorded.
+        await c.TranslateAddressAsync(vfs[0], 0x1234_5000, write: true).W();
+        string vf0 = Bdf.Format((ushort)vfs[0]);
+        Until("the fault record", () => _driver.FindElements(By.CssSelector("#faults tr[data-fault]")).Count == 1);
+        string row = _driver.FindElement(By.CssSelector("#faults tr[data-fault]")).Text;
+        Assert.Contains(vf0, row, StringComparison.Ordinal);
+        Assert.Contains("write", row, StringComparison.Ordinal);
+        Assert.Contains("0x01 root not present", row, StringComparison.Ordinal);
+        Assert.Contains("0x12345000", row, StringComparison.Ordinal);
+        // The page walk of the PF's mapped IOVA.
+        var bdf = _driver.FindElement(By.Id("walk-bdf"));
+        bdf.Clear();
+        bdf.SendKeys("01:00.0");
+        var iova = _driver.FindElement(By.Id("walk-iova"));
+        iova.Clear();
+        iova.SendKeys("0x40000010" + Keys.Enter);
+        Until("the walk", () => _driver.FindElements(By.Id("walk")).Count == 1 && _driver.FindElement(By.Id("walk")).Text.Contains("translated", StringComparison.Ordinal));
+        Assert.Contains("0x200010", _driver.FindElement(By.Id("walk")).Text, StringComparison.Ordinal);
+        Screenshot("vtd");
+
+        Tab("trace");
+        Until("config lines in the trace", () => _driver.FindElement(By.Id("trace")).Text.Contains("VF Enable 0->1", StringComparison.Ordinal));
+        Until("the VT-d fault in the trace", () => _driver.FindElement(By.Id("trace")).Text.Contains(" VTD ", StringComparison.Ordinal));
+        Screenshot("trace");
+        Tab("counters");
+        Until("the VF's fault counted", () => _driver.FindElements(By.CssSelector($"#counters tr[data-bdf='{vf0}']")).Count == 1);
+        Assert.Single(_driver.FindElements(By.CssSelector("#rate-chart canvas")));
+        Screenshot("counters");
+        Tab("violations");
+        Until("the violations view", () => _driver.FindElements(By.Id("violations")).Count == 1);
+        Screenshot("violations");
+        Assert.True(NotReloaded(), "the page was reloaded");
+    }
+
+    [Fact]
+    public void Without_the_token_the_browser_gets_the_401_message_not_the_page()
+    {
+        _driver.Navigate().GoToUrl(_server.WebAddress + "/");
+        Until("the 401 message", () => _driver.FindElement(By.TagName("body")).Text.Contains("needs the server's token", StringComparison.Ordinal));
+        Assert.Empty(_driver.FindElements(By.Id("app")));
+    }
+}

@@ -130,8 +130,6 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
         Tab("registers");
         Until("the VF's registers", () => _driver.FindElements(By.CssSelector("#registers tr[data-register='VFMAILBOX']")).Count == 1);
         Screenshot("registers");
-        Tab("rings");
-        Screenshot("rings");
 
         // The VFs vanish again without a reload.
         await _server.Client.DisableSriovAsync(0x100, settle: TimeSpan.Zero).W();
@@ -144,6 +142,13 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
     {
         Open();
         var c = _server.Client;
+        await TransmitOneFrameFromPf0Async();
+        _driver.FindElement(By.CssSelector(".tree-node[data-bdf='01:00.0']")).Click();
+        Tab("rings");
+        // Written back: the device stored STA.DD in the upper dword (PAYLEN with it: 0).
+        Until("the TX ring's written-back descriptor", () => _driver.FindElement(By.Id("rings")).Text.Contains("adv data buf 0x0011_0000 len 60 DCMD 0x2B (EOP IFCS RS DEXT) PAYLEN 0 POPTS 0x00 STA DD=1", StringComparison.Ordinal));
+        Assert.Contains("base 0x100000 length 128 (8 descriptors) head 1 tail 1", _driver.FindElement(By.Id("rings")).Text, StringComparison.Ordinal);
+        Screenshot("rings");
         var vfs = await c.EnableSriovAsync(0x100, 2, ari: false, settle: TimeSpan.Zero).W();
         Tab("vtd");
         Until("translation disabled", () => _driver.FindElement(By.Id("vtd-enabled")).Text == "disabled");
@@ -179,12 +184,36 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
         Screenshot("trace");
         Tab("counters");
         Until("the VF's fault counted", () => _driver.FindElements(By.CssSelector($"#counters tr[data-bdf='{vf0}']")).Count == 1);
+        Until("the PF's frame counted", () => _driver.FindElement(By.CssSelector("#counters tr[data-bdf='01:00.0']")).Text.StartsWith("01:00.0 1 60 ", StringComparison.Ordinal));
         Assert.Single(_driver.FindElements(By.CssSelector("#rate-chart canvas")));
         Screenshot("counters");
         Tab("violations");
         Until("the violations view", () => _driver.FindElements(By.Id("violations")).Count == 1);
         Screenshot("violations");
         Assert.True(NotReloaded(), "the page was reloaded");
+    }
+
+    /// <summary>PF0 queue 0 (a "driver" over gRPC): an 8-descriptor TX ring at 0x10_0000 with one advanced data descriptor of a 60-byte frame at 0x11_0000, then TDT = 1.</summary>
+    private async Task TransmitOneFrameFromPf0Async()
+    {
+        var c = _server.Client;
+        ulong bar0 = await c.ReadConfig32Async(0x100, 0x10).W() & ~0xFu;   // the 82576's BAR0 is 32-bit (firmware placed it)
+        await c.WriteConfig16Async(0x100, 0x04, 0x0006).W();   // Memory Space, Bus Master
+        byte[] frame = new byte[60];
+        for (int i = 0; i < 6; i++) frame[i] = 0xFF;
+        frame[6] = 0x02; frame[12] = 0x08; frame[13] = 0x00;
+        await c.WriteMemoryAsync(0x11_0000, frame).W();
+        byte[] desc = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(desc, 0x11_0000);
+        ulong hi = 60 | 3u << 20 | (1u << 24 | 1u << 25 | 1u << 27 | 1u << 29) | 60UL << 46;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(desc.AsSpan(8), hi);
+        await c.WriteMemoryAsync(0x10_0000, new byte[128]).W();
+        await c.WriteMemoryAsync(0x10_0000, desc).W();
+        await c.WriteMmio32Async(bar0 + 0xE000, 0x10_0000).W();   // TDBAL[0]
+        await c.WriteMmio32Async(bar0 + 0xE004, 0).W();           // TDBAH[0]
+        await c.WriteMmio32Async(bar0 + 0xE008, 128).W();         // TDLEN[0]
+        await c.WriteMmio32Async(bar0 + 0x0400, await c.ReadMmio32Async(bar0 + 0x0400).W() | 2).W();   // TCTL.EN
+        await c.WriteMmio32Async(bar0 + 0xE018, 1).W();           // TDT[0]
     }
 
     [Fact]

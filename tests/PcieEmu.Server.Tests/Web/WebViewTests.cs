@@ -118,6 +118,34 @@ public sealed class WebViewTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task With_ARI_the_VFs_move_to_the_PFs_bus_in_the_tree()
+    {
+        var vfs = await _server.Client.EnableSriovAsync(0x100, 2, ari: true, settle: TimeSpan.Zero).W();
+        var t = await GetJson("/api/topology");
+        Assert.True(t.GetProperty("ariForwarding").GetBoolean());
+        var vfNodes = t.GetProperty("functions").EnumerateArray().Where(n => n.GetProperty("kind").GetString() == "vf").ToList();
+        Assert.Equal(2, vfNodes.Count);
+        Assert.All(vfNodes, n => Assert.StartsWith("01:", n.GetProperty("bdf").GetString(), StringComparison.Ordinal));
+        Assert.Equal((int)vfs[0], vfNodes[0].GetProperty("rid").GetInt32());
+    }
+
+    [Fact]
+    public async Task Reading_every_endpoint_changes_nothing_in_the_machine()
+    {
+        var m = _server.Machine;
+        await _server.Client.EnableSriovAsync(0x100, 2, ari: false, settle: TimeSpan.Zero).W();
+        string Snap() => WebJson.Serialize(new object?[]
+        {
+            MachineSnapshots.Topology(m), MachineSnapshots.Function(m, 0x100), MachineSnapshots.Function(m, 0x280), MachineSnapshots.Iommu(m),
+        });
+        string before = Snap();
+        foreach (var path in new[] { "/", "/api/topology", "/api/functions/01:00.0", "/api/functions/02:10.0", "/api/iommu?bdf=02:10.0&iova=0x1000",
+            "/api/trace", "/api/counters", "/api/violations" })
+            Assert.Equal(HttpStatusCode.OK, (await Get(path)).Status);
+        Assert.Equal(before, Snap());
+    }
+
+    [Fact]
     public async Task A_function_snapshot_decodes_config_space_with_the_trace_names_and_lists_BAR_registers_and_MSIX()
     {
         var vfs = await _server.Client.EnableSriovAsync(0x100, 2, ari: false, settle: TimeSpan.Zero).W();

@@ -131,7 +131,7 @@ public static class ServerHost
         {
             // In front of everything (the token check of gRPC included): the web listener answers only the view.
             var view = new PcieEmu.Server.Web.WebView(app.Services.GetRequiredService<Machine>(), app.Services.GetRequiredService<ServerChecker>(),
-                app.Services.GetRequiredService<PcieEmu.Server.Web.WebActivity>(), tokenGuard);
+                app.Services.GetRequiredService<PcieEmu.Server.Web.WebActivity>(), tokenGuard, app.Services.GetRequiredService<ServerShutdown>());
             app.Use((context, next) => PcieEmu.Server.Web.WebView.IsWebRequest(context) ? view.HandleAsync(context) : next(context));
         }
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();

@@ -38,9 +38,11 @@ public sealed class WebView
     private readonly ServerChecker _checker;
     private readonly WebActivity _activity;
     private readonly TokenGuard _guard;
+    private readonly ServerShutdown _shutdown;
 
-    internal WebView(Machine machine, ServerChecker checker, WebActivity activity, TokenGuard guard)
+    internal WebView(Machine machine, ServerChecker checker, WebActivity activity, TokenGuard guard, ServerShutdown shutdown)
     {
+        _shutdown = shutdown;
         _machine = machine;
         _checker = checker;
         _activity = activity;
@@ -85,9 +87,9 @@ public sealed class WebView
         {
             await Json(context, 400, new { error = ex.Message }).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested || _shutdown.IsStopping)
         {
-            // the page went away
+            // the page went away, or the server is stopping
         }
     }
 
@@ -205,7 +207,9 @@ public sealed class WebView
         res.ContentType = "text/event-stream";
         context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
         if (HttpMethods.IsHead(context.Request.Method)) return;
-        var ct = context.RequestAborted;
+        // Ends when the page goes away or the server begins to stop (an open page does not hold up Ctrl-C).
+        using var link = _shutdown.Link(context.RequestAborted);
+        var ct = link.Token;
         using var lease = _activity.Acquire();
         string? last = null;
         var idleSince = DateTime.UtcNow;

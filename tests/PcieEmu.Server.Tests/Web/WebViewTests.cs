@@ -290,6 +290,21 @@ public sealed class WebViewTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_open_page_does_not_hold_up_the_server_stopping()
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Get, "/api/events");
+        using var r = await _http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead).W();
+        using var reader = new StreamReader(await r.Content.ReadAsStreamAsync().W());
+        while (await reader.ReadLineAsync().W() is { } line && !line.StartsWith("data: ", StringComparison.Ordinal)) { }
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        await _server.App.StopAsync().W();
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(3), $"stopping took {sw.Elapsed} with a page open");
+        // The stream ended (the page's EventSource reconnects to the next server).
+        var deadline = T.Deadline;
+        while (await reader.ReadLineAsync().W() != null && DateTime.UtcNow < deadline) { }
+    }
+
+    [Fact]
     public async Task Server_push_is_coalesced_to_about_ten_updates_a_second_under_load()
     {
         using var req = new HttpRequestMessage(HttpMethod.Get, "/api/events");

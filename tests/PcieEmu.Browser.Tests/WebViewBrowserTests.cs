@@ -19,6 +19,7 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
 
     private TestServer _server = null!;
     private ChromeDriver _driver = null!;
+    private ChromeDriverService? _service;
     private string _profile = "";
 
     public async Task InitializeAsync()
@@ -30,6 +31,7 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
         var service = ChromeDriverService.CreateDefaultService(Path.GetDirectoryName(ChromeDriver)!, Path.GetFileName(ChromeDriver));
         service.SuppressInitialDiagnosticInformation = true;
         service.HideCommandPromptWindow = true;
+        _service = service;
         var options = new ChromeOptions { BinaryLocation = Chromium };
         options.AddArguments("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
             "--no-first-run", "--disable-extensions", "--disable-background-networking", $"--user-data-dir={_profile}");
@@ -40,10 +42,36 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        // Quit returns before Chromium's helper processes are gone: wait for the driver's whole process tree to end.
+        var tree = _service == null ? [] : Descendants(_service.ProcessId);
         _driver?.Quit();
         _driver?.Dispose();
+        _service?.Dispose();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (tree.Any(pid => Directory.Exists($"/proc/{pid}")) && DateTime.UtcNow < deadline) await Task.Delay(50);
         await _server.DisposeAsync();
         try { Directory.Delete(_profile, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary><paramref name="root"/> and every process below it now (from /proc/PID/stat's parent field).</summary>
+    private static List<int> Descendants(int root)
+    {
+        var parents = new Dictionary<int, int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                parents[pid] = int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        var tree = new List<int> { root };
+        for (int i = 0; i < tree.Count; i++) tree.AddRange(parents.Where(kv => kv.Value == tree[i]).Select(kv => kv.Key));
+        return tree;
     }
 
     private static string ScreenshotDirectory()

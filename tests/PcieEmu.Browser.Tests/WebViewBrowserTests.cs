@@ -215,8 +215,17 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
         Until("the PF's frame counted", () => _driver.FindElement(By.CssSelector("#counters tr[data-bdf='01:00.0']")).Text.StartsWith("01:00.0 1 60 ", StringComparison.Ordinal));
         Assert.Single(_driver.FindElements(By.CssSelector("#rate-chart canvas")));
         Screenshot("counters");
+        // A driver breaks a rule: NumVFs written while VF Enable is set.
+        await c.WriteConfig16Async(0x100, 0x170, 1).W();
         Tab("violations");
-        Until("the violations view", () => _driver.FindElements(By.Id("violations")).Count == 1);
+        // Two: the VF's remapping fault (VTD.FAULT), then NumVFs.
+        Until("the NumVFs violation", () => _driver.FindElements(By.CssSelector("#violations tr.bad")).Count == 2);
+        var rows = _driver.FindElements(By.CssSelector("#violations tr.bad")).Select(r => r.Text).ToList();
+        Assert.Contains("VTD.FAULT", rows[0], StringComparison.Ordinal);
+        string violation = rows[1];
+        Assert.Contains("SRIOV.NUMVFS_WHILE_ENABLED", violation, StringComparison.Ordinal);
+        Assert.Contains("SR-IOV 1.1 §3.3.10 (NumVFs)", violation, StringComparison.Ordinal);
+        Assert.Contains("01:00.0", violation, StringComparison.Ordinal);
         Screenshot("violations");
         Assert.True(NotReloaded(), "the page was reloaded");
     }

@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 
 namespace PcieEmu.Server.Web;
 
-/// <summary>The web view's JSON: camelCase; 64-bit addresses as "0x..." strings (a JavaScript number loses bits above 2^53).</summary>
+/// <summary>The web view's JSON: camelCase; unsigned 64-bit values (addresses) as "0x..." strings (a JavaScript number loses bits above 2^53); counts and sequence numbers are signed.</summary>
 internal static class WebJson
 {
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
@@ -31,14 +31,14 @@ internal static class WebJson
 }
 
 /// <summary>A driver-conduct violation as the page shows it.</summary>
-internal sealed record WebViolation(ulong Sequence, string Rule, string Severity, string Spec, string Text, string Hint, string Bdf,
+internal sealed record WebViolation(long Sequence, string Rule, string Severity, string Spec, string Text, string Hint, string Bdf,
     long TimestampNs, string Event, string Outcome);
 
 /// <summary>Counters of one function.</summary>
 internal sealed record WebCounters(string Bdf, long Frames, long FrameBytes, long Interrupts, long DmaBytes, long Faults);
 
 /// <summary>One trace line (the trace's own text) with its parts for filtering.</summary>
-internal sealed record WebTraceLine(ulong Sequence, string Kind, string? Bdf, string Line);
+internal sealed record WebTraceLine(long Sequence, string Kind, string? Bdf, string Line);
 
 /// <summary>The trace tail: lines that pass the filter, and how many events were seen and lost.</summary>
 internal sealed record WebTrace(IReadOnlyList<WebTraceLine> Lines, long Seen, long Missed);

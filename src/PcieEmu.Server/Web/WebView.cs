@@ -289,7 +289,7 @@ public sealed class WebView
     {
         live.Drain();
         var events = live.Tail(filter.Limit, filter.Matches);
-        return new WebTrace([.. events.Select(e => new WebTraceLine(e.Sequence, TraceFormat.Token(e), e is GapEvent ? null : Bdf.Format(e.Rid), TraceFormat.Line(e)))],
+        return new WebTrace([.. events.Select(e => new WebTraceLine((long)e.Sequence, TraceFormat.Token(e), e is GapEvent ? null : Bdf.Format(e.Rid), TraceFormat.Line(e)))],
             live.Seen, live.Missed);
     }
 
@@ -297,7 +297,7 @@ public sealed class WebView
     {
         var c = _checker.Checker;
         if (c == null) return new WebViolations(false, []);
-        return new WebViolations(true, [.. c.Violations().Select(v => new WebViolation(v.Sequence, v.Rule.Id, v.Rule.Severity.ToString(), v.Rule.Spec,
+        return new WebViolations(true, [.. c.Violations().Select(v => new WebViolation((long)v.Sequence, v.Rule.Id, v.Rule.Severity.ToString(), v.Rule.Spec,
             v.Rule.Text, v.Rule.Hint, Bdf.Format(v.Rid), v.TimestampNs, v.Event, v.Outcome))]);
     }
 

@@ -4,6 +4,7 @@
 #               test suite (tests/suites.txt), print a per-suite table; ends with "N passed, N failed"
 #   make bench  run the load generator (pcie-emu bench) and the Core benchmarks
 #   make bench-peer  per-access cost beside libvfio-user and the socket floor (docs/performance.md)
+#   make web    rebuild the web view's bundle (web/ -> src/PcieEmu.Server/Web/wwwroot, committed) with npm ci + esbuild
 #   make clean  remove build outputs
 
 SHELL := /bin/bash
@@ -16,7 +17,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 # The client suites use the server this Makefile built instead of building it again.
 export PCIEEMU_SERVER_DLL := $(CURDIR)/src/PcieEmu.Server/bin/$(CONFIG)/net10.0/pcie-emu.dll
 
-.PHONY: all deps build run test suite clients bench bench-wire bench-core clean
+.PHONY: all deps build run test suite clients bench bench-wire bench-core clean web web-screenshots
 
 all: build
 
@@ -46,6 +47,15 @@ clients: deps build
 	@.ci/run-suites $(RESULTS) $(SUITES_FILE) client-python client-cpp client-go client-typescript
 
 bench: bench-wire bench-core
+
+# The web view's page: web/src bundled by esbuild (npm ci from the committed package-lock.json) into the
+# server's embedded files. The bundle is committed, so `make run` and `make test` need no npm for it.
+web:
+	cd web && npm ci --no-audit --no-fund && node build.mjs
+
+# The screenshots of docs/web.md, taken by the browser tests (headless Chromium) into docs/web/.
+web-screenshots: build
+	PCIEEMU_WEB_SCREENSHOTS=$(CURDIR)/docs/web $(DOTNET) test tests/PcieEmu.Browser.Tests -c $(CONFIG) --no-build
 
 # The wire load generator: starts an in-process server on a free TCP port and a Unix socket.
 bench-wire:

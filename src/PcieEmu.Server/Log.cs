@@ -65,9 +65,15 @@ internal static partial class Log
     [LoggerMessage(EventId = 22, Level = LogLevel.Error, Message = "Trace recording to {Path} stopped: {Reason} (the machine goes on)")]
     public static partial void TraceRecordingFailed(ILogger logger, string path, string reason);
 
-    [LoggerMessage(EventId = 50, Level = LogLevel.Debug, Message = "Ring opened for {Peer}: {Path}")]
+    [LoggerMessage(EventId = 50, Level = LogLevel.Information, Message = "Web view: {Url}")]
+    public static partial void WebView(ILogger logger, string url);
+
+    [LoggerMessage(EventId = 51, Level = LogLevel.Warning, Message = "The web view listens on {Endpoint}, which is not a loopback address (--allow-remote): other machines can reach it")]
+    public static partial void WebViewRemote(ILogger logger, string endpoint);
+
+    [LoggerMessage(EventId = 52, Level = LogLevel.Debug, Message = "Ring opened for {Peer}: {Path}")]
     public static partial void RingOpened(ILogger logger, string peer, string path);
 
-    [LoggerMessage(EventId = 51, Level = LogLevel.Debug, Message = "Ring of {Peer} closed after {Entries} entries")]
+    [LoggerMessage(EventId = 53, Level = LogLevel.Debug, Message = "Ring of {Peer} closed after {Entries} entries")]
     public static partial void RingClosed(ILogger logger, string peer, long entries);
 }

@@ -98,10 +98,13 @@ internal sealed class TestServer : IAsyncDisposable
     /// <summary>Where the server writes its TCP token (in the test's own directory).</summary>
     public string TokenFile => Path.Combine(_dir, "token");
     public string Directory => _dir;
+    /// <summary>The web view's address (http://127.0.0.1:PORT) when started with one.</summary>
+    public string? WebAddress => ServerHost.WebAddress(App);
 
     public static async Task<TestServer> StartAsync(string transport, IDictionary<string, string?>? overrides = null, string? pcapDirectory = null,
         TcpAuthMode tcpAuth = TcpAuthMode.Token, Func<string, IList<string>>? vfioUser = null, string? traceFile = null, bool check = true,
-        string? machineJson = null)
+        string? machineJson = null,
+        string? web = null)
     {
         string dir = System.IO.Directory.CreateTempSubdirectory("pcie-emu-test-").FullName;
         var all = new Dictionary<string, string?>
@@ -121,6 +124,7 @@ internal sealed class TestServer : IAsyncDisposable
             PcapDirectory = pcapDirectory,
             TraceFile = traceFile,
             Check = check,
+            Web = web,
             TokenFile = Path.Combine(dir, "token"),
             RuntimeDirectory = dir,
             TcpAuth = tcpAuth,

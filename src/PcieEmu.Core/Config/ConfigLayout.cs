@@ -155,7 +155,19 @@ public static class ConfigLayout
         _ => $"Capability 0x{cap.Id:X2}",
     };
 
-    private static ConfigRegister[] RegistersOf(Capability cap) => cap switch
+    /// <summary>The named registers of the type 0 (<paramref name="type1"/> false) or type 1 header, offset order not guaranteed.</summary>
+    public static IReadOnlyList<ConfigRegister> HeaderRegisters(bool type1) => type1 ? Type1 : Type0;
+
+    /// <summary>The register's name as the trace prints it inside <paramref name="cap"/> ("SR-IOV Control", "MSI-X Message Control").</summary>
+    public static string QualifiedName(Capability cap, ConfigRegister register)
+    {
+        ArgumentNullException.ThrowIfNull(cap);
+        ArgumentNullException.ThrowIfNull(register);
+        return register.Name.StartsWith(NameOf(cap), StringComparison.Ordinal) ? register.Name : NameOf(cap) + " " + register.Name;
+    }
+
+    /// <summary>The named registers of <paramref name="cap"/>, offsets relative to the capability (header excluded).</summary>
+    public static IReadOnlyList<ConfigRegister> RegistersOf(Capability cap) => cap switch
     {
         SriovCapability => Sriov,
         PcieCapability => Pcie,
@@ -185,7 +197,7 @@ public static class ConfigLayout
             if (rel < (cap.IsExtended ? 4 : 2))
                 return (new ConfigRegister(0, cap.IsExtended ? 4 : 2, $"{NameOf(cap)} Capability Header"), cap.Offset);
             foreach (var r in RegistersOf(cap))
-                if (rel >= r.Offset && rel < r.Offset + r.Width) return (r with { Name = $"{(r.Name.StartsWith(NameOf(cap), StringComparison.Ordinal) ? "" : NameOf(cap) + " ")}{r.Name}" }, cap.Offset + r.Offset);
+                if (rel >= r.Offset && rel < r.Offset + r.Width) return (r with { Name = QualifiedName(cap, r) }, cap.Offset + r.Offset);
             return (new ConfigRegister(rel, 1, $"{NameOf(cap)}+0x{rel:X2}"), offset);
         }
         return null;

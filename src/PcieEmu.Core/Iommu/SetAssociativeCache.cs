@@ -35,6 +35,13 @@ internal sealed class SetAssociativeCache<T> where T : struct
     /// <summary>Total entries.</summary>
     public int Capacity => _slots.Length;
 
+    /// <summary>Calls <paramref name="visit"/> with the tag and payload of every valid entry (no LRU update).</summary>
+    public void ForEachValid(Action<ulong, T> visit)
+    {
+        foreach (ref readonly var s in _slots.AsSpan())
+            if (s.Stamp != 0) visit(s.Tag, s.Value);
+    }
+
     /// <summary>Valid entries now.</summary>
     public int Count
     {

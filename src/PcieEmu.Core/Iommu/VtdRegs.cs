@@ -193,3 +193,13 @@ public readonly record struct VtdProbeResult(VtdProbeStatus Status, ulong Transl
 /// <param name="IsRead">T: 1 = read request, 0 = write.</param>
 /// <param name="PageAddress">Faulting address, bits 63:12.</param>
 public readonly record struct VtdFaultRecord(bool Fault, ushort SourceId, VtdFaultReason Reason, bool IsRead, ulong PageAddress);
+
+/// <summary>One valid IOTLB entry (a live view's decoding of the cache).</summary>
+/// <param name="SourceId">Requester id the entry belongs to.</param>
+/// <param name="Level">Page level: 1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB.</param>
+/// <param name="Iova">First IOVA of the page.</param>
+/// <param name="DomainId">Domain id.</param>
+/// <param name="Read">Read permitted.</param>
+/// <param name="Write">Write permitted.</param>
+/// <param name="PageBase">Host physical base of the page.</param>
+public readonly record struct VtdIotlbEntry(ushort SourceId, int Level, ulong Iova, ushort DomainId, bool Read, bool Write, ulong PageBase);

@@ -35,6 +35,15 @@ public sealed partial class VtdUnit
     public long ContextFetches { get; private set; }
     /// <summary>Valid IOTLB entries now.</summary>
     public int IotlbCount => _iotlb.Count;
+
+    /// <summary>The IOTLB's valid entries, decoded from their tags (the caller holds the machine lock; nothing changes).</summary>
+    internal IReadOnlyList<VtdIotlbEntry> IotlbEntries()
+    {
+        var list = new List<VtdIotlbEntry>(_iotlb.Count);
+        _iotlb.ForEachValid((tag, e) => list.Add(new VtdIotlbEntry((ushort)(tag >> 48), e.Level,
+            (tag & ((1UL << 46) - 1)) << (3 + 9 * e.Level), e.Did, e.Read, e.Write, e.PageBase)));
+        return list;
+    }
     /// <summary>IOTLB capacity (sets × ways).</summary>
     public int IotlbCapacity => _iotlb.Capacity;
     /// <summary>Valid context-cache entries now.</summary>

@@ -74,7 +74,11 @@ public static class Commands
         var trace = new Option<string?>("--trace") { Description = "Record every transaction, decoded, to this file (see `pcie-emu trace --export`)" };
         var check = new Option<string?>("--check") { Description = "The driver-conduct checker (docs/checker.md): 'on' (default) or 'off'", Arity = ArgumentArity.ZeroOrOne };
         check.AcceptOnlyFromAmong("on", "off");
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, machine, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check };
+        var web = new Option<string>("--web")
+        {
+            Description = $"The live machine view in the browser (docs/web.md): tcp://HOST:PORT, or 'off' (default: {PcieEmu.Server.Web.WebSettings.DefaultTarget} with the default endpoints, off with --listen; needs the token like TCP gRPC: the URL printed at start carries it)",
+        };
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, machine, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check, web };
         cmd.SetAction(async (parse, ct) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -102,6 +106,8 @@ public static class Commands
                 VfioUser = parse.GetValue(vfioUser) ?? [],
                 TraceFile = parse.GetValue(trace) is { } tr ? Path.GetFullPath(tr) : null,
                 Check = parse.GetValue(check) != "off",
+                // With the default endpoints the view is on at its default port; whoever picks --listen picks --web too.
+                Web = parse.GetValue(web) ?? ((parse.GetValue(listen) ?? []).Length == 0 ? PcieEmu.Server.Web.WebSettings.DefaultTarget : null),
                 Overrides = overrides,
             };
             Microsoft.AspNetCore.Builder.WebApplication app;

@@ -31,7 +31,8 @@ public static class ServerHost
     public static WebApplication Build(ServeSettings settings, Action<ILoggingBuilder>? configureLogging = null)
     {
         var endpoints = ResolveEndpoints(settings);
-        var tokenGuard = TokenGuard.Create(settings, endpoints);
+        var web = PcieEmu.Server.Web.WebSettings.Parse(settings.Web, settings.AllowRemote);
+        var tokenGuard = TokenGuard.Create(settings, endpoints, webView: web != null);
         var vfioUser = PcieEmu.Server.VfioUser.VfioUserBinding.ParseAll(settings.VfioUser);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
@@ -83,6 +84,7 @@ public static class ServerHost
         builder.Services.AddSingleton<TraceRecording>();
         builder.Services.AddSingleton<ServerChecker>();
         builder.Services.AddSingleton<PcieEmu.Server.Ring.SharedRings>();
+        builder.Services.AddSingleton(sp => new PcieEmu.Server.Web.WebActivity(sp.GetRequiredService<Machine>()));
         builder.Services.AddGrpc(o =>
         {
             // A maximal WriteMemory (or a Transact message of writes) plus its envelope must fit; anything larger is malformed.
@@ -108,6 +110,14 @@ public static class ServerHost
                 else
                     k.Listen(ResolveAddress(ep.Host), ep.Port, l => l.Protocols = HttpProtocols.Http2);
             }
+            // The web view: HTTP/1.1 for browsers, on its own listener; nothing else is served there.
+            if (web != null)
+                k.Listen(web, l =>
+                {
+                    l.Protocols = HttpProtocols.Http1;
+                    PcieEmu.Server.Web.WebView.MarkListener(l);
+                    k.ApplicationServices.GetRequiredService<PcieEmu.Server.Web.WebActivity>().Listener = l;
+                });
         });
 
         var app = builder.Build();
@@ -124,6 +134,13 @@ public static class ServerHost
         app.MapGrpcReflectionService();
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("PcieEmu.Server");
+        if (web != null)
+        {
+            // In front of everything (the token check of gRPC included): the web listener answers only the view.
+            var view = new PcieEmu.Server.Web.WebView(app.Services.GetRequiredService<Machine>(), app.Services.GetRequiredService<ServerChecker>(),
+                app.Services.GetRequiredService<PcieEmu.Server.Web.WebActivity>(), tokenGuard, app.Services.GetRequiredService<ServerShutdown>());
+            app.Use((context, next) => PcieEmu.Server.Web.WebView.IsWebRequest(context) ? view.HandleAsync(context) : next(context));
+        }
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         foreach (var (file, bytes) in staleRamFiles) Log.StaleRamFile(logger, file, bytes);
         foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix)) RuntimeDirectory.PrepareSocket(ep.Path, logger);
@@ -132,6 +149,11 @@ public static class ServerHost
             foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Unix))
                 if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(ep.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             foreach (var a in BoundEndpoints(app)) Log.Listening(logger, a);
+            if (WebAddress(app) is { } webAddress)
+            {
+                Log.WebView(logger, webAddress + "/" + (tokenGuard.Token is { } t ? "?token=" + t : ""));
+                if (!IPAddress.IsLoopback(web!.Address)) Log.WebViewRemote(logger, webAddress);
+            }
             foreach (var ep in endpoints.Where(e => e.Kind == EndpointKind.Tcp && !IPAddress.IsLoopback(ResolveAddress(e.Host))))
                 Log.RemoteListen(logger, ep.ToString());
         });
@@ -181,11 +203,20 @@ public static class ServerHost
         }
     }
 
-    /// <summary>The endpoints the started server listens on, as targets (<c>unix:///p</c>, <c>tcp://h:p</c>) with real ports.</summary>
+    /// <summary>The web view's address (<c>http://127.0.0.1:50552</c>, the real port) once started, or null when it is off.</summary>
+    public static string? WebAddress(WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var view = app.Services.GetRequiredService<PcieEmu.Server.Web.WebActivity>();
+        return view.BoundAddress;
+    }
+
+    /// <summary>The gRPC endpoints the started server listens on, as targets (<c>unix:///p</c>, <c>tcp://h:p</c>) with real ports (the web view's is <see cref="WebAddress"/>).</summary>
     public static IReadOnlyList<string> BoundEndpoints(WebApplication app)
     {
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-        return [.. addresses.Select(a => a.StartsWith("http://unix:", StringComparison.Ordinal)
+        string? webAddress = WebAddress(app);
+        return [.. addresses.Where(a => a.TrimEnd('/') != webAddress).Select(a => a.StartsWith("http://unix:", StringComparison.Ordinal)
             ? "unix://" + a["http://unix:".Length..]
             : "tcp://" + a["http://".Length..].TrimEnd('/'))];
     }

@@ -78,6 +78,8 @@ public sealed class ServeSettings
     public IList<string> VfioUser { get; init; } = [];
     /// <summary>File to record the trace to (--trace), or null.</summary>
     public string? TraceFile { get; init; }
+    /// <summary>The web view's endpoint (<c>--web</c>: <c>tcp://HOST:PORT</c>, or <c>off</c>); null = off (the command line defaults it to <see cref="PcieEmu.Server.Web.WebSettings.DefaultTarget"/>).</summary>
+    public string? Web { get; init; }
     /// <summary>Run the driver-conduct checker (on unless <c>--check off</c>).</summary>
     public bool Check { get; init; } = true;
     /// <summary>Configuration keys set from the command line (highest precedence), e.g. "Machine:RamSize".</summary>

@@ -5,7 +5,7 @@ namespace PcieEmu.Server.Hosting;
 
 /// <summary>
 /// Ends open streams as soon as the server begins to stop (SIGTERM, Ctrl-C, StopAsync): each
-/// stream handler watches the token of its <see cref="Link"/> and ends with UNAVAILABLE "server
+/// stream handler watches the token of its <see cref="Link(ServerCallContext)"/> and ends with UNAVAILABLE "server
 /// shutting down". The signal is given in the host's first stopping step (before Kestrel stops),
 /// which then waits (at most <see cref="DrainTimeout"/>) for those streams to end and gives their
 /// final status a moment to reach the clients, so they read the status rather than a closed connection.
@@ -32,10 +32,13 @@ public sealed class ServerShutdown(IHostApplicationLifetime lifetime) : IHostedL
     public int OpenStreams => Volatile.Read(ref _open);
 
     /// <summary>A token cancelled when the call ends or the server begins to stop; dispose it when the stream handler ends.</summary>
-    public StreamLink Link(ServerCallContext context)
+    public StreamLink Link(ServerCallContext context) => Link(context?.CancellationToken ?? throw new ArgumentNullException(nameof(context)));
+
+    /// <summary>The same for a stream that is not a gRPC call (the web view's server push): cancelled when <paramref name="requestAborted"/> is or the server begins to stop.</summary>
+    public StreamLink Link(CancellationToken requestAborted)
     {
         Interlocked.Increment(ref _open);
-        return new StreamLink(this, CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, _stopping.Token, lifetime.ApplicationStopping));
+        return new StreamLink(this, CancellationTokenSource.CreateLinkedTokenSource(requestAborted, _stopping.Token, lifetime.ApplicationStopping));
     }
 
     /// <summary>UNAVAILABLE "server shutting down".</summary>

@@ -2,7 +2,6 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Hosting;
@@ -43,15 +42,30 @@ public sealed class TokenGuard
     /// <summary>Whether TCP requests need the token.</summary>
     public bool Enabled => _expected != null;
 
+    /// <summary>The token (null when auth is off): the web view prints it in its URL, as the token file holds it.</summary>
+    internal string? Token => _expected == null ? null : Encoding.ASCII.GetString(_expected.AsSpan(TokenAuth.Scheme.Length + 1));
+
+    /// <summary>Whether <paramref name="candidate"/> is the token (constant time for a given length); false when auth is off.</summary>
+    internal bool Matches(string? candidate)
+    {
+        if (_expected == null || candidate == null) return false;
+        return CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(candidate.Trim()), _expected.AsSpan(TokenAuth.Scheme.Length + 1));
+    }
+
+    /// <summary>Whether <paramref name="header"/> is "Bearer &lt;token&gt;".</summary>
+    internal bool MatchesHeader(Microsoft.Extensions.Primitives.StringValues header) => _expected != null && Authorized(header);
+
     /// <summary>
     /// Creates the guard for <paramref name="endpoints"/>: with auth on and at least one TCP
     /// endpoint, makes a token (written to the token file by <see cref="Attach"/>); with auth off
     /// or no TCP endpoint, no token and no file. Checks the token file's directory now.
     /// </summary>
-    public static TokenGuard Create(ServeSettings settings, IReadOnlyList<Endpoint> endpoints)
+    public static TokenGuard Create(ServeSettings settings, IReadOnlyList<Endpoint> endpoints, bool webView = false)
     {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(endpoints);
         if (settings.TcpAuth == TcpAuthMode.None) return new TokenGuard(null, null, disabled: true);
-        if (!endpoints.Any(e => e.Kind == EndpointKind.Tcp)) return new TokenGuard(null, null, disabled: false);
+        if (!webView && !endpoints.Any(e => e.Kind == EndpointKind.Tcp)) return new TokenGuard(null, null, disabled: false);
         string token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(TokenBytes));
         string path = Path.GetFullPath(settings.TokenFile ?? Endpoints.DefaultTokenPath());
         if (settings.TokenFile != null && !Directory.Exists(Path.GetDirectoryName(path)))
@@ -132,18 +146,9 @@ public sealed class TokenGuard
     /// Marks every connection accepted by <paramref name="listener"/> (a Unix socket listener) as
     /// needing no token. Only marked connections pass without one: anything else is treated as TCP.
     /// </summary>
-    public static void MarkUnixListener(ListenOptions listener)
-    {
-        ArgumentNullException.ThrowIfNull(listener);
-        listener.Use(next => connection =>
-        {
-            connection.Items[UnixKey] = UnixKey;
-            return next(connection);
-        });
-    }
+    public static void MarkUnixListener(ListenOptions listener) => ListenerMark.Mark(listener, UnixKey);
 
-    private static bool IsUnixSocket(HttpContext context) =>
-        context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(UnixKey, out var mark) == true && ReferenceEquals(mark, UnixKey);
+    private static bool IsUnixSocket(HttpContext context) => ListenerMark.Has(context, UnixKey);
 
     /// <summary>Compares the header with "Bearer &lt;token&gt;" in constant time (for a given length).</summary>
     private bool Authorized(Microsoft.Extensions.Primitives.StringValues header)

@@ -80,12 +80,56 @@ public sealed class ServeProcessTests : IDisposable
         Assert.Contains(s.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.StartsWith("Listening on tcp://0.0.0.0:0, which is not a loopback address (--allow-remote)", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task Serve_prints_the_web_view_url_with_the_token_of_its_token_file()
+    {
+        string sock = Path.Combine(_dir, "emu.sock"), tokenFile = Path.Combine(_dir, "token");
+        using var p = Serve("--listen", "unix://" + sock, "--web", "tcp://127.0.0.1:0", "--token-file", tokenFile);
+        try
+        {
+            var deadline = T.Deadline;
+            string? line = null;
+            while (line == null && DateTime.UtcNow < deadline)
+            {
+                string? l = await p.StandardOutput.ReadLineAsync().W();
+                if (l == null) break;
+                if (l.Contains("Web view: ", StringComparison.Ordinal)) line = l;
+            }
+            Assert.NotNull(line);
+            var m = System.Text.RegularExpressions.Regex.Match(line, @"Web view: http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]{64})$");
+            Assert.True(m.Success, line);
+            Assert.Equal((await File.ReadAllTextAsync(tokenFile).W()).Trim(), m.Groups[2].Value);
+        }
+        finally
+        {
+            if (!p.HasExited) p.Kill();
+            await p.WaitForExitAsync().W();
+        }
+    }
+
+    [Fact]
+    public async Task A_bad_web_option_is_a_one_line_error_naming_it()
+    {
+        using var p = Serve("--listen", "unix://" + Path.Combine(_dir, "emu.sock"), "--web", "unix:///tmp/x.sock");
+        var (code, _, err) = await ProcessRun.FinishAsync(p);
+        Assert.Equal(2, code);
+        Assert.Equal("pcie-emu serve: --web unix:///tmp/x.sock: the web view listens on TCP only (tcp://HOST:PORT, or 'off')\n", err);
+    }
+
+    [Fact]
+    public async Task A_non_loopback_web_view_warns_in_the_log()
+    {
+        await using var s = await StartInProcess(new ServeSettings { Listen = ["unix://" + Path.Combine(_dir, "emu.sock")], AllowRemote = true, Web = "tcp://0.0.0.0:0" });
+        Assert.Contains(s.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.StartsWith("The web view listens on http://0.0.0.0:", StringComparison.Ordinal));
+    }
+
     private async Task<Started> StartInProcess(ServeSettings settings)
     {
         var logs = new CapturingLoggerProvider();
         var app = ServerHost.Build(new ServeSettings
         {
-            Listen = settings.Listen, AllowRemote = settings.AllowRemote, UseAppSettings = false, UseEnvironment = false,
+            Listen = settings.Listen, AllowRemote = settings.AllowRemote, Web = settings.Web, UseAppSettings = false, UseEnvironment = false,
+            TokenFile = Path.Combine(_dir, "token"),
             Overrides = new Dictionary<string, string?> { ["Machine:RamSize"] = "8388608", ["Machine:RamFilePath"] = Path.Combine(_dir, "ram.bin") },
         }, l => l.AddProvider(logs));
         await app.StartAsync().W();

@@ -1,13 +1,59 @@
+using PcieEmu.Core.Registers;
 using PcieEmu.Core.Topology;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
 
 namespace PcieEmu.Core.Devices.Igb;
 
-/// <summary>The VMDq switch and the wire (igb-82576.md "Switching").</summary>
-public sealed partial class IgbPort
+/// <summary>
+/// The port's switch and receive filters (igb-82576.md "Switching"): the receive address table
+/// (RAL/RAH with pool bits), the multicast table (MTA), per-pool offload control (VMOLR), pool
+/// enables (VFRE), VMDq control (MRQC, VT_CTL, DTXSWC loopback and anti-spoofing), the VLAN
+/// block, anti-spoof reporting, RSS and the receive checksum/packet-type parser. It decides which
+/// pools and queues a frame reaches, from the wire or from a transmit queue (loopback).
+/// </summary>
+internal sealed class IgbSwitch
 {
+    private readonly IgbPort _port;
+    private readonly IgbRxQueue[] _rx;
+    private readonly IgbVfStats[] _vfStats;
+    private readonly IgbVlanFilter _vlan;
+    private readonly IgbSpoofReporter _spoof;
+    private readonly IgbRss _rss;
+    private readonly IgbRxChecksum _rxChecksum;
+    private readonly Register _ctrl, _rctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _ruc, _gprc, _gorcl, _gorch;
+    private readonly Register[] _ral = new Register[RarEntries], _rah = new Register[RarEntries], _vmolr = new Register[Pools], _mta = new Register[128];
+
+    public IgbSwitch(IgbPort port, RegisterFile f, IgbRxQueue[] rx, IgbVfStats[] vfStats, Action<uint> pfOtherCause)
+    {
+        _port = port;
+        _rx = rx;
+        _vfStats = vfStats;
+        _vlan = new IgbVlanFilter(f);
+        _spoof = new IgbSpoofReporter(f, pfOtherCause);
+        _rss = new IgbRss(f);
+        _rxChecksum = new IgbRxChecksum(f);
+        (_ctrl, _rctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte) = (f["CTRL"], f["RCTL"], f["MRQC"], f["VT_CTL"], f["DTXSWC"], f["VFRE"], f["VFTE"]);
+        (_ruc, _gprc, _gorcl, _gorch) = (f["RUC"], f["GPRC"], f["GORCL"], f["GORCH"]);
+        for (int n = 0; n < RarEntries; n++) (_ral[n], _rah[n]) = (f[$"RAL[{n}]"], f[$"RAH[{n}]"]);
+        for (int p = 0; p < Pools; p++) _vmolr[p] = f[$"VMOLR[{p}]"];
+        for (int i = 0; i < 128; i++) _mta[i] = f[$"MTA[{i}]"];
+    }
+
+    /// <summary>A VF reset: its pool stops receiving and transmitting (VFRE, VFTE) until the PF enables it again.</summary>
+    public void DisablePool(int pool)
+    {
+        _vfre.Value &= ~(1u << pool);
+        _vfte.Value &= ~(1u << pool);
+    }
+
+    /// <summary>Transmit tagging of a pool in VMDq mode (VMVIR).</summary>
+    public void TransmitTag(int pool, ref bool vle, ref ushort vlan)
+    {
+        if (VmdqEnabled) _vlan.TransmitTag(pool, ref vle, ref vlan);
+    }
+
     /// <summary>VMDq on: MRQC[2:0] = 3.</summary>
-    private bool VmdqEnabled => (_mrqc.Value & 7) == MrqcVmdq;
+    public bool VmdqEnabled => (_mrqc.Value & 7) == MrqcVmdq;
 
     private static bool IsBroadcast(ReadOnlySpan<byte> f) =>
         f[0] == 0xFF && f[1] == 0xFF && f[2] == 0xFF && f[3] == 0xFF && f[4] == 0xFF && f[5] == 0xFF;
@@ -47,7 +93,7 @@ public sealed partial class IgbPort
     /// frame needs VMOLR.AUPE (accept untagged packets) in the pool.</summary>
     private bool PoolReceives(int pool, ReadOnlySpan<byte> frame)
     {
-        if (pool < ActiveVfs && (_vfre.Value & (1u << pool)) == 0) return false;
+        if (pool < _port.ActiveVfs && (_vfre.Value & (1u << pool)) == 0) return false;
         return IsTagged(frame) || (_vmolr[pool].Value & VmolrAupe) != 0;
     }
 
@@ -65,10 +111,10 @@ public sealed partial class IgbPort
     /// multicast go to every other accepting pool and the wire; unknown unicast goes to the wire.
     /// Otherwise every frame goes to the wire.
     /// </summary>
-    private void Transmit(int q, PciFunction source, ReadOnlySpan<byte> frame)
+    public void Transmit(int q, PciFunction source, ReadOnlySpan<byte> frame)
     {
         int src = q & 7;
-        bool srcIsVf = src < ActiveVfs && source.IsVirtual;
+        bool srcIsVf = src < _port.ActiveVfs && source.IsVirtual;
         uint octets = (uint)frame.Length + 4;
         bool local = false, wire = true;
         uint took = 0;
@@ -77,7 +123,7 @@ public sealed partial class IgbPort
             && (((_dtxswc.Value & (1u << src)) != 0 && (MatchUnicast(frame[6..]) & (1u << src)) == 0)
                 || ((_dtxswc.Value & (0x100u << src)) != 0 && _vlan.VlanSpoofed(src, frame))))
         {
-            TxSpoofed++;
+            _port.CountSpoofed();
             _spoof.Report(q);
             return;
         }
@@ -103,25 +149,8 @@ public sealed partial class IgbPort
                 }
             }
         }
-        if (srcIsVf)
-        {
-            _vfStats[src].Transmitted(octets, local);
-        }
-        var bus = _pf.Machine.Events;
-        bool trace = bus.Wants(Events.EventKind.Frame);
-        WireFrame? copy = null;
-        if (trace && local)
-            bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.Switched, copy = ToWireFrame(frame), q, took));
-        if (!wire) return;
-        if (trace) bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.ToWire, copy ?? ToWireFrame(frame), q, 0));
-        _gptc.Value++;
-        Add64(_gotcl, _gotch, octets);
-        var handler = FrameTransmitted;
-        if (handler != null)
-        {
-            long ns = (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100;
-            handler(new WireFrame(PortNumber, frame.ToArray(), ns));
-        }
+        if (srcIsVf) _vfStats[src].Transmitted(octets, local);
+        _port.Wire(q, source, frame, local, wire, took);
     }
 
     /// <summary>Receives into pool <paramref name="pool"/>'s queue and counts it.</summary>
@@ -143,9 +172,9 @@ public sealed partial class IgbPort
         }
         // VLAN stripping: VMOLR.STRVLAN of the pool in VMDq mode, CTRL.VME otherwise.
         bool strip = VmdqEnabled ? (_vmolr[pool].Value & VmolrStrVlan) != 0 : (_ctrl.Value & CtrlVme) != 0;
-        if (!ReceiveQueue(q, frame, fromWire, strip, pktInfo, rssHash, checksum)) return false;
+        if (!_rx[q].Receive(frame, fromWire, strip, pktInfo, rssHash, checksum)) return false;
         uint octets = (uint)frame.Length + 4;
-        if (VmdqEnabled && pool < ActiveVfs)
+        if (VmdqEnabled && pool < _port.ActiveVfs)
         {
             _vfStats[pool].Received(octets, (frame[0] & 1) != 0 && !IsBroadcast(frame), fromWire);
         }
@@ -154,7 +183,7 @@ public sealed partial class IgbPort
 
     /// <summary>A frame from the wire: pool selection in VMDq mode, the PF's filters otherwise.
     /// Runts (under 60 bytes without FCS) are counted in RUC and dropped unless RCTL.SBP.</summary>
-    private int FromWire(ReadOnlySpan<byte> frame)
+    public int FromWire(ReadOnlySpan<byte> frame)
     {
         if (frame.Length < 60 && (_rctl.Value & RctlSbp) == 0)
         {
@@ -192,27 +221,8 @@ public sealed partial class IgbPort
         if (delivered > 0)
         {
             _gprc.Value++;
-            Add64(_gorcl, _gorch, (uint)frame.Length + 4);
+            IgbPort.Add64(_gorcl, _gorch, (uint)frame.Length + 4);
         }
         return delivered;
     }
-
-    /// <summary>
-    /// Puts <paramref name="frame"/> (destination MAC first, no FCS) on the port's wire as if a
-    /// link partner sent it. Takes the machine lock. Returns how many receive queues took it
-    /// (0: filtered out or dropped for lack of descriptors, which the counters show).
-    /// </summary>
-    public int InjectFrame(ReadOnlySpan<byte> frame)
-    {
-        if (frame.Length is < MinFrameSize or > MaxFrameSize)
-            throw new ArgumentException($"frame must be {MinFrameSize}..{MaxFrameSize} bytes (was {frame.Length})", nameof(frame));
-        lock (_pf.Machine.SyncRoot)
-        {
-            var bus = _pf.Machine.Events;
-            if (bus.Wants(Events.EventKind.Frame)) bus.Publish(new Events.FrameEvent(_pf.Rid, Events.FrameDirection.FromWire, ToWireFrame(frame), -1, 0));
-            return FromWire(frame);
-        }
-    }
-
-    private WireFrame ToWireFrame(ReadOnlySpan<byte> frame) => new(PortNumber, frame.ToArray(), (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100);
 }

@@ -174,7 +174,7 @@ public sealed class IgbPort
     public long DmaFaults { get; private set; }
     /// <summary>The most recent DMA fault, if any.</summary>
     public NicDmaFault? LastDmaFault { get; private set; }
-    /// <summary>Transmit descriptors the port could not act on (unknown type, TSO, oversized frame) and dropped.</summary>
+    /// <summary>Transmit packets the port could not act on (unknown descriptor type, invalid TSO, oversized frame) and dropped.</summary>
     public long TxDropped { get; private set; }
     /// <summary>Frames a VF sent from a MAC address its pool does not own while MAC anti-spoofing was on (dropped).</summary>
     public long TxSpoofed { get; private set; }

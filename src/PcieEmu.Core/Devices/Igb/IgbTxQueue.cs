@@ -54,7 +54,7 @@ internal sealed class IgbTxQueue
     private struct Packet
     {
         public IgbTxOffload Offload;
-        public bool Vle, Drop;
+        public bool Vle, Tse, Drop;
         public ushort Vlan;
         public int PayLen;
     }
@@ -139,12 +139,12 @@ internal sealed class IgbTxQueue
                     int idx = (int)(olinfo >> 4 & 1);
                     if (first)
                     {
+                        p.Tse = (ctl & AdvTse) != 0;
                         p.PayLen = (int)(olinfo >> OlinfoPaylenShift);
-                        if ((olinfo & (OlinfoIxsm | OlinfoTxsm)) != 0)
+                        if (p.Tse || (olinfo & (OlinfoIxsm | OlinfoTxsm)) != 0)
                             p.Offload = new IgbTxOffload { Ip = (olinfo & OlinfoIxsm) != 0, L4 = (olinfo & OlinfoTxsm) != 0, Context = _ctx[idx] };
                     }
                     first = false;
-                    if ((ctl & AdvTse) != 0) p.Drop = true;   // segmentation not modelled
                     if (eop && (ctl & AdvVle) != 0) { p.Vle = true; p.Vlan = _ctx[idx].Vlan; }
                 }
                 else
@@ -172,6 +172,8 @@ internal sealed class IgbTxQueue
             if (!eop) break;   // the rest of the packet is not posted yet
 
             if (p.Drop || len < IgbPort.MinFrameSize) _port.CountTxDrop();
+            else if (p.Tse) Segment(fn, frame.AsSpan(0, len), p);
+            else if (len > IgbPort.MaxFrameSize) _port.CountTxDrop();
             else
             {
                 IgbTxOffload.Apply(frame.AsSpan(0, len), p.Offload);
@@ -208,6 +210,17 @@ internal sealed class IgbTxQueue
         }
         _port.QueueInterrupt(q, tx: true);
     }
+
+    /// <summary>TCP segmentation: the gathered packet (headers once, then the payload) leaves as
+    /// MSS-sized frames, each with its headers rewritten (<see cref="IgbTso"/>).</summary>
+    private void Segment(Topology.PciFunction fn, ReadOnlySpan<byte> packet, in Packet p)
+    {
+        var tso = new IgbTso(p.Offload, packet, p.PayLen);
+        if (!tso.Valid) { _port.CountTxDrop(); return; }
+        var seg = _scratch.Segment;
+        for (int i = 0; i < tso.Count; i++)
+            _port.Send(Index, fn, seg, tso.Build(i, seg), p.Vle, p.Vlan);
+    }
 }
 
 /// <summary>An advanced context descriptor's fields.</summary>
@@ -228,10 +241,12 @@ internal sealed class IgbTxScratch
 {
     /// <summary>Descriptors fetched per DMA read.</summary>
     public const int FetchBatch = 64;
-    /// <summary>Largest packet a queue gathers .</summary>
-    public const int MaxPacket = IgbPort.MaxFrameSize;
+    /// <summary>Largest packet a queue gathers: a TSO packet's headers and up to 256 KiB of payload
+    /// (PAYLEN is 18 bits); anything else longer than <see cref="IgbPort.MaxFrameSize"/> is dropped.</summary>
+    public const int MaxPacket = 256 * 1024 + 512;
 
     public readonly byte[] Frame = new byte[MaxPacket + 4];
+    public readonly byte[] Segment = new byte[IgbPort.MaxFrameSize + 4];
     public readonly byte[] Descriptors = new byte[FetchBatch * 16];
     public readonly int[] RsList = new int[FetchBatch * 4];
 }

@@ -14,6 +14,8 @@ internal sealed class IgbRxQueue
 {
     private const int DescSize = 16;
     private const uint Prefetch = 32;
+    // Legacy receive status: IXSM (ignore checksum indication); the checksum status bits UDPCS|TCPCS|IPCS.
+    private const uint LegacyIxsm = 0x04, LegacyStatusMask = 0x70;
 
     private readonly IgbPort _port;
     private readonly byte[] _scratch;
@@ -158,11 +160,16 @@ internal sealed class IgbRxQueue
             DmaResult res;
             if (legacy)
             {
-                // Legacy write-back: length, checksum 0, status DD|EOP|IXSM (checksum not computed)|VP,
-                // errors 0, VLAN (stripped tag).
+                // Legacy write-back: length, packet checksum (not modelled: 0), status DD|EOP|VP and, on the
+                // last descriptor, the checksum status (UDPCS 0x10, TCPCS 0x20, IPCS 0x40: the advanced
+                // status bits, same positions) or IXSM (0x04) when nothing was checked; errors TCPE 0x20 /
+                // IPE 0x40 (the advanced error bits 29/30, same positions in the errors byte); VLAN.
                 wb[..8].Clear();
                 BinaryPrimitives.WriteUInt16LittleEndian(wb, (ushort)n);
-                wb[4] = (byte)(0x01 | (last ? 0x02 : 0) | 0x04 | (vp ? 0x08 : 0));
+                uint cs = last ? checksum : 0;
+                uint status = 0x01u | (last ? 0x02u : 0) | (vp ? 0x08u : 0) | (cs & LegacyStatusMask);
+                wb[4] = (byte)(status | ((cs & LegacyStatusMask) == 0 ? LegacyIxsm : 0));
+                wb[5] = (byte)(cs >> 24);
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[6..], vlan);
                 res = fn.Dma.Write(da + 8, wb[..8]);
             }

@@ -130,7 +130,7 @@ public static class IgbRegisterMaps
             .Array("MTA", Mta, 128, 4, 0, Rw("BITS", 0, 32))
             .Reg("MRQC", Mrqc, 0, Rw("MRQC", 0, 32))
             .Reg("VT_CTL", VtCtl, 0, Rw("VLAN_FILTER", 0), Rw("DEF_POOL", 7, 3), Rw("IGNORE_MAC", 28), Rw("DIS_DEF_POOL", 29), Rw("REPL_EN", 30))
-            .Array("VMOLR", Vmolr, Pools, 4, VmolrReset, Rw("RLPML", 0, 14), Rw("LPE", 16), Rw("AUPE", 24), Rw("ROMPE", 25), Rw("ROPE", 26),
+            .Array("VMOLR", Vmolr, Pools, 4, VmolrReset, Rw("RLPML", 0, 14), Rw("LPE", 16), Rw("RSSE", 17), Rw("AUPE", 24), Rw("ROMPE", 25), Rw("ROPE", 26),
                 Rw("BAM", 27), Rw("MPME", 28), Rw("STRVLAN", 30), Rw("STRCRC", 31));
 
         // Receive address table: 16 entries at 0x5400 and 8 more at 0x54E0. Entry 0 holds the

@@ -67,14 +67,14 @@ public static class IgbRegs
     public const uint RahAv = 1u << 31;
     /// <summary>RAH pool select shift (8 bits).</summary>
     public const int RahPoolShift = 18;
-    /// <summary>MRQC value that enables VMDq.</summary>
-    public const uint MrqcVmdq = 3;
+    /// <summary>MRQC.MRQE values that enable VMDq, and VMDq with RSS (two queues per pool).</summary>
+    public const uint MrqcVmdq = 3, MrqcVmdqRss = 5;
     /// <summary>VT_CTL bits.</summary>
     public const uint VtCtlDisDefPool = 1u << 29;
     /// <summary>VT_CTL default pool shift (3 bits).</summary>
     public const int VtCtlDefPoolShift = 7;
     /// <summary>VMOLR bits.</summary>
-    public const uint VmolrAupe = 1u << 24, VmolrRompe = 1u << 25, VmolrRope = 1u << 26, VmolrBam = 1u << 27, VmolrMpme = 1u << 28,
+    public const uint VmolrRsse = 1u << 17, VmolrAupe = 1u << 24, VmolrRompe = 1u << 25, VmolrRope = 1u << 26, VmolrBam = 1u << 27, VmolrMpme = 1u << 28,
         VmolrStrVlan = 1u << 30;
     /// <summary>DTXSWC VMDq loopback enable.</summary>
     public const uint DtxswcLoopback = 1u << 31;

@@ -52,8 +52,8 @@ internal sealed class IgbSwitch
         if (VmdqEnabled) _vlan.TransmitTag(pool, ref vle, ref vlan);
     }
 
-    /// <summary>VMDq on: MRQC[2:0] = 3.</summary>
-    public bool VmdqEnabled => (_mrqc.Value & 7) == MrqcVmdq;
+    /// <summary>VMDq on: MRQC.MRQE (2:0) = 3 (VMDq) or 5 (VMDq with RSS).</summary>
+    public bool VmdqEnabled => (_mrqc.Value & 7) is MrqcVmdq or MrqcVmdqRss;
 
     private static bool IsBroadcast(ReadOnlySpan<byte> f) =>
         f[0] == 0xFF && f[1] == 0xFF && f[2] == 0xFF && f[3] == 0xFF && f[4] == 0xFF && f[5] == 0xFF;
@@ -156,16 +156,19 @@ internal sealed class IgbSwitch
     /// <summary>Receives into pool <paramref name="pool"/>'s queue and counts it.</summary>
     private bool ReceivePool(int pool, ReadOnlySpan<byte> frame, bool fromWire)
     {
-        int q = VmdqEnabled ? pool : 0;
-        // RSS (without VMDq): the queue from RETA, the type and hash for the write-back.
         var (pktInfo, checksum) = _rxChecksum.Evaluate(frame);
-        uint rssHash = 0;
-        if (!VmdqEnabled && _rss.Enabled)
+        uint mrqe = _mrqc.Value & 7, rssHash = 0;
+        int q = VmdqEnabled ? pool : 0;
+        // RSS without VMDq (MRQE 2): the queue from RETA. VMDq with RSS (MRQE 5), for a pool with
+        // VMOLR.RSSE: bit 0 of the RETA entry picks the pool's queue, pool (0) or pool + 8 (1)
+        // (datasheet 8.26.1: PQn = VFn + VQn * 8). Either way the type and hash go to the write-back.
+        if (mrqe == IgbRss.MrqeRss || (mrqe == MrqcVmdqRss && (_vmolr[pool].Value & VmolrRsse) != 0))
         {
             int type = _rss.Hash(frame, out uint hash);
             if (type != IgbRss.TypeNone)
             {
-                q = _rss.Queue(hash);
+                int entry = _rss.Queue(hash);
+                q = mrqe == IgbRss.MrqeRss ? entry : pool + Pools * (entry & 1);
                 pktInfo |= (uint)type;
                 if (_rss.HashInWriteBack) rssHash = hash;
             }

@@ -84,7 +84,7 @@ public sealed partial class Machine : IDisposable
 
     private void BuildTopology()
     {
-        _hostBridge = new HostBridge(this, new HeaderIds(0x8086, 0x29C0, 0x02, 0x060000, 0x1AF4, 0x1100));
+        _hostBridge = new HostBridge(this, new HeaderIds(0x8086, 0x29C0, 0x02, 0x060000, 0x8086, 0x5044));
         _rootPort = new RootPort(this, Bdf.Rid(0, 1, 0), new HeaderIds(0x8086, 0x3C02, 0x07, 0x060400), portNumber: 1);
         var group = new SriovGroup();
         _pfs = [];

@@ -67,7 +67,7 @@ public sealed class IgbPort
     private readonly IgbMailbox _mailbox;
 
     // Registers the port itself acts on, by handle.
-    private readonly Register _ctrl, _tctl, _vfte, _gptc, _gotcl, _gotch;
+    private readonly Register _ctrl, _tctl, _vfte, _gptc, _gotcl, _gotch, _tsctc, _tsctfc;
 
     internal IgbPort(IgbPhysicalFunction pf)
     {
@@ -87,7 +87,7 @@ public sealed class IgbPort
         for (int q = 0; q < 4; q++)
             IgbRegisterMaps.AliasQueue(f, f, q, q, RxLegacy + 0x100u * (uint)q, TxLegacy + 0x100u * (uint)q, " (legacy)");
         (_ctrl, _tctl, _vfte) = (f["CTRL"], f["TCTL"], f["VFTE"]);
-        (_gptc, _gotcl, _gotch) = (f["GPTC"], f["GOTCL"], f["GOTCH"]);
+        (_gptc, _gotcl, _gotch, _tsctc, _tsctfc) = (f["GPTC"], f["GOTCL"], f["GOTCH"], f["TSCTC"], f["TSCTFC"]);
         var txScratch = new IgbTxScratch();
         var rxScratch = new byte[MaxFrameSize + 4];
         for (int q = 0; q < Queues; q++)
@@ -262,6 +262,17 @@ public sealed class IgbPort
     }
 
     internal void CountTxDrop() => TxDropped++;
+
+    /// <summary>A TSO packet was segmented (TSCTC) or could not be (TSCTFC, and dropped).</summary>
+    internal void CountTso(bool sent)
+    {
+        if (sent) _tsctc.Value++;
+        else
+        {
+            _tsctfc.Value++;
+            TxDropped++;
+        }
+    }
 
     internal void CountSpoofed() => TxSpoofed++;
 

@@ -127,6 +127,8 @@ public static class IgbRegisterMaps
             .Reg("GORCH", Gorch, 0, Rc("COUNT", 0, 32))
             .Reg("GOTCL", Gotcl, 0, Rc("COUNT", 0, 32))
             .Reg("GOTCH", Gotch, 0, Rc("COUNT", 0, 32))
+            .Reg("TSCTC", Tsctc, 0, Rc("COUNT", 0, 32))
+            .Reg("TSCTFC", Tsctfc, 0, Rc("COUNT", 0, 32))
             .Array("MTA", Mta, 128, 4, 0, Rw("BITS", 0, 32))
             .Reg("MRQC", Mrqc, 0, Rw("MRQC", 0, 32))
             .Reg("VT_CTL", VtCtl, 0, Rw("VLAN_FILTER", 0), Rw("DEF_POOL", 7, 3), Rw("IGNORE_MAC", 28), Rw("DIS_DEF_POOL", 29), Rw("REPL_EN", 30))

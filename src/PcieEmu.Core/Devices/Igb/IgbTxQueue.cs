@@ -216,7 +216,8 @@ internal sealed class IgbTxQueue
     private void Segment(Topology.PciFunction fn, ReadOnlySpan<byte> packet, in Packet p)
     {
         var tso = new IgbTso(p.Offload, packet, p.PayLen);
-        if (!tso.Valid) { _port.CountTxDrop(); return; }
+        _port.CountTso(tso.Valid);
+        if (!tso.Valid) return;
         var seg = _scratch.Segment;
         for (int i = 0; i < tso.Count; i++)
             _port.Send(Index, fn, seg, tso.Build(i, seg), p.Vle, p.Vlan);

@@ -149,6 +149,9 @@ public class NicTsoTests
             reassembled.AddRange(tcp[TcpLen..].ToArray());
         }
         Assert.Equal(payload, reassembled.ToArray());
+        Assert.Equal(7u, rig.PfRead(Gptc));
+        Assert.Equal(1u, rig.PfRead(Tsctc));    // one segmentation context sent
+        Assert.Equal(0u, rig.PfRead(Tsctfc));
         Tshark.AssertChecksumsValid(wire, expectedFrames: 7);
     }
 
@@ -184,6 +187,8 @@ public class NicTsoTests
         int used = PostTso(rig, tx, Packet(false, Payload(9000), 0x10), false, mss, payLen, l4t);
         Assert.Empty(wire);
         Assert.Equal(1, rig.Nic.TxDropped);
+        Assert.Equal(1u, rig.PfRead(Tsctfc));   // a failed segmentation context
+        Assert.Equal(0u, rig.PfRead(Tsctc));
         Assert.Equal((uint)used, tx.Head);
         rig.PostAdv(tx, NicRig.Frame(NicRig.Broadcast, rig.Nic.MacAddress.ToArray()));
         Assert.Single(wire);   // the queue goes on

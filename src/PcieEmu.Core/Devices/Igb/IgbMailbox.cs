@@ -1,5 +1,6 @@
 using PcieEmu.Core.Registers;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
+using static PcieEmu.Core.Registers.FieldSpec;
 
 namespace PcieEmu.Core.Devices.Igb;
 
@@ -19,6 +20,15 @@ internal sealed class IgbMailbox
     private readonly Action<uint> _pfOtherCause;
     private readonly Action<int> _vfOtherCause;
     private bool _pfResetDone;
+
+    /// <summary>Declares the PF side in a PF register map: VMBMEM (16 dwords per pool), P2VMAILBOX,
+    /// MBVFICR, MBVFIMR (every pool may interrupt at reset) and VFLRE.</summary>
+    public static void Declare(RegisterMapBuilder b) => b
+        .Array("VMBMEM", Vmbmem, Pools * MailboxWords, 4, 0, Rw("DATA", 0, 32))
+        .Array("P2VMAILBOX", P2vMailbox, Pools, 4, 0, Sc("STS", 0), Sc("ACK", 1), Ro("VFU", 2), Rw("PFU", 3), Sc("RVFU", 4))
+        .Reg("MBVFICR", Mbvficr, 0, W1c("VFREQ", 0, 8), W1c("VFACK", 16, 8))
+        .Reg("MBVFIMR", Mbvfimr, IgbRegisterMaps.AllPools, Rw("VFIM", 0, 8))
+        .Reg("VFLRE", Vflre, 0, W1c("VFLE", 0, 8));
 
     /// <param name="pf">The PF register file.</param>
     /// <param name="vfs">The VF register files (one per pool that has a VF).</param>

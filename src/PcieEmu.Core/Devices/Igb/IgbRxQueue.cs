@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using PcieEmu.Core.Memory;
 using PcieEmu.Core.Registers;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
+using static PcieEmu.Core.Registers.FieldSpec;
 
 namespace PcieEmu.Core.Devices.Igb;
 
@@ -47,6 +48,22 @@ internal sealed class IgbRxQueue
             (f[S("RDBAL")], f[S("RDBAH")], f[S("RDLEN")], f[S("SRRCTL")], f[S("RDH")], f[S("RDT")], f[S("RXDCTL")], f[S("RQDPC")], f[S("RXCTL")]);
         (_rctl, _ctrl, _mpc) = (f["RCTL"], f["CTRL"], f["MPC"]);
         foreach (var r in new[] { _rdbal, _rdbah, _rdlen, _rdh, Rxdctl }) f.OnWrite(r.Name, (_, _, _, _) => _cache.Invalidate());
+    }
+
+    /// <summary>Declares RX queue <paramref name="q"/>'s registers at block <paramref name="rx"/> in a PF register map.</summary>
+    public static void Declare(RegisterMapBuilder b, int q, uint rx)
+    {
+        string Q(string name) => IgbRegisterMaps.Q(name, q);
+        b.Reg(Q("RDBAL"), rx + Rdbal, 0, Rw("RDBAL", 7, 25))
+         .Reg(Q("RDBAH"), rx + Rdbah, 0, Rw("RDBAH", 0, 32))
+         .Reg(Q("RDLEN"), rx + Rdlen, 0, Rw("LEN", 7, 13))
+         .Reg(Q("SRRCTL"), rx + Srrctl, IgbRegisterMaps.SrrctlReset, Rw("BSIZEPACKET", 0, 7), Rw("BSIZEHEADER", 8, 4), Rw("DESCTYPE", 25, 3), Rw("DROP_EN", 31))
+         .Reg(Q("RDH"), rx + Rdh, 0, Rw("RDH", 0, 16))
+         .Reg(Q("RXCTL"), rx + Rxctl, 0, Rw("DCA", 0, 32))
+         .Reg(Q("RDT"), rx + Rdt, 0, Rw("RDT", 0, 16))
+         .Reg(Q("RXDCTL"), rx + IgbRegs.Rxdctl, q == 0 ? IgbRegisterMaps.Rxdctl0Reset : IgbRegisterMaps.RxdctlReset,
+             Rw("PTHRESH", 0, 5), Rw("HTHRESH", 8, 5), Rw("WTHRESH", 16, 5), Rw("ENABLE", 25), Sc("SWFLSH", 26))
+         .Reg(Q("RQDPC"), rx + Rqdpc, 0, Rc("COUNT", 0, 32));
     }
 
     /// <summary>PF queue number.</summary>

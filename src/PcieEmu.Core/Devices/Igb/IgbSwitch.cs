@@ -1,6 +1,7 @@
 using PcieEmu.Core.Registers;
 using PcieEmu.Core.Topology;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
+using static PcieEmu.Core.Registers.FieldSpec;
 
 namespace PcieEmu.Core.Devices.Igb;
 
@@ -22,6 +23,28 @@ internal sealed class IgbSwitch
     private readonly IgbRxChecksum _rxChecksum;
     private readonly Register _ctrl, _rctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _ruc, _gprc, _gorcl, _gorch;
     private readonly Register[] _ral = new Register[RarEntries], _rah = new Register[RarEntries], _vmolr = new Register[Pools], _mta = new Register[128];
+
+    /// <summary>Declares the switch's registers in a PF register map: pool enables (VFRE, VFTE: every pool
+    /// at reset), DTXSWC, MTA, MRQC, VT_CTL, VMOLR and the 24-entry receive address table (16 at
+    /// 0x5400, 8 at 0x54E0), entry 0 holding <paramref name="ral0"/>/<paramref name="rah0"/> (the
+    /// port's MAC, valid) after reset.</summary>
+    public static void Declare(RegisterMapBuilder b, uint ral0, uint rah0)
+    {
+        b.Reg("VFRE", Vfre, IgbRegisterMaps.AllPools, Rw("POOLS", 0, 8))
+         .Reg("VFTE", Vfte, IgbRegisterMaps.AllPools, Rw("POOLS", 0, 8))
+         .Reg("DTXSWC", Dtxswc, 0, Rw("MAC_AS", 0, 8), Rw("VLAN_AS", 8, 8), Rw("LLE", 16, 8), Rw("LOOPBACK_EN", 31))
+         .Array("MTA", Mta, 128, 4, 0, Rw("BITS", 0, 32))
+         .Reg("MRQC", Mrqc, 0, Rw("MRQC", 0, 32))
+         .Reg("VT_CTL", VtCtl, 0, Rw("VLAN_FILTER", 0), Rw("DEF_POOL", 7, 3), Rw("IGNORE_MAC", 28), Rw("DIS_DEF_POOL", 29), Rw("REPL_EN", 30))
+         .Array("VMOLR", Vmolr, Pools, 4, IgbRegisterMaps.VmolrReset, Rw("RLPML", 0, 14), Rw("LPE", 16), Rw("RSSE", 17), Rw("AUPE", 24), Rw("ROMPE", 25),
+             Rw("ROPE", 26), Rw("BAM", 27), Rw("MPME", 28), Rw("STRVLAN", 30), Rw("STRCRC", 31));
+        for (int n = 0; n < RarEntries; n++)
+        {
+            uint off = n < 16 ? Ral0 + 8u * (uint)n : Ra2 + 8u * (uint)(n - 16);
+            b.Reg($"RAL[{n}]", off, n == 0 ? ral0 : 0, Rw("RAL", 0, 32));
+            b.Reg($"RAH[{n}]", off + 4, n == 0 ? rah0 : 0, Rw("RAH", 0, 16), Rw("ASEL", 16, 2), Rw("POOLSEL", 18, 8), Rw("AV", 31));
+        }
+    }
 
     public IgbSwitch(IgbPort port, RegisterFile f, IgbRxQueue[] rx, IgbVfStats[] vfStats, Action<uint> pfOtherCause)
     {

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using PcieEmu.Core.Registers;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
+using static PcieEmu.Core.Registers.FieldSpec;
 
 namespace PcieEmu.Core.Devices.Igb;
 
@@ -35,6 +36,22 @@ internal sealed class IgbTxQueue
         string S(string n) => IgbRegisterMaps.Q(n, q);
         (_tdbal, _tdbah, _tdlen, _tdh, _tdt, Txdctl, _tdwbal, _tdwbah, _txctl) =
             (f[S("TDBAL")], f[S("TDBAH")], f[S("TDLEN")], f[S("TDH")], f[S("TDT")], f[S("TXDCTL")], f[S("TDWBAL")], f[S("TDWBAH")], f[S("TXCTL")]);
+    }
+
+    /// <summary>Declares TX queue <paramref name="q"/>'s registers at block <paramref name="tx"/> in a PF register map.</summary>
+    public static void Declare(RegisterMapBuilder b, int q, uint tx)
+    {
+        string Q(string name) => IgbRegisterMaps.Q(name, q);
+        b.Reg(Q("TDBAL"), tx + Tdbal, 0, Rw("TDBAL", 7, 25))
+         .Reg(Q("TDBAH"), tx + Tdbah, 0, Rw("TDBAH", 0, 32))
+         .Reg(Q("TDLEN"), tx + Tdlen, 0, Rw("LEN", 7, 13))
+         .Reg(Q("TDH"), tx + Tdh, 0, Rw("TDH", 0, 16))
+         .Reg(Q("TXCTL"), tx + Txctl, IgbRegisterMaps.TxctlReset, Rw("DCA", 0, 32))
+         .Reg(Q("TDT"), tx + Tdt, 0, Rw("TDT", 0, 16))
+         .Reg(Q("TXDCTL"), tx + IgbRegs.Txdctl, q == 0 ? IgbRegisterMaps.Txdctl0Reset : 0,
+             Rw("PTHRESH", 0, 6), Rw("HTHRESH", 8, 6), Rw("WTHRESH", 16, 6), Rw("ENABLE", 25), Sc("SWFLSH", 26), Rw("PRIORITY", 27))
+         .Reg(Q("TDWBAL"), tx + Tdwbal, 0, Rw("HEAD_WB_EN", 0), Rw("ADDR", 2, 30))
+         .Reg(Q("TDWBAH"), tx + Tdwbah, 0, Rw("ADDR", 0, 32));
     }
 
     /// <summary>PF queue number.</summary>

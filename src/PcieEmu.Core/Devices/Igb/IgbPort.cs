@@ -191,6 +191,7 @@ public sealed class IgbPort
 
     /// <summary>The function that owns queue <paramref name="q"/>: VF (q mod 8) when that VF exists, else the PF.</summary>
     internal PciFunction QueueOwner(int q) => VfFunction(q & 7) is { } vf && (q & 7) < _vfFiles.Length ? vf : _pf;
+
     private uint Status()
     {
         int vfs = _pf.VirtualFunctions.Count;
@@ -214,6 +215,7 @@ public sealed class IgbPort
         _pfIrq.Reset();
         foreach (var u in _vfIrq) u.Reset();
         foreach (var r in _rx) r.InvalidateCache();
+        foreach (var t in _tx) t.Reset();   // the contexts too
         _mailbox.DeviceReset();
     }
 

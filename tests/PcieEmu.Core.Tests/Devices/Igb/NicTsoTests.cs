@@ -193,6 +193,29 @@ public class NicTsoTests
         rig.PostAdv(tx, NicRig.Frame(NicRig.Broadcast, rig.Nic.MacAddress.ToArray()));
         Assert.Single(wire);   // the queue goes on
     }
+
+    [Fact]
+    public void ADeviceResetForgetsTheContexts()
+    {
+        var (rig, tx, wire) = Rig();
+        using var _ = rig;
+        var packet = Packet(false, Payload(3000), flags: 0x10);
+        PostTso(rig, tx, packet, false, mss: 1448);
+        Assert.Equal(3, wire.Count);
+        rig.PfWrite(Ctrl, CtrlRst);
+        rig.PfWrite(Tctl, TctlEn);
+        var again = rig.PfTx(0);
+        // Only the data descriptor this time: IDX 0 names a context the reset cleared (MSS 0).
+        rig.M.WriteMemory(again.Buffers[0], packet);
+        var d = new byte[16];
+        BinaryPrimitives.WriteUInt64LittleEndian(d, again.Buffers[0]);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(8), (uint)packet.Length | 0xAB30_0000u);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(12), 3000u << 14 | 0x300);
+        rig.M.WriteMemory(again.DescAddr(0), d);
+        again.WriteTail(1);
+        Assert.Equal(3, wire.Count);
+        Assert.Equal(1u, rig.PfRead(Tsctfc));
+    }
 }
 
 /// <summary>tshark (installed by `make deps`, apt-packages.txt): missing is a failure, not a pass.</summary>

@@ -108,7 +108,7 @@ public sealed partial class Machine : IDisposable
 
     private void BuildTopology()
     {
-        _hostBridge = new HostBridge(this, new HeaderIds(0x8086, 0x29C0, 0x02, 0x060000, 0x1AF4, 0x1100));
+        _hostBridge = new HostBridge(this, new HeaderIds(0x8086, 0x29C0, 0x02, 0x060000, 0x8086, 0x5044));
         var builder = new TopologyBuilder(this);
         var d = Options.EffectiveDescription;
         var slots = MachineDescription.AssignSlots(d.RootPorts, "rootPorts", first: 1);

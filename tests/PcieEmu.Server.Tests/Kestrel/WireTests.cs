@@ -10,7 +10,8 @@ namespace PcieEmu.Server.Tests.Kestrel;
 /// <summary>EthernetService and IommuService end to end, driving the NIC the way a driver does: registers over MMIO, rings in RAM.</summary>
 public sealed class WireTests
 {
-    private static async Task W32(PcieEmuClient c, ulong address, uint value)
+    /// <summary>A 4-byte MMIO write that must complete successfully.</summary>
+    internal static async Task W32(PcieEmuClient c, ulong address, uint value)
     {
         var r = await c.Mmio.WriteMmioAsync(new WriteMmioRequest { Address = address, Width = 4, Value = value }, deadline: T.Deadline).W();
         Assert.Equal(CompletionStatus.Successful, r.Status);

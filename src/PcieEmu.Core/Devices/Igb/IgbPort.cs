@@ -43,25 +43,25 @@ public readonly record struct NicDmaFault(ushort Rid, int Queue, NicDmaStage Sta
 /// </summary>
 public sealed partial class IgbPort : IEthernetPort
 {
+    /// <summary>Largest frame the port sends or accepts (bytes, without FCS).</summary>
+    public const int MaxFrameSize = EthernetFrame.MaxSize;
+    /// <summary>Shortest frame <see cref="InjectFrame"/> accepts: an Ethernet header.</summary>
+    public const int MinFrameSize = EthernetFrame.MinSize;
+
     private readonly IgbPhysicalFunction _pf;
     private readonly RegisterFile[] _vfFiles;
     private readonly IgbVfStats[] _vfStats;
     private readonly IgbInterruptUnit _pfIrq;
     private readonly IgbInterruptUnit[] _vfIrq;
     private readonly byte[] _mac = new byte[6];
-    private bool _pfResetDone;
     private readonly IgbSemaphores _semaphores;
-    private readonly IgbVlanFilter _vlan;
-    private readonly IgbSpoofReporter _spoof;
-    private readonly IgbRss _rss;
-    private readonly IgbRxChecksum _rxChecksum;
+    private readonly IgbTxQueue[] _tx = new IgbTxQueue[Queues];
+    private readonly IgbRxQueue[] _rx = new IgbRxQueue[Queues];
+    private readonly IgbSwitch _switch;
+    private readonly IgbMailbox _mailbox;
 
-    // Hot registers, cached by reference.
-    private readonly Register _ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc, _vfre, _vfte, _mbvficr, _mbvfimr, _vflre;
-    private readonly Register _ruc, _mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch;
-    private readonly Register[] _ral = new Register[RarEntries], _rah = new Register[RarEntries], _vmolr = new Register[Pools], _mta = new Register[128];
-    private readonly Register[] _p2v = new Register[Pools];
-    private readonly QueueRegs[] _q = new QueueRegs[Queues];
+    // Registers the port itself acts on, by handle.
+    private readonly Register _ctrl, _tctl, _vfte, _gptc, _gotcl, _gotch, _tsctc, _tsctfc;
 
     internal IgbPort(IgbPhysicalFunction pf)
     {
@@ -80,28 +80,24 @@ public sealed partial class IgbPort : IEthernetPort
         _semaphores = new IgbSemaphores(f);
         for (int q = 0; q < 4; q++)
             IgbRegisterMaps.AliasQueue(f, f, q, q, RxLegacy + 0x100u * (uint)q, TxLegacy + 0x100u * (uint)q, " (legacy)");
-        (_ctrl, _rctl, _tctl, _mrqc, _vtCtl, _dtxswc) = (f["CTRL"], f["RCTL"], f["TCTL"], f["MRQC"], f["VT_CTL"], f["DTXSWC"]);
-        (_vfre, _vfte, _mbvficr, _mbvfimr, _vflre) = (f["VFRE"], f["VFTE"], f["MBVFICR"], f["MBVFIMR"], f["VFLRE"]);
-        _ruc = f["RUC"];
-        (_mpc, _gprc, _gptc, _gorcl, _gorch, _gotcl, _gotch) = (f["MPC"], f["GPRC"], f["GPTC"], f["GORCL"], f["GORCH"], f["GOTCL"], f["GOTCH"]);
-        for (int n = 0; n < RarEntries; n++) (_ral[n], _rah[n]) = (f[$"RAL[{n}]"], f[$"RAH[{n}]"]);
-        for (int p = 0; p < Pools; p++) (_vmolr[p], _p2v[p]) = (f[$"VMOLR[{p}]"], f[$"P2VMAILBOX[{p}]"]);
-        for (int i = 0; i < 128; i++) _mta[i] = f[$"MTA[{i}]"];
-        for (int q = 0; q < Queues; q++) _q[q] = new QueueRegs(f, q);
+        (_ctrl, _tctl, _vfte) = (f["CTRL"], f["TCTL"], f["VFTE"]);
+        (_gptc, _gotcl, _gotch, _tsctc, _tsctfc) = (f["GPTC"], f["GOTCL"], f["GOTCH"], f["TSCTC"], f["TSCTFC"]);
+        var txScratch = new IgbTxScratch();
+        var rxScratch = new byte[MaxFrameSize + 4];
+        for (int q = 0; q < Queues; q++)
+        {
+            _tx[q] = new IgbTxQueue(this, f, q, txScratch);
+            _rx[q] = new IgbRxQueue(this, f, q, rxScratch);
+        }
 
         _pfIrq = new IgbInterruptUnit(f, pf, pf.Machine.SyncRoot, pf.Machine.Time);
         Phy = new IgbPhy(f, bits => _pfIrq.OtherCause(bits));
-        _vlan = new IgbVlanFilter(f);
-        _spoof = new IgbSpoofReporter(f, bits => _pfIrq.OtherCause(bits));
-        _rss = new IgbRss(f);
-        _rxChecksum = new IgbRxChecksum(f);
         f.OnRead("STATUS", Status)
          .OnWrite("CTRL", (_, o, w, _) =>
          {
              if ((w & CtrlRst) != 0) DeviceReset();
              else if ((o & CtrlGioMasterDisable) != 0 && (_ctrl.Value & CtrlGioMasterDisable) == 0) KickAll();   // DMA allowed again
          })
-         .OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) PfResetDone(); })
          .OnWrite("ICS", (_, _, w, _) => _pfIrq.IcrChanged(w))
          .OnWrite("IMS", (_, _, w, _) => _pfIrq.IcrChanged(w))
          .OnWrite("EICS", (_, _, w, _) => _pfIrq.Deliver(w))
@@ -123,16 +119,9 @@ public sealed partial class IgbPort : IEthernetPort
         });
         for (int q = 0; q < Queues; q++)
         {
-            int queue = q;
-            f.OnWrite(IgbRegisterMaps.Q("TDT", q), (_, _, _, _) => ProcessTx(queue));
-            f.OnWrite(IgbRegisterMaps.Q("TXDCTL", q), (_, o, _, _) => { if ((o & QueueEnable) == 0) ProcessTx(queue); });
-            foreach (var name in new[] { "RDBAL", "RDBAH", "RDLEN", "RDH", "RXDCTL" })
-                f.OnWrite(IgbRegisterMaps.Q(name, q), (_, _, _, _) => InvalidateRxCache(queue));
-        }
-        for (int p = 0; p < Pools; p++)
-        {
-            int pool = p;
-            f.OnWrite($"P2VMAILBOX[{p}]", (_, _, w, _) => PfMailboxWrite(pool, w));
+            var tx = _tx[q];
+            f.OnWrite(IgbRegisterMaps.Q("TDT", q), (_, _, _, _) => tx.Process());
+            f.OnWrite(IgbRegisterMaps.Q("TXDCTL", q), (_, o, _, _) => { if ((o & QueueEnable) == 0) tx.Process(); });
         }
 
         int vfFiles = Math.Min(pf.Options.TotalVfs, Pools);
@@ -150,11 +139,13 @@ public sealed partial class IgbPort : IEthernetPort
             v.OnRead("STATUS", Status)
              .OnWrite("CTRL", (_, _, w, _) => { if ((w & CtrlRst) != 0) ResetVf(vf); })
              .OnWrite("EICS", (_, _, w, _) => _vfIrq[vf].Deliver(w))
-             .OnWrite("EIMS", (_, _, w, _) => _vfIrq[vf].Deliver(w))
-             .OnWrite("VFMAILBOX", (_, _, w, _) => VfMailboxWrite(vf, w));
+             .OnWrite("EIMS", (_, _, w, _) => _vfIrq[vf].Deliver(w));
             _vfFiles[i] = v;
             _vfStats[i] = new IgbVfStats(v);
         }
+        _mailbox = new IgbMailbox(f, _vfFiles, bits => _pfIrq.OtherCause(bits), pool => _vfIrq[pool].OtherCause());
+        _switch = new IgbSwitch(this, f, _rx, _vfStats, bits => _pfIrq.OtherCause(bits));
+        f.OnWrite("CTRL_EXT", (_, _, w, _) => { if ((w & CtrlExtPfrstd) != 0) _mailbox.PfResetDone(); });
     }
 
     /// <summary>Machine-wide Ethernet port number (description order; the default machine's PF n has port n).</summary>
@@ -181,7 +172,7 @@ public sealed partial class IgbPort : IEthernetPort
     public long DmaFaults { get; private set; }
     /// <summary>The most recent DMA fault, if any.</summary>
     public NicDmaFault? LastDmaFault { get; private set; }
-    /// <summary>Transmit descriptors the port could not act on (unknown type, TSO, oversized frame) and dropped.</summary>
+    /// <summary>Transmit packets the port could not act on (unknown descriptor type, invalid TSO, oversized frame) and dropped.</summary>
     public long TxDropped { get; private set; }
     /// <summary>Frames a VF sent from a MAC address its pool does not own while MAC anti-spoofing was on (dropped).</summary>
     public long TxSpoofed { get; private set; }
@@ -194,10 +185,10 @@ public sealed partial class IgbPort : IEthernetPort
         return pool < vfs.Count ? vfs[pool] : null;
     }
 
-    private int ActiveVfs => Math.Min(_pf.VirtualFunctions.Count, _vfFiles.Length);
+    internal int ActiveVfs => Math.Min(_pf.VirtualFunctions.Count, _vfFiles.Length);
 
     /// <summary>The function that owns queue <paramref name="q"/>: VF (q mod 8) when that VF exists, else the PF.</summary>
-    private PciFunction QueueOwner(int q) => VfFunction(q & 7) is { } vf && (q & 7) < _vfFiles.Length ? vf : _pf;
+    internal PciFunction QueueOwner(int q) => VfFunction(q & 7) is { } vf && (q & 7) < _vfFiles.Length ? vf : _pf;
 
     private uint Status()
     {
@@ -221,18 +212,9 @@ public sealed partial class IgbPort : IEthernetPort
         foreach (var v in _vfFiles) v.Reset();
         _pfIrq.Reset();
         foreach (var u in _vfIrq) u.Reset();
-        for (int q = 0; q < Queues; q++) InvalidateRxCache(q);
-        _pfResetDone = false;
-    }
-
-    private void PfResetDone()
-    {
-        _pfResetDone = true;
-        foreach (var v in _vfFiles)
-        {
-            var mb = v["VFMAILBOX"];
-            mb.Value = (mb.Value & ~VfmbRsti) | VfmbRstd;
-        }
+        foreach (var r in _rx) r.InvalidateCache();
+        foreach (var t in _tx) t.Reset();   // the contexts too
+        _mailbox.DeviceReset();
     }
 
     /// <summary>VF reset (VF CTRL.RST or VF FLR): the VF's registers and its two queues go back to
@@ -240,106 +222,134 @@ public sealed partial class IgbPort : IEthernetPort
     internal void ResetVf(int pool, bool signalPf = true, bool keepPoolEnables = false)
     {
         if (pool >= _vfFiles.Length) return;
-        var v = _vfFiles[pool];
-        v.Reset();
+        _vfFiles[pool].Reset();
         _vfIrq[pool].Reset();
-        v["VFMAILBOX"].Value = _pfResetDone ? VfmbRstd : VfmbRsti;
-        _p2v[pool].Value = 0;
-        _q[pool].Reset();
-        _q[pool + Pools].Reset();
+        _mailbox.VfReset(pool);
+        foreach (int q in (ReadOnlySpan<int>)[pool, pool + Pools])
+        {
+            _rx[q].Reset();
+            _tx[q].Reset();
+        }
         if (signalPf)
         {
             // A VF reset leaves its queues disabled (PF queue 0's power-on enable included); a VF
             // that appears starts from the power-on values.
-            _q[pool].Rxdctl.Value &= ~QueueEnable;
-            _q[pool].Txdctl.Value &= ~QueueEnable;
+            _rx[pool].Rxdctl.Value &= ~QueueEnable;
+            _tx[pool].Txdctl.Value &= ~QueueEnable;
         }
-        InvalidateRxCache(pool);
-        InvalidateRxCache(pool + Pools);
-        if (!keepPoolEnables)
-        {
-            _vfre.Value &= ~(1u << pool);
-            _vfte.Value &= ~(1u << pool);
-        }
-        if (!signalPf) return;
-        _vflre.Value |= 1u << pool;
-        SignalVmmb(pool);
+        if (!keepPoolEnables) _switch.DisablePool(pool);
+        if (signalPf) _mailbox.SignalVfReset(pool);
     }
 
-    // ---------------- Mailbox ----------------
+    // ---------------- Services the blocks use ----------------
 
-    private void SignalVmmb(int pool)
-    {
-        if ((_mbvfimr.Value & (1u << pool)) != 0) _pfIrq.OtherCause(IcrVmmb);
-    }
-
-    private void PfMailboxWrite(int pool, uint written)
-    {
-        var p2v = _p2v[pool];
-        RegisterFile? v = pool < _vfFiles.Length ? _vfFiles[pool] : null;
-        var vfmb = v?["VFMAILBOX"];
-        // PFU: the PF may take the buffer only while the VF does not hold it.
-        if ((p2v.Value & P2vPfu) != 0 && (p2v.Value & P2vVfu) != 0) p2v.Value &= ~P2vPfu;
-        if ((written & P2vRvfu) != 0)
-        {
-            p2v.Value &= ~P2vVfu;
-            if (vfmb != null) vfmb.Value &= ~VfmbVfu;
-        }
-        if (vfmb == null) return;
-        vfmb.Value = (vfmb.Value & ~VfmbPfu) | ((p2v.Value & P2vPfu) != 0 ? VfmbPfu : 0);
-        uint sig = 0;
-        if ((written & P2vSts) != 0) sig |= VfmbPfsts;
-        if ((written & P2vAck) != 0) sig |= VfmbPfack;
-        if (sig == 0) return;
-        vfmb.Value |= sig;
-        _vfIrq[pool].OtherCause();
-    }
-
-    private void VfMailboxWrite(int pool, uint written)
-    {
-        var vfmb = _vfFiles[pool]["VFMAILBOX"];
-        var p2v = _p2v[pool];
-        if ((vfmb.Value & VfmbVfu) != 0 && (p2v.Value & P2vPfu) != 0) vfmb.Value &= ~VfmbVfu;
-        p2v.Value = (p2v.Value & ~P2vVfu) | ((vfmb.Value & VfmbVfu) != 0 ? P2vVfu : 0);
-        uint icr = 0;
-        if ((written & VfmbReq) != 0) icr |= 1u << pool;
-        if ((written & VfmbAck) != 0) icr |= 1u << (16 + pool);
-        if (icr == 0) return;
-        _mbvficr.Value |= icr;
-        SignalVmmb(pool);
-    }
-
-    // ---------------- Statistics helpers ----------------
-
-    private static void Add64(Register lo, Register hi, uint n)
+    internal static void Add64(Register lo, Register hi, uint n)
     {
         ulong v = ((ulong)hi.Value << 32 | lo.Value) + n;
         lo.Value = (uint)v;
         hi.Value = (uint)(v >> 32);
     }
 
-    /// <summary>The registers of one queue pair, cached.</summary>
-    private sealed class QueueRegs
+    private void KickAll()
     {
-        public readonly Register Rdbal, Rdbah, Rdlen, Srrctl, Rdh, Rdt, Rxdctl, Rqdpc, Rxctl;
-        public readonly Register Tdbal, Tdbah, Tdlen, Tdh, Tdt, Txdctl, Tdwbal, Tdwbah, Txctl;
-
-        public QueueRegs(RegisterFile f, int q)
-        {
-            string S(string n) => IgbRegisterMaps.Q(n, q);
-            (Rdbal, Rdbah, Rdlen, Srrctl, Rdh, Rdt, Rxdctl, Rqdpc, Rxctl) =
-                (f[S("RDBAL")], f[S("RDBAH")], f[S("RDLEN")], f[S("SRRCTL")], f[S("RDH")], f[S("RDT")], f[S("RXDCTL")], f[S("RQDPC")], f[S("RXCTL")]);
-            (Tdbal, Tdbah, Tdlen, Tdh, Tdt, Txdctl, Tdwbal, Tdwbah, Txctl) =
-                (f[S("TDBAL")], f[S("TDBAH")], f[S("TDLEN")], f[S("TDH")], f[S("TDT")], f[S("TXDCTL")], f[S("TDWBAL")], f[S("TDWBAH")], f[S("TXCTL")]);
-        }
-
-        public void Reset()
-        {
-            foreach (var r in new[] { Rdbal, Rdbah, Rdlen, Srrctl, Rdh, Rdt, Rxdctl, Rqdpc, Rxctl, Tdbal, Tdbah, Tdlen, Tdh, Tdt, Txdctl, Tdwbal, Tdwbah, Txctl })
-                r.Reset();
-        }
-
-        public ulong RxBase => (ulong)Rdbah.Value << 32 | Rdbal.Value;
-        public ulong TxBase => (ulong)Tdbah.Value << 32 | Tdbal.Value;
+        foreach (var t in _tx) t.Process();
     }
+
+    internal void Fault(PciFunction fn, int q, NicDmaStage stage, DmaResult r, ulong address)
+    {
+        DmaFaults++;
+        LastDmaFault = new NicDmaFault(fn.Rid, q, stage, r.Status, r.FaultAddress != 0 ? r.FaultAddress : address);
+    }
+
+    internal void CountTxDrop() => TxDropped++;
+
+    /// <summary>A TSO packet was segmented (TSCTC) or could not be (TSCTFC, and dropped).</summary>
+    internal void CountTso(bool sent)
+    {
+        if (sent) _tsctc.Value++;
+        else
+        {
+            _tsctfc.Value++;
+            TxDropped++;
+        }
+    }
+
+    internal void CountSpoofed() => TxSpoofed++;
+
+    /// <summary>Port-level transmit gate for queue <paramref name="q"/>: TCTL.EN, no GIO master disable, and VFTE for a VF's pool in VMDq mode.</summary>
+    internal bool TxAllowed(int q)
+    {
+        if ((_tctl.Value & TctlEn) == 0) return false;
+        if ((_ctrl.Value & CtrlGioMasterDisable) != 0) return false;   // no new master requests
+        int pool = q & 7;
+        return !(_switch.VmdqEnabled && pool < ActiveVfs && (_vfte.Value & (1u << pool)) == 0);
+    }
+
+    internal void QueueInterrupt(int q, bool tx)
+    {
+        int pool = q & 7;
+        if (pool < ActiveVfs && VfFunction(pool) != null) _vfIrq[pool].QueueCause(q >> 3, tx);
+        else _pfIrq.QueueCause(q, tx);
+    }
+
+    /// <summary>A packet a TX queue gathered in <paramref name="buffer"/> (<paramref name="len"/> bytes, room
+    /// for a tag after it): the pool's VMVIR, then VLAN insertion and short-packet padding (TCTL.PSP), then the switch.</summary>
+    internal void Send(int q, PciFunction source, byte[] buffer, int len, bool vle, ushort vlan)
+    {
+        _switch.TransmitTag(q & 7, ref vle, ref vlan);
+        var f = buffer;
+        if (vle && len >= 12 && len + 4 <= f.Length)
+        {
+            // Insert an 802.1Q tag after the source MAC.
+            Array.Copy(f, 12, f, 16, len - 12);
+            f[12] = 0x81; f[13] = 0x00;
+            f[14] = (byte)(vlan >> 8); f[15] = (byte)vlan;
+            len += 4;
+        }
+        if ((_tctl.Value & TctlPsp) != 0 && len < 60)
+        {
+            f.AsSpan(len, 60 - len).Clear();
+            len = 60;
+        }
+        _switch.Transmit(q, source, f.AsSpan(0, len));
+    }
+
+    /// <summary>After the switch: the trace events for the frame, and the wire (counters, <see cref="FrameTransmitted"/>) when it goes there.</summary>
+    internal void Wire(int q, PciFunction source, ReadOnlySpan<byte> frame, bool local, bool wire, uint took)
+    {
+        var bus = _pf.Machine.Events;
+        bool trace = bus.Wants(Events.EventKind.Frame);
+        WireFrame? copy = null;
+        if (trace && local)
+            bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.Switched, copy = ToWireFrame(frame), q, took));
+        if (!wire) return;
+        if (trace) bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.ToWire, copy ?? ToWireFrame(frame), q, 0));
+        _gptc.Value++;
+        Add64(_gotcl, _gotch, (uint)frame.Length + 4);
+        var handler = FrameTransmitted;
+        if (handler != null)
+        {
+            long ns = (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100;
+            handler(new WireFrame(PortNumber, frame.ToArray(), ns));
+        }
+    }
+
+    /// <summary>
+    /// Puts <paramref name="frame"/> (destination MAC first, no FCS) on the port's wire as if a
+    /// link partner sent it. Takes the machine lock. Returns how many receive queues took it
+    /// (0: filtered out or dropped for lack of descriptors, which the counters show).
+    /// </summary>
+    public int InjectFrame(ReadOnlySpan<byte> frame)
+    {
+        if (frame.Length is < MinFrameSize or > MaxFrameSize)
+            throw new ArgumentException($"frame must be {MinFrameSize}..{MaxFrameSize} bytes (was {frame.Length})", nameof(frame));
+        lock (_pf.Machine.SyncRoot)
+        {
+            var bus = _pf.Machine.Events;
+            if (bus.Wants(Events.EventKind.Frame)) bus.Publish(new Events.FrameEvent(_pf.Rid, Events.FrameDirection.FromWire, ToWireFrame(frame), -1, 0));
+            return _switch.FromWire(frame);
+        }
+    }
+
+    private WireFrame ToWireFrame(ReadOnlySpan<byte> frame) => new(PortNumber, frame.ToArray(), (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100);
 }

@@ -79,6 +79,9 @@ public static class IgbRegisterMaps
     /// (as the part loads it from its EEPROM).</summary>
     public static IReadOnlyList<RegisterSpec> PfBar0(ReadOnlySpan<byte> mac)
     {
+        // Receive address entry 0 holds the port's MAC (valid) after reset.
+        uint ral0 = (uint)(mac[0] | mac[1] << 8 | mac[2] << 16 | mac[3] << 24);
+        uint rah0 = (uint)(mac[4] | mac[5] << 8) | RahAv;
         var b = new RegisterMapBuilder()
             .Reg("CTRL", Ctrl, CtrlReset, Rw("LOW", 0, 26), Sc("RST", 26), Rw("HIGH", 27, 5))
             .Reg("STATUS", Status, 0, StatusFields)
@@ -111,14 +114,7 @@ public static class IgbRegisterMaps
             .Also(b => ExtendedInterrupts(b, 25, other: true))
             .Array("IVAR0", Ivar0, 8, 4, 0, IvarBytes(5, "RX_LO", "TX_LO", "RX_HI", "TX_HI"))
             .Reg("IVAR_MISC", IvarMisc, 0, IvarBytes(5, "TCP_TIMER", "OTHER"))
-            .Array("VMBMEM", Vmbmem, Pools * MailboxWords, 4, 0, Rw("DATA", 0, 32))
-            .Array("P2VMAILBOX", P2vMailbox, Pools, 4, 0, Sc("STS", 0), Sc("ACK", 1), Ro("VFU", 2), Rw("PFU", 3), Sc("RVFU", 4))
-            .Reg("MBVFICR", Mbvficr, 0, W1c("VFREQ", 0, 8), W1c("VFACK", 16, 8))
-            .Reg("MBVFIMR", Mbvfimr, AllPools, Rw("VFIM", 0, 8))
-            .Reg("VFLRE", Vflre, 0, W1c("VFLE", 0, 8))
-            .Reg("VFRE", Vfre, AllPools, Rw("POOLS", 0, 8))
-            .Reg("VFTE", Vfte, AllPools, Rw("POOLS", 0, 8))
-            .Reg("DTXSWC", Dtxswc, 0, Rw("MAC_AS", 0, 8), Rw("VLAN_AS", 8, 8), Rw("LLE", 16, 8), Rw("LOOPBACK_EN", 31))
+            .Also(IgbMailbox.Declare)
             .Reg("MPC", Mpc, 0, Rc("COUNT", 0, 32))
             .Reg("RUC", Ruc, 0, Rc("COUNT", 0, 32))
             .Reg("GPRC", Gprc, 0, Rc("COUNT", 0, 32))
@@ -127,23 +123,15 @@ public static class IgbRegisterMaps
             .Reg("GORCH", Gorch, 0, Rc("COUNT", 0, 32))
             .Reg("GOTCL", Gotcl, 0, Rc("COUNT", 0, 32))
             .Reg("GOTCH", Gotch, 0, Rc("COUNT", 0, 32))
-            .Array("MTA", Mta, 128, 4, 0, Rw("BITS", 0, 32))
-            .Reg("MRQC", Mrqc, 0, Rw("MRQC", 0, 32))
-            .Reg("VT_CTL", VtCtl, 0, Rw("VLAN_FILTER", 0), Rw("DEF_POOL", 7, 3), Rw("IGNORE_MAC", 28), Rw("DIS_DEF_POOL", 29), Rw("REPL_EN", 30))
-            .Array("VMOLR", Vmolr, Pools, 4, VmolrReset, Rw("RLPML", 0, 14), Rw("LPE", 16), Rw("AUPE", 24), Rw("ROMPE", 25), Rw("ROPE", 26),
-                Rw("BAM", 27), Rw("MPME", 28), Rw("STRVLAN", 30), Rw("STRCRC", 31));
+            .Reg("TSCTC", Tsctc, 0, Rc("COUNT", 0, 32))
+            .Reg("TSCTFC", Tsctfc, 0, Rc("COUNT", 0, 32))
+            .Also(b => IgbSwitch.Declare(b, ral0, rah0));
 
-        // Receive address table: 16 entries at 0x5400 and 8 more at 0x54E0. Entry 0 holds the
-        // port's MAC (valid) after reset.
-        uint ral0 = (uint)(mac[0] | mac[1] << 8 | mac[2] << 16 | mac[3] << 24);
-        uint rah0 = (uint)(mac[4] | mac[5] << 8) | RahAv;
-        for (int n = 0; n < RarEntries; n++)
+        for (int q = 0; q < Queues; q++)
         {
-            uint off = n < 16 ? Ral0 + 8u * (uint)n : Ra2 + 8u * (uint)(n - 16);
-            b.Reg($"RAL[{n}]", off, n == 0 ? ral0 : 0, Rw("RAL", 0, 32));
-            b.Reg($"RAH[{n}]", off + 4, n == 0 ? rah0 : 0, Rw("RAH", 0, 16), Rw("ASEL", 16, 2), Rw("POOLSEL", 18, 8), Rw("AV", 31));
+            IgbRxQueue.Declare(b, q, RxQueues + 0x40u * (uint)q);
+            IgbTxQueue.Declare(b, q, TxQueues + 0x40u * (uint)q);
         }
-        for (int q = 0; q < Queues; q++) AddQueue(b, q, RxQueues + 0x40u * (uint)q, TxQueues + 0x40u * (uint)q);
         return b.Specs;
     }
 
@@ -157,28 +145,6 @@ public static class IgbRegisterMaps
             f.Add(Rw(names[i] + "_VALID", 8 * i + 7));
         }
         return [.. f];
-    }
-
-    private static void AddQueue(RegisterMapBuilder b, int q, uint rx, uint tx)
-    {
-        b.Reg(Q("RDBAL", q), rx + Rdbal, 0, Rw("RDBAL", 7, 25))
-         .Reg(Q("RDBAH", q), rx + Rdbah, 0, Rw("RDBAH", 0, 32))
-         .Reg(Q("RDLEN", q), rx + Rdlen, 0, Rw("LEN", 7, 13))
-         .Reg(Q("SRRCTL", q), rx + Srrctl, SrrctlReset, Rw("BSIZEPACKET", 0, 7), Rw("BSIZEHEADER", 8, 4), Rw("DESCTYPE", 25, 3), Rw("DROP_EN", 31))
-         .Reg(Q("RDH", q), rx + Rdh, 0, Rw("RDH", 0, 16))
-         .Reg(Q("RXCTL", q), rx + Rxctl, 0, Rw("DCA", 0, 32))
-         .Reg(Q("RDT", q), rx + Rdt, 0, Rw("RDT", 0, 16))
-         .Reg(Q("RXDCTL", q), rx + Rxdctl, q == 0 ? Rxdctl0Reset : RxdctlReset, Rw("PTHRESH", 0, 5), Rw("HTHRESH", 8, 5), Rw("WTHRESH", 16, 5), Rw("ENABLE", 25), Sc("SWFLSH", 26))
-         .Reg(Q("RQDPC", q), rx + Rqdpc, 0, Rc("COUNT", 0, 32))
-         .Reg(Q("TDBAL", q), tx + Tdbal, 0, Rw("TDBAL", 7, 25))
-         .Reg(Q("TDBAH", q), tx + Tdbah, 0, Rw("TDBAH", 0, 32))
-         .Reg(Q("TDLEN", q), tx + Tdlen, 0, Rw("LEN", 7, 13))
-         .Reg(Q("TDH", q), tx + Tdh, 0, Rw("TDH", 0, 16))
-         .Reg(Q("TXCTL", q), tx + Txctl, TxctlReset, Rw("DCA", 0, 32))
-         .Reg(Q("TDT", q), tx + Tdt, 0, Rw("TDT", 0, 16))
-         .Reg(Q("TXDCTL", q), tx + Txdctl, q == 0 ? Txdctl0Reset : 0, Rw("PTHRESH", 0, 6), Rw("HTHRESH", 8, 6), Rw("WTHRESH", 16, 6), Rw("ENABLE", 25), Sc("SWFLSH", 26), Rw("PRIORITY", 27))
-         .Reg(Q("TDWBAL", q), tx + Tdwbal, 0, Rw("HEAD_WB_EN", 0), Rw("ADDR", 2, 30))
-         .Reg(Q("TDWBAH", q), tx + Tdwbah, 0, Rw("ADDR", 0, 32));
     }
 
     /// <summary>Queue register names in block order with their offset inside an RX or TX block.</summary>

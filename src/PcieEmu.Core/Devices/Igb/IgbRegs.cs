@@ -30,8 +30,9 @@ public static class IgbRegs
     /// replication offload).</summary>
     public const uint TctlExt = 0x0404, Tipg = 0x0410, Vet = 0x0038, Ledctl = 0x0E00, Rxpbs = 0x2404, Txpbs = 0x3404, Gcr = 0x5B00,
         Rxcsum = 0x5000, Rlpml = 0x5004, Dtxctl = 0x3590, Rplolr = 0x5AF0;
-    /// <summary>PF statistics (read to clear).</summary>
-    public const uint Mpc = 0x4010, Ruc = 0x40A4, Gprc = 0x4074, Gptc = 0x4080, Gorcl = 0x4088, Gorch = 0x408C, Gotcl = 0x4090, Gotch = 0x4094;
+    /// <summary>PF statistics (read to clear); TSCTC/TSCTFC count TCP segmentation contexts sent and failed.</summary>
+    public const uint Mpc = 0x4010, Ruc = 0x40A4, Gprc = 0x4074, Gptc = 0x4080, Gorcl = 0x4088, Gorch = 0x408C, Gotcl = 0x4090, Gotch = 0x4094,
+        Tsctc = 0x40F8, Tsctfc = 0x40FC;
     /// <summary>VF statistics (free-running).</summary>
     public const uint VfGprc = 0x0F10, VfGptc = 0x0F14, VfGorc = 0x0F18, VfGotc = 0x0F34, VfMprc = 0x0F3C,
         VfGprlbc = 0x0F40, VfGptlbc = 0x0F44, VfGorlbc = 0x0F48, VfGotlbc = 0x0F50;
@@ -67,14 +68,14 @@ public static class IgbRegs
     public const uint RahAv = 1u << 31;
     /// <summary>RAH pool select shift (8 bits).</summary>
     public const int RahPoolShift = 18;
-    /// <summary>MRQC value that enables VMDq.</summary>
-    public const uint MrqcVmdq = 3;
+    /// <summary>MRQC.MRQE values that enable VMDq, and VMDq with RSS (two queues per pool).</summary>
+    public const uint MrqcVmdq = 3, MrqcVmdqRss = 5;
     /// <summary>VT_CTL bits.</summary>
     public const uint VtCtlDisDefPool = 1u << 29;
     /// <summary>VT_CTL default pool shift (3 bits).</summary>
     public const int VtCtlDefPoolShift = 7;
     /// <summary>VMOLR bits.</summary>
-    public const uint VmolrAupe = 1u << 24, VmolrRompe = 1u << 25, VmolrRope = 1u << 26, VmolrBam = 1u << 27, VmolrMpme = 1u << 28,
+    public const uint VmolrRsse = 1u << 17, VmolrAupe = 1u << 24, VmolrRompe = 1u << 25, VmolrRope = 1u << 26, VmolrBam = 1u << 27, VmolrMpme = 1u << 28,
         VmolrStrVlan = 1u << 30;
     /// <summary>DTXSWC VMDq loopback enable.</summary>
     public const uint DtxswcLoopback = 1u << 31;

@@ -45,12 +45,12 @@ public sealed class IgbRxChecksum
             int ihl = (ip[0] & 0xF) * 4, total = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
             if (ihl > ip.Length || total < ihl || total > ip.Length) return (PtypeIpv4, 0);
             ptype = PtypeIpv4;
-            if ((rxcsum & RxcsumIpofld) != 0) st |= IgbPort.OnesSum(ip[..ihl]) == 0xFFFF ? StatIpcs : StatIpcs | ErrIpe;
+            if ((rxcsum & RxcsumIpofld) != 0) st |= InternetChecksum.OnesSum(ip[..ihl]) == 0xFFFF ? StatIpcs : StatIpcs | ErrIpe;
             if ((BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x3FFF) != 0) return (ptype, st);   // fragment
             proto = ip[9];
             l4 = ip[ihl..total];
             l4Len = total - ihl;
-            pseudo = (ulong)IgbPort.OnesSum(ip.Slice(12, 8)) + (uint)proto + (uint)l4Len;
+            pseudo = (ulong)InternetChecksum.OnesSum(ip.Slice(12, 8)) + (uint)proto + (uint)l4Len;
         }
         else if (etherType == 0x86DD && ip.Length >= 40 && ip[0] >> 4 == 6)
         {
@@ -60,7 +60,7 @@ public sealed class IgbRxChecksum
             proto = ip[6];
             l4 = ip.Slice(40, payload);
             l4Len = payload;
-            pseudo = (ulong)IgbPort.OnesSum(ip.Slice(8, 32)) + (uint)proto + (uint)l4Len;
+            pseudo = (ulong)InternetChecksum.OnesSum(ip.Slice(8, 32)) + (uint)proto + (uint)l4Len;
         }
         else return (0, 0);
 
@@ -69,7 +69,7 @@ public sealed class IgbRxChecksum
         if (udp) ptype |= PtypeUdp;
         if ((!tcp && !udp) || (rxcsum & RxcsumTuofld) == 0) return (ptype, st);
         if (udp && ptype == PtypeIpv4 + PtypeUdp && BinaryPrimitives.ReadUInt16BigEndian(l4[6..]) == 0) return (ptype, st);   // no UDP checksum sent
-        ulong sum = pseudo + IgbPort.OnesSum(l4);
+        ulong sum = pseudo + InternetChecksum.OnesSum(l4);
         while (sum > 0xFFFF) sum = (sum & 0xFFFF) + (sum >> 16);
         st |= StatL4cs | (udp ? StatUdpcs : 0) | (sum == 0xFFFF ? 0 : ErrL4e);
         return (ptype, st);

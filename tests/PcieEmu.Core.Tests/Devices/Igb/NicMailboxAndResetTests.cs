@@ -145,7 +145,12 @@ public class NicMailboxAndResetTests
         Assert.Equal(0u, rig.VfRead(1, Ctrl));
         Assert.Equal(1u << 1, rig.PfRead(Vflre));
         Assert.Single(NicRig.Drain(sub));
-        Assert.Equal(VfmbRstd, rig.VfRead(1, VfMailbox));       // the PF finished its reset: RSTD
+        // The PF finished its reset: RSTD, which igbvf's reset (e1000_reset_hw_vf) polls for right
+        // after CTRL.RST; it is read-to-clear (V2PMAILBOX R2C bits), so each VF reset sets it again.
+        Assert.Equal(VfmbRstd, rig.VfRead(1, VfMailbox));
+        Assert.Equal(0u, rig.VfRead(1, VfMailbox));
+        rig.VfWrite(1, Ctrl, CtrlRst);
+        Assert.Equal(VfmbRstd, rig.VfRead(1, VfMailbox));
         Assert.Equal(0u, rig.VfRead(1, Eiac));
         Assert.Equal(0u, rig.VfRead(1, RxLegacy + Rdlen));
         Assert.Equal(0x0001_0000u, rig.PfRead(RxQueues + 0x40 + Rxdctl));   // reset: WTHRESH 1, queue disabled

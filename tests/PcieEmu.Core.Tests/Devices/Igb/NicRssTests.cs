@@ -122,4 +122,47 @@ public class NicRssTests
         Assert.Equal(2u, BinaryPrimitives.ReadUInt32LittleEndian(w) & 0xF);
         Assert.Equal(ipHash, BinaryPrimitives.ReadUInt32LittleEndian(w.AsSpan(4)));
     }
+
+    /// <summary>VMDq with RSS (MRQC.MRQE = 5): a pool with VMOLR.RSSE gets its frames on queue pool
+    /// (RETA entry bit 0 clear) or pool + 8 (set), the VF's queues 0 and 1 (datasheet 8.26.1,
+    /// PQn = VFn + VQn * 8); a pool without RSSE keeps queue pool and gets no RSS type.</summary>
+    [Fact]
+    public void VmdqWithRssSpreadsAPoolOverItsTwoQueues()
+    {
+        using var rig = new NicRig(vfs: 2);
+        rig.SetupVmdq(2);
+        for (int i = 0; i < 10; i++) rig.PfWrite(IgbRss.RssrkOffset + 4u * (uint)i, BinaryPrimitives.ReadUInt32LittleEndian(Key.AsSpan(4 * i)));
+        for (int i = 0; i < 32; i++) rig.PfWrite(IgbRss.RetaOffset + 4u * (uint)i, 0x0100_0100);   // entry n → n & 1
+        rig.PfWrite(Rxcsum, rig.PfRead(Rxcsum) | 1u << 13);
+        rig.PfWrite(Mrqc, MrqcVmdqRss | IgbRss.FieldIpv4 | IgbRss.FieldIpv4Tcp | IgbRss.FieldIpv6 | IgbRss.FieldIpv6Tcp);
+        Assert.Equal(MrqcVmdqRss, rig.PfRead(Mrqc) & 7);
+        rig.PfWrite(Vmolr + 4, rig.PfRead(Vmolr + 4) | VmolrRsse);
+        Assert.Equal(VmolrRsse, rig.PfRead(Vmolr + 4) & VmolrRsse);
+        NicRig.Ring[] vf1 = [rig.VfRx(1, 0), rig.VfRx(1, 1)];
+        var vf0 = rig.VfRx(0, 0);
+        var count = new uint[2];
+        uint vf0Count = 0;
+        foreach (var v in Vectors())
+        {
+            string dst = (string)v[0], src = (string)v[2];
+            int dport = (int)v[1], sport = (int)v[3];
+            uint hash = (uint)v[5];
+            int q = (int)(hash & 1);
+            Assert.Equal(1, rig.Nic.InjectFrame(TcpFrame(NicRig.Mac(1), dst, dport, src, sport)));
+            Assert.Equal(count[q] + 1, vf1[q].Head);
+            Assert.Equal(count[1 - q], vf1[1 - q].Head);
+            var wb = rig.ReadRam(vf1[q].DescAddr(count[q]), 16);
+            bool v6 = dst.Contains(':', StringComparison.Ordinal);
+            Assert.Equal(v6 ? 3u : 1u, BinaryPrimitives.ReadUInt32LittleEndian(wb) & 0xF);
+            Assert.Equal(hash, BinaryPrimitives.ReadUInt32LittleEndian(wb.AsSpan(4)));
+            count[q]++;
+
+            // Pool 0 has no RSSE: its queue 0 always, no RSS type.
+            Assert.Equal(1, rig.Nic.InjectFrame(TcpFrame(NicRig.Mac(0), dst, dport, src, sport)));
+            Assert.Equal(++vf0Count, vf0.Head);
+            Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(rig.ReadRam(vf0.DescAddr(vf0Count - 1), 16)) & 0xF);
+        }
+        Assert.True(count[0] > 0 && count[1] > 0, "the vectors use both of the pool's queues");
+    }
 }
+

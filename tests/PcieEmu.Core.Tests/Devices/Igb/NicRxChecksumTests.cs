@@ -90,4 +90,38 @@ public class NicRxChecksumTests
         rig.PfWrite(Rxcsum, 0);                                                   // offloads off: packet type only
         Assert.Equal((PtIpv4 | PtTcp, Dd), Receive(rig, rx, badTcp));
     }
+
+    /// <summary>Legacy receive descriptors (SRRCTL.DESCTYPE 0): status byte 12 (DD 0x01, EOP 0x02, IXSM 0x04,
+    /// UDPCS 0x10, TCPCS 0x20, IPCS 0x40), errors byte 13 (TCPE 0x20, IPE 0x40), per the e1000 legacy layout.</summary>
+    [Fact]
+    public void LegacyDescriptorsReportChecksumStatusAndErrors()
+    {
+        using var rig = new NicRig();
+        rig.PfWrite(Rctl, RctlEn | RctlSecrc);
+        var rx = rig.PfRx(0, legacy: true);
+        var mac = rig.Nic.MacAddress.ToArray();
+        (byte Status, byte Errors) Legacy(byte[] frame)
+        {
+            uint i = rx.Head;
+            Assert.Equal(1, rig.Nic.InjectFrame(frame));
+            var wb = rig.ReadRam(rx.DescAddr(i), 16);
+            Assert.Equal(frame.Length, BinaryPrimitives.ReadUInt16LittleEndian(wb.AsSpan(8)));
+            return (wb[12], wb[13]);
+        }
+        const byte Dd = 0x03, Ixsm = 0x04, Udp = 0x10, Tcp = 0x20, Ip = 0x40, Tcpe = 0x20, Ipe = 0x40;
+
+        Assert.Equal((Dd | Ip | Tcp, 0), Legacy(Frame(mac, v6: false, udp: false)));
+        Assert.Equal((Dd | Ip | Tcp | Udp, 0), Legacy(Frame(mac, v6: false, udp: true)));
+        Assert.Equal((Dd | Tcp, 0), Legacy(Frame(mac, v6: true, udp: false)));
+        var badIp = Frame(mac, v6: false, udp: true);
+        badIp[14 + 10] ^= 0xFF;
+        Assert.Equal((Dd | Ip | Tcp | Udp, Ipe), Legacy(badIp));
+        var badTcp6 = Frame(mac, v6: true, udp: false);
+        badTcp6[^1] ^= 0x01;
+        Assert.Equal((Dd | Tcp, Tcpe), Legacy(badTcp6));
+        // Not IP: nothing checked, IXSM tells the driver to ignore the checksum bits.
+        Assert.Equal((Dd | Ixsm, 0), Legacy(NicRig.Frame(mac, [0x02, 0, 0, 0, 0, 0x55], 80)));
+        rig.PfWrite(Rxcsum, 0);
+        Assert.Equal((Dd | Ixsm, 0), Legacy(badIp));
+    }
 }

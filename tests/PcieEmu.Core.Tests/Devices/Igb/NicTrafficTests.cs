@@ -329,7 +329,7 @@ public class NicTrafficTests
     }
 
     [Fact]
-    public void TsoAndUnknownDescriptorTypesAreDroppedAndCounted()
+    public void TsoWithoutAValidContextIsDroppedAndCounted()
     {
         using var rig = new NicRig();
         rig.PfWrite(Tctl, TctlEn);

@@ -1,0 +1,61 @@
+using PcieEmu.Core.Events;
+using PcieEmu.Core.Platform;
+
+namespace PcieEmu.Lab;
+
+/// <summary>
+/// The lab's accounting, defined once (docs/iomodels.md, "Accounting"). It subscribes to the
+/// machine's event path for MMIO and interrupt messages (only those: each subscribed kind costs an event object per
+/// transaction, which would tax the models unequally), and counts:
+/// <list type="bullet">
+/// <item><b>trap</b>: an MMIO transaction whose target the VMM emulates (<see cref="TrapFunctions"/>:
+/// the emulated NICs, the virtio-net function) — each is a VM exit; plus every interrupt message
+/// from a function assigned to a guest (<see cref="AssignedFunctions"/>): without posted
+/// interrupts (the seed's hardware) the VMM takes the interrupt and injects it.</item>
+/// <item><b>interrupt</b>: every interrupt message on the event path (to the host or to a guest).</item>
+/// </list>
+/// Bytes copied by software are the VMM's (<see cref="Vmm.Copy"/>): a CPU copy is not a machine transaction.
+/// </summary>
+internal sealed class IoAccounting : IDisposable
+{
+    private readonly EventSubscription<MachineEvent> _sub;
+
+    public IoAccounting(Machine machine)
+    {
+        _sub = machine.Events.Subscribe(EventKinds.Mmio | EventKinds.Msi, capacity: 1 << 16);
+    }
+
+    public HashSet<ushort> TrapFunctions { get; } = [];
+    public HashSet<ushort> AssignedFunctions { get; } = [];
+
+    public long MmioTraps { get; private set; }
+    public long InterruptExits { get; private set; }
+    public long Traps => MmioTraps + InterruptExits;
+    public long Interrupts { get; private set; }
+    public long UntrappedMmio { get; private set; }
+
+    /// <summary>Counts everything published so far; throws if the subscription lost any (the counts must be exact).</summary>
+    public void Drain()
+    {
+        while (_sub.Reader.TryRead(out var e))
+        {
+            switch (e)
+            {
+                case MmioAccessEvent m:
+                    if (TrapFunctions.Contains(m.Rid)) MmioTraps++; else UntrappedMmio++;
+                    break;
+                case InterruptMessageEvent i:
+                    Interrupts++;
+                    if (AssignedFunctions.Contains(i.Rid)) InterruptExits++;
+                    break;
+                case GapEvent g:
+                    throw new InvalidOperationException($"the accounting lost {g.Missed} events; drain more often");
+            }
+        }
+    }
+
+    /// <summary>Zeroes the counters (the measurement starts).</summary>
+    public void Reset() => (MmioTraps, InterruptExits, Interrupts, UntrappedMmio) = (0, 0, 0, 0);
+
+    public void Dispose() => _sub.Dispose();
+}

@@ -33,8 +33,6 @@ internal sealed class EmulatedNic : INicRegisters
         _name = $"VM{guest.Id}.emulated-nic";
     }
 
-    /// <summary>Virtual interrupts injected into the guest.</summary>
-    public long Injected { get; private set; }
     /// <summary>Frames dropped for want of a receive buffer.</summary>
     public long Dropped { get; private set; }
 
@@ -105,7 +103,7 @@ internal sealed class EmulatedNic : INicRegisters
     private void Signal()
     {
         if ((_eicr & _eims & 1) == 0) return;
-        Injected++;
+        _vmm.InjectInterrupt();
         _eims &= ~1u;
     }
 }

@@ -4,6 +4,17 @@ using static PcieEmu.Core.Devices.Igb.IgbRegs;
 
 namespace PcieEmu.Lab;
 
+/// <summary>A guest's network driver as the workload uses it.</summary>
+internal interface IGuestDriver
+{
+    /// <summary>The buffer of the next frame to send (sent at <see cref="Flush"/>).</summary>
+    Span<byte> Queue(int length);
+    /// <summary>Hands the queued frames to the device.</summary>
+    void Flush();
+    /// <summary>Reaps received frames and re-arms; returns how many.</summary>
+    int Poll();
+}
+
 /// <summary>Where a driver's register accesses go.</summary>
 internal interface INicRegisters
 {
@@ -26,7 +37,7 @@ internal sealed class MappedBar(Machine machine, ulong baseAddress) : INicRegist
 /// host's driver), a VF (SR-IOV) and the VMM's emulated NIC (emulation); only where its register
 /// accesses and DMA land differs. <c>memory</c> is the ring owner's memory view.
 /// </summary>
-internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool readsCause)
+internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool readsCause) : IGuestDriver
 {
     public const int Ring = 256, BufferSize = 2048;
     public const ulong TxRing = 0x0000, RxRing = 0x1000, TxBuffers = 0x1_0000, RxBuffers = 0x10_0000;
@@ -67,9 +78,12 @@ internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool rea
     /// <summary>One TDT write hands every queued frame to the NIC.</summary>
     public void Flush() => regs.Write(TxLegacy + Tdt, _txTail);
 
-    /// <summary>Reaps received frames (DD set), passing each to <paramref name="deliver"/>; re-arms them,
-    /// moves RDT once and re-enables vector 0 (reading the cause register first when the NIC needs it).</summary>
-    public int Poll(Action<ReadOnlySpan<byte>>? deliver = null)
+    /// <summary>Reaps received frames (DD set); re-arms them, moves RDT once and re-enables vector 0
+    /// (reading the cause register first when the NIC needs it).</summary>
+    public int Poll() => Poll(null);
+
+    /// <summary><see cref="Poll()"/>, passing each frame to <paramref name="deliver"/>.</summary>
+    public int Poll(Action<ReadOnlySpan<byte>>? deliver)
     {
         int n = 0;
         while (true)

@@ -12,7 +12,9 @@ namespace PcieEmu.Lab;
 /// the emulated NICs, the virtio-net function) — each is a VM exit; plus every interrupt message
 /// from a function assigned to a guest (<see cref="AssignedFunctions"/>): without posted
 /// interrupts (the seed's hardware) the VMM takes the interrupt and injects it.</item>
-/// <item><b>interrupt</b>: every interrupt message on the event path (to the host or to a guest).</item>
+/// <item><b>guest interrupt</b>: an interrupt message from a function assigned to a guest or emulated by
+/// the VMM (virtio-net); the emulated NIC's are the VMM's injections (<see cref="Vmm.InjectInterrupt"/>:
+/// no message exists for them). <b>host interrupt</b>: an interrupt message from a function the host owns.</item>
 /// </list>
 /// Bytes copied by software are the VMM's (<see cref="Vmm.Copy"/>): a CPU copy is not a machine transaction.
 /// </summary>
@@ -31,7 +33,8 @@ internal sealed class IoAccounting : IDisposable
     public long MmioTraps { get; private set; }
     public long InterruptExits { get; private set; }
     public long Traps => MmioTraps + InterruptExits;
-    public long Interrupts { get; private set; }
+    public long HostInterrupts { get; private set; }
+    public long GuestInterrupts { get; private set; }
     public long UntrappedMmio { get; private set; }
 
     /// <summary>Counts everything published so far; throws if the subscription lost any (the counts must be exact).</summary>
@@ -45,8 +48,9 @@ internal sealed class IoAccounting : IDisposable
                     if (TrapFunctions.Contains(m.Rid)) MmioTraps++; else UntrappedMmio++;
                     break;
                 case InterruptMessageEvent i:
-                    Interrupts++;
-                    if (AssignedFunctions.Contains(i.Rid)) InterruptExits++;
+                    if (AssignedFunctions.Contains(i.Rid)) { InterruptExits++; GuestInterrupts++; }
+                    else if (TrapFunctions.Contains(i.Rid)) GuestInterrupts++;
+                    else HostInterrupts++;
                     break;
                 case GapEvent g:
                     throw new InvalidOperationException($"the accounting lost {g.Missed} events; drain more often");
@@ -55,7 +59,7 @@ internal sealed class IoAccounting : IDisposable
     }
 
     /// <summary>Zeroes the counters (the measurement starts).</summary>
-    public void Reset() => (MmioTraps, InterruptExits, Interrupts, UntrappedMmio) = (0, 0, 0, 0);
+    public void Reset() => (MmioTraps, InterruptExits, HostInterrupts, GuestInterrupts, UntrappedMmio) = (0, 0, 0, 0, 0);
 
     public void Dispose() => _sub.Dispose();
 }

@@ -28,19 +28,21 @@ public enum IoModel
 /// <param name="Traps">VM exits: trapped MMIO accesses plus interrupt exits.</param>
 /// <param name="InterruptExits">The part of <paramref name="Traps"/> that is interrupt exits.</param>
 /// <param name="BytesCopied">Frame bytes copied by software.</param>
-/// <param name="Interrupts">Interrupt messages on the event path.</param>
-/// <param name="VirtualInterrupts">Interrupts the VMM injected for devices it emulates.</param>
+/// <param name="HostInterrupts">Interrupt messages from functions the host owns.</param>
+/// <param name="GuestInterrupts">Interrupts the guests took: messages from assigned or VMM-emulated functions, plus the VMM's injections for the emulated NIC.</param>
 /// <param name="CpuMicroseconds">Process CPU time of the run.</param>
 /// <param name="WallSeconds">Wall-clock time of the run.</param>
 public sealed record LabRow(IoModel Model, int Guests, int FrameSize, long Frames, long Traps, long InterruptExits, long BytesCopied,
-    long Interrupts, long VirtualInterrupts, double CpuMicroseconds, double WallSeconds)
+    long HostInterrupts, long GuestInterrupts, double CpuMicroseconds, double WallSeconds)
 {
     /// <summary>Traps per frame.</summary>
     public double TrapsPerFrame => (double)Traps / Frames;
     /// <summary>Bytes copied per frame.</summary>
     public double CopiedPerFrame => (double)BytesCopied / Frames;
-    /// <summary>Interrupt messages per frame.</summary>
-    public double InterruptsPerFrame => (double)Interrupts / Frames;
+    /// <summary>Host interrupts per frame.</summary>
+    public double HostInterruptsPerFrame => (double)HostInterrupts / Frames;
+    /// <summary>Guest interrupts per frame.</summary>
+    public double GuestInterruptsPerFrame => (double)GuestInterrupts / Frames;
     /// <summary>Host CPU microseconds per frame.</summary>
     public double CpuPerFrame => CpuMicroseconds / Frames;
     /// <summary>Frames per second (wall clock).</summary>
@@ -72,7 +74,7 @@ public sealed record LabOptions
 public static class IoModelLab
 {
     /// <summary>The models the lab builds.</summary>
-    public static IReadOnlyList<IoModel> BuiltModels { get; } = [IoModel.Emulation, IoModel.DirectAssignment, IoModel.Sriov];
+    public static IReadOnlyList<IoModel> BuiltModels { get; } = [IoModel.Emulation, IoModel.Paravirtual, IoModel.DirectAssignment, IoModel.Sriov];
 
     /// <summary>True when <paramref name="model"/> runs with <paramref name="guests"/> guests.</summary>
     public static bool Supports(IoModel model, int guests) => model != IoModel.DirectAssignment || guests == 1;
@@ -123,10 +125,10 @@ public static class IoModelLab
     {
         ArgumentNullException.ThrowIfNull(rows);
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"{"model",-12} {"guests",6} {"size",5} {"frames",8} {"traps/f",8} {"irq-exits/f",11} {"copied B/f",10} {"irqs/f",7} {"vIRQ/f",7} {"cpu us/f",9} {"kframes/s",10}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{"model",-12} {"guests",6} {"size",5} {"frames",8} {"traps/f",8} {"irq-exits/f",11} {"copied B/f",10} {"host irq/f",10} {"guest irq/f",11} {"cpu us/f",9} {"kframes/s",10}");
         foreach (var r in rows)
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"{Name(r.Model),-12} {r.Guests,6} {r.FrameSize,5} {r.Frames,8} {r.TrapsPerFrame,8:F3} {(double)r.InterruptExits / r.Frames,11:F3} {r.CopiedPerFrame,10:F1} {r.InterruptsPerFrame,7:F3} {(double)r.VirtualInterrupts / r.Frames,7:F3} {r.CpuPerFrame,9:F2} {r.FramesPerSecond / 1000,10:F1}");
+                $"{Name(r.Model),-12} {r.Guests,6} {r.FrameSize,5} {r.Frames,8} {r.TrapsPerFrame,8:F3} {(double)r.InterruptExits / r.Frames,11:F3} {r.CopiedPerFrame,10:F1} {r.HostInterruptsPerFrame,10:F3} {r.GuestInterruptsPerFrame,11:F3} {r.CpuPerFrame,9:F2} {r.FramesPerSecond / 1000,10:F1}");
         return sb.ToString();
     }
 

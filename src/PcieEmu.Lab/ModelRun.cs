@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using PcieEmu.Core.Devices;
+using PcieEmu.Core.Devices.VirtioNet;
 using PcieEmu.Core.Platform;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
 
@@ -16,13 +18,15 @@ internal sealed class ModelRun : IDisposable
     public const int Batch = 32;
     /// <summary>The link partner's MAC (frames to the wire go there).</summary>
     public static readonly byte[] WireMac = [0x02, 0, 0, 0, 0xEE, 0x01];
-    private const int MsixControl = 0x72;
 
     private readonly string _ramDir;
     private readonly Machine _m;
     private readonly Vmm _vmm;
-    private readonly List<RingDriver> _drivers = [];
+    private readonly List<IGuestDriver> _drivers = [];
     private readonly List<EmulatedNic> _nics = [];
+    // How the VMM's switch delivers to guest h (emulation: its emulated NIC; paravirtual: its virtio-net).
+    private readonly List<Func<ReadOnlySpan<byte>, bool>> _toGuest = [];
+    private readonly List<WireFrame> _backendQueue = [];
     private HostPfDriver? _host;
     private long _wireOut, _wireOutWrong;
 
@@ -33,7 +37,12 @@ internal sealed class ModelRun : IDisposable
             throw new ArgumentOutOfRangeException(nameof(guests), "direct assignment gives the one PF to one guest");
         Model = model;
         _ramDir = Directory.CreateTempSubdirectory("pcie-emu-lab-").FullName;
-        _m = new Machine(new MachineOptions { RamSize = Vmm.RamSize, RamFilePath = Path.Combine(_ramDir, "ram.bin") });
+        _m = new Machine(new MachineOptions
+        {
+            RamSize = Vmm.RamSize,
+            RamFilePath = Path.Combine(_ramDir, "ram.bin"),
+            Description = model == IoModel.Paravirtual ? MachineDescription.Parse(ParavirtualMachine(guests)) : null,
+        });
         _vmm = new Vmm(_m);
         for (int g = 0; g < guests; g++) _vmm.AddGuest();
         Accounting = new IoAccounting(_m);
@@ -46,7 +55,8 @@ internal sealed class ModelRun : IDisposable
             case IoModel.Emulation: SetupEmulation(); break;
             case IoModel.DirectAssignment: SetupDirect(); break;
             case IoModel.Sriov: SetupSriov(); break;
-            default: throw new NotSupportedException($"model {model} is not built yet");
+            case IoModel.Paravirtual: SetupParavirtual(); break;
+            default: throw new ArgumentOutOfRangeException(nameof(model), $"unknown model {model}");
         }
         _vmm.EnableTranslation();
         Accounting.Drain();
@@ -69,14 +79,22 @@ internal sealed class ModelRun : IDisposable
 
     /// <summary>MSI-X vector 0 of <paramref name="rid"/> to the MSI window (data <paramref name="vector"/>), then MSI-X on.
     /// For a guest's function a VMM traps these table writes; they happen at setup, outside the measurement.</summary>
-    private void EnableMsix(ushort rid, uint vector)
+    private void EnableMsix(ushort rid, uint vector, int tableBar = 3)
     {
-        ulong table = BarAddress(rid, 3);
+        ulong table = BarAddress(rid, tableBar);
         _m.WriteMmio(table, 4, Machine.MsiWindowBase);
         _m.WriteMmio(table + 4, 4, 0);
         _m.WriteMmio(table + 8, 4, vector);
         _m.WriteMmio(table + 12, 4, 0);
-        _m.WriteConfig(rid, MsixControl, 2, 0x8000);
+        _m.WriteConfig(rid, FindMsix(rid) + 2, 2, 0x8000);
+    }
+
+    /// <summary>The MSI-X capability's offset, found by walking the capability list.</summary>
+    private int FindMsix(ushort rid)
+    {
+        for (int p = (int)(_m.ReadConfig(rid, 0x34, 1).Value & 0xFC); p != 0; p = (int)(_m.ReadConfig(rid, p + 1, 1).Value & 0xFC))
+            if (_m.ReadConfig(rid, p, 1).Value == 0x11) return p;
+        throw new InvalidOperationException($"function {rid:X4} has no MSI-X capability");
     }
 
     private void PfMsixQueue0(INicRegisters r)
@@ -88,6 +106,32 @@ internal sealed class ModelRun : IDisposable
 
     private void SetupEmulation()
     {
+        SetupHostPf();
+        foreach (var g in _vmm.Guests)
+        {
+            var nic = new EmulatedNic(_vmm, g, Switch, _host!.Flush);
+            _nics.Add(nic);
+            _toGuest.Add(nic.Receive);
+            Accounting.TrapFunctions.Add(Vmm.EmulatedRid(g.Id));
+            var d = new RingDriver(nic, RingMemory.OfGuest(g), readsCause: true);
+            d.Setup();
+            nic.Write(Eims, 1);
+            _drivers.Add(d);
+        }
+    }
+
+    /// <summary>The VMM's software switch (emulation, paravirtual): to a guest by destination MAC, else out of the host PF.</summary>
+    private bool Switch(ReadOnlySpan<byte> frame)
+    {
+        for (int h = 0; h < _toGuest.Count; h++)
+            if (frame[..6].SequenceEqual(_vmm.Guests[h].Mac)) return _toGuest[h](frame);
+        _host!.Transmit(frame);
+        return true;
+    }
+
+    /// <summary>The host PF as the back ends' NIC: queue 0, rings in the host region, promiscuous.</summary>
+    private void SetupHostPf()
+    {
         _m.WriteConfig(Pf, 0x04, 2, 0x0006);
         _vmm.AssignToHost(Pf);
         var pfRegs = new MappedBar(_m, BarAddress(Pf, 0));
@@ -98,25 +142,43 @@ internal sealed class ModelRun : IDisposable
         ring.Setup();
         PfMsixQueue0(pfRegs);
         _host = new HostPfDriver(_vmm, ring);
+    }
+
+    /// <summary>The paravirtual machine: the 82576 and one virtio-net per guest, each on its own root port.</summary>
+    private static string ParavirtualMachine(int guests) =>
+        "{ \"rootPorts\": [ { \"device\": { \"type\": \"intel-82576\" } }"
+        + string.Concat(Enumerable.Range(0, guests).Select(g => $", {{ \"device\": {{ \"type\": \"virtio-net\", \"mac\": \"{Machine.FormatMac(Vmm.GuestMac(g))}\" }} }}"))
+        + " ] }";
+
+    private void SetupParavirtual()
+    {
+        SetupHostPf();
+        var devices = _m.Devices.Select(d => d.Device).OfType<VirtioNetDevice>().ToList();
         foreach (var g in _vmm.Guests)
         {
-            var nic = new EmulatedNic(_vmm, g, Switch, _host.Flush);
-            _nics.Add(nic);
-            Accounting.TrapFunctions.Add(Vmm.EmulatedRid(g.Id));
-            var d = new RingDriver(nic, RingMemory.OfGuest(g), readsCause: true);
+            var fn = devices[g.Id].Function;
+            // The virtio-net device is the VMM's: its accesses to guest RAM go through the guest's domain.
+            _vmm.Assign(fn.Rid, g);
+            Accounting.TrapFunctions.Add(fn.Rid);
+            _m.WriteConfig(fn.Rid, 0x04, 2, 0x0006);
+            EnableMsix(fn.Rid, 0x40u + (uint)g.Id, VirtioNetFunction.MsixBar);
+            var port = _m.EthernetPorts.Single(p => p.Function == fn);
+            // The back end: what the guest's virtqueue hands out is switched after the notify returns.
+            port.FrameTransmitted += _backendQueue.Add;
+            _toGuest.Add(f => _vmm.Deliver(port, f));
+            var d = new VirtioGuestDriver(_m, g, BarAddress(fn.Rid, VirtioNetFunction.VirtioBar));
             d.Setup();
-            nic.Write(Eims, 1);
             _drivers.Add(d);
         }
     }
 
-    /// <summary>The VMM's software switch (emulation): to a guest by destination MAC, else out of the host PF.</summary>
-    private bool Switch(ReadOnlySpan<byte> frame)
+    /// <summary>The paravirtual back end's pass after a notify: each frame the guest made available is switched.</summary>
+    private void RunBackend()
     {
-        for (int h = 0; h < _nics.Count; h++)
-            if (frame[..6].SequenceEqual(_vmm.Guests[h].Mac)) return _nics[h].Receive(frame);
-        _host!.Transmit(frame);
-        return true;
+        if (_backendQueue.Count == 0) return;
+        foreach (var f in _backendQueue) Switch(f.Data);
+        _backendQueue.Clear();
+        _host!.Flush();
     }
 
     private void SetupDirect()
@@ -191,7 +253,7 @@ internal sealed class ModelRun : IDisposable
         int k = Guests;
         var wire = new byte[size];
         long copied0 = _vmm.BytesCopied, wire0 = _wireOut, rx0 = Received;
-        long injected0 = _nics.Sum(n => n.Injected);
+        long injected0 = _vmm.VirtualInterrupts;
         var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         var sw = Stopwatch.StartNew();
         for (int done = 0; done < frames;)
@@ -204,6 +266,7 @@ internal sealed class ModelRun : IDisposable
                 if (k > 1)
                     for (int i = 0; i < b; i++) Build(d.Queue(size), _vmm.Guests[(g + 1) % k].Mac, _vmm.Guests[g].Mac, done + i);
                 d.Flush();
+                RunBackend();
             }
             for (int g = 0; g < k; g++)
                 for (int i = 0; i < b; i++)
@@ -223,7 +286,7 @@ internal sealed class ModelRun : IDisposable
         if (delivered != expected || _wireOutWrong != 0)
             throw new InvalidOperationException($"{Model}, {k} guests: {delivered} of {expected} frames delivered ({_wireOut - wire0} to the wire, {Received - rx0} received, {_wireOutWrong} misrouted, {_nics.Sum(n => n.Dropped)} dropped by emulated NICs)");
         return new LabRow(Model, k, size, delivered, Accounting.Traps, Accounting.InterruptExits, _vmm.BytesCopied - copied0,
-            Accounting.Interrupts, _nics.Sum(n => n.Injected) - injected0, cpu.TotalMicroseconds, sw.Elapsed.TotalSeconds);
+            Accounting.HostInterrupts, Accounting.GuestInterrupts + _vmm.VirtualInterrupts - injected0, cpu.TotalMicroseconds, sw.Elapsed.TotalSeconds);
     }
 
     private static void Build(Span<byte> frame, byte[] dst, byte[] src, int seq)

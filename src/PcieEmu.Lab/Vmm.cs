@@ -77,12 +77,26 @@ internal sealed class Vmm
     /// <summary>Guest <paramref name="g"/>'s MAC: 02:00:00:00:10:gg (locally administered).</summary>
     public static byte[] GuestMac(int g) => [0x02, 0, 0, 0, 0x10, (byte)(g + 1)];
 
+    /// <summary>Interrupts the VMM injected into guests for the devices it emulates in software.</summary>
+    public long VirtualInterrupts { get; private set; }
+
     /// <summary>Copies frame bytes in software and counts them.</summary>
     public void Copy(ReadOnlySpan<byte> from, Span<byte> to)
     {
         from.CopyTo(to);
         BytesCopied += from.Length;
     }
+
+    /// <summary>The paravirtual back end hands <paramref name="frame"/> to a guest's virtio-net: the device
+    /// model (VMM software) writes it into the guest's receive buffer, a software copy counted here.</summary>
+    public bool Deliver(PcieEmu.Core.Devices.IEthernetPort port, ReadOnlySpan<byte> frame)
+    {
+        BytesCopied += frame.Length;
+        return port.InjectFrame(frame) > 0;
+    }
+
+    /// <summary>The VMM injects an interrupt into a guest (an emulated device's; no interrupt message exists for it).</summary>
+    public void InjectInterrupt() => VirtualInterrupts++;
 
     /// <summary>A trapped guest access to a device the VMM emulates, published on the machine's event path
     /// as the MMIO transaction it is (the function being the VMM's, at <see cref="EmulatedRid"/>).</summary>

@@ -3,6 +3,7 @@
 #   make test   install missing Debian packages (make deps), build everything, run every expected
 #               test suite (tests/suites.txt), print a per-suite table; ends with "N passed, N failed"
 #   make bench  run the load generator (pcie-emu bench) and the Core benchmarks
+#   make bench-iomodels  the I/O-model lab (docs/iomodels.md): table and chart into docs/iomodels/
 #   make clean  remove build outputs
 
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 # The client suites use the server this Makefile built instead of building it again.
 export PCIEEMU_SERVER_DLL := $(CURDIR)/src/PcieEmu.Server/bin/$(CONFIG)/net10.0/pcie-emu.dll
 
-.PHONY: all deps build run test suite clients bench bench-wire bench-core clean
+.PHONY: all deps build run test suite clients bench bench-wire bench-core bench-iomodels clean
 
 all: build
 
@@ -52,6 +53,13 @@ bench-wire:
 
 bench-core:
 	$(DOTNET) run -c Release --project tests/PcieEmu.Core.Benchmarks -- --filter '*'
+
+# The I/O-model lab: the same guest workload under emulation, paravirtual, direct assignment and
+# SR-IOV, 1..8 guests; the JIT compiles fully up front so no row is timed at tier 0.
+bench-iomodels:
+	@mkdir -p docs/iomodels
+	DOTNET_TieredCompilation=0 $(DOTNET) run --project src/PcieEmu.Server -c Release -- iomodels --frames 10000 \
+		--chart docs/iomodels/iomodels.svg | tee docs/iomodels/table.txt
 
 clean:
 	$(DOTNET) clean PcieEmu.sln -nologo -v q

@@ -58,13 +58,16 @@ internal sealed class EmulatedNic : INicRegisters
         {
             case Eims: _eims |= value; Signal(); break;
             case Eimc: _eims &= ~value; break;
-            case TxLegacy + Tdt: _regs[offset] = value % RingDriver.Ring; Transmit(); break;
+            case TxLegacy + Tdt: _regs[offset] = value % TxLength; Transmit(); break;
             default: _regs[offset] = value; break;
         }
     }
 
     private ulong TxBase => _regs.GetValueOrDefault(TxLegacy + Tdbal) | (ulong)_regs.GetValueOrDefault(TxLegacy + Tdbah) << 32;
     private ulong RxBase => _regs.GetValueOrDefault(RxLegacy + Rdbal) | (ulong)_regs.GetValueOrDefault(RxLegacy + Rdbah) << 32;
+
+    private uint TxLength => Math.Max(1, _regs.GetValueOrDefault(TxLegacy + Tdlen) / 16);
+    private uint RxLength => Math.Max(1, _regs.GetValueOrDefault(RxLegacy + Rdlen) / 16);
 
     private void Transmit()
     {
@@ -76,7 +79,7 @@ internal sealed class EmulatedNic : INicRegisters
             int length = (int)(_guest.Read32(d + 8) & 0xFFFF);
             _transmit(_guest.Memory(buffer, length));
             _guest.Write32(d + 12, 1);    // DD
-            _tdh = (_tdh + 1) % RingDriver.Ring;
+            _tdh = (_tdh + 1) % TxLength;
         }
         _transmitted();
     }
@@ -92,7 +95,7 @@ internal sealed class EmulatedNic : INicRegisters
         wb.Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x3);   // DD | EOP
         BinaryPrimitives.WriteUInt16LittleEndian(wb[12..], (ushort)frame.Length);
-        _rdh = (_rdh + 1) % RingDriver.Ring;
+        _rdh = (_rdh + 1) % RxLength;
         _eicr |= 1;
         Signal();
         return true;

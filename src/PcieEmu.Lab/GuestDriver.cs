@@ -37,10 +37,12 @@ internal sealed class MappedBar(Machine machine, ulong baseAddress) : INicRegist
 /// host's driver), a VF (SR-IOV) and the VMM's emulated NIC (emulation); only where its register
 /// accesses and DMA land differs. <c>memory</c> is the ring owner's memory view.
 /// </summary>
-internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool readsCause) : IGuestDriver
+internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool readsCause, int ring = RingDriver.DefaultRing) : IGuestDriver
 {
-    public const int Ring = 256, BufferSize = 2048;
-    public const ulong TxRing = 0x0000, RxRing = 0x1000, TxBuffers = 0x1_0000, RxBuffers = 0x10_0000;
+    /// <summary>Descriptors per ring: the guests' default, and the most the layout holds.</summary>
+    public const int DefaultRing = 256, MaxRing = 512, BufferSize = 2048;
+    public const ulong TxRing = 0x0000, RxRing = 0x2000, TxBuffers = 0x1_0000, RxBuffers = 0x20_0000;
+    private readonly uint _ring = ring is >= 8 and <= MaxRing ? (uint)ring : throw new ArgumentOutOfRangeException(nameof(ring));
     private uint _txTail, _rxNext, _rxTail;
 
     public INicRegisters Registers => regs;
@@ -51,14 +53,14 @@ internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool rea
     public void Setup()
     {
         regs.Write(TxLegacy + Tdbal, (uint)memory.Dma(TxRing)); regs.Write(TxLegacy + Tdbah, (uint)(memory.Dma(TxRing) >> 32));
-        regs.Write(TxLegacy + Tdlen, Ring * 16);
+        regs.Write(TxLegacy + Tdlen, _ring * 16);
         regs.Write(TxLegacy + Txdctl, QueueEnable);
         regs.Write(RxLegacy + Rdbal, (uint)memory.Dma(RxRing)); regs.Write(RxLegacy + Rdbah, (uint)(memory.Dma(RxRing) >> 32));
-        regs.Write(RxLegacy + Rdlen, Ring * 16);
+        regs.Write(RxLegacy + Rdlen, _ring * 16);
         regs.Write(RxLegacy + Srrctl, BufferSize / 1024 | 1u << 25);   // 2 KiB buffers, advanced one-buffer descriptors
         regs.Write(RxLegacy + Rxdctl, QueueEnable);
-        for (uint i = 0; i < Ring; i++) Arm(i);
-        _rxTail = Ring - 1;
+        for (uint i = 0; i < _ring; i++) Arm(i);
+        _rxTail = _ring - 1;
         regs.Write(RxLegacy + Rdt, _rxTail);
     }
 
@@ -71,7 +73,7 @@ internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool rea
         BinaryPrimitives.WriteUInt64LittleEndian(d, memory.Dma(buf));
         BinaryPrimitives.WriteUInt32LittleEndian(d[8..], (uint)length | 0x2B30_0000u);   // advanced data: DEXT|RS|IFCS|EOP
         BinaryPrimitives.WriteUInt32LittleEndian(d[12..], (uint)length << 14);            // PAYLEN
-        _txTail = (_txTail + 1) % Ring;
+        _txTail = (_txTail + 1) % _ring;
         return memory.Cpu(buf, length);
     }
 
@@ -94,11 +96,11 @@ internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool rea
             int len = BinaryPrimitives.ReadUInt16LittleEndian(d[12..]);
             deliver?.Invoke(memory.Cpu(RxBuffers + _rxNext * (ulong)BufferSize, len));
             Arm(_rxNext);
-            _rxNext = (_rxNext + 1) % Ring;
+            _rxNext = (_rxNext + 1) % _ring;
             n++;
         }
         if (n == 0) return 0;
-        _rxTail = (_rxNext + Ring - 1) % Ring;
+        _rxTail = (_rxNext + _ring - 1) % _ring;
         regs.Write(RxLegacy + Rdt, _rxTail);
         if (readsCause) regs.Read(Eicr);
         regs.Write(Eims, 1);

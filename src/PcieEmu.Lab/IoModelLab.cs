@@ -58,6 +58,11 @@ public sealed record LabOptions
     public int Frames { get; init; } = 2000;
     /// <summary>Frame sizes (60..1514).</summary>
     public IReadOnlyList<int> Sizes { get; init; } = [64, 1514];
+    /// <summary>Frames per tail write / notify and per receive poll (1: every frame on its own, as a
+    /// driver without batching; 32: the default).</summary>
+    public int Batch { get; init; } = ModelRun.DefaultBatch;
+    /// <summary>Runs per combination; the row with the median CPU time is reported.</summary>
+    public int Repeat { get; init; } = 3;
     /// <summary>Models to run (null: every model built).</summary>
     public IReadOnlyList<IoModel>? Models { get; init; }
 
@@ -67,6 +72,8 @@ public sealed record LabOptions
         if (Guests.Count == 0 || Guests.Any(g => g < 1 || g > 8)) throw new ArgumentException("guests must be 1..8", nameof(Guests));
         if (Frames < 1 || Frames > 1_000_000) throw new ArgumentException("frames must be 1..1000000", nameof(Frames));
         if (Sizes.Count == 0 || Sizes.Any(s => s < 60 || s > 1514)) throw new ArgumentException("size must be 60..1514 bytes", nameof(Sizes));
+        if (Batch < 1 || Batch > ModelRun.MaxBatch) throw new ArgumentException($"batch must be 1..{ModelRun.MaxBatch}", nameof(Batch));
+        if (Repeat < 1 || Repeat > 15) throw new ArgumentException("repeat must be 1..15", nameof(Repeat));
     }
 }
 
@@ -80,14 +87,15 @@ public static class IoModelLab
     public static bool Supports(IoModel model, int guests) => model != IoModel.DirectAssignment || guests == 1;
 
     /// <summary>Runs one model on a fresh machine.</summary>
-    public static LabRow RunOne(IoModel model, int guests, int frames, int size)
+    public static LabRow RunOne(IoModel model, int guests, int frames, int size, int batch = ModelRun.DefaultBatch)
     {
         using var run = new ModelRun(model, guests);
-        return run.Run(frames, size);
+        return run.Run(frames, size, batch);
     }
 
-    /// <summary>Runs every combination of <paramref name="options"/>, each after a short warm-up run of its model
-    /// (so JIT compilation is not charged to the first row); <paramref name="progress"/> sees each row.</summary>
+    /// <summary>Runs every combination of <paramref name="options"/> (each <see cref="LabOptions.Repeat"/> times on a fresh
+    /// machine, keeping the median by CPU time), after a short warm-up run of each model (so JIT compilation is not
+    /// charged to the first row); <paramref name="progress"/> sees each row.</summary>
     public static IReadOnlyList<LabRow> Run(LabOptions options, Action<LabRow>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -97,12 +105,14 @@ public static class IoModelLab
         foreach (var model in models)
         {
             if (!BuiltModels.Contains(model)) throw new NotSupportedException($"model {model} is not built yet");
-            RunOne(model, 1, 64, 64);
+            // Warm-up: enough calls for the tiered JIT to promote the hot paths before anything is timed.
+            for (int i = 0; i < 3; i++) RunOne(model, Supports(model, 2) ? 2 : 1, 2000, 64);
             foreach (int size in options.Sizes)
                 foreach (int k in options.Guests.Distinct().Order())
                 {
                     if (!Supports(model, k)) continue;
-                    var row = RunOne(model, k, options.Frames, size);
+                    var runs = Enumerable.Range(0, options.Repeat).Select(_ => RunOne(model, k, options.Frames, size, options.Batch)).OrderBy(r => r.CpuMicroseconds).ToList();
+                    var row = runs[runs.Count / 2];
                     rows.Add(row);
                     progress?.Invoke(row);
                 }

@@ -9,13 +9,13 @@ namespace PcieEmu.Lab;
 
 /// <summary>
 /// One model on a fresh machine with k guests: setup (outside the measurement), then the workload
-/// with the accounting subscribed. The workload, in rounds of up to <see cref="Batch"/> frames: each
+/// with the accounting subscribed. The workload, in rounds of up to <c>batch</c> frames (default <see cref="DefaultBatch"/>): each
 /// guest sends a batch to the wire and (k &gt; 1) a batch to the next guest with one tail write; the
 /// wire sends a batch to each guest; each guest reaps what it received in one poll.
 /// </summary>
 internal sealed class ModelRun : IDisposable
 {
-    public const int Batch = 32;
+    public const int DefaultBatch = 32, MaxBatch = 64;
     /// <summary>The link partner's MAC (frames to the wire go there).</summary>
     public static readonly byte[] WireMac = [0x02, 0, 0, 0, 0xEE, 0x01];
 
@@ -135,7 +135,7 @@ internal sealed class ModelRun : IDisposable
         _m.WriteConfig(Pf, 0x04, 2, 0x0006);
         _vmm.AssignToHost(Pf);
         var pfRegs = new MappedBar(_m, BarAddress(Pf, 0));
-        var ring = new RingDriver(pfRegs, RingMemory.OfHost(_m), readsCause: false);
+        var ring = new RingDriver(pfRegs, RingMemory.OfHost(_m), readsCause: false, RingDriver.MaxRing);   // the wire's frames for up to 8 guests a round
         EnableMsix(Pf, 0x30);
         pfRegs.Write(Rctl, RctlEn | RctlSecrc | RctlUpe | RctlBam);   // the host bridges the guests: promiscuous
         pfRegs.Write(Tctl, TctlEn);
@@ -246,8 +246,9 @@ internal sealed class ModelRun : IDisposable
     public static long ExpectedFrames(int guests, int frames) => (long)guests * frames * (guests > 1 ? 3 : 2);
 
     /// <summary>Runs the workload: <paramref name="frames"/> frames of <paramref name="size"/> bytes per flow per guest.</summary>
-    public LabRow Run(int frames, int size)
+    public LabRow Run(int frames, int size, int batch = DefaultBatch)
     {
+        if (batch < 1 || batch > MaxBatch) throw new ArgumentOutOfRangeException(nameof(batch), $"batch must be 1..{MaxBatch}");
         if (frames < 1) throw new ArgumentOutOfRangeException(nameof(frames), "frames must be at least 1");
         if (size < 60 || size > 1514) throw new ArgumentOutOfRangeException(nameof(size), "size must be 60..1514 bytes (no FCS)");
         int k = Guests;
@@ -258,7 +259,7 @@ internal sealed class ModelRun : IDisposable
         var sw = Stopwatch.StartNew();
         for (int done = 0; done < frames;)
         {
-            int b = Math.Min(Batch, frames - done);
+            int b = Math.Min(batch, frames - done);
             for (int g = 0; g < k; g++)
             {
                 var d = _drivers[g];

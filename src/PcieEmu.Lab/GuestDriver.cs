@@ -45,9 +45,6 @@ internal sealed class RingDriver(INicRegisters regs, RingMemory memory, bool rea
     private readonly uint _ring = ring is >= 8 and <= MaxRing ? (uint)ring : throw new ArgumentOutOfRangeException(nameof(ring));
     private uint _txTail, _rxNext, _rxTail;
 
-    public INicRegisters Registers => regs;
-    public RingMemory MemoryView => memory;
-
     /// <summary>Rings, queue enables and the receive buffers; the interrupt wiring is the caller's
     /// (it differs between PF, VF and the emulated NIC).</summary>
     public void Setup()

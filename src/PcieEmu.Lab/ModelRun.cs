@@ -66,6 +66,7 @@ internal sealed class ModelRun : IDisposable
     public IoModel Model { get; }
     public IoAccounting Accounting { get; }
     public Vmm Vmm => _vmm;
+    public Machine Machine => _m;
     public long WireOut => _wireOut;
     public long Received { get; private set; }
     private int Guests => _vmm.Guests.Count;

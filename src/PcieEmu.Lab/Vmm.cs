@@ -103,8 +103,11 @@ internal sealed class Vmm
     public void Trap(ushort rid, string function, bool write, uint offset, ulong value, string? register)
     {
         if (Machine.Events.Wants(EventKind.Mmio))
-            Machine.Events.Publish(new MmioAccessEvent(rid, write, offset, 0, offset, 4, value, 0, register) { Function = function });
+            Machine.Events.Publish(new MmioAccessEvent(rid, write, EmulatedBarGpa + offset, 0, offset, 4, value, 0, register) { Function = function });
     }
+
+    /// <summary>Where the VMM places its emulated NIC's BAR 0 in each guest's physical address space.</summary>
+    public const ulong EmulatedBarGpa = 0xFEBC_0000;
 
     // ---- VT-d: one domain per guest (gpa -> its window) and the host's (identity on its region) ----
 

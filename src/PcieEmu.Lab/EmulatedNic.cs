@@ -8,7 +8,8 @@ namespace PcieEmu.Lab;
 /// driver uses, implemented in VMM software. Every guest access is a trap (published on the event
 /// path by <see cref="Vmm.Trap"/>). A TDT write makes the VMM walk the guest's descriptors and copy
 /// each frame out of guest RAM, to the host PF's ring or into another guest; received frames are
-/// copied into the guest's buffers and signalled by a virtual interrupt (EICR, no auto-clear).
+/// copied into the guest's buffers and signalled by a virtual interrupt (EICR read-to-clear, vector
+/// auto-masked until the guest writes EIMS).
 /// </summary>
 internal sealed class EmulatedNic : INicRegisters
 {

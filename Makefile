@@ -59,7 +59,7 @@ bench-core:
 bench-iomodels:
 	@mkdir -p docs/iomodels
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project src/PcieEmu.Server -c Release -- iomodels --frames 10000 \
-		--chart docs/iomodels/iomodels.svg | tee docs/iomodels/table.txt
+		--chart $(CURDIR)/docs/iomodels/iomodels.svg | tee docs/iomodels/table.txt
 
 clean:
 	$(DOTNET) clean PcieEmu.sln -nologo -v q

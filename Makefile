@@ -5,6 +5,7 @@
 #   make bench  run the load generator (pcie-emu bench) and the Core benchmarks
 #   make bench-peer  per-access cost beside libvfio-user and the socket floor (docs/performance.md)
 #   make web    rebuild the web view's bundle (web/ -> src/PcieEmu.Server/Web/wwwroot, committed) with npm ci + esbuild
+#   make bench-iomodels  the I/O-model lab (docs/iomodels.md): table and chart into docs/iomodels/
 #   make clean  remove build outputs
 
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 # The client suites use the server this Makefile built instead of building it again.
 export PCIEEMU_SERVER_DLL := $(CURDIR)/src/PcieEmu.Server/bin/$(CONFIG)/net10.0/pcie-emu.dll
 
-.PHONY: all deps build run test suite clients bench bench-wire bench-core clean web web-screenshots
+.PHONY: all deps build run test suite clients bench bench-wire bench-core clean bench-iomodels web web-screenshots
 
 all: build
 
@@ -70,6 +71,13 @@ bench-core:
 .PHONY: bench-peer
 bench-peer:
 	@bash tests/bench-peer/run.sh
+
+# The I/O-model lab: the same guest workload under emulation, paravirtual, direct assignment and
+# SR-IOV, 1..8 guests; the JIT compiles fully up front so no row is timed at tier 0.
+bench-iomodels:
+	@mkdir -p docs/iomodels
+	DOTNET_TieredCompilation=0 $(DOTNET) run --project src/PcieEmu.Server -c Release -- iomodels --frames 10000 \
+		--chart $(CURDIR)/docs/iomodels/iomodels.svg | tee docs/iomodels/table.txt
 
 clean:
 	$(DOTNET) clean PcieEmu.sln -nologo -v q

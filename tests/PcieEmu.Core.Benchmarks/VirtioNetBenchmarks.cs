@@ -42,7 +42,7 @@ public class VirtioNetBenchmarks
         _m = new Machine(new MachineOptions { RamSize = 64UL << 20 });
         var port = new RootPort(_m, Bdf.Rid(0, 2, 0), new HeaderIds(0x8086, 0x3C04, 0x07, 0x060400), portNumber: 2);
         port.WriteConfig(0x18, 4, 0x00_05_05_00);
-        _dev = new VirtioNetFunction(_m, port, new VirtioNetOptions());
+        _dev = new VirtioNetFunction(_m, port, new VirtioNetOptions(), ethernetPort: 2);
         _dev.FrameTransmitted += f => _frames += f.Data.Length > 0 ? 1 : 0;
         _bar = _dev.GetBarRegion(VirtioNetFunction.VirtioBar);
         var msix = _dev.GetBarRegion(VirtioNetFunction.MsixBar);

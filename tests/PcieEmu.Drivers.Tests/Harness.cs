@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Reflection;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using PcieEmu.Client;
 using PcieEmu.Server.Hosting;
 
@@ -37,6 +38,9 @@ internal sealed class Server : IAsyncDisposable
 
     public string Target { get; }
     public PcieEmuClient Client { get; }
+
+    /// <summary>The server's machine (in this process), for observers of its event path.</summary>
+    public Core.Platform.Machine Machine => _app.Services.GetRequiredService<Core.Platform.Machine>();
 
     public static async Task<Server> StartAsync()
     {

@@ -1,4 +1,5 @@
 using PcieEmu.Core.Devices.Igb;
+using PcieEmu.Core.Devices.VirtioNet;
 
 namespace PcieEmu.Core.Devices;
 
@@ -11,5 +12,6 @@ public static class DeviceTypes
     {
         ArgumentNullException.ThrowIfNull(registry);
         registry.Register<IgbOptions>(IgbDevice.TypeName, IgbDevice.Create);
+        registry.Register<VirtioNetOptions>(VirtioNetDevice.TypeName, VirtioNetDevice.Create);
     }
 }

@@ -5,7 +5,7 @@ using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Server.Cli;
 
-/// <summary>The command tree: serve, lspci, setpci, bench, conformance, trace, check.</summary>
+/// <summary>The command tree: serve, lspci, setpci, bench, conformance, trace, check, capture, iomodels.</summary>
 public static class Commands
 {
     /// <summary>Global option of the tools: the server to talk to.</summary>
@@ -40,6 +40,7 @@ public static class Commands
         root.Subcommands.Add(TraceCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
         root.Subcommands.Add(CaptureCommand.Create());
+        root.Subcommands.Add(IoModelsCommand.Create());
         return root;
     }
 

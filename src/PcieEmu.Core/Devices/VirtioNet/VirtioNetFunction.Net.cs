@@ -46,8 +46,6 @@ public sealed partial class VirtioNetFunction
     public bool AllMulticast => _allmulti;
     /// <summary>Queue pairs in use (1 at reset; VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET).</summary>
     public int ActiveQueuePairs => _activePairs;
-    /// <summary>Ethernet port number of this device's wire.</summary>
-    public int PortNumber => Options.PortNumber;
 
     private void ResetNet()
     {

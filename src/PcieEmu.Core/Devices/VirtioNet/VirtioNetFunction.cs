@@ -22,7 +22,7 @@ namespace PcieEmu.Core.Devices.VirtioNet;
 /// path); a notify processes the queue inline. <see cref="InjectFrame"/> takes the lock itself.
 /// </para>
 /// </summary>
-public sealed partial class VirtioNetFunction : PhysicalFunction
+public sealed partial class VirtioNetFunction : PhysicalFunction, IEthernetPort
 {
     /// <summary>BAR layout: BAR1 (32-bit, 4 KiB) holds the MSI-X table and PBA; BAR4 (64-bit prefetchable, 16 KiB)
     /// holds the common, ISR, device and notify structures, 4 KiB apart.</summary>
@@ -53,13 +53,20 @@ public sealed partial class VirtioNetFunction : PhysicalFunction
     private ushort _configVector = NoVector, _queueSelect;
     private byte _status, _isr, _configGeneration;
 
-    /// <summary>Creates the device as function <paramref name="functionNumber"/> on <paramref name="port"/>'s link.</summary>
-    public VirtioNetFunction(Machine machine, RootPort port, VirtioNetOptions options, byte functionNumber = 0)
-        : base(machine, port, functionNumber, "virtio-net")
+    /// <summary>Creates the device as function 0 on <paramref name="port"/>'s link.</summary>
+    /// <param name="machine">The machine.</param>
+    /// <param name="port">The port (root or switch downstream port) whose link the device sits on.</param>
+    /// <param name="options">The device's options.</param>
+    /// <param name="ethernetPort">Machine-wide Ethernet port number of the device's wire (<see cref="PortNumber"/>).</param>
+    /// <param name="namePrefix">Prefix of the function's name ("PF0"), so names stay unique with several devices.</param>
+    public VirtioNetFunction(Machine machine, PciBridge port, VirtioNetOptions options, int ethernetPort, string namePrefix = "")
+        : base(machine, port, 0, $"{namePrefix}PF0")
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfNegative(ethernetPort);
         options.Validate();
         Options = options;
+        PortNumber = ethernetPort;
         _offered = options.OfferedFeatures;
         _defaultMac = options.MacBytes();
         Bars = BarList;
@@ -98,6 +105,17 @@ public sealed partial class VirtioNetFunction : PhysicalFunction
 
     /// <summary>Options the device was built with.</summary>
     public VirtioNetOptions Options { get; }
+
+    /// <inheritdoc/>
+    public override string Description => "Red Hat, Inc. Virtio 1.0 network device";
+
+    /// <summary>Ethernet port number of this device's wire (in frame events and <see cref="WireFrame"/>).</summary>
+    public int PortNumber { get; }
+
+    int IEthernetPort.Number => PortNumber;
+    PciFunction IEthernetPort.Function => this;
+    /// <summary>The permanent MAC (device config <c>mac</c> after a reset; <see cref="Mac"/> is the current one).</summary>
+    public ReadOnlySpan<byte> MacAddress => _defaultMac;
 
     /// <summary>Number of virtqueues: a receive and a transmit queue per pair, and the control queue when CTRL_VQ is offered.</summary>
     public int QueueCount => _queues.Length;

@@ -3,7 +3,7 @@ using static PcieEmu.Core.Devices.VirtioNet.VirtioRegs;
 namespace PcieEmu.Core.Devices.VirtioNet;
 
 /// <summary>Options of a virtio-net device: its MAC address, queue pairs, offered features, queue size.</summary>
-public sealed record VirtioNetOptions
+public sealed record VirtioNetOptions : IDeviceOptions
 {
     /// <summary>Every feature this model implements; <see cref="Features"/> must be a subset.</summary>
     public static readonly ulong SupportedFeatures =
@@ -19,9 +19,6 @@ public sealed record VirtioNetOptions
     public ulong Features { get; init; } = SupportedFeatures;
     /// <summary>Maximum queue size the device reports in queue_size (a power of two, 2..32768).</summary>
     public int MaxQueueSize { get; init; } = 256;
-    /// <summary>Ethernet port number of this device's wire (in frame events and <see cref="WireFrame"/>).</summary>
-    public int PortNumber { get; init; } = 2;
-
     /// <summary>The MAC as bytes.</summary>
     public byte[] MacBytes() => ParseMac();
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
+using PcieEmu.Core.Devices;
 using PcieEmu.Core.Devices.Igb;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
 

@@ -31,11 +31,27 @@ internal sealed class VirtioTestDriver : IDisposable
         _ownsMachine = machine == null;
         Port = new RootPort(M, Bdf.Rid(0, 2, 0), new HeaderIds(0x8086, 0x3C04, 0x07, 0x060400), portNumber: 2);
         Port.WriteConfig(0x18, 4, 0x00_05_05_00);   // primary 0, secondary 5, subordinate 5
-        Dev = new VirtioNetFunction(M, Port, options ?? new VirtioNetOptions());
+        Dev = new VirtioNetFunction(M, Port, options ?? new VirtioNetOptions(), ethernetPort: 2);
         Interrupts = M.Interrupts.Subscribe(null, 4096);
         _next = allocBase;
         Dev.FrameTransmitted += f => Sent.Add(f);
     }
+
+    /// <summary>Drives <paramref name="device"/>, already placed in <paramref name="machine"/> by its description
+    /// and enumerated by firmware, the way a guest would: config space through config routing
+    /// (<see cref="Machine.ReadConfig"/>) and the BARs through MMIO at the addresses firmware gave them.</summary>
+    public VirtioTestDriver(Machine machine, VirtioNetFunction device, ulong allocBase = 0x10_0000)
+    {
+        M = machine;
+        Port = null!;
+        Dev = device;
+        _routed = true;
+        Interrupts = M.Interrupts.Subscribe(null, 4096);
+        _next = allocBase;
+        Dev.FrameTransmitted += f => Sent.Add(f);
+    }
+
+    private readonly bool _routed;
 
     private readonly bool _ownsMachine;
     public Machine M { get; }
@@ -74,20 +90,45 @@ internal sealed class VirtioTestDriver : IDisposable
     public void W64(ulong a, ulong v) { var b = new byte[8]; BinaryPrimitives.WriteUInt64LittleEndian(b, v); WriteRam(a, b); }
 
     // ---------- config space and BARs ----------
-    public uint Cfg(int off, int width = 4) { lock (M.SyncRoot) return Dev.ReadConfig(off, width); }
-    public void SetCfg(int off, int width, uint v) { lock (M.SyncRoot) Dev.WriteConfig(off, width, v); }
+    public uint Cfg(int off, int width = 4)
+    {
+        if (_routed) return M.Read(Dev.Rid, off, width);
+        lock (M.SyncRoot) return Dev.ReadConfig(off, width);
+    }
 
-    private IMmioRegion Bar(int i) => Dev.GetBarRegion(i);
+    public void SetCfg(int off, int width, uint v)
+    {
+        if (_routed) { M.Write(Dev.Rid, off, width, v); return; }
+        lock (M.SyncRoot) Dev.WriteConfig(off, width, v);
+    }
+
+    private IMmioRegion Bar(int i) => _routed ? new RoutedBar(M, Dev, i) : Dev.GetBarRegion(i);
+
+    /// <summary>A BAR reached through the machine's MMIO path at the address firmware assigned.</summary>
+    private sealed class RoutedBar(Machine m, VirtioNetFunction dev, int index) : IMmioRegion
+    {
+        private ulong Base => dev.BarWindow(dev.Bars.Single(b => b.Index == index)).Base;
+        public ulong Read(ulong offset, int width)
+        {
+            var r = m.ReadMmio(Base + offset, width);
+            Assert.Equal(CompletionStatus.Successful, r.Status);
+            return r.Value;
+        }
+        public void Write(ulong offset, int width, ulong value) =>
+            Assert.Equal(CompletionStatus.Successful, m.WriteMmio(Base + offset, width, value));
+    }
 
     private ulong ReadStruct(byte type, uint off, int width)
     {
         var c = _caps[type];
+        if (_routed) return Bar(c.Bar).Read(c.Offset + off, width);
         lock (M.SyncRoot) return Bar(c.Bar).Read(c.Offset + off, width);
     }
 
     private void WriteStruct(byte type, uint off, int width, ulong v)
     {
         var c = _caps[type];
+        if (_routed) { Bar(c.Bar).Write(c.Offset + off, width, v); return; }
         lock (M.SyncRoot) Bar(c.Bar).Write(c.Offset + off, width, v);
     }
 

@@ -24,3 +24,22 @@ def runner(server):
     r = conformance.Runner(server.tcp_target, token_file=server.token_file)
     yield r
     r.close()
+
+
+VIRTIO_MACHINE = HERE.parent / "virtio-net" / "machine.json"
+
+
+@pytest.fixture(scope="session")
+def virtio_server():
+    """A server built from the virtio-net suite's machine (two virtio-net devices on one L2 segment)."""
+    s = ServerProcess(extra_args=["--machine", str(VIRTIO_MACHINE)])
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def virtio_runner(virtio_server):
+    import conformance
+    r = conformance.Runner(virtio_server.tcp_target, token_file=virtio_server.token_file)
+    yield r
+    r.close()

@@ -38,11 +38,15 @@ internal sealed class Server : IAsyncDisposable
     public string Target { get; }
     public PcieEmuClient Client { get; }
 
-    public static async Task<Server> StartAsync()
+    /// <summary>A server of the default machine, or of the description in <paramref name="machineJson"/>.</summary>
+    public static async Task<Server> StartAsync(string? machineJson = null)
     {
         string dir = Directory.CreateTempSubdirectory("pcie-emu-drivers-").FullName;
+        string? machineFile = null;
+        if (machineJson != null) await File.WriteAllTextAsync(machineFile = Path.Combine(dir, "machine.json"), machineJson).W();
         var app = ServerHost.Build(new ServeSettings
         {
+            MachineFile = machineFile,
             Listen = ["tcp://127.0.0.1:0"],
             TokenFile = Path.Combine(dir, "token"),
             Overrides = new Dictionary<string, string?>

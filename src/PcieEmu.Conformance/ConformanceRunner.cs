@@ -61,13 +61,21 @@ public sealed class ConformanceRunner
     /// <see cref="RunAsync(string, string?, TextWriter, CancellationToken)"/> with the token of
     /// <paramref name="tokenFile"/> (null: $PCIEEMU_TOKEN, else the default token file) on TCP.
     /// </summary>
-    public static async Task<int> RunAsync(string target, string? filter, string? tokenFile, TextWriter output, CancellationToken ct)
+    public static Task<int> RunAsync(string target, string? filter, string? tokenFile, TextWriter output, CancellationToken ct) =>
+        RunAsync(target, filter, tokenFile, null, output, ct);
+
+    /// <summary>
+    /// <see cref="RunAsync(string, string?, string?, TextWriter, CancellationToken)"/> with the cases of
+    /// <paramref name="casesDirectory"/>/*.json instead of the embedded ones (null: embedded), e.g.
+    /// tests/Conformance/virtio-net/cases against a server started with that suite's machine.json.
+    /// </summary>
+    public static async Task<int> RunAsync(string target, string? filter, string? tokenFile, string? casesDirectory, TextWriter output, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(output);
         IReadOnlyList<CaseResult> results;
         try
         {
-            var runner = new ConformanceRunner { TokenFile = tokenFile };
+            var runner = new ConformanceRunner(casesDirectory is null ? null : CaseLoader.LoadDirectory(casesDirectory)) { TokenFile = tokenFile };
             if (await ReachableAsync(target, tokenFile, runner.RpcTimeout, ct) is { } problem)
             {
                 await output.WriteLineAsync($"conformance: {problem}");

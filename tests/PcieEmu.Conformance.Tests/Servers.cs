@@ -24,11 +24,34 @@ internal static class T
     public static Task W(this Task task) => task.WaitAsync(Timeout);
 }
 
-/// <summary>The real PcieEmu server, in process, on a free loopback port and a Unix socket (the default machine).</summary>
-public sealed class RealServer : IAsyncLifetime
+/// <summary>Paths in the repository the tests run from.</summary>
+internal static class Repo
+{
+    public static string Root { get; } = FindRoot();
+
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "PcieEmu.sln"))) return d.FullName;
+        throw new InvalidOperationException("repository root not found");
+    }
+
+    /// <summary>The virtio-net suite: its case directory and the machine it runs on.</summary>
+    public static string VirtioCases => Path.Combine(Root, "tests", "Conformance", "virtio-net", "cases");
+    public static string VirtioMachine => Path.Combine(Root, "tests", "Conformance", "virtio-net", "machine.json");
+}
+
+/// <summary>The real PcieEmu server, in process, on a free loopback port and a Unix socket (the default machine,
+/// or the machine description <c>machineFile</c>).</summary>
+public class RealServer : IAsyncLifetime
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("pcie-emu-conf-").FullName;
+    private readonly string? _machineFile;
     private WebApplication? _app;
+
+    public RealServer() { }
+
+    protected RealServer(string machineFile) => _machineFile = machineFile;
 
     public string TcpTarget { get; private set; } = "";
     public string UnixTarget => $"unix://{_dir}/emu.sock";
@@ -39,6 +62,7 @@ public sealed class RealServer : IAsyncLifetime
     {
         _app = ServerHost.Build(new ServeSettings
         {
+            MachineFile = _machineFile,
             Listen = ["tcp://127.0.0.1:0", UnixTarget],
             TokenFile = TokenFile,
             Overrides = new Dictionary<string, string?> { ["Machine:RamFilePath"] = Path.Combine(_dir, "ram.bin") },
@@ -58,6 +82,12 @@ public sealed class RealServer : IAsyncLifetime
         }
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
+}
+
+/// <summary>The server of the virtio-net suite: tests/Conformance/virtio-net/machine.json (two virtio-net devices on one segment).</summary>
+public sealed class VirtioNetServer : RealServer
+{
+    public VirtioNetServer() : base(Repo.VirtioMachine) { }
 }
 
 /// <summary>

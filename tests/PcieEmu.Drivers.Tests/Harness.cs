@@ -42,11 +42,15 @@ internal sealed class Server : IAsyncDisposable
     /// <summary>The server's machine (in this process), for observers of its event path.</summary>
     public Core.Platform.Machine Machine => _app.Services.GetRequiredService<Core.Platform.Machine>();
 
-    public static async Task<Server> StartAsync()
+    /// <summary>A server of the default machine, or of the description in <paramref name="machineJson"/>.</summary>
+    public static async Task<Server> StartAsync(string? machineJson = null)
     {
         string dir = Directory.CreateTempSubdirectory("pcie-emu-drivers-").FullName;
+        string? machineFile = null;
+        if (machineJson != null) await File.WriteAllTextAsync(machineFile = Path.Combine(dir, "machine.json"), machineJson).W();
         var app = ServerHost.Build(new ServeSettings
         {
+            MachineFile = machineFile,
             Listen = ["tcp://127.0.0.1:0"],
             TokenFile = Path.Combine(dir, "token"),
             Overrides = new Dictionary<string, string?>

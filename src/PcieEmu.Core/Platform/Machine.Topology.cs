@@ -39,7 +39,8 @@ public sealed record PortSnapshot(ushort Rid, PortKind Kind, string Name, ushort
 /// <param name="Number">Machine-wide number.</param>
 /// <param name="Mac">Permanent MAC address (02:00:...).</param>
 /// <param name="FunctionRid">Routing ID of the function it belongs to, now.</param>
-public sealed record EthernetPortSnapshot(int Number, string Mac, ushort FunctionRid);
+/// <param name="Segment">The L2 segment it is on (<see cref="EthernetSegment.Name"/>), or null.</param>
+public sealed record EthernetPortSnapshot(int Number, string Mac, ushort FunctionRid, string? Segment = null);
 
 /// <summary>A device as it is now.</summary>
 /// <param name="Type">Registered type name.</param>
@@ -118,7 +119,8 @@ public sealed partial class Machine
                 devices.Add(new DeviceSnapshot(d.Device.Type, d.Device.Model, d.Device.ShortModel, d.Path, d.Port.Rid, RootPortAbove(d.Port).Rid,
                     [.. fns.Select(f => f.Rid)],
                     [.. fns.Select(f => f is PhysicalFunction { Sriov: { } s } ? (int)s.Parameters.TotalVfs : 0)],
-                    [.. d.Device.EthernetPorts.Select(e => new EthernetPortSnapshot(e.Number, FormatMac(e.MacAddress), e.Function.Rid))]));
+                    [.. d.Device.EthernetPorts.Select(e => new EthernetPortSnapshot(e.Number, FormatMac(e.MacAddress), e.Function.Rid,
+                        built.Segments.FirstOrDefault(s => s.Ports.Contains(e))?.Name))]));
             }
             return new TopologySnapshot(ports, devices);
         }

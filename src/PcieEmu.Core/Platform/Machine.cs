@@ -30,9 +30,10 @@ public sealed partial class Machine : IDisposable
     private Built _built = Built.Empty;
 
     // Everything BuildTopology makes; replaced as a whole on a platform reset.
-    private sealed record Built(RootPort[] RootPorts, PciBridge[] Bridges, MachineDevice[] Devices, PhysicalFunction[] Pfs, IEthernetPort[] EthernetPorts)
+    private sealed record Built(RootPort[] RootPorts, PciBridge[] Bridges, MachineDevice[] Devices, PhysicalFunction[] Pfs, IEthernetPort[] EthernetPorts,
+        EthernetSegment[] Segments)
     {
-        public static readonly Built Empty = new([], [], [], [], []);
+        public static readonly Built Empty = new([], [], [], [], [], []);
     }
 
     /// <summary>Builds a machine from <paramref name="options"/> (the default machine when null).
@@ -100,6 +101,8 @@ public sealed partial class Machine : IDisposable
     public IReadOnlyList<PhysicalFunction> PhysicalFunctions => _built.Pfs;
     /// <summary>Every Ethernet port, indexed by its machine-wide number (description order).</summary>
     public IReadOnlyList<IEthernetPort> EthernetPorts => _built.EthernetPorts;
+    /// <summary>The L2 segments the description names, in order of first mention.</summary>
+    public IReadOnlyList<EthernetSegment> Segments => _built.Segments;
     /// <summary>Incremented whenever functions appear or vanish (VF enable/disable, reset).</summary>
     public long TopologyVersion { get; private set; }
 
@@ -119,8 +122,9 @@ public sealed partial class Machine : IDisposable
             builder.Populate(rp, d.RootPorts[i], $"rootPorts[{i}]");
         }
         builder.CheckMacs();
+        var segments = builder.ConnectSegments();
         _built = new Built([.. builder.RootPorts], [.. builder.Bridges], [.. builder.Devices],
-            [.. builder.Devices.SelectMany(x => x.Device.Functions).OfType<PhysicalFunction>()], [.. builder.EthernetPorts]);
+            [.. builder.Devices.SelectMany(x => x.Device.Functions).OfType<PhysicalFunction>()], [.. builder.EthernetPorts], segments);
         TopologyVersion++;
     }
 
@@ -147,6 +151,14 @@ public sealed partial class Machine : IDisposable
                     throw new InvalidOperationException($"{path}.device: device type '{type.Name}' must number its Ethernet ports with DeviceContext.NextEthernetPort, in order");
                 foreach (var f in device.Functions) port.Connect(f);
                 EthernetPorts.AddRange(device.EthernetPorts);
+                if (dev.Segments is { } segs)
+                {
+                    if (segs.Count > device.EthernetPorts.Count)
+                        throw new MachineDescriptionException(path + ".device.segment",
+                            $"names {segs.Count} segments but the device has {device.EthernetPorts.Count} Ethernet port(s)");
+                    for (int k = 0; k < segs.Count; k++)
+                        if (segs[k] is { } name) _segmentPorts.Add((name, device.EthernetPorts[k], path + ".device.segment"));
+                }
                 Devices.Add(new MachineDevice(device, path + ".device", port));
             }
             if (p.Switch is { } sw)
@@ -166,6 +178,25 @@ public sealed partial class Machine : IDisposable
                     Populate(dp, dpd, $"{sp}[{j}]");
                 }
             }
+        }
+
+        private readonly List<(string Name, IEthernetPort Port, string Path)> _segmentPorts = [];
+
+        // A segment named once is a typo more often than a cable to nowhere: refuse it.
+        public EthernetSegment[] ConnectSegments()
+        {
+            var segments = new List<EthernetSegment>();
+            foreach (var group in _segmentPorts.GroupBy(s => s.Name, StringComparer.Ordinal))
+            {
+                var members = group.ToList();
+                if (members.Count < 2)
+                    throw new MachineDescriptionException(members[0].Path,
+                        $"segment '{group.Key}' has no other port: name it on a second device (or port) too");
+                var segment = new EthernetSegment(group.Key);
+                foreach (var m in members) segment.Attach(m.Port);
+                segments.Add(segment);
+            }
+            return [.. segments];
         }
 
         // Two ports with one MAC would make a bridged segment (and a driver author) misbehave in ways real hardware never shows.

@@ -18,7 +18,19 @@ public sealed class MachineDescriptionException(string entry, string problem) : 
 /// <summary>A device on a port: its registered type and its options (an instance of the type's options record).</summary>
 /// <param name="Type">The registered type name ("intel-82576").</param>
 /// <param name="Options">The type's options record; null means every option at its default.</param>
-public sealed record DeviceDescription(string Type, object? Options = null);
+public sealed record DeviceDescription(string Type, object? Options = null)
+{
+    /// <summary>The L2 segment each of the device's Ethernet ports joins, in port order (null: the port is on no
+    /// segment); null or shorter than the device's ports leaves the rest unconnected. JSON: <c>"segment": "lan0"</c>
+    /// (the first port) or <c>"segment": ["lan0", null]</c>.</summary>
+    public IReadOnlyList<string?>? Segments { get; init; }
+
+    /// <summary>The description key that names segments on a device (not an option of any device type).</summary>
+    public const string SegmentKey = "segment";
+
+    internal static bool IsSegmentName(string? name) =>
+        name is { Length: > 0 and <= 32 } && char.IsAsciiLetterOrDigit(name[0]) && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+}
 
 /// <summary>A switch: an upstream port on the link above and downstream ports on its internal bus.</summary>
 public sealed record SwitchDescription
@@ -123,8 +135,11 @@ public sealed record MachineDescription
             var type = registry.Get(t.GetValue<string>(), path + ".device.type");
             var options = new JsonObject();
             foreach (var (k, v) in dobj)
-                if (k != "type") options[k] = v?.DeepClone();
-            device = new DeviceDescription(type.Name, type.ReadOptions(options, path + ".device"));
+                if (k is not ("type" or DeviceDescription.SegmentKey)) options[k] = v?.DeepClone();
+            device = new DeviceDescription(type.Name, type.ReadOptions(options, path + ".device"))
+            {
+                Segments = dobj[DeviceDescription.SegmentKey] is { } seg ? ReadSegments(seg, path + ".device.segment") : null,
+            };
         }
         SwitchDescription? sw = null;
         if (o["switch"] is { } sn)
@@ -135,6 +150,16 @@ public sealed record MachineDescription
             sw = new SwitchDescription { DownstreamPorts = [.. dps.Select((p, i) => ReadPort(p, $"{path}.switch.downstreamPorts[{i}]", registry))] };
         }
         return new PortDescription { Slot = slot, Device = device, Switch = sw };
+    }
+
+    private static string?[] ReadSegments(JsonNode node, string path)
+    {
+        if (node.GetValueKind() == JsonValueKind.String) return [node.GetValue<string>()];
+        if (node is JsonArray a)
+            return [.. a.Select((n, i) => n is null ? null
+                : n.GetValueKind() == JsonValueKind.String ? n.GetValue<string>()
+                : throw new MachineDescriptionException($"{path}[{i}]", $"must be a segment name or null (was {n.ToJsonString()})"))];
+        throw new MachineDescriptionException(path, $"must be a segment name or an array of them, one per Ethernet port (was {node.ToJsonString()})");
     }
 
     private static JsonObject Object(JsonNode? node, string path) => node as JsonObject
@@ -173,6 +198,10 @@ public sealed record MachineDescription
         {
             var type = registry.Get(d.Type, path + ".device.type");
             type.Validate(d.Options ?? type.DefaultOptions(), path + ".device");
+            for (int i = 0; i < (d.Segments?.Count ?? 0); i++)
+                if (d.Segments![i] is { } name && !DeviceDescription.IsSegmentName(name))
+                    throw new MachineDescriptionException(d.Segments.Count == 1 ? path + ".device.segment" : $"{path}.device.segment[{i}]",
+                        $"'{name}' is not a segment name (1-32 letters, digits, '-', '_', '.'; starting with a letter or digit)");
         }
         if (p.Switch is { } s)
         {

@@ -188,7 +188,9 @@ public static class LspciCommand
         {
             string label = f.Rid >> 8 == bus ? f.Bdf[3..] : $"[{f.Bdf[..2]}]-{f.Bdf[3..]}";
             if (!byRid.TryGetValue(f.Rid, out var b)) return [verbose ? label + "  " + Name(f) : label];
-            string head = $"{label}-[{b.Secondary:x2}-{b.Subordinate:x2}]--";
+            // As lspci: one bus number when the bridge's range is a single bus.
+            string buses = b.Secondary == b.Subordinate ? $"{b.Secondary:x2}" : $"{b.Secondary:x2}-{b.Subordinate:x2}";
+            string head = $"{label}-[{buses}]--";
             // Below: functions on the secondary bus, and on the buses up to the subordinate that no bridge below claims.
             var inner = functions.Where(c => byRid.TryGetValue(c.Rid, out var cb) && c.Rid >> 8 == b.Secondary).Select(c => byRid[c.Rid]).ToList();
             var children = functions.Where(c => c.Rid >> 8 >= b.Secondary && c.Rid >> 8 <= b.Subordinate

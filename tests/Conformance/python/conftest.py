@@ -11,16 +11,38 @@ import pcieemu  # noqa: E402,F401  (generates the pcieemu.v1 modules)
 from pcieemu.testing import ServerProcess  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def server():
-    s = ServerProcess()
+VIRTIO_MACHINE = HERE.parent / "virtio-net" / "machine.json"
+
+
+def _serve(extra_args=None):
+    s = ServerProcess(extra_args=extra_args)
     yield s
     s.stop()
 
 
-@pytest.fixture(scope="session")
-def runner(server):
+def _run_against(s):
     import conformance
-    r = conformance.Runner(server.tcp_target, token_file=server.token_file)
+    r = conformance.Runner(s.tcp_target, token_file=s.token_file)
     yield r
     r.close()
+
+
+@pytest.fixture(scope="session")
+def server():
+    yield from _serve()
+
+
+@pytest.fixture(scope="session")
+def runner(server):
+    yield from _run_against(server)
+
+
+@pytest.fixture(scope="session")
+def virtio_server():
+    """A server built from the virtio-net suite's machine (two virtio-net devices on one L2 segment)."""
+    yield from _serve(["--machine", str(VIRTIO_MACHINE)])
+
+
+@pytest.fixture(scope="session")
+def virtio_runner(virtio_server):
+    yield from _run_against(virtio_server)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Rewrites tests/Conformance/cases/*.json in the house layout: one step per line (a step with
+"""Rewrites tests/Conformance/cases/*.json and tests/Conformance/virtio-net/cases/*.json in the house layout: one step per line (a step with
 nested 'while' steps gets one line per nested step). Content is unchanged.
 
     /usr/bin/python3 tests/Conformance/python/format_cases.py [--check]
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
+VIRTIO_CASES = Path(__file__).resolve().parent.parent / "virtio-net" / "cases"
 
 
 def one(v):
@@ -54,7 +55,7 @@ def render(doc):
 def main():
     check = "--check" in sys.argv
     bad = []
-    for p in sorted(CASES.glob("*.json")):
+    for p in sorted(CASES.glob("*.json")) + sorted(VIRTIO_CASES.glob("*.json")):
         text = p.read_text()
         doc = json.loads(text)
         new = render(doc)

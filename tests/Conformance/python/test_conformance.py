@@ -9,6 +9,7 @@ import conformance
 from broken_fake import BrokenFakeServer
 
 CASES = conformance.load_cases()
+VIRTIO_CASES = conformance.load_cases(conformance.HERE.parent / "virtio-net" / "cases")
 
 
 # ------------------------------------------------------------------ the cases themselves
@@ -17,6 +18,19 @@ CASES = conformance.load_cases()
 def test_case_passes_against_pcieemu(runner, case):
     result = runner.run_case(case)
     assert result.passed, f"{case.name} [{case.spec}]: {result.reason}"
+
+
+@pytest.mark.parametrize("case", VIRTIO_CASES, ids=[c.name for c in VIRTIO_CASES])
+def test_virtio_case_passes_against_pcieemu(virtio_runner, case):
+    """The virtio-net suite against a server started with --machine virtio-net/machine.json."""
+    result = virtio_runner.run_case(case)
+    assert result.passed, f"{case.name} [{case.spec}]: {result.reason}"
+
+
+def test_virtio_suite_size_and_names_are_its_own():
+    assert len(VIRTIO_CASES) >= 15
+    assert all(c.name.startswith("virtio.") and c.spec.startswith("virtio 1.2") for c in VIRTIO_CASES)
+    assert not {c.name for c in VIRTIO_CASES} & {c.name for c in CASES}
 
 
 def test_suite_size_and_metadata():

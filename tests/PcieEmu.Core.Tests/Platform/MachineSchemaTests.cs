@@ -58,6 +58,10 @@ public class MachineSchemaTests
     [InlineData("""{ "rootPorts": [ { "device": { "type": "intel-82576", "totalVfs": 0 } } ] }""")]
     [InlineData("""{ "rootPorts": [ { "device": { "type": "intel-82576", "mac": "01:00:00:00:00:01" } } ] }""")]
     [InlineData("""{ "rootPorts": [ { "device": { "totalVfs": 4 } } ] }""")]
+    [InlineData("""{ "rootPorts": [ { "device": { "type": "virtio-net", "queuePairs": 0 } } ] }""")]
+    [InlineData("""{ "rootPorts": [ { "device": { "type": "virtio-net", "portNumber": 2 } } ] }""")]
+    [InlineData("""{ "rootPorts": [ { "device": { "type": "virtio-net", "segment": "bad name" } } ] }""")]
+    [InlineData("""{ "rootPorts": [ { "device": { "type": "intel-82576", "segment": [3] } } ] }""")]
     [InlineData("""{ "rootPorts": [ { "switch": { "downstreamPorts": [] } } ] }""")]
     public void TheSchemaRefusesWhatPcieEmuRefusesByShape(string json)
     {

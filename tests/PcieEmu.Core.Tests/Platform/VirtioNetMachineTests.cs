@@ -108,7 +108,12 @@ public class VirtioNetMachineTests
         Assert.Equal(1, m.EthernetPorts[2].InjectFrame(incoming));
         var got = Assert.Single(rx.Used());
         Assert.Equal(incoming, d.ReadRam(got.Cookie + NetHdrSize, incoming.Length));
-        Assert.Contains(2, d.Vectors());
+        Assert.Contains(1, d.Vectors());
+        // A frame any Ethernet port carries but over the device's 1518 bytes: dropped, counted, buffers untouched.
+        Assert.Equal(0, m.EthernetPorts[2].InjectFrame(VirtioTestDriver.Frame(VirtioTestDriver.Mac(1), VirtioTestDriver.Mac(9), 1519)));
+        Assert.Equal(1, d.Dev.RxDropped);
+        Assert.Empty(rx.Used());
+        Assert.Equal(1, m.EthernetPorts[2].InjectFrame(VirtioTestDriver.Frame(VirtioTestDriver.Mac(1), VirtioTestDriver.Mac(9), 1518)));
     }
 
     [Fact]

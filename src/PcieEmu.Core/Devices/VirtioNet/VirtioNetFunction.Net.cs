@@ -36,7 +36,8 @@ public sealed partial class VirtioNetFunction
     public long RxFrames { get; private set; }
     /// <summary>Frames the receive filter refused (MAC, promiscuous, all-multicast).</summary>
     public long RxFiltered { get; private set; }
-    /// <summary>Frames dropped for lack of receive buffers (or a chain too small without MRG_RXBUF), or while not live.</summary>
+    /// <summary>Frames dropped for lack of receive buffers (or a chain too small without MRG_RXBUF), while not live, or
+    /// longer than <see cref="MaxFrameSize"/> (an oversize frame from the wire).</summary>
     public long RxDropped { get; private set; }
     /// <summary>The MAC address now (device config mac; MAC_ADDR_SET changes it).</summary>
     public ReadOnlySpan<byte> Mac => _mac;
@@ -175,14 +176,20 @@ public sealed partial class VirtioNetFunction
     /// </summary>
     public int InjectFrame(ReadOnlySpan<byte> frame)
     {
-        if (frame.Length is < MinFrameSize or > MaxFrameSize)
-            throw new ArgumentException($"frame must be {MinFrameSize}..{MaxFrameSize} bytes (was {frame.Length})", nameof(frame));
+        if (frame.Length is < EthernetFrame.MinSize or > EthernetFrame.MaxSize)
+            throw new ArgumentException($"frame must be {EthernetFrame.MinSize}..{EthernetFrame.MaxSize} bytes (was {frame.Length})", nameof(frame));
         lock (Machine.SyncRoot)
         {
             var bus = Machine.Events;
             if (bus.Wants(EventKind.Frame))
                 bus.Publish(new FrameEvent(Rid, FrameDirection.FromWire,
                     new WireFrame(PortNumber, frame.ToArray(), (Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100), -1, 0));
+            if (frame.Length > MaxFrameSize)
+            {
+                // Longer than the MTU allows (MTU is not offered): the wire carried it, the device drops it.
+                RxDropped++;
+                return 0;
+            }
             return Receive(frame) ? 1 : 0;
         }
     }

@@ -276,7 +276,7 @@ public class VirtioNetDataPathTests
         Assert.Equal(1, d.Dev.TxDropped);
     }
 
-    private static byte Ctrl(VirtioTestDriver d, byte cls, byte cmd, params byte[] data)
+    internal static byte Ctrl(VirtioTestDriver d, byte cls, byte cmd, params byte[] data)
     {
         var ctrl = d.Queues[d.Dev.ControlQueue];
         ulong cmdBuf = d.Alloc(2 + data.Length, 16), ack = d.Alloc(1, 16);

@@ -1,3 +1,4 @@
+using PcieEmu.Core.Devices;
 using System.Text;
 using PcieEmu.Core.Config;
 using PcieEmu.Core.Devices.VirtioNet;
@@ -368,7 +369,10 @@ public class VirtioNetTransportTests
     {
         using var d = new VirtioTestDriver();
         Assert.Equal("frame", Assert.Throws<ArgumentException>(() => d.Dev.InjectFrame(new byte[13])).ParamName);
-        Assert.Equal("frame", Assert.Throws<ArgumentException>(() => d.Dev.InjectFrame(new byte[1519])).ParamName);
+        Assert.Equal("frame", Assert.Throws<ArgumentException>(() => d.Dev.InjectFrame(new byte[EthernetFrame.MaxSize + 1])).ParamName);
+        long dropped = d.Dev.RxDropped;
+        Assert.Equal(0, d.Dev.InjectFrame(new byte[1519]));   // any Ethernet port takes it from the wire; over the MTU, dropped
+        Assert.Equal(dropped + 1, d.Dev.RxDropped);
         Assert.Equal("Mac", Assert.Throws<ArgumentException>(() => new VirtioNetOptions { Mac = "02:00:00:00:77" }.Validate()).ParamName);
         Assert.Equal("Mac", Assert.Throws<ArgumentException>(() => new VirtioNetOptions { Mac = "03:00:00:00:77:01" }.Validate()).ParamName);
         Assert.Equal("QueuePairs", Assert.Throws<ArgumentException>(() => new VirtioNetOptions { QueuePairs = 0 }.Validate()).ParamName);

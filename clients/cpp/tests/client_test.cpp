@@ -13,6 +13,7 @@
 
 #include "pcieemu/pcieemu.h"
 #include "pcieemu/pcieemu.hpp"
+#include "test_server.h"
 
 namespace fs = std::filesystem;
 using namespace pcieemu;
@@ -26,18 +27,6 @@ constexpr uint32_t kPf0 = 0x0100, kPort = 0x0008;
 constexpr auto OK = v1::COMPLETION_STATUS_SUCCESSFUL;
 constexpr auto UR = v1::COMPLETION_STATUS_UNSUPPORTED_REQUEST;
 
-int FreePort() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 class ServerEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
@@ -48,48 +37,13 @@ class ServerEnvironment : public ::testing::Environment {
       ASSERT_TRUE(WaitServing(g_tcp, 60s, {"", g_token_file})) << g_tcp << " not SERVING";
       return;
     }
-    std::string dll;
-    if (const char* d = std::getenv("PCIEEMU_SERVER_DLL")) {
-      dll = d;
-    } else {
-      fs::path dir = fs::path(PCIEEMU_REPO_ROOT) / "src/PcieEmu.Server/bin/Release/net10.0";
-      for (const char* n : {"pcie-emu.dll", "PcieEmu.Server.dll"})
-        if (fs::exists(dir / n)) dll = (dir / n).string();
-      ASSERT_FALSE(dll.empty()) << "server not built: run 'dotnet build src/PcieEmu.Server -c Release' (looked in " << dir << ")";
-    }
-    char tmpl[] = "/tmp/pcieemu-cpp-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    g_tcp = "tcp://127.0.0.1:" + std::to_string(FreePort());
-    g_unix = "unix://" + dir_ + "/pcie-emu.sock";
-    g_token_file = dir_ + "/token";
-    std::string ram = dir_ + "/ram.bin";
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      ::execlp("dotnet", "dotnet", dll.c_str(), "serve", "--listen", g_tcp.c_str(), "--listen", g_unix.c_str(),
-               "--token-file", g_token_file.c_str(), "--ram-file", ram.c_str(), (char*)nullptr);
-      std::perror("exec dotnet");
-      ::_exit(127);
-    }
-    ASSERT_TRUE(WaitServing(g_tcp, 60s, {"", g_token_file})) << "server at " << g_tcp << " not SERVING";
+    ASSERT_TRUE(server_.Start()) << server_.error;
+    g_tcp = server_.tcp, g_unix = server_.unix_target, g_token_file = server_.token_file;
   }
-  void TearDown() override {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int st;
-      for (int i = 0; i < 50 && ::waitpid(pid_, &st, WNOHANG) == 0; i++) std::this_thread::sleep_for(100ms);
-      if (::waitpid(pid_, &st, WNOHANG) == 0) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &st, 0);
-      }
-    }
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
+  void TearDown() override { server_.Stop(); }
 
  private:
-  pid_t pid_ = -1;
-  std::string dir_;
+  pcieemu_test::TestServer server_;
 };
 
 class ClientTest : public ::testing::Test {

@@ -53,16 +53,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitServing polls the gRPC health service until it answers SERVING.
-func waitServing(target string, timeout time.Duration) error {
+// waitServing polls the gRPC health service until it answers SERVING (with the token in tokenFile).
+func waitServing(target, tokenFile string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		var c *Client
 		var err error
-		if _, statErr := os.Stat(testTokenFile); statErr == nil || testTokenFile == "" {
-			c, err = dialTest(ctx, target)
+		if _, statErr := os.Stat(tokenFile); statErr == nil || tokenFile == "" {
+			c, err = DialWith(ctx, target, Options{TokenFile: tokenFile})
 		} else {
 			err = statErr
 		}
@@ -82,51 +82,74 @@ func waitServing(target string, timeout time.Duration) error {
 	return fmt.Errorf("server at %s not SERVING after %s: %v", target, timeout, last)
 }
 
+// testServer is a server this package started: TCP, Unix socket and token file in a temporary directory.
+type testServer struct {
+	tcp, unix, tokenFile, dir string
+	cmd                       *exec.Cmd
+}
+
+// startServer starts `pcie-emu serve` on a free TCP port and a temporary Unix socket, with extra
+// arguments (e.g. --machine FILE), and waits until it is SERVING.
+func startServer(extra ...string) (*testServer, error) {
+	dll, err := serverDLL()
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := ioutil.TempDir("", "pcieemu-go-")
+	if err != nil {
+		return nil, err
+	}
+	s := &testServer{tcp: fmt.Sprintf("tcp://127.0.0.1:%d", port), unix: "unix://" + filepath.Join(dir, "pcie-emu.sock"),
+		tokenFile: filepath.Join(dir, "token"), dir: dir}
+	args := append([]string{dll, "serve", "--listen", s.tcp, "--listen", s.unix, "--token-file", s.tokenFile,
+		"--ram-file", filepath.Join(dir, "ram.bin")}, extra...)
+	s.cmd = exec.Command("dotnet", args...)
+	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	if err := waitServing(s.tcp, s.tokenFile, 60*time.Second); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// stop ends the server (SIGTERM, then SIGKILL after 5 s) and removes its directory.
+func (s *testServer) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	os.RemoveAll(s.dir)
+}
+
 func TestMain(m *testing.M) {
 	if t := os.Getenv("PCIEEMU_TEST_TARGET"); t != "" {
 		testTCP, testUnix, testTokenFile = t, os.Getenv("PCIEEMU_TEST_UNIX"), os.Getenv("PCIEEMU_TEST_TOKEN_FILE")
-		if err := waitServing(testTCP, 60*time.Second); err != nil {
+		if err := waitServing(testTCP, testTokenFile, 60*time.Second); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
 		os.Exit(m.Run())
 	}
-	dll, err := serverDLL()
+	s, err := startServer()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	port, err := freePort()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	dir, _ := ioutil.TempDir("", "pcieemu-go-")
-	testTCP = fmt.Sprintf("tcp://127.0.0.1:%d", port)
-	testUnix = "unix://" + filepath.Join(dir, "pcie-emu.sock")
-	testTokenFile = filepath.Join(dir, "token")
-	cmd := exec.Command("dotnet", dll, "serve", "--listen", testTCP, "--listen", testUnix, "--token-file", testTokenFile,
-		"--ram-file", filepath.Join(dir, "ram.bin"))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "start server:", err)
-		os.Exit(2)
-	}
-	code := 2
-	if err := waitServing(testTCP, 60*time.Second); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	} else {
-		code = m.Run()
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-	os.RemoveAll(dir)
+	testTCP, testUnix, testTokenFile = s.tcp, s.unix, s.tokenFile
+	code := m.Run()
+	s.stop()
 	os.Exit(code)
 }

@@ -290,6 +290,12 @@ describe('against a real server', () => {
     assert.match(stdout, /^VF0 -> wire: 64-byte frame captured on port 0$/m);
   });
 
+  test('the virtio-net example on the default machine (no virtio-net device) fails saying what to do', async () => {
+    const env = { ...process.env, PCIEEMU_TOKEN: server.token ?? '' };
+    await assert.rejects(within(promisify(execFile)(process.execPath, [join(__dirname, '../examples/virtio-net.js'), server.tcp], { env }), 30_000, 'virtio-net example'),
+      (e: Error & { stderr?: string }) => /no virtio-net function \(1af4:1041\)/.test(e.stderr ?? '') && /--machine/.test(e.stderr ?? ''));
+  });
+
   test('assertNoViolations rejects naming SRIOV.NUMVFS_WHILE_ENABLED, passes after clearViolations', async () => {
     await within(c.clearViolations());
     await within(c.assertNoViolations());

@@ -12,7 +12,7 @@ import { grpcTarget } from '../src/client.js';
 /** A running server; TCP needs its token, which it wrote to `tokenFile` (`token` holds it). */
 export interface TestServer { tcp: string; unix: string; tokenFile?: string; token?: string; stop(): Promise<void> }
 
-const repoRoot = resolve(__dirname, '../../../..');
+export const repoRoot = resolve(__dirname, '../../../..');
 
 export function serverDll(): string {
   if (process.env.PCIEEMU_SERVER_DLL) return process.env.PCIEEMU_SERVER_DLL;
@@ -55,9 +55,10 @@ export async function waitHealthy(target: string, timeoutMs = 60_000, tokenFile?
 
 /** Starts a server on a free TCP port and a temporary Unix socket. With `runtimeDir` it runs with
  *  XDG_RUNTIME_DIR=runtimeDir and writes its token to the default place (runtimeDir/pcie-emu/token),
- *  where a client given the same XDG_RUNTIME_DIR finds it without being told. */
-export async function startServer(opts: { runtimeDir?: string } = {}): Promise<TestServer> {
-  if (process.env.PCIEEMU_TEST_TARGET && !opts.runtimeDir) {
+ *  where a client given the same XDG_RUNTIME_DIR finds it without being told. `extraArgs` go to
+ *  `serve` (e.g. ['--machine', FILE]); with them a server is always started here. */
+export async function startServer(opts: { runtimeDir?: string; extraArgs?: string[] } = {}): Promise<TestServer> {
+  if (process.env.PCIEEMU_TEST_TARGET && !opts.runtimeDir && !opts.extraArgs) {
     const t = process.env.PCIEEMU_TEST_TARGET;
     const tokenFile = process.env.PCIEEMU_TEST_TOKEN_FILE || undefined;
     await waitHealthy(t, 60_000, tokenFile);
@@ -70,7 +71,7 @@ export async function startServer(opts: { runtimeDir?: string } = {}): Promise<T
   const tcp = `tcp://127.0.0.1:${port}`, unix = `unix://${sock}`;
   const tokenFile = opts.runtimeDir ? join(opts.runtimeDir, 'pcie-emu', 'token') : join(dir, 'token');
   const child: ChildProcess = spawn('dotnet', [serverDll(), 'serve', '--listen', tcp, '--listen', unix,
-    ...(opts.runtimeDir ? [] : ['--token-file', tokenFile]), '--ram-file', join(dir, 'ram.bin')],
+    ...(opts.runtimeDir ? [] : ['--token-file', tokenFile]), '--ram-file', join(dir, 'ram.bin'), ...(opts.extraArgs ?? [])],
   { stdio: ['ignore', 'pipe', 'pipe'], env: opts.runtimeDir ? { ...process.env, XDG_RUNTIME_DIR: opts.runtimeDir } : process.env });
   let log = '';
   child.stdout!.on('data', (d) => { log += d; });

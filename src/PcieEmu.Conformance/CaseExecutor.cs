@@ -72,6 +72,7 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
         "read_memory" => ReadMemoryAsync(s),
         "write_memory" => WriteMemoryAsync(s),
         "transact" => TransactAsync(s),
+        "wait" => WaitAsync(s),
         "subscribe_interrupts" when s["while"] != null || Expect(s)["events"] != null => SubscribeAndCollectAsync(s),
         "subscribe_interrupts" => OpenStreamAsync(s, "subscribe", () => client.Interrupts.SubscribeInterrupts(Subscription(s), deadline: Deadline, cancellationToken: _ct), mustStayOpen: true),
         "capture_frames" when s["while"] != null || Expect(s)["frames"] != null => CaptureAndCollectAsync(s),
@@ -113,6 +114,30 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
         if (s["save"]?.GetValue<string>() is not { } name) return;
         ulong mask = s["save_mask"] is null ? ulong.MaxValue : Evaluate(s["save_mask"], _env);
         _env[name] = value & mask;
+    }
+
+    /// <summary>The longest pause a case may ask for (a typo such as 100000 fails instead of hanging).</summary>
+    internal const ulong MaxWaitMs = 10_000;
+
+    /// <summary>Milliseconds of a "wait" step's "ms" or a transact entry's "wait_ms", 1..MaxWaitMs.</summary>
+    private ulong WaitMs(JsonObject s, string key)
+    {
+        ulong ms = E(s, key);
+        if (ms == 0 || ms > MaxWaitMs) throw new CaseFileException($"'{key}' must be 1..{MaxWaitMs}, got {ms}");
+        return ms;
+    }
+
+    /// <summary>Lets time pass on the machine's clock, as a driver waits (100 ms after VF Enable or an
+    /// FLR): the server's clock is the wall clock, so a sleep here is that wait.</summary>
+    private Task WaitAsync(JsonObject s) => SleepAsync(WaitMs(s, "ms"));
+
+    /// <summary>Sleeps at least <paramref name="ms"/> ms by the Stopwatch: a timer may fire up to a
+    /// tick early, and a driver's 100 ms must not come out as 99.5.</summary>
+    private async Task SleepAsync(ulong ms)
+    {
+        var want = TimeSpan.FromMilliseconds(ms);
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < want) await Task.Delay(want - sw.Elapsed + TimeSpan.FromMilliseconds(1), _ct);
     }
 
     // -------- PlatformService
@@ -316,7 +341,9 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
 
     private async Task TransactAsync(JsonObject s)
     {
-        var requests = ((JsonArray)s["requests"]!).Select(x => Request((JsonObject)x!)).ToList();
+        // An entry {"wait_ms": N} is no request: the runner pauses the stream there for N ms.
+        var requests = ((JsonArray)s["requests"]!).Select(x => (JsonObject)x!)
+            .Select(o => o["wait_ms"] != null ? (Req: (TransactRequest?)null, Wait: WaitMs(o, "wait_ms")) : (Req: Request(o), Wait: 0UL)).ToList();
         var got = new List<Completion>();
         RpcException? error = null;
         using var call = client.Session.Transact(deadline: Deadline, cancellationToken: _ct);
@@ -333,7 +360,11 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
             }, _ct);
             try
             {
-                foreach (var req in requests) await call.RequestStream.WriteAsync(req, _ct);
+                foreach (var (req, wait) in requests)
+                {
+                    if (req is null) await SleepAsync(wait);
+                    else await call.RequestStream.WriteAsync(req, _ct);
+                }
                 await call.RequestStream.CompleteAsync();
             }
             catch (RpcException) { /* the stream ended early (an expected error); the reader reports it */ }

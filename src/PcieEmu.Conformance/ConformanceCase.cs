@@ -40,7 +40,7 @@ public static partial class CaseLoader
     public static readonly IReadOnlySet<string> KnownOps = new HashSet<string>(StringComparer.Ordinal)
     {
         "reset", "get_platform", "list_functions", "read_config", "write_config", "read_mmio", "write_mmio",
-        "read_memory", "write_memory", "transact", "subscribe_interrupts", "inject_frame", "capture_frames", "translate_address",
+        "read_memory", "write_memory", "transact", "subscribe_interrupts", "inject_frame", "capture_frames", "translate_address", "wait",
     };
 
     /// <summary>The cases embedded in this assembly (a copy of tests/Conformance/cases at build time).</summary>

@@ -95,6 +95,9 @@ public sealed class RunnerBehaviour(RealServer server)
     [InlineData("""[{"op": "get_platform", "expect": {"fields": {"iommu_base": "0x1"}}}]""", "iommu_base")]
     [InlineData("""[{"op": "read_memory", "address": 0, "length": 2, "expect": {"data": "0102"}}]""", "data 0000, expected 0102")]
     [InlineData("""[{"op": "read_config", "rid": "$nothing", "offset": 0, "width": 4}]""", "bad case data")]
+    [InlineData("""[{"op": "wait", "ms": 0}]""", "bad case data: 'ms' must be 1..10000, got 0")]
+    [InlineData("""[{"op": "wait"}]""", "bad case data: missing 'ms'")]
+    [InlineData("""[{"op": "transact", "requests": [{"wait_ms": 20000}]}]""", "bad case data: 'wait_ms' must be 1..10000, got 20000")]
     public async Task WrongExpectationsFailWithAReason(string steps, string reason)
     {
         var r = Assert.Single(await Inline(steps).WithToken(server).RunCasesAsync(server.TcpTarget, null).W());

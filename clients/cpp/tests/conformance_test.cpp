@@ -1,7 +1,9 @@
 // The core subset of the language-neutral conformance suite (tests/Conformance/cases/*.json), run
 // through this client's API: every case whose steps use only platform, config, MMIO and memory
-// operations (the Session, interrupt, Ethernet and IOMMU cases run in the C# and Python runners).
-// One parameterized test per case; a failure names the step and the reason.
+// operations and waits (the Session, interrupt, Ethernet and IOMMU cases run in the C# and Python
+// runners). One parameterized test per case; a failure names the step and the reason. The
+// virtio-net suite (tests/Conformance/virtio-net/cases) runs the same way against a server started
+// here with its machine.
 #include <gtest/gtest.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
@@ -14,9 +16,11 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <thread>
 #include <variant>
 
 #include "pcieemu/pcieemu.hpp"
+#include "test_server.h"
 
 extern std::string g_tcp, g_token_file;
 
@@ -39,7 +43,8 @@ struct CaseFailure : std::runtime_error {
 };
 
 const std::set<std::string> kCoreOps = {"reset", "get_platform", "list_functions", "read_config", "write_config",
-                                        "read_mmio", "write_mmio", "read_memory", "write_memory"};
+                                        "read_mmio", "write_mmio", "read_memory", "write_memory", "wait"};
+constexpr uint64_t kMaxWaitMs = 10000;  // the longest pause a "wait" step may ask for
 
 fs::path CasesDir() {
   if (const char* d = std::getenv("PCIEEMU_CONFORMANCE_CASES")) return d;
@@ -53,11 +58,13 @@ const gp::Value* Get(const gp::Value& v, const std::string& key) {
   return it == f.end() ? nullptr : &it->second;
 }
 
-std::vector<ConfCase> LoadCoreCases() {
+fs::path VirtioCasesDir() { return fs::path(PCIEEMU_REPO_ROOT) / "tests/Conformance/virtio-net/cases"; }
+
+std::vector<ConfCase> LoadCoreCases(const fs::path& dir) {
   std::vector<ConfCase> out;
   std::vector<fs::path> files;
-  if (fs::is_directory(CasesDir()))
-    for (auto& e : fs::directory_iterator(CasesDir()))
+  if (fs::is_directory(dir))
+    for (auto& e : fs::directory_iterator(dir))
       if (e.path().extension() == ".json") files.push_back(e.path());
   std::sort(files.begin(), files.end());
   std::set<std::string> names;
@@ -90,7 +97,14 @@ std::vector<ConfCase> LoadCoreCases() {
 }
 
 const std::vector<ConfCase>& CoreCases() {
-  static const std::vector<ConfCase> cases = LoadCoreCases();
+  static const std::vector<ConfCase> cases = LoadCoreCases(CasesDir());
+  return cases;
+}
+
+// The virtio-net suite's core cases; none when PCIEEMU_CONFORMANCE_CASES points the Core tests at a directory.
+const std::vector<ConfCase>& VirtioCoreCases() {
+  static const std::vector<ConfCase> cases =
+      std::getenv("PCIEEMU_CONFORMANCE_CASES") ? std::vector<ConfCase>{} : LoadCoreCases(VirtioCasesDir());
   return cases;
 }
 
@@ -362,6 +376,13 @@ class Runner {
       std::string d = Data(*dv);
       if (!Call(s, [&] { c_.WriteMemory(a, d); })) return;
       if (auto* want = Get(x, "length")) Compare("length", uint64_t{d.size()}, *want);
+    } else if (op == "wait") {
+      // Time on the machine's clock, as a driver waits (100 ms after VF Enable or an FLR): the
+      // server's clock is the wall clock, so a sleep here is that wait.
+      uint64_t ms = Num(s, "ms");
+      if (ms == 0 || ms > kMaxWaitMs)
+        throw CaseFailure("bad case data: 'ms' must be 1.." + std::to_string(kMaxWaitMs) + ", got " + std::to_string(ms));
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     } else {
       throw CaseFailure("op " + op + " is not in the core subset");
     }
@@ -422,17 +443,75 @@ TEST(ConformanceSuite, CoreSubsetLoads) {
   EXPECT_GE(CoreCases().size(), 100u) << "core cases found in " << CasesDir();
 }
 
-TEST_P(Conformance, Case) {
-  auto c = Client::Connect(g_tcp, std::chrono::seconds(10), {"", g_token_file});
+// Runs one case against target; a failure names the step and the reason.
+void RunCase(const std::string& target, const std::string& token_file, const ConfCase& k) {
+  auto c = Client::Connect(target, std::chrono::seconds(10), {"", token_file});
   Runner r(*c);
   try {
-    r.Run(GetParam());
+    r.Run(k);
   } catch (const std::exception& e) {
     FAIL() << e.what();
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Core, Conformance, ::testing::ValuesIn(CoreCases()),
-                         [](const ::testing::TestParamInfo<ConfCase>& info) { return info.param.test_name; });
+const auto kCaseName = [](const ::testing::TestParamInfo<ConfCase>& info) { return info.param.test_name; };
+
+TEST_P(Conformance, Case) { RunCase(g_tcp, g_token_file, GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Core, Conformance, ::testing::ValuesIn(CoreCases()), kCaseName);
+
+// A "wait" step lets the time pass and refuses a pause outside 1..kMaxWaitMs as bad case data.
+TEST(ConformanceSuite, WaitStep) {
+  auto c = Client::Connect(g_tcp, std::chrono::seconds(10), {"", g_token_file});
+  Runner r(*c);
+  auto one = [](const std::string& json) {
+    ConfCase k{"wait", "test", "wait", {}};
+    k.steps.emplace_back();
+    EXPECT_TRUE(gp::util::JsonStringToMessage(json, &k.steps.back()).ok()) << json;
+    return k;
+  };
+  auto start = std::chrono::steady_clock::now();
+  r.Run(one(R"({"op": "wait", "ms": 100})"));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  for (const char* bad : {R"({"op": "wait", "ms": 0})", R"({"op": "wait", "ms": "20000"})", R"({"op": "wait"})"}) {
+    try {
+      r.Run(one(bad));
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const CaseFailure& e) {
+      EXPECT_NE(std::string(e.what()).find("'ms'"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The virtio-net suite against one server started with its machine for all its cases.
+class ConformanceVirtio : public ::testing::TestWithParam<ConfCase> {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new pcieemu_test::TestServer();
+    if (!server_->Start({"--machine", std::string(PCIEEMU_REPO_ROOT) + "/tests/Conformance/virtio-net/machine.json"}))
+      start_error_ = server_->error.empty() ? "server did not start" : server_->error;
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  static pcieemu_test::TestServer* server_;
+  static std::string start_error_;
+};
+pcieemu_test::TestServer* ConformanceVirtio::server_ = nullptr;
+std::string ConformanceVirtio::start_error_;
+
+TEST(ConformanceSuite, VirtioSubsetLoads) {
+  if (std::getenv("PCIEEMU_CONFORMANCE_CASES")) GTEST_SKIP() << "custom case directory";
+  EXPECT_GE(VirtioCoreCases().size(), 18u) << "core cases found in " << VirtioCasesDir();
+}
+
+TEST_P(ConformanceVirtio, Case) {
+  ASSERT_TRUE(start_error_.empty()) << start_error_;
+  RunCase(server_->tcp, server_->token_file, GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(VirtioNet, ConformanceVirtio, ::testing::ValuesIn(VirtioCoreCases()), kCaseName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ConformanceVirtio);
 
 }  // namespace

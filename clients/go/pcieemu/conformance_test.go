@@ -37,7 +37,10 @@ type confCase struct {
 }
 
 var coreOps = map[string]bool{"reset": true, "get_platform": true, "list_functions": true, "read_config": true,
-	"write_config": true, "read_mmio": true, "write_mmio": true, "read_memory": true, "write_memory": true}
+	"write_config": true, "read_mmio": true, "write_mmio": true, "read_memory": true, "write_memory": true, "wait": true}
+
+// maxWaitMs is the longest pause a "wait" step may ask for (a typo fails instead of hanging).
+const maxWaitMs = 10000
 
 var bdfRe = regexp.MustCompile(`^[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`)
 
@@ -45,12 +48,17 @@ func casesDir() string {
 	if d := os.Getenv("PCIEEMU_CONFORMANCE_CASES"); d != "" {
 		return d
 	}
+	return conformanceDir("cases")
+}
+
+// conformanceDir is tests/Conformance/REL in the repository this package is in.
+func conformanceDir(rel string) string {
 	_, file, _, _ := runtime.Caller(0)
 	here := filepath.Dir(file)
 	if real, err := filepath.EvalSymlinks(here); err == nil {
 		here = real
 	}
-	return filepath.Join(here, "../../../tests/Conformance/cases")
+	return filepath.Join(here, "../../../tests/Conformance", rel)
 }
 
 type caseFailure struct{ msg string }
@@ -511,16 +519,32 @@ func (r *confRunner) step(s confStep) error {
 		if want, ok := e["length"]; ok {
 			return r.compare("length", resp.Length, want)
 		}
+	case "wait":
+		// Time on the machine's clock, as a driver waits (100 ms after VF Enable or an FLR): the
+		// server's clock is the wall clock, so a sleep here is that wait.
+		ms, err := r.field(s, "ms")
+		if err != nil {
+			return err
+		}
+		if ms == 0 || ms > maxWaitMs {
+			return failf("bad case data: 'ms' must be 1..%d, got %d", maxWaitMs, ms)
+		}
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
 	default:
 		return failf("op %s is not in the core subset", op)
 	}
 	return nil
 }
 
-func TestConformanceCoreSubset(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(casesDir(), "*.json"))
+// loadCases reads every case of dir/*.json, files in name order.
+func loadCases(t *testing.T, dir string) []confCase {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no case files in %s: %v", casesDir(), err)
+		t.Fatalf("no case files in %s: %v", dir, err)
 	}
 	sort.Strings(files)
 	var cases []confCase
@@ -535,6 +559,11 @@ func TestConformanceCoreSubset(t *testing.T) {
 		}
 		cases = append(cases, doc.Cases...)
 	}
+	return cases
+}
+
+// coreSubset keeps the cases whose steps use only core ops (no nested 'while' steps).
+func coreSubset(cases []confCase) []confCase {
 	var core []confCase
 	for _, c := range cases {
 		ok := true
@@ -548,15 +577,17 @@ func TestConformanceCoreSubset(t *testing.T) {
 			core = append(core, c)
 		}
 	}
-	if len(core) < 100 && os.Getenv("PCIEEMU_CONFORMANCE_CASES") == "" {
-		t.Fatalf("only %d of %d cases are in the core subset", len(core), len(cases))
-	}
+	return core
+}
+
+// runCases runs each case as a subtest named after it against target (its token in tokenFile).
+func runCases(t *testing.T, target, tokenFile string, cases []confCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := dialTest(ctx, testTCP)
+	c, err := DialWith(ctx, target, Options{TokenFile: tokenFile})
 	must(t, err)
 	defer c.Close()
-	for _, kase := range core {
+	for _, kase := range cases {
 		kase := kase
 		t.Run(kase.Name, func(t *testing.T) {
 			cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
@@ -571,5 +602,54 @@ func TestConformanceCoreSubset(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestConformanceCoreSubset(t *testing.T) {
+	cases := loadCases(t, casesDir())
+	core := coreSubset(cases)
+	if len(core) < 100 && os.Getenv("PCIEEMU_CONFORMANCE_CASES") == "" {
+		t.Fatalf("only %d of %d cases are in the core subset", len(core), len(cases))
+	}
+	runCases(t, testTCP, testTokenFile, core)
+}
+
+// The virtio-net suite (tests/Conformance/virtio-net) against a server this test starts with its
+// machine. Skipped when PCIEEMU_CONFORMANCE_CASES points TestConformanceCoreSubset at a directory.
+func TestConformanceVirtioNet(t *testing.T) {
+	if os.Getenv("PCIEEMU_CONFORMANCE_CASES") != "" {
+		t.Skip("PCIEEMU_CONFORMANCE_CASES is set: TestConformanceCoreSubset runs that directory")
+	}
+	cases := loadCases(t, conformanceDir("virtio-net/cases"))
+	core := coreSubset(cases)
+	if len(core) < 18 {
+		t.Fatalf("only %d of %d virtio-net cases are in the core subset", len(core), len(cases))
+	}
+	s, err := startServer("--machine", conformanceDir("virtio-net/machine.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	runCases(t, s.tcp, s.tokenFile, core)
+}
+
+// A "wait" step lets the time pass (the checker, on the machine clock, sees the 100 ms) and
+// refuses a pause outside 1..maxWaitMs as bad case data.
+func TestConformanceWaitStep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := dialTest(ctx, testTCP)
+	must(t, err)
+	defer c.Close()
+	r := &confRunner{c: c, ctx: ctx, env: map[string]uint64{}}
+	start := time.Now()
+	must(t, r.step(confStep{"op": "wait", "ms": float64(100)}))
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("wait 100 ms returned after %s", d)
+	}
+	for _, bad := range []confStep{{"op": "wait", "ms": float64(0)}, {"op": "wait", "ms": "20000"}, {"op": "wait"}} {
+		if err := r.step(bad); err == nil || !strings.Contains(err.Error(), "'ms'") {
+			t.Fatalf("%v: want an error naming 'ms', got %v", bad, err)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 /** The core subset of the language-neutral conformance suite (tests/Conformance/cases/*.json),
  *  run through this client's API: every case whose steps use only platform, config, MMIO and
- *  memory operations (the Session, interrupt, Ethernet and IOMMU cases run in the C# and Python
- *  runners). One subtest per case; a failure names the step and the reason. */
+ *  memory operations and waits (the Session, interrupt, Ethernet and IOMMU cases run in the C# and
+ *  Python runners). One subtest per case; a failure names the step and the reason. The virtio-net
+ *  suite (tests/Conformance/virtio-net/cases) runs the same way against a server started here with
+ *  its machine. */
 import { after, before, describe, test } from 'node:test';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -9,8 +11,11 @@ import * as grpc from '@grpc/grpc-js';
 import { CompletionStatus, formatBdf, parseBdf, PcieEmuClient } from '../src/index.js';
 import { startServer, TestServer, within } from './harness.js';
 
-const CASES_DIR = process.env.PCIEEMU_CONFORMANCE_CASES ?? resolve(__dirname, '../../../../tests/Conformance/cases');
-const CORE_OPS = new Set(['reset', 'get_platform', 'list_functions', 'read_config', 'write_config', 'read_mmio', 'write_mmio', 'read_memory', 'write_memory']);
+const CUSTOM_CASES = process.env.PCIEEMU_CONFORMANCE_CASES;
+const CASES_DIR = CUSTOM_CASES ?? resolve(__dirname, '../../../../tests/Conformance/cases');
+const VIRTIO_DIR = resolve(__dirname, '../../../../tests/Conformance/virtio-net');
+const CORE_OPS = new Set(['reset', 'get_platform', 'list_functions', 'read_config', 'write_config', 'read_mmio', 'write_mmio', 'read_memory', 'write_memory', 'wait']);
+const MAX_WAIT_MS = 10_000; // the longest pause a "wait" step may ask for (a typo fails instead of hanging)
 
 type Step = { op: string; expect?: Expectation; save?: string; save_mask?: unknown; while?: Step[]; [k: string]: unknown };
 type Expectation = { status?: string; value?: unknown; mask?: unknown; error?: { code: string; message_contains?: string }; [k: string]: unknown };
@@ -21,10 +26,10 @@ const ALL64 = (1n << 64n) - 1n;
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const BDF = /^[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
 
-function loadCases(): Case[] {
+function loadCases(dir: string): Case[] {
   const out: Case[] = [];
-  for (const f of readdirSync(CASES_DIR).filter((n) => n.endsWith('.json')).sort())
-    out.push(...(JSON.parse(readFileSync(join(CASES_DIR, f), 'utf8')).cases as Case[]));
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.json')).sort())
+    out.push(...(JSON.parse(readFileSync(join(dir, f), 'utf8')).cases as Case[]));
   return out;
 }
 
@@ -218,6 +223,17 @@ class Runner {
         if (n !== undefined && x.length !== undefined) this.compare('length', n, x.length);
         return;
       }
+      case 'wait': {
+        // Time on the machine's clock, as a driver waits (100 ms after VF Enable or an FLR): the
+        // server's clock is the wall clock, so a sleep here is that wait.
+        if (s.ms === undefined) throw new CaseFailure("bad case data: missing 'ms'");
+        const ms = this.num(s, 'ms');
+        if (!(ms >= 1 && ms <= MAX_WAIT_MS)) throw new CaseFailure(`bad case data: 'ms' must be 1..${MAX_WAIT_MS}, got ${ms}`);
+        // setTimeout may fire up to a millisecond early: sleep until the monotonic clock agrees.
+        const end = performance.now() + ms;
+        while (performance.now() < end) await new Promise((res) => setTimeout(res, Math.ceil(end - performance.now())));
+        return;
+      }
       default:
         throw new CaseFailure(`op ${s.op} is not in the core subset`);
     }
@@ -228,7 +244,7 @@ describe('conformance (core subset through the TypeScript API)', () => {
   let server: TestServer;
   let c: PcieEmuClient;
   let runner: Runner;
-  const cases = loadCases();
+  const cases = loadCases(CASES_DIR);
   const core = cases.filter(isCore);
 
   before(async () => {
@@ -241,8 +257,44 @@ describe('conformance (core subset through the TypeScript API)', () => {
     await server?.stop();
   });
 
-  test('the case files load and the core subset is most of the suite', () => {
+  // The default suite's size; a directory given in PCIEEMU_CONFORMANCE_CASES (e.g. the virtio-net suite) has its own.
+  test('the case files load and the core subset is most of the suite', { skip: CUSTOM_CASES && 'PCIEEMU_CONFORMANCE_CASES names another directory' }, () => {
     if (core.length < 100) throw new Error(`only ${core.length} of ${cases.length} cases are in the core subset`);
+  });
+  test('a wait step lets the time pass and refuses a pause outside 1..10000 ms', async () => {
+    const one = (step: Step): Case => ({ name: 'wait', spec: 'test', steps: [step] });
+    const t0 = Date.now();
+    await within(runner.run(one({ op: 'wait', ms: 100 })), 10_000, 'wait');
+    if (Date.now() - t0 < 100) throw new Error(`wait 100 ms returned after ${Date.now() - t0} ms`);
+    for (const bad of [{ op: 'wait', ms: 0 }, { op: 'wait', ms: '20000' }, { op: 'wait' }]) {
+      const err = await within(runner.run(one(bad)).then(() => undefined, (e: Error) => e), 10_000, 'bad wait');
+      if (!err || !err.message.includes("'ms'")) throw new Error(`${JSON.stringify(bad)}: want an error naming 'ms', got ${err?.message}`);
+    }
+  });
+  for (const kase of core) test(kase.name, async () => { await within(runner.run(kase), 30_000, kase.name); });
+});
+
+// The virtio-net suite against a server started with its machine; skipped when
+// PCIEEMU_CONFORMANCE_CASES points the suite above at a directory.
+describe('conformance: virtio-net suite (core subset through the TypeScript API)', { skip: CUSTOM_CASES && 'PCIEEMU_CONFORMANCE_CASES names another directory' }, () => {
+  let server: TestServer;
+  let c: PcieEmuClient;
+  let runner: Runner;
+  const cases = CUSTOM_CASES ? [] : loadCases(join(VIRTIO_DIR, 'cases'));
+  const core = cases.filter(isCore);
+
+  before(async () => {
+    server = await within(startServer({ extraArgs: ['--machine', join(VIRTIO_DIR, 'machine.json')] }), 120_000, 'server start');
+    c = await within(PcieEmuClient.connect(server.tcp, { tokenFile: server.tokenFile }), 20_000, 'connect');
+    runner = new Runner(c);
+  });
+  after(async () => {
+    c?.close();
+    await server?.stop();
+  });
+
+  test('the virtio-net case files load and 18 or more are in the core subset', () => {
+    if (core.length < 18) throw new Error(`only ${core.length} of ${cases.length} virtio-net cases are in the core subset`);
   });
   for (const kase of core) test(kase.name, async () => { await within(runner.run(kase), 30_000, kase.name); });
 });

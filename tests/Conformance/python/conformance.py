@@ -67,7 +67,15 @@ class Result:
 
 KNOWN_OPS = {"reset", "get_platform", "list_functions", "read_config", "write_config", "read_mmio",
              "write_mmio", "read_memory", "write_memory", "transact", "subscribe_interrupts",
-             "inject_frame", "capture_frames", "translate_address"}
+             "inject_frame", "capture_frames", "translate_address", "wait"}
+MAX_WAIT_MS = 10_000  # the longest pause a case may ask for (a typo fails instead of hanging)
+
+
+def _sleep_ms(ms: int) -> None:
+    """Sleeps at least ms milliseconds by the monotonic clock (a driver's 100 ms, never 99.9)."""
+    end = time.monotonic() + ms / 1000
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(left)
 
 
 def load_cases(directory: Path = CASES_DIR) -> List[Case]:
@@ -402,9 +410,32 @@ class Runner:
             return str(evaluate(node, self.env))  # proto JSON takes 64-bit integers as strings
         return node
 
+    def _wait_ms(self, item: Dict[str, Any], key: str) -> int:
+        if key not in item:
+            raise CaseFileError(f"missing '{key}'")
+        ms = evaluate(item[key], self.env)
+        if not 1 <= ms <= MAX_WAIT_MS:
+            raise CaseFileError(f"'{key}' must be 1..{MAX_WAIT_MS}, got {ms}")
+        return ms
+
+    def _op_wait(self, step):
+        """Lets time pass on the machine's clock, as a driver waits (100 ms after VF Enable or an
+        FLR): the server's clock is the wall clock, so a sleep here is that wait."""
+        _sleep_ms(self._wait_ms(step, "ms"))
+
     def _op_transact(self, step):
-        requests = [self._request(r) for r in step["requests"]]
-        call = self.client.session_stub.Transact(iter(requests), timeout=RPC_TIMEOUT)
+        # An entry {"wait_ms": N} is no request: the stream pauses there for N ms.
+        items = [("wait", self._wait_ms(r, "wait_ms")) if "wait_ms" in r else ("send", self._request(r))
+                 for r in step["requests"]]
+
+        def requests():
+            for kind, x in items:
+                if kind == "wait":
+                    _sleep_ms(x)
+                else:
+                    yield x
+
+        call = self.client.session_stub.Transact(requests(), timeout=RPC_TIMEOUT)
         got: List[Any] = []
         err = None
         try:

@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+import pcieemu
+
 import conformance
 from broken_fake import BrokenFakeServer
 
@@ -118,6 +120,45 @@ def test_wrong_expectations_fail_with_a_reason(runner, steps, reason):
     result = runner.run_case(_one("negative", steps))
     assert not result.passed
     assert reason in result.reason
+
+
+@pytest.mark.parametrize("steps, reason", [
+    ([{"op": "wait", "ms": 0}], "'ms' must be 1..10000, got 0"),
+    ([{"op": "wait"}], "missing 'ms'"),
+    ([{"op": "transact", "requests": [{"wait_ms": 20000}]}], "'wait_ms' must be 1..10000, got 20000"),
+])
+def test_bad_waits_are_bad_case_data(runner, steps, reason):
+    result = runner.run_case(_one("bad-wait", steps))
+    assert not result.passed
+    assert "bad case data" in result.reason and reason in result.reason
+
+
+_VF_ENABLE = [{"op": "write_config", "rid": "01:00.0", "offset": "0x170", "width": 2, "value": "1"},
+              {"op": "write_config", "rid": "01:00.0", "offset": "0x168", "width": 2, "value": "0x0009"}]
+_VF_READ = {"op": "read_config", "rid": "02:10.0", "offset": "0x08", "width": 4, "expect": {"value": "0x02000000", "mask": "0xffffff00"}}
+_VF_RULE = "SRIOV.VF_ACCESS_BEFORE_100MS"
+
+
+@pytest.mark.parametrize("steps, flagged", [
+    (_VF_ENABLE + [_VF_READ], True),
+    (_VF_ENABLE + [{"op": "wait", "ms": 100}, _VF_READ], False),
+    ([{"op": "transact", "requests": [
+        {"tag": 1, "config_write": {"rid": "01:00.0", "offset": "0x170", "width": 2, "value": "1"}},
+        {"tag": 2, "config_write": {"rid": "01:00.0", "offset": "0x168", "width": 2, "value": "0x0009"}},
+        {"wait_ms": 100},
+        {"tag": 3, "config_read": {"rid": "02:10.0", "offset": "0x08", "width": 4}}],
+       "expect": {"completions": [{"tag": 3, "status": "SUCCESSFUL", "value": "0x02000000", "mask": "0xffffff00"}]}}], False),
+], ids=["no-wait", "wait-step", "wait-in-stream"])
+def test_a_wait_is_time_on_the_machine_clock(server, runner, steps, flagged):
+    """The checker (machine clock) flags a VF read right after VF Enable, and not after a wait."""
+    with pcieemu.Client(server.tcp_target, token_file=server.token_file) as c:
+        c.clear_violations()
+        result = runner.run_case(_one("wait", steps))
+        assert result.passed, result.reason
+        rules = {v.rule.id for v in c.get_violations().violations}
+        assert (_VF_RULE in rules) == flagged, rules
+        if not flagged:
+            assert result.seconds >= 0.1
 
 
 def test_interrupt_expectations_are_checked(runner):

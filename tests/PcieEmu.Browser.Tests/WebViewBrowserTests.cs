@@ -224,7 +224,7 @@ public sealed class WebViewBrowserTests : IAsyncLifetime
         Assert.Contains("VTD.FAULT", rows[0], StringComparison.Ordinal);
         string violation = rows[1];
         Assert.Contains("SRIOV.NUMVFS_WHILE_ENABLED", violation, StringComparison.Ordinal);
-        Assert.Contains("SR-IOV 1.1 §3.3.10 (NumVFs)", violation, StringComparison.Ordinal);
+        Assert.Contains("SR-IOV 1.1 §3.3.7 (NumVFs)", violation, StringComparison.Ordinal);
         Assert.Contains("01:00.0", violation, StringComparison.Ordinal);
         Screenshot("violations");
         Assert.True(NotReloaded(), "the page was reloaded");

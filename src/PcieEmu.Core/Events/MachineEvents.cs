@@ -188,6 +188,8 @@ public sealed class DmaEvent(ushort rid, bool write, ulong iova, ulong translate
     public InterruptKind? Message { get; init; }
     /// <summary>The message's vector (with <see cref="Message"/>).</summary>
     public uint Vector { get; init; }
+    /// <summary>What the device read or wrote (descriptor fetch, buffer, write-back...); default when not said.</summary>
+    public DmaPurpose Purpose { get; init; }
 }
 
 /// <summary>An interrupt message that reached the MSI window (or an INTx assertion).</summary>

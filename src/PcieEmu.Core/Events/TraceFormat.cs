@@ -230,10 +230,13 @@ public static class TraceFormat
         if (d.Result.Status == DmaStatus.BusMasterDisabled)
         {
             if (d.Message is { } mk) note = $" ({(mk == InterruptKind.Msix ? "MSI-X" : "MSI")} vector {d.Vector})";
-            sb.Append(ic, $" {d.Length} B{note}  BLOCKED: Bus Master Enable is clear");
+            sb.Append(ic, $" {d.Length} B{note}");
+            if (d.Purpose.IsKnown) d.Purpose.AppendTo(sb.Append(" ("), d.Length).Append(')');
+            sb.Append("  BLOCKED: Bus Master Enable is clear");
             return;
         }
         Addr(sb.Append(" -> "), d.Translated).Append(ic, $" {d.Length} B").Append(note);
+        if (d.Purpose.IsKnown) d.Purpose.AppendTo(sb.Append(" ("), d.Length).Append(')');
         switch (d.Result.Status)
         {
             case DmaStatus.Ok: break;

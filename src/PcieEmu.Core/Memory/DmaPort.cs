@@ -81,29 +81,33 @@ public sealed class DmaPort
     /// <summary>Routing ID that requests from this port carry now.</summary>
     public ushort RequesterId => _rid();
 
-    /// <summary>Reads device-visible memory at <paramref name="address"/> into <paramref name="destination"/>.</summary>
-    public DmaResult Read(ulong address, Span<byte> destination) => Traced(address, destination.Length, false, Transfer(address, destination, default, write: false));
+    /// <summary>Reads device-visible memory at <paramref name="address"/> into <paramref name="destination"/>;
+    /// <paramref name="purpose"/> says what the device reads (shown in the trace).</summary>
+    public DmaResult Read(ulong address, Span<byte> destination, DmaPurpose purpose = default) =>
+        Traced(address, destination.Length, false, Transfer(address, destination, default, write: false), purpose);
 
-    /// <summary>Writes <paramref name="source"/> to device-visible memory at <paramref name="address"/>.</summary>
-    public DmaResult Write(ulong address, ReadOnlySpan<byte> source) => Traced(address, source.Length, true, Transfer(address, default, source, write: true));
+    /// <summary>Writes <paramref name="source"/> to device-visible memory at <paramref name="address"/>;
+    /// <paramref name="purpose"/> says what the device writes (shown in the trace).</summary>
+    public DmaResult Write(ulong address, ReadOnlySpan<byte> source, DmaPurpose purpose = default) =>
+        Traced(address, source.Length, true, Transfer(address, default, source, write: true), purpose);
 
     /// <summary>An interrupt message (MSI/MSI-X vector <paramref name="vector"/>) whose address is not in the
     /// MSI window: an ordinary memory write, which the event path marks as the message it is.</summary>
     internal DmaResult WriteMessage(ulong address, ReadOnlySpan<byte> source, Interrupts.InterruptKind kind, uint vector) =>
-        Traced(address, source.Length, true, Transfer(address, default, source, write: true), kind, vector);
+        Traced(address, source.Length, true, Transfer(address, default, source, write: true), default, kind, vector);
 
     /// <summary>An interrupt message the function could not send because Bus Master Enable is clear.</summary>
     internal void NoteBlockedMessage(ulong address, Interrupts.InterruptKind kind, uint vector) =>
-        Traced(address, 4, true, new DmaResult(DmaStatus.BusMasterDisabled, 0), kind, vector);
+        Traced(address, 4, true, new DmaResult(DmaStatus.BusMasterDisabled, 0), default, kind, vector);
 
-    private DmaResult Traced(ulong iova, int length, bool write, DmaResult r, Interrupts.InterruptKind? message = null, uint vector = 0)
+    private DmaResult Traced(ulong iova, int length, bool write, DmaResult r, DmaPurpose purpose, Interrupts.InterruptKind? message = null, uint vector = 0)
     {
         var bus = _machine.Events;
         bool routine = r.Ok && message == null;   // a successful DMA changes nothing the checker follows
         if (routine ? bus.WantsRoutine(Events.EventKind.Dma) : bus.Wants(Events.EventKind.Dma))
             bus.Publish(new Events.DmaEvent(_rid(), write, iova, r.Status == DmaStatus.BusMasterDisabled || (r.BytesMoved == 0 && !r.Ok) ? 0 : _firstHost, length, r)
             {
-                IsRoutine = routine, Message = message, Vector = vector,
+                IsRoutine = routine, Message = message, Vector = vector, Purpose = purpose,
             });
         return r;
     }

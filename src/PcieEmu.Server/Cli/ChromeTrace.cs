@@ -21,6 +21,10 @@ public static partial class ChromeTrace
     [GeneratedRegex(@" (\d+) B\b")]
     private static partial Regex Bytes();
 
+    // The DMA purpose after the length: "16 B (TX q0 desc 7)" (docs/trace.md).
+    [GeneratedRegex(@" \d+ B \(((?:TX|RX|vq)[^)]*)\)")]
+    private static partial Regex Purpose();
+
     /// <summary>Writes the export of <paramref name="lines"/> to <paramref name="output"/>;
     /// returns (events, lines that were not trace lines).</summary>
     public static (int Events, int Skipped) Export(IEnumerable<string> lines, Stream output)
@@ -94,9 +98,11 @@ public static partial class ChromeTrace
         return (events, skipped);
     }
 
-    // Short slice names: the token and the start of the body (direction and register / address).
+    // Short slice names: the token and the start of the body (direction and register / address);
+    // a DMA that says what it is for is named by it ("DMA R TX q0 desc 7").
     private static string Name(string token, string body)
     {
+        if (token == "DMA" && Purpose().Match(body) is { Success: true } p) return $"DMA {body[0]} {p.Groups[1].Value}";
         string s = $"{token} {body}";
         int cut = s.IndexOf(" = ", StringComparison.Ordinal);
         if (cut < 0) cut = s.IndexOf(" -> ", StringComparison.Ordinal);

@@ -34,7 +34,7 @@ public sealed class DriverCheckerRuleTests
         using var r = new Rig();
         uint total = r.Nic.M.Read(NicRig.Pf0, SriovCap + 0x0E, 2);
         r.Nic.M.Write(NicRig.Pf0, SriovCap + 0x10, 2, total + 1);
-        Expect(r, Rules.NumVfsAboveTotalVfs, NicRig.Pf0, "§3.3.10");
+        Expect(r, Rules.NumVfsAboveTotalVfs, NicRig.Pf0, "§3.3.7");
         r.Checker.Clear();
         r.Nic.M.Write(NicRig.Pf0, SriovCap + 0x10, 2, total);
         Assert.Empty(r.Violations);

@@ -70,7 +70,7 @@ public sealed class TraceCliTests
             await File.WriteAllLinesAsync(rec,
             [
                 "1.000001 01:00.0 CFG   W  Command [0x004] = 0x0006: Memory Space 0->1, Bus Master 0->1",
-                "1.000500 01:00.0 DMA   R  iova 0x0010_0000 -> 0x0010_0000 16 B",
+                "1.000500 01:00.0 DMA   R  iova 0x0010_0000 -> 0x0010_0000 32 B (TX q0 desc 0-1)",
                 "1.000900 01:00.0 FRAME port0 q0 -> wire 64 B 02:00:00:00:10:01 <- 02:00:00:00:10:00 type 0x0800",
                 "1.001000 --:--.- GAP   12 event(s) lost: this subscriber fell behind",
             ]);
@@ -81,6 +81,8 @@ public sealed class TraceCliTests
             var dma = ev.Single(e => e.TryGetProperty("cat", out var c) && c.GetString() == "dma");
             Assert.Equal("X", dma.GetProperty("ph").GetString());
             Assert.Equal(1000500.0, dma.GetProperty("ts").GetDouble(), 3);
+            Assert.Equal("DMA R TX q0 desc 0-1", dma.GetProperty("name").GetString());   // named by its purpose
+            Assert.Equal(0.016, dma.GetProperty("dur").GetDouble(), 6);                    // 32 B at 2 GB/s
             Assert.Equal("X", ev.Single(e => e.TryGetProperty("cat", out var c) && c.GetString() == "frame").GetProperty("ph").GetString());
             Assert.Equal("i", ev.Single(e => e.TryGetProperty("cat", out var c) && c.GetString() == "config").GetProperty("ph").GetString());
             var names = ev.Where(e => e.GetProperty("name").GetString() == "thread_name").Select(e => e.GetProperty("args").GetProperty("name").GetString()).ToList();

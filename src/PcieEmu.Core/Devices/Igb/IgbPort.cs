@@ -190,6 +190,10 @@ public sealed partial class IgbPort : IEthernetPort
     /// <summary>The function that owns queue <paramref name="q"/>: VF (q mod 8) when that VF exists, else the PF.</summary>
     internal PciFunction QueueOwner(int q) => VfFunction(q & 7) is { } vf && (q & 7) < _vfFiles.Length ? vf : _pf;
 
+    /// <summary>Queue <paramref name="q"/> as its owner <paramref name="owner"/> numbers it (a VF's queues n and
+    /// n + 8 are its queues 0 and 1, as in its register names): the trace's DMA purposes use it.</summary>
+    internal ushort OwnerQueueNumber(int q, PciFunction owner) => (ushort)(ReferenceEquals(owner, _pf) ? q : q >> 3);
+
     private uint Status()
     {
         int vfs = _pf.VirtualFunctions.Count;

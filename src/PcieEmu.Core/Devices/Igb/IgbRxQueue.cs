@@ -141,6 +141,7 @@ internal sealed class IgbRxQueue
             return false;
         }
         var fn = _port.QueueOwner(q);
+        ushort oq = _port.OwnerQueueNumber(q, fn);   // the queue's number in the trace's DMA purposes
         ulong ringBase = RingBase;
         bool legacy = (_srrctl.Value & SrrctlDescTypeMask) == 0;
         uint cur = head;
@@ -154,7 +155,7 @@ internal sealed class IgbRxQueue
                 // Prefetch the descriptors the device owns from here (up to the tail or the ring end).
                 uint n0 = Math.Min(Math.Min(ringLen - cur, (tail + ringLen - cur) % ringLen), Prefetch);
                 ulong da = ringBase + cur * DescSize;
-                var fetch = fn.Dma.Read(da, cache.Bytes.AsSpan(0, (int)n0 * DescSize));
+                var fetch = fn.Dma.Read(da, cache.Bytes.AsSpan(0, (int)n0 * DescSize), new DmaPurpose(DmaUse.RxDescriptor, oq, cur));
                 uint whole = (uint)fetch.BytesMoved / DescSize;
                 if (whole == 0) { cache.Invalidate(); _port.Fault(fn, q, NicDmaStage.RxDescriptorFetch, fetch, da); return false; }
                 cache.Origin = cache.Start = cur;
@@ -162,7 +163,7 @@ internal sealed class IgbRxQueue
             }
             ulong buf = BinaryPrimitives.ReadUInt64LittleEndian(cache.Bytes.AsSpan((int)(cur - cache.Origin) * DescSize));
             int n = Math.Min(bufSize, frame.Length - off);
-            var res = fn.Dma.Write(buf, frame.Slice(off, n));
+            var res = fn.Dma.Write(buf, frame.Slice(off, n), new DmaPurpose(DmaUse.RxBuffer, oq, cur));
             if (!res.Ok) { _port.Fault(fn, q, NicDmaStage.RxBufferWrite, res, buf); return false; }
             off += n;
             cur = cur + 1 == ringLen ? 0 : cur + 1;
@@ -189,7 +190,7 @@ internal sealed class IgbRxQueue
                 wb[4] = (byte)(status | ((cs & LegacyStatusMask) == 0 ? LegacyIxsm : 0));
                 wb[5] = (byte)(cs >> 24);
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[6..], vlan);
-                res = fn.Dma.Write(da + 8, wb[..8]);
+                res = fn.Dma.Write(da + 8, wb[..8], new DmaPurpose(DmaUse.RxWriteBack, oq, cur));
             }
             else
             {
@@ -201,7 +202,7 @@ internal sealed class IgbRxQueue
                 BinaryPrimitives.WriteUInt32LittleEndian(wb[8..], 0x01u | (last ? 0x02u | checksum : 0) | (vp ? 0x08u : 0));
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[12..], (ushort)n);
                 BinaryPrimitives.WriteUInt16LittleEndian(wb[14..], vlan);
-                res = fn.Dma.Write(da, wb);
+                res = fn.Dma.Write(da, wb, new DmaPurpose(DmaUse.RxWriteBack, oq, cur));
             }
             if (!res.Ok) { _port.Fault(fn, q, NicDmaStage.RxWriteBack, res, da); return false; }
             off += n;

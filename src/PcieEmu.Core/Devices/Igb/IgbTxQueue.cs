@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using PcieEmu.Core.Memory;
 using PcieEmu.Core.Registers;
 using static PcieEmu.Core.Devices.Igb.IgbRegs;
 using static PcieEmu.Core.Registers.FieldSpec;
@@ -91,6 +92,7 @@ internal sealed class IgbTxQueue
         uint head = _tdh.Value, tail = _tdt.Value;
         if (head >= ringLen || tail >= ringLen) return;
         var fn = _port.QueueOwner(q);
+        ushort oq = _port.OwnerQueueNumber(q, fn);   // the queue's number in the trace's DMA purposes
         ulong ringBase = RingBase;
         bool headWb = (_tdwbal.Value & TdwbalEnable) != 0;
         bool anyDone = false;
@@ -113,7 +115,7 @@ internal sealed class IgbTxQueue
                 {
                     uint avail = tail > cur ? tail - cur : ringLen - cur;
                     uint n = Math.Min(avail, IgbTxScratch.FetchBatch);
-                    var res = fn.Dma.Read(ringBase + cur * DescSize, descs.AsSpan(0, (int)n * DescSize));
+                    var res = fn.Dma.Read(ringBase + cur * DescSize, descs.AsSpan(0, (int)n * DescSize), new DmaPurpose(DmaUse.TxDescriptor, oq, cur));
                     uint whole = (uint)res.BytesMoved / DescSize;
                     if (whole == 0) { _port.Fault(fn, q, NicDmaStage.TxDescriptorFetch, res, ringBase + cur * DescSize); goto stop; }
                     cacheStart = cur; cacheCount = whole;
@@ -176,7 +178,7 @@ internal sealed class IgbTxQueue
                     if (len + bufLen > IgbTxScratch.MaxPacket) p.Drop = true;
                     else
                     {
-                        var res = fn.Dma.Read(addr, frame.AsSpan(len, bufLen));
+                        var res = fn.Dma.Read(addr, frame.AsSpan(len, bufLen), new DmaPurpose(DmaUse.TxBuffer, oq, cur));
                         if (!res.Ok) { _port.Fault(fn, q, NicDmaStage.TxBufferRead, res, addr); goto stop; }
                         len += bufLen;
                     }
@@ -208,7 +210,7 @@ internal sealed class IgbTxQueue
                     int n = legacy ? 1 : 4;
                     if (legacy) wb[0] = (byte)(e | 1);
                     else BinaryPrimitives.WriteUInt32LittleEndian(wb, 1);
-                    var res = fn.Dma.Write(a, wb[..n]);
+                    var res = fn.Dma.Write(a, wb[..n], new DmaPurpose(DmaUse.TxWriteBack, oq, (uint)(e >> 9)));
                     if (!res.Ok) _port.Fault(fn, q, NicDmaStage.TxWriteBack, res, a);
                 }
             }
@@ -222,7 +224,7 @@ internal sealed class IgbTxQueue
         {
             ulong wba = (ulong)_tdwbah.Value << 32 | (_tdwbal.Value & ~3u);
             BinaryPrimitives.WriteUInt32LittleEndian(wb, _tdh.Value);
-            var res = fn.Dma.Write(wba, wb);
+            var res = fn.Dma.Write(wba, wb, new DmaPurpose(DmaUse.TxHeadWriteBack, oq));
             if (!res.Ok) _port.Fault(fn, q, NicDmaStage.TxWriteBack, res, wba);
         }
         _port.QueueInterrupt(q, tx: true);

@@ -128,17 +128,17 @@ internal sealed class Virtqueue
 
     // ---------------- DMA helpers ----------------
 
-    private bool Read(ulong address, Span<byte> dst)
+    private bool Read(ulong address, Span<byte> dst, DmaUse use, uint index = DmaPurpose.NoIndex)
     {
-        var r = _dma.Read(address, dst);
+        var r = _dma.Read(address, dst, new DmaPurpose(use, (ushort)Index, index));
         if (r.Ok) return true;
         _onError(new VirtqError(Index, VirtqErrorKind.Dma, r.FaultAddress != 0 || r.BytesMoved != 0 ? r.FaultAddress : address, r.Status));
         return false;
     }
 
-    private bool Write(ulong address, ReadOnlySpan<byte> src)
+    private bool Write(ulong address, ReadOnlySpan<byte> src, DmaUse use, uint index = DmaPurpose.NoIndex)
     {
-        var r = _dma.Write(address, src);
+        var r = _dma.Write(address, src, new DmaPurpose(use, (ushort)Index, index));
         if (r.Ok) return true;
         _onError(new VirtqError(Index, VirtqErrorKind.Dma, r.FaultAddress != 0 || r.BytesMoved != 0 ? r.FaultAddress : address, r.Status));
         return false;
@@ -151,10 +151,10 @@ internal sealed class Virtqueue
     }
 
     /// <summary>Reads guest memory for a buffer (reports a fault like a ring access).</summary>
-    public bool ReadBuffer(ulong address, Span<byte> dst) => Read(address, dst);
+    public bool ReadBuffer(ulong address, Span<byte> dst) => Read(address, dst, DmaUse.VirtqBuffer);
 
     /// <summary>Writes guest memory for a buffer.</summary>
-    public bool WriteBuffer(ulong address, ReadOnlySpan<byte> src) => Write(address, src);
+    public bool WriteBuffer(ulong address, ReadOnlySpan<byte> src) => Write(address, src, DmaUse.VirtqBuffer);
 
     // ---------------- Popping chains ----------------
 
@@ -193,7 +193,7 @@ internal sealed class Virtqueue
         _availCacheCount--;
         _lastAvail++;
         if (head >= Size) return Malformed(DescAddr) ? 1 : -1;
-        return WalkSplit(segs, DescAddr, Size, head, allowIndirect: _indirect) ? 1 : -1;
+        return WalkSplit(segs, DescAddr, Size, head, allowIndirect: _indirect, DmaUse.VirtqDescriptor) ? 1 : -1;
     }
 
     private int ResetCache() { _availCacheCount = 0; return -1; }
@@ -202,7 +202,7 @@ internal sealed class Virtqueue
     private bool FillAvailCache()
     {
         Span<byte> b = _scratch.AsSpan(0, 2);
-        if (!Read(DriverAddr + 2, b)) { _availCacheCount = -1; return false; }
+        if (!Read(DriverAddr + 2, b, DmaUse.VirtqAvail)) { _availCacheCount = -1; return false; }
         ushort availIdx = BinaryPrimitives.ReadUInt16LittleEndian(b);
         int pending = (ushort)(availIdx - _lastAvail);
         if (pending == 0) return false;
@@ -210,20 +210,20 @@ internal sealed class Virtqueue
         int start = _lastAvail % Size;
         int n = Math.Min(pending, Size - start);
         Span<byte> ring = n * 2 <= 512 ? stackalloc byte[n * 2] : new byte[n * 2];
-        if (!Read(DriverAddr + 4 + (ulong)start * 2, ring)) { _availCacheCount = -1; return false; }
+        if (!Read(DriverAddr + 4 + (ulong)start * 2, ring, DmaUse.VirtqAvail, (uint)start)) { _availCacheCount = -1; return false; }
         for (int i = 0; i < n; i++) _availCache[(start + i) % Size] = BinaryPrimitives.ReadUInt16LittleEndian(ring[(2 * i)..]);
         _availCacheStart = start;
         _availCacheCount = n;
         return true;
     }
 
-    private bool WalkSplit(List<VirtqSegment> segs, ulong table, int tableSize, ushort i, bool allowIndirect)
+    private bool WalkSplit(List<VirtqSegment> segs, ulong table, int tableSize, ushort i, bool allowIndirect, DmaUse use)
     {
         Span<byte> d = _scratch;
         for (int n = 0; ; n++)
         {
             if (n >= tableSize || i >= tableSize) return Malformed(table);   // a loop, or next out of range
-            if (!Read(table + (ulong)i * 16, d)) return false;
+            if (!Read(table + (ulong)i * 16, d, use, i)) return false;
             ulong addr = BinaryPrimitives.ReadUInt64LittleEndian(d);
             uint len = BinaryPrimitives.ReadUInt32LittleEndian(d[8..]);
             ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(d[12..]);
@@ -232,7 +232,7 @@ internal sealed class Virtqueue
             {
                 // §2.7.5.3: only with INDIRECT_DESC, never nested, never with NEXT, length a multiple of 16.
                 if (!allowIndirect || (flags & DescNext) != 0 || len == 0 || (len & 15) != 0 || len / 16 > MaxQueueSize) return Malformed(table);
-                return WalkSplit(segs, addr, (int)(len / 16), 0, allowIndirect: false);
+                return WalkSplit(segs, addr, (int)(len / 16), 0, allowIndirect: false, DmaUse.VirtqIndirect);
             }
             // §2.7.4.2: device-writable descriptors follow the readable ones.
             bool w = (flags & DescWrite) != 0;
@@ -252,7 +252,7 @@ internal sealed class Virtqueue
         for (int n = 0; ; n++)
         {
             if (n >= Size) return Malformed(DescAddr) ? 1 : -1;
-            if (!Read(DescAddr + (ulong)pos * 16, d)) return -1;
+            if (!Read(DescAddr + (ulong)pos * 16, d, DmaUse.VirtqDescriptor, (uint)pos)) return -1;
             ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(d[14..]);
             // §2.8.1: available when AVAIL matches the wrap counter and USED does not.
             bool avail = (flags & DescAvail) != 0, used = (flags & DescUsed) != 0;
@@ -289,7 +289,7 @@ internal sealed class Virtqueue
     private bool WalkPackedIndirect(List<VirtqSegment> segs, ulong table, int count)
     {
         var buf = new byte[count * 16];
-        if (!Read(table, buf)) return false;
+        if (!Read(table, buf, DmaUse.VirtqIndirect)) return false;
         for (int k = 0; k < count; k++)
         {
             var d = buf.AsSpan(k * 16, 16);
@@ -335,7 +335,7 @@ internal sealed class Virtqueue
             _heldAt = at;
             e.CopyTo(_heldBytes);
         }
-        else if (!Write(at, e)) return false;
+        else if (!Write(at, e, DmaUse.VirtqUsed, _nextUsed)) return false;
         int next = _nextUsed + ringCount;
         if (next >= Size) { next -= Size; _usedWrap = !_usedWrap; }
         _nextUsed = (ushort)next;
@@ -356,8 +356,8 @@ internal sealed class Virtqueue
         _usedBatchCount = 0;
         int start = _usedBatchStart % Size;
         int first = Math.Min(n, Size - start);
-        if (!Write(DeviceAddr + 4 + (ulong)start * 8, _usedBatch.AsSpan(0, first * 8))) return false;
-        if (first < n && !Write(DeviceAddr + 4, _usedBatch.AsSpan(first * 8, (n - first) * 8))) return false;
+        if (!Write(DeviceAddr + 4 + (ulong)start * 8, _usedBatch.AsSpan(0, first * 8), DmaUse.VirtqUsed, (uint)start)) return false;
+        if (first < n && !Write(DeviceAddr + 4, _usedBatch.AsSpan(first * 8, (n - first) * 8), DmaUse.VirtqUsed, 0)) return false;
         return true;
     }
 
@@ -375,19 +375,19 @@ internal sealed class Virtqueue
             if (_usedBatchCount == 0 && _usedIdx == _signalledUsed) return true;
             if (_usedBatchCount > 0 && !FlushUsedElements()) return false;
             BinaryPrimitives.WriteUInt16LittleEndian(b, _usedIdx);
-            if (!Write(DeviceAddr + 2, b[..2])) return false;
+            if (!Write(DeviceAddr + 2, b[..2], DmaUse.VirtqUsed)) return false;
             ushort old = _signalledUsed, now = _usedIdx;
             if (old == now) return true;
             _signalledUsed = now;
             if (_eventIdx)
             {
-                if (!Read(DriverAddr + 4 + (ulong)Size * 2, b[..2])) return false;
+                if (!Read(DriverAddr + 4 + (ulong)Size * 2, b[..2], DmaUse.VirtqAvail)) return false;
                 ushort usedEvent = BinaryPrimitives.ReadUInt16LittleEndian(b);
                 needInterrupt = NeedEvent(usedEvent, now, old);
             }
             else
             {
-                if (!Read(DriverAddr, b[..2])) return false;
+                if (!Read(DriverAddr, b[..2], DmaUse.VirtqAvail)) return false;
                 needInterrupt = (BinaryPrimitives.ReadUInt16LittleEndian(b) & AvailNoInterrupt) == 0;
             }
             return true;
@@ -395,14 +395,14 @@ internal sealed class Virtqueue
         if (_held)
         {
             _held = _holdFirst = false;
-            if (!Write(_heldAt, _heldBytes)) return false;
+            if (!Write(_heldAt, _heldBytes, DmaUse.VirtqUsed, (uint)((_heldAt - DescAddr) / 16))) return false;
         }
         _holdFirst = false;
         ushort oldUsed = _signalledUsed, newUsed = _nextUsed;
         bool had = _signalledValid;
         if (had && oldUsed == newUsed) return true;
         _signalledUsed = newUsed; _signalledValid = true;
-        if (!Read(DriverAddr, b)) return false;
+        if (!Read(DriverAddr, b, DmaUse.VirtqEventSuppression)) return false;
         ushort offWrap = BinaryPrimitives.ReadUInt16LittleEndian(b);
         ushort evFlags = (ushort)(BinaryPrimitives.ReadUInt16LittleEndian(b[2..]) & 3);
         if (evFlags == EventFlagsDisable) return true;
@@ -425,12 +425,12 @@ internal sealed class Virtqueue
         {
             if (!_eventIdx) return true;
             BinaryPrimitives.WriteUInt16LittleEndian(b, _lastAvail);
-            return Write(DeviceAddr + 4 + (ulong)Size * 8, b[..2]);
+            return Write(DeviceAddr + 4 + (ulong)Size * 8, b[..2], DmaUse.VirtqUsed);
         }
         ushort offWrap = (ushort)(_nextAvail | (_availWrap ? 0x8000 : 0));
         BinaryPrimitives.WriteUInt16LittleEndian(b, _eventIdx ? offWrap : (ushort)0);
         BinaryPrimitives.WriteUInt16LittleEndian(b[2..], _eventIdx ? EventFlagsDesc : EventFlagsEnable);
-        return Write(DeviceAddr, b);
+        return Write(DeviceAddr, b, DmaUse.VirtqEventSuppression);
     }
 
     /// <summary>Whether more chains became available since the last pop (after publishing avail_event).</summary>
@@ -441,10 +441,10 @@ internal sealed class Virtqueue
         {
             if (_availCacheCount > 0) return true;
             Span<byte> b = _scratch.AsSpan(0, 2);
-            return _dma.Read(DriverAddr + 2, b).Ok && BinaryPrimitives.ReadUInt16LittleEndian(b) != _lastAvail;
+            return _dma.Read(DriverAddr + 2, b, new DmaPurpose(DmaUse.VirtqAvail, (ushort)Index)).Ok && BinaryPrimitives.ReadUInt16LittleEndian(b) != _lastAvail;
         }
         Span<byte> f = _scratch.AsSpan(0, 2);
-        if (!_dma.Read(DescAddr + (ulong)_nextAvail * 16 + 14, f).Ok) return false;
+        if (!_dma.Read(DescAddr + (ulong)_nextAvail * 16 + 14, f, new DmaPurpose(DmaUse.VirtqDescriptor, (ushort)Index, _nextAvail)).Ok) return false;
         ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(f);
         return ((flags & DescAvail) != 0) == _availWrap && ((flags & DescUsed) != 0) != _availWrap;
     }

@@ -23,6 +23,9 @@ public static class ServerHost
     /// <summary>Environment variable prefix: PCIEEMU_Machine__RamSize=... sets Machine:RamSize.</summary>
     public const string EnvironmentPrefix = "PCIEEMU_";
 
+    /// <summary>ASP.NET Core's per-request hosting log category (request start/finish); off by default, see <see cref="Build"/>.</summary>
+    internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
+
     /// <summary>
     /// Builds (does not start) the server for <paramref name="settings"/>. Configuration layers, lowest
     /// first: appsettings.json beside the executable, the --config file, PCIEEMU_* environment variables,
@@ -67,6 +70,11 @@ public static class ServerHost
         else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         // A failed start (port in use) is reported by `serve` in one line; the host's own error log of it is a stack trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        // Issue 16: ASP.NET Core's hosting diagnostics start an Activity and a logging scope for every request
+        // whenever this category is enabled at any level, though all it logs per request is start and finish at
+        // Information (hidden by appsettings.json anyway). Off unless the configuration names the category: it
+        // was ~950 of the ~2,260 bytes the server allocated per unary call (docs/performance.md).
+        if (cfg[$"Logging:LogLevel:{HostingDiagnosticsCategory}"] == null) builder.Logging.AddFilter(HostingDiagnosticsCategory, LogLevel.None);
 
         builder.Services.AddSingleton(Options.Create(limits));
         builder.Services.AddSingleton(limits);

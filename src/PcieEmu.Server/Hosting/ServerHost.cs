@@ -23,6 +23,28 @@ public static class ServerHost
     /// <summary>Environment variable prefix: PCIEEMU_Machine__RamSize=... sets Machine:RamSize.</summary>
     public const string EnvironmentPrefix = "PCIEEMU_";
 
+    /// <summary>The runtime's switch (read once, at the first asynchronous socket operation) that runs socket completions on its epoll thread.</summary>
+    internal const string InlineSocketCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
+    /// <summary>
+    /// Issue 16: completes socket operations on the runtime's epoll thread instead of handing each
+    /// readiness event to a thread-pool worker first: one thread wake fewer per request (about half the
+    /// server's voluntary context switches per unary call, measured in docs/performance.md). Kestrel still
+    /// queues its own work (HTTP/2 framing, the handlers) to its I/O queues and the thread pool, so no
+    /// handler runs on the epoll thread; the only other asynchronous socket user is the vfio-user accept
+    /// loop, which hands each session to its own thread. Must run before the first asynchronous socket
+    /// operation of the process (<c>serve</c> calls it first); a value the user set is left alone, so
+    /// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0</c> restores the runtime's default.
+    /// </summary>
+    public static void PreferInlineSocketCompletions()
+    {
+        if (InlineSocketCompletionsSetting(Environment.GetEnvironmentVariable(InlineSocketCompletionsVariable)) is { } value)
+            Environment.SetEnvironmentVariable(InlineSocketCompletionsVariable, value);
+    }
+
+    /// <summary>The value <see cref="PreferInlineSocketCompletions"/> sets given the current one: "1" when unset, null (leave it) otherwise.</summary>
+    internal static string? InlineSocketCompletionsSetting(string? current) => current == null ? "1" : null;
+
     /// <summary>ASP.NET Core's per-request hosting log category (request start/finish); off by default, see <see cref="Build"/>.</summary>
     internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
 

@@ -5,11 +5,12 @@ using PcieEmu.Server.Hosting;
 namespace PcieEmu.Server.Tests.Hosting;
 
 /// <summary>
-/// Issue 16: ASP.NET Core's hosting diagnostics cost an Activity and a logging scope per request
-/// whenever their category is enabled at any level; the server turns the category off unless the
-/// configuration names it.
+/// Issue 16, per-call cost of the server: ASP.NET Core's hosting diagnostics cost an Activity and a
+/// logging scope per request whenever their category is enabled at any level, so the server turns the
+/// category off unless the configuration names it; <c>serve</c> prefers inline socket completions
+/// unless the user set the runtime's variable.
 /// </summary>
-public sealed class HostingDiagnosticsTests
+public sealed class PerCallCostTests
 {
     [Fact]
     public async Task Per_request_hosting_diagnostics_are_off_by_default()
@@ -35,4 +36,11 @@ public sealed class HostingDiagnosticsTests
         Assert.True(logger.IsEnabled(LogLevel.Critical));
         Assert.Equal(0x10C98086u, (uint)(await server.Client.ReadConfigAsync(0x100, 0, 4).WaitAsync(T.Timeout)).Value);
     }
+
+    [Theory]
+    [InlineData(null, "1")]
+    [InlineData("0", null)]
+    [InlineData("1", null)]
+    public void Serve_prefers_inline_socket_completions_unless_the_user_chose(string? current, string? set) =>
+        Assert.Equal(set, ServerHost.InlineSocketCompletionsSetting(current));
 }

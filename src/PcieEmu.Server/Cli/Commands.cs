@@ -82,6 +82,7 @@ public static class Commands
         var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, machine, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check, web };
         cmd.SetAction(async (parse, ct) =>
         {
+            ServerHost.PreferInlineSocketCompletions();   // before any asynchronous socket operation (docs/performance.md)
             var overrides = new Dictionary<string, string?>();
             try
             {

@@ -23,6 +23,31 @@ public static class ServerHost
     /// <summary>Environment variable prefix: PCIEEMU_Machine__RamSize=... sets Machine:RamSize.</summary>
     public const string EnvironmentPrefix = "PCIEEMU_";
 
+    /// <summary>The runtime's switch (read once, at the first asynchronous socket operation) that runs socket completions on its epoll thread.</summary>
+    internal const string InlineSocketCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
+    /// <summary>
+    /// Issue 16: completes socket operations on the runtime's epoll thread instead of handing each
+    /// readiness event to a thread-pool worker first: one thread wake fewer per request (about half the
+    /// server's voluntary context switches per unary call, measured in docs/performance.md). Kestrel still
+    /// queues its own work (HTTP/2 framing, the handlers) to its I/O queues and the thread pool, so no
+    /// handler runs on the epoll thread; the only other asynchronous socket user is the vfio-user accept
+    /// loop, which hands each session to its own thread. Must run before the first asynchronous socket
+    /// operation of the process (<c>serve</c> calls it first); a value the user set is left alone, so
+    /// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0</c> restores the runtime's default.
+    /// </summary>
+    public static void PreferInlineSocketCompletions()
+    {
+        if (InlineSocketCompletionsSetting(Environment.GetEnvironmentVariable(InlineSocketCompletionsVariable)) is { } value)
+            Environment.SetEnvironmentVariable(InlineSocketCompletionsVariable, value);
+    }
+
+    /// <summary>The value <see cref="PreferInlineSocketCompletions"/> sets given the current one: "1" when unset, null (leave it) otherwise.</summary>
+    internal static string? InlineSocketCompletionsSetting(string? current) => current == null ? "1" : null;
+
+    /// <summary>ASP.NET Core's per-request hosting log category (request start/finish); off by default, see <see cref="Build"/>.</summary>
+    internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
+
     /// <summary>
     /// Builds (does not start) the server for <paramref name="settings"/>. Configuration layers, lowest
     /// first: appsettings.json beside the executable, the --config file, PCIEEMU_* environment variables,
@@ -67,6 +92,11 @@ public static class ServerHost
         else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         // A failed start (port in use) is reported by `serve` in one line; the host's own error log of it is a stack trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        // Issue 16: ASP.NET Core's hosting diagnostics start an Activity and a logging scope for every request
+        // whenever this category is enabled at any level, though all it logs per request is start and finish at
+        // Information (hidden by appsettings.json anyway). Off unless the configuration names the category: it
+        // was ~950 of the ~2,260 bytes the server allocated per unary call (docs/performance.md).
+        if (cfg[$"Logging:LogLevel:{HostingDiagnosticsCategory}"] == null) builder.Logging.AddFilter(HostingDiagnosticsCategory, LogLevel.None);
 
         builder.Services.AddSingleton(Options.Create(limits));
         builder.Services.AddSingleton(limits);

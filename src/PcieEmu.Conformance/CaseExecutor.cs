@@ -341,10 +341,16 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
 
     private async Task TransactAsync(JsonObject s)
     {
-        // An entry {"wait_ms": N} is no request: the runner pauses the stream there for N ms.
+        // An entry {"wait_ms": N} is no request: the runner pauses the stream there. Like a driver whose
+        // non-posted request has completed before it starts to wait, it first waits for the completions
+        // of every read sent before the entry, then N ms.
         var requests = ((JsonArray)s["requests"]!).Select(x => (JsonObject)x!)
-            .Select(o => o["wait_ms"] != null ? (Req: (TransactRequest?)null, Wait: WaitMs(o, "wait_ms")) : (Req: Request(o), Wait: 0UL)).ToList();
+            .Select(o => o["wait_ms"] != null
+                ? (Req: (TransactRequest?)null, Wait: WaitMs(o, "wait_ms"), Read: false)
+                : (Req: Request(o), Wait: 0UL, Read: o.Any(kv => kv.Key.EndsWith("_read", StringComparison.Ordinal)))).ToList();
         var got = new List<Completion>();
+        using var arrived = new SemaphoreSlim(0);
+        int Count() { lock (got) return got.Count; }
         RpcException? error = null;
         using var call = client.Session.Transact(deadline: Deadline, cancellationToken: _ct);
         try
@@ -354,16 +360,30 @@ internal sealed class CaseExecutor(PcieEmuClient client, TimeSpan rpcTimeout)
                 while (await call.ResponseStream.MoveNext(_ct))
                 {
                     var r = call.ResponseStream.Current;
-                    got.Add(new Completion { Tag = r.Tag, Status = r.Status, Value = r.Value, Data = r.Data, Kind = r.Kind });
-                    got.AddRange(r.More);
+                    lock (got)
+                    {
+                        got.Add(new Completion { Tag = r.Tag, Status = r.Status, Value = r.Value, Data = r.Data, Kind = r.Kind });
+                        got.AddRange(r.More);
+                    }
+                    arrived.Release();
                 }
             }, _ct);
             try
             {
-                foreach (var (req, wait) in requests)
+                int reads = 0;
+                foreach (var (req, wait, read) in requests)
                 {
-                    if (req is null) await SleepAsync(wait);
-                    else await call.RequestStream.WriteAsync(req, _ct);
+                    if (req is null)
+                    {
+                        while (Count() < reads && !reading.IsCompleted)
+                            await arrived.WaitAsync(TimeSpan.FromMilliseconds(50), _ct);
+                        await SleepAsync(wait);
+                    }
+                    else
+                    {
+                        if (read) reads++;
+                        await call.RequestStream.WriteAsync(req, _ct);
+                    }
                 }
                 await call.RequestStream.CompleteAsync();
             }

@@ -424,24 +424,34 @@ class Runner:
         _sleep_ms(self._wait_ms(step, "ms"))
 
     def _op_transact(self, step):
-        # An entry {"wait_ms": N} is no request: the stream pauses there for N ms.
-        items = [("wait", self._wait_ms(r, "wait_ms")) if "wait_ms" in r else ("send", self._request(r))
+        # An entry {"wait_ms": N} is no request: the stream pauses there. Like a driver whose
+        # non-posted request has completed before it starts to wait, the runner first waits for
+        # the completions of every read sent before it, then N ms.
+        items = [("wait", self._wait_ms(r, "wait_ms")) if "wait_ms" in r
+                 else ("send", self._request(r), any(k.endswith("_read") for k in r))
                  for r in step["requests"]]
+        got: List[Any] = []
+        arrived = threading.Condition()
 
         def requests():
-            for kind, x in items:
-                if kind == "wait":
-                    _sleep_ms(x)
+            reads = 0
+            for item in items:
+                if item[0] == "wait":
+                    with arrived:
+                        arrived.wait_for(lambda: len(got) >= reads, timeout=RPC_TIMEOUT)
+                    _sleep_ms(item[1])
                 else:
-                    yield x
+                    reads += item[2]
+                    yield item[1]
 
         call = self.client.session_stub.Transact(requests(), timeout=RPC_TIMEOUT)
-        got: List[Any] = []
         err = None
         try:
             for resp in call:
-                got.append(resp)
-                got.extend(resp.more)
+                with arrived:
+                    got.append(resp)
+                    got.extend(resp.more)
+                    arrived.notify_all()
         except grpc.RpcError as e:
             err = e
         expect = step.get("expect", {})

@@ -145,9 +145,11 @@ _VF_RULE = "SRIOV.VF_ACCESS_BEFORE_100MS"
     ([{"op": "transact", "requests": [
         {"tag": 1, "config_write": {"rid": "01:00.0", "offset": "0x170", "width": 2, "value": "1"}},
         {"tag": 2, "config_write": {"rid": "01:00.0", "offset": "0x168", "width": 2, "value": "0x0009"}},
+        {"tag": 3, "config_read": {"rid": "01:00.0", "offset": "0x168", "width": 2}},
         {"wait_ms": 100},
-        {"tag": 3, "config_read": {"rid": "02:10.0", "offset": "0x08", "width": 4}}],
-       "expect": {"completions": [{"tag": 3, "status": "SUCCESSFUL", "value": "0x02000000", "mask": "0xffffff00"}]}}], False),
+        {"tag": 4, "config_read": {"rid": "02:10.0", "offset": "0x08", "width": 4}}],
+       "expect": {"completions": [{"tag": 3, "status": "SUCCESSFUL", "value": "0x0009", "mask": "0x0009"},
+                                  {"tag": 4, "status": "SUCCESSFUL", "value": "0x02000000", "mask": "0xffffff00"}]}}], False),
 ], ids=["no-wait", "wait-step", "wait-in-stream"])
 def test_a_wait_is_time_on_the_machine_clock(server, runner, steps, flagged):
     """The checker (machine clock) flags a VF read right after VF Enable, and not after a wait."""

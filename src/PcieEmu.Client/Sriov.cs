@@ -81,7 +81,7 @@ public sealed partial class PcieEmuClient
 
         ctl = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovControl, cancellationToken).ConfigureAwait(false);
         await WriteConfig16Async(pfRid, sriov + PciRegs.SriovControl, (ushort)(ctl | PciRegs.SriovCtlVfEnable | PciRegs.SriovCtlVfMse), cancellationToken).ConfigureAwait(false);
-        await Task.Delay(settle ?? TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+        await SleepAtLeastAsync(settle ?? TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
         return rids;
     }
 
@@ -95,7 +95,16 @@ public sealed partial class PcieEmuClient
         if (sriov == 0) throw new InvalidOperationException($"{PciAddress.Format(pfRid)} has no SR-IOV capability");
         ushort ctl = await ReadConfig16Async(pfRid, sriov + PciRegs.SriovControl, cancellationToken).ConfigureAwait(false);
         await WriteConfig16Async(pfRid, sriov + PciRegs.SriovControl, (ushort)(ctl & ~(PciRegs.SriovCtlVfEnable | PciRegs.SriovCtlVfMse)), cancellationToken).ConfigureAwait(false);
-        await Task.Delay(settle ?? TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+        await SleepAtLeastAsync(settle ?? TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
         await WriteConfig16Async(pfRid, sriov + PciRegs.SriovNumVfs, 0, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Sleeps at least <paramref name="time"/> by the monotonic clock: a timer may fire up to a
+    /// millisecond early, and a driver's 100 ms settle time must never be 99.x ms.</summary>
+    private static async Task SleepAtLeastAsync(TimeSpan time, CancellationToken cancellationToken)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        for (var left = time; left > TimeSpan.Zero; left = time - System.Diagnostics.Stopwatch.GetElapsedTime(start))
+            await Task.Delay(left < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : left, cancellationToken).ConfigureAwait(false);
     }
 }

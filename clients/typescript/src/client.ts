@@ -152,7 +152,14 @@ export function grpcTarget(target: string): string {
 }
 
 /** Waits `ms`; rejects with the signal's reason when it aborts first. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Sleeps at least `ms` by the monotonic clock (a timer may fire up to a millisecond early, and a
+ *  driver's 100 ms settle time must never be 99.x ms). */
+async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  const end = performance.now() + ms;
+  for (let left = ms; left > 0; left = end - performance.now()) await sleepOnce(Math.ceil(left), signal);
+}
+
+function sleepOnce(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) { reject(signal.reason); return; }
     const onAbort = () => { clearTimeout(t); reject(signal!.reason); };

@@ -104,7 +104,7 @@ IDLE_RING=$(( (idle1 - idle0) * 1000 / TCK ))
 wait "$IDLE_PID" 2>/dev/null
 log "idle server CPU over 2 s: ${IDLE_NORING} ms without a ring, ${IDLE_RING} ms with an idle ring open"
 
-python3 - "$WORK/results" "$ROUNDS" "$N" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)" "$IDLE_NORING" "$IDLE_RING" <<'EOF'
+python3 - "$WORK/results" "$ROUNDS" "$N" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)" "$IDLE_NORING" "$IDLE_RING" <<'EOF' || fail "the report could not be computed"
 import statistics, sys
 path, rounds, n, cores, load, idle, idle_ring = sys.argv[1:]
 rows = {}
@@ -134,9 +134,11 @@ for name in what:
     if name not in rows: continue
     p50, p99, ops, ccpu, scpu = (med(name, i) for i in range(5))
     write = name.endswith("write")
-    r50 = "" if write or name == "floor" else f"{p50 / lp50:.2f}x"
-    rcpu = "" if write or scpu is None or name == "floor" else f"{scpu / lcpu:.2f}x"
-    rops = f"{ops / lops:.2f}x" if write else ""
+    # A baseline of 0 (CPU below the clock tick in a tiny run) or missing gives no ratio, not a crash.
+    ratio = lambda a, b: "n/a" if a is None or not b else f"{a / b:.2f}x"
+    r50 = "" if write or name == "floor" else ratio(p50, lp50)
+    rcpu = "" if write or scpu is None or name == "floor" else ratio(scpu, lcpu)
+    rops = ratio(ops, lops) if write else ""
     print(f"| {what[name]} | {f(p50, 2)} | {f(p99, 2)} | {ops:,.0f} | {f(ccpu, 2)} | {f(scpu, 2)} | {r50} | {rcpu} | {rops} |")
 print(f"\nIdle PcieEmu server over 2 s: {idle} ms of CPU with no ring open, {idle_ring} ms with one idle ring open.")
 EOF

@@ -20,9 +20,10 @@ from .bdf import Bdf, format_bdf, parse_bdf, to_rid  # noqa: E402
 from .client import (Client, ConfigRead, ServerError, StreamSubscription, connect, default_target,  # noqa: E402
                      default_token_path, default_unix_socket, resolve_token, ViolationsError)
 from .session import Session, SessionError  # noqa: E402
+from .ring import Ring, RingCompletion, RingError  # noqa: E402
 from .ram import RamView  # noqa: E402
 from .sriov import SriovState  # noqa: E402
 
-__all__ = ["Bdf", "Client", "ConfigRead", "RamView", "ServerError", "Session", "SessionError",
+__all__ = ["Bdf", "Client", "ConfigRead", "RamView", "Ring", "RingCompletion", "RingError", "ServerError", "Session", "SessionError",
            "SriovState", "StreamSubscription", "ViolationsError", "connect", "default_target", "default_token_path",
            "default_unix_socket", "format_bdf", "parse_bdf", "pb", "resolve_token", "to_rid"]

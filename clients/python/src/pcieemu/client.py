@@ -360,6 +360,11 @@ class Client(ChannelOwner):
         return RamView.open(self, prefer_mmap=prefer_mmap)
 
     # -- streams ----------------------------------------------------------------------------
+    def open_ring(self, submission_entries: int = 0, completion_entries: int = 0, data_size: int = 0):
+        """Opens a shared-memory ring (same host as the server; see :class:`pcieemu.Ring`)."""
+        from .ring import Ring
+        return Ring(self, submission_entries, completion_entries, data_size)
+
     def session(self):
         """Opens the ordered Session stream (see :class:`pcieemu.Session`; batches of up to 256)."""
         from .session import Session

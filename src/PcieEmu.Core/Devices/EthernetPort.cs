@@ -6,7 +6,15 @@ namespace PcieEmu.Core.Devices;
 /// <param name="Port">Machine-wide Ethernet port number (<see cref="IEthernetPort.Number"/>).</param>
 /// <param name="Data">The frame, destination MAC first, without FCS.</param>
 /// <param name="TimestampUnixNs">Wall-clock time, nanoseconds since the Unix epoch.</param>
-public sealed record WireFrame(int Port, byte[] Data, long TimestampUnixNs);
+public sealed record WireFrame(int Port, byte[] Data, long TimestampUnixNs)
+{
+    /// <summary>A copy of <paramref name="frame"/> on port <paramref name="port"/>, stamped with <paramref name="time"/>'s now.</summary>
+    public static WireFrame Now(int port, ReadOnlySpan<byte> frame, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        return new(port, frame.ToArray(), (time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100);
+    }
+}
 
 /// <summary>Frame sizes every Ethernet port accepts from its wire.</summary>
 public static class EthernetFrame

@@ -330,12 +330,7 @@ public sealed partial class IgbPort : IEthernetPort
         if (trace) bus.Publish(new Events.FrameEvent(source.Rid, Events.FrameDirection.ToWire, copy ?? ToWireFrame(frame), q, 0));
         _gptc.Value++;
         Add64(_gotcl, _gotch, (uint)frame.Length + 4);
-        var handler = FrameTransmitted;
-        if (handler != null)
-        {
-            long ns = (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100;
-            handler(new WireFrame(PortNumber, frame.ToArray(), ns));
-        }
+        FrameTransmitted?.Invoke(ToWireFrame(frame));
     }
 
     /// <summary>
@@ -355,5 +350,5 @@ public sealed partial class IgbPort : IEthernetPort
         }
     }
 
-    private WireFrame ToWireFrame(ReadOnlySpan<byte> frame) => new(PortNumber, frame.ToArray(), (_pf.Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100);
+    private WireFrame ToWireFrame(ReadOnlySpan<byte> frame) => WireFrame.Now(PortNumber, frame, _pf.Machine.Time);
 }

@@ -141,7 +141,7 @@ public sealed partial class VirtioNetFunction
             // already holds the pseudo-header sum the driver put there.
             int start = Le16(data, HdrCsumStart), off = Le16(data, HdrCsumOffset);
             if (!Negotiated(FCsum) || start + off + 2 > frame.Length) { TxDropped++; return; }
-            ushort sum = InternetChecksum(frame[start..]);
+            ushort sum = (ushort)~InternetChecksum.OnesSum(frame[start..]);
             BinaryPrimitives.WriteUInt16BigEndian(frame[(start + off)..], sum);
         }
         if (_activePairs > 1) _steer[FlowBucket(frame)] = (byte)(pair + 1);
@@ -150,20 +150,9 @@ public sealed partial class VirtioNetFunction
         bool trace = bus.Wants(EventKind.Frame);
         var handler = FrameTransmitted;
         if (!trace && handler == null) return;
-        var wf = new WireFrame(PortNumber, frame.ToArray(), (Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100);
+        var wf = WireFrame.Now(PortNumber, frame, Machine.Time);
         if (trace) bus.Publish(new FrameEvent(Rid, FrameDirection.ToWire, wf, queue, 0));
         handler?.Invoke(wf);
-    }
-
-    /// <summary>The ones' complement of the ones' complement sum of <paramref name="data"/> (RFC 1071).</summary>
-    internal static ushort InternetChecksum(ReadOnlySpan<byte> data)
-    {
-        ulong sum = 0;
-        int i = 0;
-        for (; i + 1 < data.Length; i += 2) sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]);
-        if (i < data.Length) sum += (ulong)data[i] << 8;
-        while ((sum >> 16) != 0) sum = (sum & 0xFFFF) + (sum >> 16);
-        return (ushort)~sum;
     }
 
     // ---------------- Receive ----------------
@@ -182,8 +171,7 @@ public sealed partial class VirtioNetFunction
         {
             var bus = Machine.Events;
             if (bus.Wants(EventKind.Frame))
-                bus.Publish(new FrameEvent(Rid, FrameDirection.FromWire,
-                    new WireFrame(PortNumber, frame.ToArray(), (Machine.Time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100), -1, 0));
+                bus.Publish(new FrameEvent(Rid, FrameDirection.FromWire, WireFrame.Now(PortNumber, frame, Machine.Time), -1, 0));
             if (frame.Length > MaxFrameSize)
             {
                 // Longer than the MTU allows (MTU is not offered): the wire carried it, the device drops it.

@@ -45,6 +45,15 @@ public static class ServerHost
     /// <summary>The value <see cref="PreferInlineSocketCompletions"/> sets given the current one: "1" when unset, null (leave it) otherwise.</summary>
     internal static string? InlineSocketCompletionsSetting(string? current) => current == null ? "1" : null;
 
+    /// <summary>
+    /// Whether Kestrel schedules its transport and application pipes inline (SocketTransportOptions.
+    /// UnsafePreferInlineScheduling): exactly when socket completions are inline, the pairing the option asks
+    /// for, so the one switch <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0</c> turns both off. Inline is
+    /// safe here because no code of the server blocks a thread on another socket operation: handlers block only
+    /// on the machine lock, the ring waits on its own thread and the vfio-user sessions on theirs.
+    /// </summary>
+    internal static bool InlineScheduling(string? inlineSocketCompletions) => inlineSocketCompletions == "1";
+
     /// <summary>ASP.NET Core's per-request hosting log category (request start/finish); off by default, see <see cref="Build"/>.</summary>
     internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
 
@@ -127,6 +136,10 @@ public static class ServerHost
         builder.Services.AddGrpcHealthChecks().AddCheck("machine", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
         builder.Services.AddGrpcReflection();
 
+        // Issue 16: with socket completions inline (above), Kestrel's own pipes run inline too: the HTTP/2
+        // connection loop parses on the socket thread and a stream's continuations (a Transact message, a
+        // reply's flush to the socket) run where the data arrives instead of hopping through the thread pool.
+        builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = InlineScheduling(Environment.GetEnvironmentVariable(InlineSocketCompletionsVariable)));
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;

@@ -1,5 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Server.Tests.Hosting;
@@ -43,4 +45,20 @@ public sealed class PerCallCostTests
     [InlineData("1", null)]
     public void Serve_prefers_inline_socket_completions_unless_the_user_chose(string? current, string? set) =>
         Assert.Equal(set, ServerHost.InlineSocketCompletionsSetting(current));
+
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("0", false)]
+    [InlineData("1", true)]
+    public void Kestrel_schedules_inline_exactly_when_socket_completions_are_inline(string? completions, bool inline) =>
+        Assert.Equal(inline, ServerHost.InlineScheduling(completions));
+
+    [Fact]
+    public async Task The_built_server_follows_the_process_switch()
+    {
+        await using var server = await TestServer.StartAsync("unix");
+        var options = server.App.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value;
+        Assert.Equal(ServerHost.InlineScheduling(Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS")), options.UnsafePreferInlineScheduling);
+        Assert.Equal(0x10C98086u, (uint)(await server.Client.ReadConfigAsync(0x100, 0, 4).WaitAsync(T.Timeout)).Value);
+    }
 }

@@ -410,7 +410,8 @@ export class Ring {
     if (!m) return 0;
     const tail = Atomics.load(m.u32, CQ_TAIL >> 2);
     let n = 0;
-    while (this.cqHead !== tail) {
+    // (A listener may issue entries and so collect completions itself: compare, do not expect equality.)
+    while (((tail - this.cqHead) | 0) > 0) {
       const at = this.cqOffset + (this.cqHead & (this.cqEntries - 1)) * CQ_ENTRY_SIZE;
       const dv = m.dv;
       const field = dv.getUint8(at + 0x11), status = dv.getUint16(at + 0x12, true), length = dv.getUint32(at + 0x14, true);
@@ -420,7 +421,7 @@ export class Ring {
       };
       const w = this.waiters.get(c.tag);
       if (w && w.dataAt >= 0 && c.ok && length <= this.dataSize - w.dataAt)
-        c.data = Buffer.from(m.u8.slice(this.dataOffset + w.dataAt, this.dataOffset + w.dataAt + length));
+        c.data = Buffer.from(m.u8.subarray(this.dataOffset + w.dataAt, this.dataOffset + w.dataAt + length)); // a copy
       this.cqHead = (this.cqHead + 1) >>> 0;
       Atomics.store(m.u32, CQ_HEAD >> 2, this.cqHead);
       n++;

@@ -221,3 +221,22 @@ describe('shared-memory ring', () => {
     assert.match(out.why, /optional dependency koffi \(npm install koffi@3\.3\.4\), which did not load: Cannot find module 'koffi'/);
   });
 });
+
+describe('shared-memory ring: the server goes away', () => {
+  test('a ring whose server stops ends: what waits rejects, nothing faults', async () => {
+    const server = await within(startServer({ extraArgs: [] }), 120_000, 'server start');
+    const c = await within(PcieEmuClient.connect(server.unix || server.tcp, { tokenFile: server.tokenFile }), 20_000, 'connect');
+    try {
+      const r = await within(c.openRing(), 10_000, 'openRing');
+      assert.equal((await within(r.configRead(PF0, 0, 2))).value, 0x8086n);
+      await within(server.stop(), 20_000, 'server stop');
+      await within(until(() => r.closed, 10_000, 'ring closed'));
+      await assert.rejects(within(r.configRead(PF0, 0, 2)), /closed the ring|OpenRing call ended/);
+      assert.throws(() => r.configWrite(PF0, 0x3c, 1, 0), /closed the ring|OpenRing call ended/);
+      r.close();
+    } finally {
+      c.close();
+      await server.stop();
+    }
+  });
+});

@@ -79,6 +79,17 @@ describe('shared-memory ring', () => {
     assert.equal((await within(c.readMmio(msix, 4))).value, 0xfee01000n);
   });
 
+  test('an idle ring leaves nothing polling: no timer or immediate once nothing is awaited', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((k) => k === 'Timeout' || k === 'Immediate').length;
+    await withRing({ clientSpinMicroseconds: 0 }, async (r) => {   // no spin: every read goes through the event loop
+      const before = timers();
+      for (let k = 0; k < 20; k++) assert.equal((await within(r.configRead(PF0, 0, 2))).value, 0x8086n);
+      r.configWrite(PF0, 0x3c, 1, 1);                          // posted: nothing to wait for
+      await new Promise((res) => setImmediate(res));
+      assert.equal(timers(), before, process.getActiveResourcesInfo().join(' '));
+    });
+  });
+
   test('statuses: UR from a missing function, a rejected entry names its field, a failed posted write is collected', async () => {
     await withRing({}, async (r) => {
       const ur = await within(r.configRead(NOBODY, 0, 4));

@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const idle = await c.openRing({ clientSpinMicroseconds: 0 });
   const s = c.session();
   const ways: Way[] = [
-    { name: 'ring (spin 50 µs, then event loop)', read: () => ring.configRead(0x100, 0, 4) },
+    { name: 'ring (spin 20 µs, then event loop)', read: () => ring.configRead(0x100, 0, 4) },
     { name: 'ring (no spin: event loop only)', read: () => idle.configRead(0x100, 0, 4) },
     { name: 'session() Transact ping-pong', read: () => s.configRead(0x100, 0, 4) },
     { name: 'unary readConfig', read: () => c.readConfig(0x100, 0, 4) },

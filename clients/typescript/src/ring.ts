@@ -65,7 +65,7 @@ export interface RingOptions {
   /** How long the server's ring thread polls an empty ring before it sleeps, in µs (≤ 10000; default 5). */
   spinMicroseconds?: number;
   /** How long this client polls for a completion, blocking the event loop, before it goes back to
-   *  the event loop and polls from there with a backoff (µs, default 50; 0: never block). */
+   *  the event loop and polls from there with a backoff (µs, default 20, as the Go and C++ clients; 0: never block). */
   clientSpinMicroseconds?: number;
   /** How long a submission may wait for a free slot (the server not consuming) before it throws
    *  (ms, default 10000). That wait blocks the event loop: it happens only when the server's ring
@@ -216,7 +216,7 @@ export class Ring {
     this.sqOffset = layout.submission_offset;
     this.cqOffset = layout.completion_offset;
     this.dataOffset = layout.data_offset;
-    this.clientSpinMs = (opts.clientSpinMicroseconds ?? 50) / 1000;
+    this.clientSpinMs = (opts.clientSpinMicroseconds ?? 20) / 1000;
     this.slotWaitMs = opts.slotWaitMs ?? 10_000;
   }
 

@@ -430,7 +430,13 @@ export class Ring {
         w.resolve(c);
       } else {
         this.postedErrors.push(c);
-        for (const l of this.listeners) l(c);
+        for (const l of this.listeners) {
+          try {
+            l(c);
+          } catch (e) {
+            queueMicrotask(() => { throw e; }); // the listener's error is its own, not the ring's
+          }
+        }
       }
     }
     return n;
@@ -481,7 +487,12 @@ const EMPTY = Buffer.alloc(0);
 /** Maps the ring file the server named; returns its address (unmap with munmap). */
 export function mapRingFile(nat: RingNative, layout: OpenRingResponse): { address: bigint; size: number } {
   const size = Number(layout.size);
-  const fd = openSync(layout.path, 'r+');
+  let fd: number;
+  try {
+    fd = openSync(layout.path, 'r+');
+  } catch (e) {
+    throw new Error(`OpenRing: cannot open the ring file ${layout.path} (a ring needs the server's host and user): ${(e as Error).message}`);
+  }
   try {
     const have = fstatSync(fd).size;
     if (have < size) throw new Error(`ring file ${layout.path} has ${have} bytes, the server said ${size}`);

@@ -28,6 +28,11 @@ cd "$here"
 # npm ci runs `prepare`: ts-proto generates src/gen/ from proto/, tsc compiles lib/esm and lib/cjs
 # (the package; test/package.test.ts packs and installs it). The tests and examples compile to dist/.
 npm ci --no-audit --no-fund >>"$out/$name.build.log" 2>&1 || fail "npm ci (with the package build) failed (see $out/$name.build.log)"
+# koffi (an optionalDependency: the shared-memory ring maps its file and wakes the futex through it)
+# comes from the lockfile with its prebuilt binary; npm skips an optional package that fails to
+# install, so check here that it loads rather than let the ring tests fail on it.
+node -e "require('koffi')" >>"$out/$name.build.log" 2>&1 \
+  || fail "koffi (optional dependency, needed by openRing and test/ring.test.ts) did not install or load (see $out/$name.build.log)"
 npm run -s build:test >>"$out/$name.build.log" 2>&1 || fail "TypeScript build failed (see $out/$name.build.log)"
 
 # TAP is the result file (.ci/summarize reads it; "# cancelled N" with N > 0 fails the suite).

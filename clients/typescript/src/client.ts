@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { formatBdf } from './bdf.js';
 import { Regs } from './regs.js';
 import { Session } from './session.js';
+import { checkLayout, loadRingNative, mapRingFile, Ring } from './ring.js';
+import type { RingOptions } from './ring.js';
 import { CompletionStatus } from './gen/pcieemu/v1/common.js';
 import { ConfigServiceClient, ReadConfigRequest, WriteConfigRequest } from './gen/pcieemu/v1/config.js';
 import { CaptureFramesRequest, EthernetServiceClient, InjectFrameRequest } from './gen/pcieemu/v1/ethernet.js';
@@ -20,7 +22,8 @@ import { MemoryServiceClient, ReadMemoryRequest, WriteMemoryRequest } from './ge
 import { MmioServiceClient, ReadMmioRequest, WriteMmioRequest } from './gen/pcieemu/v1/mmio.js';
 import { GetPlatformRequest, ListFunctionsRequest, PlatformServiceClient, ResetPlatformRequest } from './gen/pcieemu/v1/platform.js';
 import type { FunctionMessage as PcieFunction, GetPlatformResponse } from './gen/pcieemu/v1/platform.js';
-import { SessionServiceClient } from './gen/pcieemu/v1/session.js';
+import { OpenRingRequest, SessionServiceClient } from './gen/pcieemu/v1/session.js';
+import type { OpenRingResponse } from './gen/pcieemu/v1/session.js';
 import { ClearViolationsRequest, GetViolationsRequest, TraceFilter, TraceServiceClient } from './gen/pcieemu/v1/trace.js';
 import type { GetViolationsResponse, TraceEvent, Violation } from './gen/pcieemu/v1/trace.js';
 
@@ -502,6 +505,56 @@ export class PcieEmuClient {
     const call = this.sessionService.transact(new grpc.Metadata(), streamOptions(opts));
     cancelOnAbort(call, opts.signal);
     return new Session(call, opts.maxPerMessage ?? Session.DEFAULT_BATCH);
+  }
+
+  // ---- shared-memory ring ----
+  /** Opens a shared-memory ring (SessionService.OpenRing; same host only): the server creates a
+   *  file, this process maps it (through the optional dependency koffi, loaded now) and from then
+   *  on config, MMIO and RAM transactions go through shared memory with the Session stream's
+   *  ordering. `o.timeoutMs` bounds the wait for the server's answer (default: the client's unary
+   *  deadline); the ring then stays open until `ring.close()` or `o.signal`. Rejects with the
+   *  reason when koffi cannot load, with INVALID_ARGUMENT naming the field for a bad size, and
+   *  with RESOURCE_EXHAUSTED when the server has Limits:MaxRings open. */
+  async openRing(o: RingOptions & CallOptions = {}): Promise<Ring> {
+    const nat = await loadRingNative();
+    if (o.signal?.aborted) throw o.signal.reason;
+    const req = OpenRingRequest.fromPartial({
+      submission_entries: o.submissionEntries ?? 0, completion_entries: o.completionEntries ?? 0,
+      data_size: o.dataSize ?? 0, spin_microseconds: o.spinMicroseconds ?? 0,
+    });
+    const call = this.sessionService.openRing(req, new grpc.Metadata(), {});
+    let ring: Ring | undefined;
+    const layout = await new Promise<OpenRingResponse>((resolve, reject) => {
+      const ms = o.timeoutMs ?? this.timeoutMs;
+      const timer = setTimeout(() => { call.cancel(); reject(new Error(`OpenRing: no answer from the server within ${ms} ms`)); }, ms);
+      const onAbort = () => { call.cancel(); reject(o.signal!.reason); };
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = () => { clearTimeout(timer); o.signal?.removeEventListener('abort', onAbort); };
+      call.once('data', (r: OpenRingResponse) => { settle(); resolve(r); });
+      call.on('error', (e: grpc.ServiceError) => {
+        settle();
+        if (ring) ring.ended(new Error(`the ring's OpenRing call ended: ${e.details || e.message}`, { cause: e }));
+        else reject(e);
+      });
+      call.on('end', () => { settle(); ring?.ended(new Error("the ring's OpenRing call ended")); reject(new Error('OpenRing ended without a ring')); });
+    });
+    try {
+      checkLayout(layout);
+      const { address, size } = mapRingFile(nat, layout);
+      try {
+        Ring.checkHeader(layout, nat.view(address, size));
+        ring = new Ring(layout, call, nat, address, size, o);
+      } catch (e) {
+        nat.munmap(address, size);
+        throw e;
+      }
+    } catch (e) {
+      call.cancel();
+      throw e;
+    }
+    const r = ring;
+    cancelOnAbort({ cancel: () => r.close() }, o.signal);
+    return r;
   }
 }
 

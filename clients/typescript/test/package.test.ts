@@ -1,7 +1,8 @@
 /** The package as a user gets it: `npm pack` (the compiled ESM and CJS trees with the generated
  *  code, nothing read from the repository at run time) installed into a consumer project in a
  *  temporary directory, used by an ESM and a CommonJS script against a running server (TCP with
- *  the token found in the default token file, and the Unix socket). */
+ *  the token found in the default token file, and the Unix socket), with a shared-memory ring
+ *  from each (koffi, an optional dependency, installed with the package and loaded by openRing). */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -41,6 +42,10 @@ s.configWrite(0x100, 0x3c, 1, 0x77);                // posted; the read below se
 out.session = Number((await s.configRead(0x100, 0x3c, 1)).value);
 out.batch = Session.DEFAULT_BATCH;
 await s.close();
+const ring = await u.openRing();                    // koffi, the optional dependency, loads from the ESM build
+ring.configWrite(0x100, 0x3c, 1, 0x66);
+out.ring = Number((await ring.configRead(0x100, 0x3c, 1)).value);
+ring.close();
 u.close();
 console.log(JSON.stringify(out));
 `;
@@ -55,6 +60,9 @@ const { PcieEmuClient, formatBdf } = require('pcieemu');
   out.functions = (await u.listFunctions()).length;
   out.ext = (await u.extendedCapabilities(0x100)).map((x) => x.id);
   out.timedOut = await u.getPlatform({ timeoutMs: 0 }).then(() => 'answered', (e) => e.code);
+  const ring = await u.openRing();                  // and from the CommonJS build
+  out.ring = (await ring.configRead(0x100, 0, 4)).value.toString(16);
+  ring.close();
   u.close();
   const t = await PcieEmuClient.connect(tcp);
   out.tcpDevice = formatBdf((await t.listFunctions())[2].rid);
@@ -136,6 +144,7 @@ describe('packed tarball in a consumer project', { timeout: 600_000 }, () => {
     assert.equal(esm.translated, '4096');      // translation off after reset: passthrough
     assert.equal(esm.session, 0x77);
     assert.equal(esm.batch, 256);
+    assert.equal(esm.ring, 0x66);
 
     const cjs = JSON.parse((await run('node', ['consumer.cjs', srv.tcp, srv.unix], { cwd: project, env, timeout: 120_000 })).stdout);
     assert.ok(cjs.resolved.startsWith(join(project, 'node_modules/pcieemu/lib/cjs/')), cjs.resolved);
@@ -144,6 +153,7 @@ describe('packed tarball in a consumer project', { timeout: 600_000 }, () => {
     assert.deepEqual(cjs.ext, [0x0001, 0x0003, 0x000e, 0x0010]);
     assert.equal(cjs.timedOut, 4);             // DEADLINE_EXCEEDED
     assert.equal(cjs.tcpDevice, '01:00.0');
+    assert.equal(cjs.ring, '10c98086');
   });
 
   test('its type declarations serve ESM and CommonJS consumers', async () => {

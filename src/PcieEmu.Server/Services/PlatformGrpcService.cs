@@ -69,7 +69,7 @@ internal sealed class PlatformGrpcService(Machine machine, LimitsOptions limits,
             foreach (var rid in d.FunctionRids) device.PhysicalFunctionRids.Add(rid);
             foreach (var total in d.TotalVfs) device.TotalVfs.Add((uint)total);
             foreach (var e in d.EthernetPorts)
-                device.EthernetPorts.Add(new EthernetPort { Number = (uint)e.Number, Mac = e.Mac, FunctionRid = e.FunctionRid, Name = Capture.FrameLabels.PortName(e, d) });
+                device.EthernetPorts.Add(new EthernetPort { Number = (uint)e.Number, Mac = e.Mac, FunctionRid = e.FunctionRid, Name = Capture.FrameLabels.PortName(e, d), Segment = e.Segment ?? "" });
             r.Devices.Add(device);
         }
         return Task.FromResult(r);

@@ -53,6 +53,23 @@ public sealed class VirtioServeTests
     }
 
     [Fact]
+    public async Task Platform_names_the_segment_of_each_port_and_nothing_for_a_port_on_none()
+    {
+        // docs/machines/virtio-net-lan.json: the 82576's port 0 and the virtio-net port share "lan0"; port 1 is on none.
+        const string Lan = """
+            { "rootPorts": [
+                { "device": { "type": "intel-82576", "segment": ["lan0", null] } },
+                { "device": { "type": "virtio-net", "segment": "lan0" } } ] }
+            """;
+        await using var s = await TestServer.StartAsync("unix", machineJson: Lan);
+        var p = await s.Client.GetPlatformAsync().W();
+        Assert.Equal([(0u, "lan0"), (1u, ""), (2u, "lan0")],
+            p.Devices.SelectMany(d => d.EthernetPorts).Select(e => (e.Number, e.Segment)).OrderBy(x => x.Number));
+        await using var plain = await TestServer.StartAsync("unix", machineJson: IgbAndVirtio);
+        Assert.All((await plain.Client.GetPlatformAsync().W()).Devices.SelectMany(d => d.EthernetPorts), e => Assert.Equal("", e.Segment));
+    }
+
+    [Fact]
     public async Task A_driver_over_grpc_sends_and_receives_through_capture_and_inject_and_the_checker_is_quiet()
     {
         await using var s = await TestServer.StartAsync("tcp", machineJson: IgbAndVirtio);

@@ -127,6 +127,9 @@ public static class ServerHost
         builder.Services.AddGrpcHealthChecks().AddCheck("machine", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
         builder.Services.AddGrpcReflection();
 
+        // Issue 16: Unix sockets served by the direct loop (Server:UnixServer=direct) instead of Kestrel.
+        bool direct = PcieEmu.Server.Direct.DirectServer.Configure(builder.Services, cfg, endpoints, kestrelListens: web != null || endpoints.Any(e => e.Kind == EndpointKind.Tcp));
+
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -135,6 +138,7 @@ public static class ServerHost
             k.Limits.Http2.InitialStreamWindowSize = 2 << 20;
             foreach (var ep in endpoints)
             {
+                if (ep.Kind == EndpointKind.Unix && direct) continue;
                 if (ep.Kind == EndpointKind.Unix)
                     k.ListenUnixSocket(ep.Path, l => { l.Protocols = HttpProtocols.Http2; TokenGuard.MarkUnixListener(l); });
                 else
@@ -162,6 +166,7 @@ public static class ServerHost
         app.MapGrpcService<TraceGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
+        PcieEmu.Server.Direct.DirectServer.Attach(app);
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("PcieEmu.Server");
         if (web != null)
@@ -246,7 +251,8 @@ public static class ServerHost
     {
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         string? webAddress = WebAddress(app);
-        return [.. addresses.Where(a => a.TrimEnd('/') != webAddress).Select(a => a.StartsWith("http://unix:", StringComparison.Ordinal)
+        var direct = app.Services.GetService<PcieEmu.Server.Direct.DirectServer>()?.Endpoints ?? [];
+        return [.. direct, .. addresses.Where(a => a.TrimEnd('/') != webAddress).Select(a => a.StartsWith("http://unix:", StringComparison.Ordinal)
             ? "unix://" + a["http://unix:".Length..]
             : "tcp://" + a["http://".Length..].TrimEnd('/'))];
     }

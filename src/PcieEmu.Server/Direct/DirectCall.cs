@@ -73,7 +73,9 @@ internal sealed class DirectCall : ServerCallContext
     public DirectConnection Connection => _connection;
 
     /// <summary>Whether the call ended by a reset, a lost connection or its deadline (its handler's results are dropped).</summary>
-    public bool Aborted => _cts.IsCancellationRequested;
+    public bool Aborted => Volatile.Read(ref _aborted) || _cts.IsCancellationRequested;
+
+    private bool _aborted;
 
     /// <summary>Starts the deadline timer (grpc-timeout).</summary>
     public void StartDeadline(TimeSpan timeout) =>
@@ -85,7 +87,7 @@ internal sealed class DirectCall : ServerCallContext
     public void Cancel()
     {
         _deadlineTimer?.Dispose();
-        if (_cts.IsCancellationRequested) return;
+        if (_cts.IsCancellationRequested || Interlocked.Exchange(ref _aborted, true)) return;
         TaskCompletionSource<bool>? pending;
         lock (_messages)
         {

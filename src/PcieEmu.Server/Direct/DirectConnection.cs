@@ -561,6 +561,7 @@ internal sealed class DirectConnection
     /// <summary>Ends the call with <paramref name="status"/> (trailers, or trailers-only before any reply), unless it already ended; <paramref name="cancel"/> also cancels its token.</summary>
     public void Finish(DirectCall call, Status status, Metadata? trailers, bool cancel)
     {
+        if (cancel) call.Cancel();   // first: a write racing with this sees the call aborted
         lock (_writeLock)
         {
             if (call.Finished) return;
@@ -578,13 +579,12 @@ internal sealed class DirectConnection
         }
         Remove(call);
         call.Completed();
-        if (cancel) call.Cancel();
     }
 
     /// <summary>The handler failed (or its reply could not be sent): the call ends with the matching status.</summary>
     public void Fail(DirectCall call, Exception ex)
     {
-        if (call.Aborted) return;
+        if (call.Aborted || Volatile.Read(ref call.Finished)) return;   // reset, deadline or already answered: nobody to tell
         Status status;
         var trailers = call.ResponseTrailersIfAny;
         if (ex is RpcException rpc)
@@ -608,13 +608,14 @@ internal sealed class DirectConnection
 
     private void Abort(DirectCall call)
     {
+        call.Cancel();   // first: a write racing with this sees the call aborted, not complete
         lock (_writeLock) call.Finished = true;
         Remove(call);
-        call.Cancel();
     }
 
     private void Reset(DirectCall call, Http2Error code)
     {
+        call.Cancel();
         lock (_writeLock)
         {
             if (!call.Finished)
@@ -625,7 +626,6 @@ internal sealed class DirectConnection
             call.Finished = true;
         }
         Remove(call);
-        call.Cancel();
     }
 
     private void SendReset(int streamId, Http2Error code)
@@ -675,8 +675,8 @@ internal sealed class DirectConnection
         }
         foreach (var call in open)
         {
-            lock (_writeLock) call.Finished = true;
             call.Cancel();
+            lock (_writeLock) call.Finished = true;
         }
         _socket.Dispose();
         _server.Closed(this);

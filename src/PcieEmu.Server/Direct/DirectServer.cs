@@ -75,7 +75,8 @@ internal sealed class DirectServer : IHostedService, IDisposable
     /// <inheritdoc/>
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        BindServices();
+        // Bound now (a socket in use fails the start); listening once the host has started, when the
+        // routing Kestrel serves is complete (reflection lists the services from it).
         foreach (var path in _paths)
         {
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -83,7 +84,6 @@ internal sealed class DirectServer : IHostedService, IDisposable
             {
                 socket.Bind(new UnixDomainSocketEndPoint(path));
                 if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-                socket.Listen(512);
             }
             catch
             {
@@ -91,9 +91,20 @@ internal sealed class DirectServer : IHostedService, IDisposable
                 throw;
             }
             _listeners.Add(socket);
+        }
+        _services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(Listen);
+        return Task.CompletedTask;
+    }
+
+    private void Listen()
+    {
+        BindServices();
+        for (int i = 0; i < _paths.Count; i++)
+        {
+            var (socket, path) = (_listeners[i], _paths[i]);
+            socket.Listen(512);
             new Thread(() => Accept(socket, path)) { IsBackground = true, Name = "pcie-emu direct accept " + path }.Start();
         }
-        return Task.CompletedTask;
     }
 
     /// <summary>Serves on the Unix sockets what <paramref name="app"/> maps for Kestrel (call after the MapGrpcService calls); no-op when the direct server is off.</summary>

@@ -75,8 +75,9 @@ internal sealed class DirectServer : IHostedService, IDisposable
     /// <inheritdoc/>
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        // Bound now (a socket in use fails the start); listening once the host has started, when the
-        // routing Kestrel serves is complete (reflection lists the services from it).
+        // Bound and listening now (a socket in use fails the start; a client that connects early waits in
+        // the backlog); accepted once the host has started, when the routing Kestrel serves is complete
+        // (reflection lists the services from it).
         foreach (var path in _paths)
         {
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -84,6 +85,7 @@ internal sealed class DirectServer : IHostedService, IDisposable
             {
                 socket.Bind(new UnixDomainSocketEndPoint(path));
                 if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                socket.Listen(512);
             }
             catch
             {
@@ -92,17 +94,16 @@ internal sealed class DirectServer : IHostedService, IDisposable
             }
             _listeners.Add(socket);
         }
-        _services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(Listen);
+        _services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(StartAccepting);
         return Task.CompletedTask;
     }
 
-    private void Listen()
+    private void StartAccepting()
     {
         BindServices();
         for (int i = 0; i < _paths.Count; i++)
         {
             var (socket, path) = (_listeners[i], _paths[i]);
-            socket.Listen(512);
             new Thread(() => Accept(socket, path)) { IsBackground = true, Name = "pcie-emu direct accept " + path }.Start();
         }
     }

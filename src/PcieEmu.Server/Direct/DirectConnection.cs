@@ -783,6 +783,8 @@ internal sealed class DirectConnection
     private void Flush()
     {
         var span = _out.WrittenSpan;
+        if (span.Length == 0) return;
+        _server.CountSend();
         try
         {
             while (span.Length > 0 && !_closed)

@@ -48,6 +48,13 @@ internal sealed class DirectServer : IHostedService, IDisposable
     public bool Stopping => _stopping;
     /// <summary>The endpoints it listens on, as targets (<c>unix:///path</c>).</summary>
     public IEnumerable<string> Endpoints => _paths.Select(p => "unix://" + p);
+    private long _sends;
+
+    /// <summary>Sends (socket writes) of all connections so far: what "one send per reply" is measured by.</summary>
+    public long Sends => Interlocked.Read(ref _sends);
+
+    internal void CountSend() => Interlocked.Increment(ref _sends);
+
     /// <summary>Connections open now.</summary>
     public int ConnectionCount
     {

@@ -252,6 +252,67 @@ public sealed class DirectWireTests
     }
 
     [Fact]
+    public async Task A_unary_reply_and_a_Transact_reply_each_leave_in_one_send()
+    {
+        await using var s = await Start();
+        var server = (DirectServer)s.App.Services.GetService(typeof(DirectServer))!;
+        using var h = RawHttp2.Open(s.SocketPath);
+        h.ReadUntil(f => f.Type == FrameType.Settings && (f.Flags & Http2.FlagAck) != 0);
+        // The server's first reply on a connection may include a window update; measure warm calls.
+        h.Unary(1, GetPlatform, RawHttp2.Message(new GetPlatformRequest()));
+        ResponseOf(h, 1);
+        long before = server.Sends;
+        h.Unary(3, GetPlatform, RawHttp2.Message(new GetPlatformRequest()));
+        var frames = ResponseOf(h, 3);
+        Assert.Equal([FrameType.Headers, FrameType.Data, FrameType.Headers], frames.Select(f => f.Type));
+        Assert.Equal(before + 1, server.Sends);
+
+        h.SendFrame(FrameType.Headers, Http2.FlagEndHeaders, 5, RawHttp2.RequestBlock("/pcieemu.v1.SessionService/Transact"));
+        for (ulong tag = 1; tag <= 3; tag++)
+        {
+            long at = server.Sends;
+            h.SendFrame(FrameType.Data, 0, 5, RawHttp2.Message(new TransactRequest { Tag = tag, ConfigRead = new ConfigReadOp { Rid = 0x100, Width = 4 } }));
+            var reply = h.ReadUntil(f => f.Type == FrameType.Data && f.Stream == 5).Last();
+            Assert.Equal(tag, TransactResponse.Parser.ParseFrom(reply.Payload.AsSpan(5)).Tag);
+            // The first reply carries the response HEADERS in the same send.
+            Assert.Equal(at + 1, server.Sends);
+        }
+        h.SendFrame(FrameType.Data, Http2.FlagEndStream, 5, []);
+        Assert.Equal("0", Field(RawHttp2.Headers(ResponseOf(h, 5)[^1], new HpackDecoder()), "grpc-status"));
+    }
+
+    [Fact]
+    public async Task Streams_beyond_MAX_CONCURRENT_STREAMS_are_refused_and_the_open_ones_go_on()
+    {
+        await using var s = await Start();
+        using var h = RawHttp2.Open(s.SocketPath);
+        var block = RawHttp2.RequestBlock("/pcieemu.v1.SessionService/Transact");
+        for (int i = 0; i <= 1024; i++) h.SendFrame(FrameType.Headers, Http2.FlagEndHeaders, 1 + 2 * i, block);
+        var rst = h.ReadUntil(f => f.Type == FrameType.RstStream).Last();
+        Assert.Equal((1 + 2 * 1024, (uint)Http2Error.RefusedStream), (rst.Stream, rst.ErrorCode));
+        h.SendFrame(FrameType.Data, Http2.FlagEndStream, 1, RawHttp2.Message(new TransactRequest { Tag = 9, ConfigRead = new ConfigReadOp { Rid = 0x100, Width = 4 } }));
+        var frames = ResponseOf(h, 1);
+        Assert.Equal(9ul, TransactResponse.Parser.ParseFrom(frames.First(f => f.Type == FrameType.Data).Payload.AsSpan(5)).Tag);
+    }
+
+    [Fact]
+    public async Task Stopping_sends_GOAWAY_and_closes_the_connection()
+    {
+        var s = await Start();
+        using var h = RawHttp2.Open(s.SocketPath);
+        h.ReadUntil(f => f.Type == FrameType.Settings && (f.Flags & Http2.FlagAck) != 0);
+        h.Unary(1, GetPlatform, RawHttp2.Message(new GetPlatformRequest()));
+        ResponseOf(h, 1);
+        var stopping = s.App.StopAsync();
+        var goAway = h.ReadGoAwayAndClose();
+        Assert.NotNull(goAway);
+        Assert.Equal((uint)Http2Error.NoError, goAway.Value.ErrorCode);
+        Assert.Equal(1, BinaryPrimitives.ReadInt32BigEndian(goAway.Value.Payload));   // the last stream it processed
+        await stopping.W();
+        await s.DisposeAsync();
+    }
+
+    [Fact]
     public async Task A_request_without_pseudo_headers_is_reset_and_the_connection_goes_on()
     {
         await using var s = await Start();

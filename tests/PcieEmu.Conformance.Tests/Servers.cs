@@ -65,7 +65,12 @@ public class RealServer : IAsyncLifetime
             MachineFile = _machineFile,
             Listen = ["tcp://127.0.0.1:0", UnixTarget],
             TokenFile = TokenFile,
-            Overrides = new Dictionary<string, string?> { ["Machine:RamFilePath"] = Path.Combine(_dir, "ram.bin") },
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Machine:RamFilePath"] = Path.Combine(_dir, "ram.bin"),
+                // Issue 16: PCIEEMU_Server__UnixServer=direct runs the Unix target on the direct loop (no other environment is read).
+                ["Server:UnixServer"] = Environment.GetEnvironmentVariable("PCIEEMU_Server__UnixServer") is { Length: > 0 } u ? u : null,
+            },
             UseAppSettings = false,
             UseEnvironment = false,
         }, l => l.ClearProviders());

@@ -112,6 +112,15 @@ internal sealed class TestServer : IAsyncDisposable
             ["Machine:RamSize"] = (16 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Machine:RamFilePath"] = Path.Combine(dir, "ram.bin"),
         };
+        // "direct": a Unix socket served by the direct loop (issue 16). PCIEEMU_Server__UnixServer switches
+        // every "unix" server of a run to it (the servers here read no environment otherwise).
+        if (transport == "direct")
+        {
+            transport = "unix";
+            all["Server:UnixServer"] = "direct";
+        }
+        else if (Environment.GetEnvironmentVariable("PCIEEMU_Server__UnixServer") is { Length: > 0 } unixServer)
+            all["Server:UnixServer"] = unixServer;
         if (overrides != null) foreach (var kv in overrides) all[kv.Key] = kv.Value;
         var logs = new CapturingLoggerProvider();
         string? machineFile = null;

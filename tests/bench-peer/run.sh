@@ -5,6 +5,9 @@
 #   lvu-write        libvfio-user: REGION_WRITE 4 B of config, no-reply (posted), then a read fence
 #   emu-unary        PcieEmu ConfigService.ReadConfig over gRPC (C++ client, Unix socket)
 #   emu-transact     PcieEmu SessionService.Transact ping-pong, 1 read per message (C++ client)
+#   emu-direct-unary    the same ReadConfig on a second server with --unix-server direct (PcieEmu's own
+#                       HTTP/2 loop: the handler on the connection's thread, the reply in one send)
+#   emu-direct-transact the same Transact ping-pong on that server
 #   emu-vfu-read     PcieEmu's vfio-user endpoint (serve --vfio-user): REGION_READ, same C client
 #   emu-vfu-write    PcieEmu's vfio-user endpoint: posted REGION_WRITE, same C client
 #   ring-read        PcieEmu shared-memory ring: config read round trip (C++ client)
@@ -57,10 +60,15 @@ BENCH="$build/pcieemu_peer_bench"
 (cd "$WORK" && exec env -u XDG_RUNTIME_DIR TMPDIR="$WORK" dotnet "$ROOT/src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll" serve \
   --listen "unix://$WORK/emu.sock" --vfio-user "01:00.0=$WORK/vfu.sock" >"$WORK/server.log" 2>&1) &
 EMU=$!; pids+=($EMU)
+# A second PcieEmu with its Unix socket on the direct loop (its own process: its CPU is measured alone).
+(cd "$WORK" && exec env -u XDG_RUNTIME_DIR TMPDIR="$WORK" dotnet "$ROOT/src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll" serve \
+  --listen "unix://$WORK/direct.sock" --unix-server direct >"$WORK/direct.log" 2>&1) &
+DIRECT=$!; pids+=($DIRECT)
 "$GPIO" "$WORK/gpio.sock" >"$WORK/gpio.log" 2>&1 &
 LVU=$!; pids+=($LVU)
-for _ in $(seq 200); do [ -S "$WORK/emu.sock" ] && [ -S "$WORK/vfu.sock" ] && [ -S "$WORK/gpio.sock" ] && break; sleep 0.1; done
+for _ in $(seq 200); do [ -S "$WORK/emu.sock" ] && [ -S "$WORK/vfu.sock" ] && [ -S "$WORK/gpio.sock" ] && grep -q "Listening on" "$WORK/direct.log" && break; sleep 0.1; done
 [ -S "$WORK/emu.sock" ] || fail "pcie-emu serve did not start: $(tail -n 5 "$WORK/server.log")"
+grep -q "Listening on" "$WORK/direct.log" || fail "pcie-emu serve --unix-server direct did not start: $(tail -n 5 "$WORK/direct.log")"
 [ -S "$WORK/gpio.sock" ] || fail "the libvfio-user sample did not start: $(tail -n 5 "$WORK/gpio.log")"
 TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -86,6 +94,8 @@ for round in $(seq "$ROUNDS"); do
   run lvu-write "$LVU" "$WORK/peer" write "$WORK/gpio.sock" "$N" 0x3c
   run emu-unary "$EMU" "$BENCH" "unix://$WORK/emu.sock" unary "$N"
   run emu-transact "$EMU" "$BENCH" "unix://$WORK/emu.sock" transact "$N"
+  run emu-direct-unary "$DIRECT" "$BENCH" "unix://$WORK/direct.sock" unary "$N"
+  run emu-direct-transact "$DIRECT" "$BENCH" "unix://$WORK/direct.sock" transact "$N"
   run emu-vfu-read "$EMU" "$WORK/peer" read "$WORK/vfu.sock" "$N"
   run emu-vfu-write "$EMU" "$WORK/peer" write "$WORK/vfu.sock" "$N" 0x3c
   run ring-read "$EMU" "$BENCH" "unix://$WORK/emu.sock" ring-read "$N"
@@ -120,6 +130,8 @@ what = {
     "lvu-write": "libvfio-user gpio sample: posted REGION_WRITE 4 B (no reply)",
     "emu-unary": "PcieEmu gRPC ReadConfig unary (C++)",
     "emu-transact": "PcieEmu gRPC Transact ping-pong, 1 read/message (C++)",
+    "emu-direct-unary": "PcieEmu gRPC ReadConfig unary, --unix-server direct (C++)",
+    "emu-direct-transact": "PcieEmu gRPC Transact ping-pong, --unix-server direct (C++)",
     "emu-vfu-read": "PcieEmu vfio-user endpoint: REGION_READ 4 B config",
     "emu-vfu-write": "PcieEmu vfio-user endpoint: posted REGION_WRITE 4 B",
     "ring-read": "PcieEmu shared-memory ring: config read round trip (C++)",

@@ -79,7 +79,9 @@ public static class Commands
         {
             Description = $"The live machine view in the browser (docs/web.md): tcp://HOST:PORT, or 'off' (default: {PcieEmu.Server.Web.WebSettings.DefaultTarget} with the default endpoints, off with --listen; needs the token like TCP gRPC: the URL printed at start carries it)",
         };
-        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, machine, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check, web };
+        var unixServer = new Option<string?>("--unix-server") { Description = "Server of the Unix-socket endpoints: 'kestrel' (default) or 'direct' (PcieEmu's own single-threaded HTTP/2 loop: fewer thread hops per call, docs/performance.md); configuration key Server:UnixServer" };
+        unixServer.AcceptOnlyFromAmong("kestrel", "direct");
+        var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, machine, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check, web, unixServer };
         cmd.SetAction(async (parse, ct) =>
         {
             ServerHost.PreferInlineSocketCompletions();   // before any asynchronous socket operation (docs/performance.md)
@@ -96,6 +98,7 @@ public static class Commands
             if (parse.GetValue(ramFile) is { } rf) overrides["Machine:RamFilePath"] = Path.GetFullPath(rf);
             if (parse.GetValue(keepRam)) overrides["Machine:KeepRamFile"] = "true";
             if (parse.GetValue(noFirmware)) overrides["Machine:FirmwareEnumeration"] = "false";
+            if (parse.GetValue(unixServer) is { } us) overrides["Server:UnixServer"] = us;
             var settings = new ServeSettings
             {
                 Listen = parse.GetValue(listen) ?? [],

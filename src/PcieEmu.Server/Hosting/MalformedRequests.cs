@@ -27,6 +27,28 @@ internal static class MalformedRequests
         services.AddSingleton<MalformedRequestLog>();
         services.AddSingleton(typeof(IServiceMethodProvider<>), typeof(CheckedMethodProvider<>));
     }
+
+    /// <summary><paramref name="method"/> with a request marshaller whose parse errors become INVALID_ARGUMENT (logged through <paramref name="log"/>); the direct loop binds with it too.</summary>
+    public static Method<TRequest, TResponse> Checked<TRequest, TResponse>(Method<TRequest, TResponse> method, MalformedRequestLog log)
+        where TRequest : class where TResponse : class
+    {
+        var inner = method.RequestMarshaller;
+        string name = method.FullName;
+        var marshaller = Marshallers.Create<TRequest>(inner.ContextualSerializer, ctx =>
+        {
+            try
+            {
+                return inner.ContextualDeserializer(ctx);
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                log.Report(name, ex.Message);
+                throw new RpcException(new Status(StatusCode.InvalidArgument,
+                    $"request: the message is not a valid {typeof(TRequest).Name}: {ex.Message}"));
+            }
+        });
+        return new Method<TRequest, TResponse>(method.Type, method.ServiceName, method.Name, marshaller, method.ResponseMarshaller);
+    }
 }
 
 /// <summary>One log line per malformed request, at most one a second (the rest are counted into the next line).</summary>
@@ -100,24 +122,6 @@ internal sealed class CheckedMethodProvider<TService>(MalformedRequestLog log) :
         }
 
         private Method<TRequest, TResponse> Checked<TRequest, TResponse>(Method<TRequest, TResponse> method)
-            where TRequest : class where TResponse : class
-        {
-            var inner = method.RequestMarshaller;
-            string name = method.FullName;
-            var marshaller = Marshallers.Create<TRequest>(inner.ContextualSerializer, ctx =>
-            {
-                try
-                {
-                    return inner.ContextualDeserializer(ctx);
-                }
-                catch (InvalidProtocolBufferException ex)
-                {
-                    log.Report(name, ex.Message);
-                    throw new RpcException(new Status(StatusCode.InvalidArgument,
-                        $"request: the message is not a valid {typeof(TRequest).Name}: {ex.Message}"));
-                }
-            });
-            return new Method<TRequest, TResponse>(method.Type, method.ServiceName, method.Name, marshaller, method.ResponseMarshaller);
-        }
+            where TRequest : class where TResponse : class => MalformedRequests.Checked(method, log);
     }
 }

@@ -140,6 +140,9 @@ public static class ServerHost
         // connection loop parses on the socket thread and a stream's continuations (a Transact message, a
         // reply's flush to the socket) run where the data arrives instead of hopping through the thread pool.
         builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = InlineScheduling(Environment.GetEnvironmentVariable(InlineSocketCompletionsVariable)));
+        // Issue 16: Unix sockets served by the direct loop (Server:UnixServer=direct) instead of Kestrel.
+        bool direct = PcieEmu.Server.Direct.DirectServer.Configure(builder.Services, cfg, endpoints, kestrelListens: web != null || endpoints.Any(e => e.Kind == EndpointKind.Tcp));
+
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -148,6 +151,7 @@ public static class ServerHost
             k.Limits.Http2.InitialStreamWindowSize = 2 << 20;
             foreach (var ep in endpoints)
             {
+                if (ep.Kind == EndpointKind.Unix && direct) continue;
                 if (ep.Kind == EndpointKind.Unix)
                     k.ListenUnixSocket(ep.Path, l => { l.Protocols = HttpProtocols.Http2; TokenGuard.MarkUnixListener(l); });
                 else
@@ -175,6 +179,7 @@ public static class ServerHost
         app.MapGrpcService<TraceGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
+        PcieEmu.Server.Direct.DirectServer.Attach(app);
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("PcieEmu.Server");
         if (web != null)
@@ -259,7 +264,8 @@ public static class ServerHost
     {
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         string? webAddress = WebAddress(app);
-        return [.. addresses.Where(a => a.TrimEnd('/') != webAddress).Select(a => a.StartsWith("http://unix:", StringComparison.Ordinal)
+        var direct = app.Services.GetService<PcieEmu.Server.Direct.DirectServer>()?.Endpoints ?? [];
+        return [.. direct, .. addresses.Where(a => a.TrimEnd('/') != webAddress).Select(a => a.StartsWith("http://unix:", StringComparison.Ordinal)
             ? "unix://" + a["http://unix:".Length..]
             : "tcp://" + a["http://".Length..].TrimEnd('/'))];
     }

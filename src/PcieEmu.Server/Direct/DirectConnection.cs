@@ -25,7 +25,7 @@ internal sealed class DirectConnection
     /// <summary>Largest header block (HEADERS + CONTINUATION payloads) accepted before decoding.</summary>
     public const int MaxHeaderBlock = 64 * 1024;
 
-    private static readonly byte[] ResponseHeaders = BuildResponseHeaders();
+    private static DatedBlock? s_responseHeaders;
     private static readonly byte[] OkTrailers = BuildOkTrailers();
 
     private readonly Socket _socket;
@@ -819,13 +819,29 @@ internal sealed class DirectConnection
         }
     }
 
-    private static byte[] BuildResponseHeaders()
+    /// <summary>
+    /// The response HEADERS block: <c>:status 200</c>, <c>content-type application/grpc</c> and <c>date</c>
+    /// (RFC 9110 section 6.6.1: an origin server with a clock sends it; Kestrel does, and gRPC C++
+    /// clients tell a stream's opening headers from a trailers-only refusal by it). Rebuilt once a second.
+    /// </summary>
+    private static byte[] ResponseHeaders
     {
-        var block = new List<byte>();
-        HpackEncoder.WriteIndexed(block, HpackEncoder.Status200);
-        HpackEncoder.WriteLiteral(block, HpackEncoder.ContentType, "application/grpc");
-        return [.. block];
+        get
+        {
+            long second = DateTime.UtcNow.Ticks / TimeSpan.TicksPerSecond;
+            var cached = Volatile.Read(ref s_responseHeaders);
+            if (cached != null && cached.Second == second) return cached.Block;
+            var block = new List<byte>();
+            HpackEncoder.WriteIndexed(block, HpackEncoder.Status200);
+            HpackEncoder.WriteLiteral(block, HpackEncoder.ContentType, "application/grpc");
+            HpackEncoder.WriteLiteral(block, HpackEncoder.Date, new DateTime(second * TimeSpan.TicksPerSecond, DateTimeKind.Utc).ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+            var built = new DatedBlock(second, [.. block]);
+            Volatile.Write(ref s_responseHeaders, built);
+            return built.Block;
+        }
     }
+
+    private sealed record DatedBlock(long Second, byte[] Block);
 
     private static byte[] BuildOkTrailers()
     {

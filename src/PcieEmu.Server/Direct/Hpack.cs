@@ -277,6 +277,8 @@ internal static class HpackEncoder
     public const int Status200 = 8;
     /// <summary>Static index of the name "content-type".</summary>
     public const int ContentType = 31;
+    /// <summary>Static index of the name "date".</summary>
+    public const int Date = 33;
 
     /// <summary>Appends an indexed field (section 6.1).</summary>
     public static void WriteIndexed(List<byte> output, int index) => WriteInteger(output, 0x80, 7, index);

@@ -67,6 +67,9 @@ public sealed class DirectWireTests
         var headers = RawHttp2.Headers(frames[0], decoder);
         Assert.Equal("200", Field(headers, ":status"));
         Assert.Equal("application/grpc", Field(headers, "content-type"));
+        // Date, as Kestrel sends it (RFC 9110 section 6.6.1): gRPC C++ clients tell opening headers from a refusal by it.
+        var date = DateTime.Parse(Field(headers, "date")!, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AdjustToUniversal);
+        Assert.InRange(date, DateTime.UtcNow.AddMinutes(-1), DateTime.UtcNow.AddMinutes(1));
         var reply = GetPlatformResponse.Parser.ParseFrom(frames[1].Payload.AsSpan(5));
         Assert.Equal((ulong)s.Machine.Ram.Size, reply.RamRegions[0].Size);
         Assert.Equal("0", Field(RawHttp2.Headers(frames[2], decoder), "grpc-status"));

@@ -112,12 +112,13 @@ internal sealed class TestServer : IAsyncDisposable
             ["Machine:RamSize"] = (16 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Machine:RamFilePath"] = Path.Combine(dir, "ram.bin"),
         };
-        // "direct": a Unix socket served by the direct loop (issue 16). PCIEEMU_Server__UnixServer switches
-        // every "unix" server of a run to it (the servers here read no environment otherwise).
-        if (transport == "direct")
+        // "direct": a Unix socket served by the direct loop (issue 16; also what "unix" gets by default);
+        // "kestrel-unix": a Unix socket served by Kestrel (--unix-server kestrel). PCIEEMU_Server__UnixServer
+        // switches every "unix" server of a run (the servers here read no environment otherwise).
+        if (transport is "direct" or "kestrel-unix")
         {
+            all["Server:UnixServer"] = transport == "direct" ? "direct" : "kestrel";
             transport = "unix";
-            all["Server:UnixServer"] = "direct";
         }
         else if (Environment.GetEnvironmentVariable("PCIEEMU_Server__UnixServer") is { Length: > 0 } unixServer)
             all["Server:UnixServer"] = unixServer;

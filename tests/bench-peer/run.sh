@@ -3,10 +3,11 @@
 #   floor            bare C echo over a Unix socketpair (16 B ping-pong): the socket floor here
 #   lvu-read         libvfio-user's gpio sample server (C): REGION_READ 4 B of config, our C client
 #   lvu-write        libvfio-user: REGION_WRITE 4 B of config, no-reply (posted), then a read fence
-#   emu-unary        PcieEmu ConfigService.ReadConfig over gRPC (C++ client, Unix socket)
-#   emu-transact     PcieEmu SessionService.Transact ping-pong, 1 read per message (C++ client)
-#   emu-direct-unary    the same ReadConfig on a second server with --unix-server direct (PcieEmu's own
-#                       HTTP/2 loop: the handler on the connection's thread, the reply in one send)
+#   emu-unary        PcieEmu ConfigService.ReadConfig over gRPC (C++ client, Unix socket served by
+#                    Kestrel: --unix-server kestrel)
+#   emu-transact     PcieEmu SessionService.Transact ping-pong, 1 read per message (C++ client, Kestrel)
+#   emu-direct-unary    the same ReadConfig on a second server with --unix-server direct (the default:
+#                       PcieEmu's own HTTP/2 loop, the handler on the connection's thread, one send)
 #   emu-direct-transact the same Transact ping-pong on that server
 #   emu-vfu-read     PcieEmu's vfio-user endpoint (serve --vfio-user): REGION_READ, same C client
 #   emu-vfu-write    PcieEmu's vfio-user endpoint: posted REGION_WRITE, same C client
@@ -55,10 +56,10 @@ build="$ROOT/clients/cpp/build"
   >"$WORK/cpp-build.log" 2>&1 || fail "C++ client build failed: $(tail -n 5 "$WORK/cpp-build.log")"
 BENCH="$build/pcieemu_peer_bench"
 
-# 3. The servers: PcieEmu (gRPC on a private Unix socket, PF0 over vfio-user; its runtime
+# 3. The servers: PcieEmu (gRPC on a private Unix socket served by Kestrel, PF0 over vfio-user; its runtime
 #    directory, with the RAM and ring files, inside WORK) and the peer.
 (cd "$WORK" && exec env -u XDG_RUNTIME_DIR TMPDIR="$WORK" dotnet "$ROOT/src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll" serve \
-  --listen "unix://$WORK/emu.sock" --vfio-user "01:00.0=$WORK/vfu.sock" >"$WORK/server.log" 2>&1) &
+  --listen "unix://$WORK/emu.sock" --unix-server kestrel --vfio-user "01:00.0=$WORK/vfu.sock" >"$WORK/server.log" 2>&1) &
 EMU=$!; pids+=($EMU)
 # A second PcieEmu with its Unix socket on the direct loop (its own process: its CPU is measured alone).
 (cd "$WORK" && exec env -u XDG_RUNTIME_DIR TMPDIR="$WORK" dotnet "$ROOT/src/PcieEmu.Server/bin/Release/net10.0/pcie-emu.dll" serve \
@@ -128,10 +129,10 @@ what = {
     "floor": "bare C echo, Unix socketpair, 16 B ping-pong",
     "lvu-read": "libvfio-user gpio sample: REGION_READ 4 B config",
     "lvu-write": "libvfio-user gpio sample: posted REGION_WRITE 4 B (no reply)",
-    "emu-unary": "PcieEmu gRPC ReadConfig unary (C++)",
-    "emu-transact": "PcieEmu gRPC Transact ping-pong, 1 read/message (C++)",
-    "emu-direct-unary": "PcieEmu gRPC ReadConfig unary, --unix-server direct (C++)",
-    "emu-direct-transact": "PcieEmu gRPC Transact ping-pong, --unix-server direct (C++)",
+    "emu-unary": "PcieEmu gRPC ReadConfig unary, --unix-server kestrel (C++)",
+    "emu-transact": "PcieEmu gRPC Transact ping-pong, 1 read/message, --unix-server kestrel (C++)",
+    "emu-direct-unary": "PcieEmu gRPC ReadConfig unary, direct loop (the default; C++)",
+    "emu-direct-transact": "PcieEmu gRPC Transact ping-pong, direct loop (the default; C++)",
     "emu-vfu-read": "PcieEmu vfio-user endpoint: REGION_READ 4 B config",
     "emu-vfu-write": "PcieEmu vfio-user endpoint: posted REGION_WRITE 4 B",
     "ring-read": "PcieEmu shared-memory ring: config read round trip (C++)",

@@ -22,7 +22,7 @@
 #include "pcieemu/pcieemu.hpp"
 #include "test_server.h"
 
-extern std::string g_tcp, g_token_file;
+extern std::string g_tcp, g_unix, g_token_file;
 
 namespace {
 
@@ -456,7 +456,8 @@ void RunCase(const std::string& target, const std::string& token_file, const Con
 
 const auto kCaseName = [](const ::testing::TestParamInfo<ConfCase>& info) { return info.param.test_name; };
 
-TEST_P(Conformance, Case) { RunCase(g_tcp, g_token_file, GetParam()); }
+// Over the Unix socket: the server's direct gRPC loop (issue 16); the client tests cover TCP.
+TEST_P(Conformance, Case) { g_unix.empty() ? RunCase(g_tcp, g_token_file, GetParam()) : RunCase(g_unix, "", GetParam()); }
 
 INSTANTIATE_TEST_SUITE_P(Core, Conformance, ::testing::ValuesIn(CoreCases()), kCaseName);
 

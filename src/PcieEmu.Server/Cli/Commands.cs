@@ -79,7 +79,7 @@ public static class Commands
         {
             Description = $"The live machine view in the browser (docs/web.md): tcp://HOST:PORT, or 'off' (default: {PcieEmu.Server.Web.WebSettings.DefaultTarget} with the default endpoints, off with --listen; needs the token like TCP gRPC: the URL printed at start carries it)",
         };
-        var unixServer = new Option<string?>("--unix-server") { Description = "Server of the Unix-socket endpoints: 'kestrel' (default) or 'direct' (PcieEmu's own single-threaded HTTP/2 loop: fewer thread hops per call, docs/performance.md); configuration key Server:UnixServer" };
+        var unixServer = new Option<string?>("--unix-server") { Description = "Server of the Unix-socket endpoints: 'direct' (default: PcieEmu's own HTTP/2 loop, a thread per connection running each call's handler, docs/performance.md) or 'kestrel' (ASP.NET Core, as TCP); configuration key Server:UnixServer" };
         unixServer.AcceptOnlyFromAmong("kestrel", "direct");
         var cmd = new Command("serve", "Start the emulator and serve the gRPC API") { listen, allowRemote, tcpAuth, config, machine, ramSize, ramFile, keepRam, noFirmware, pcap, vfioUser, trace, check, web, unixServer };
         cmd.SetAction(async (parse, ct) =>

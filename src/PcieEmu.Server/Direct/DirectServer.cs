@@ -62,12 +62,12 @@ internal sealed class DirectServer : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Registers the direct server when the configuration (<c>Server:UnixServer</c>) asks for it and
+    /// Registers the direct server unless the configuration (<c>Server:UnixServer</c>) asks for Kestrel, when
     /// there are Unix endpoints; returns whether it takes them (Kestrel then must not listen on them).
     /// </summary>
     public static bool Configure(IServiceCollection services, IConfiguration configuration, IReadOnlyList<PcieEmu.Client.Endpoint> endpoints, bool kestrelListens)
     {
-        string value = configuration["Server:UnixServer"] ?? "kestrel";
+        string value = configuration["Server:UnixServer"] ?? Name;   // the default since issue 16
         if (value is not ("kestrel" or Name))
             throw new ServeConfigurationException($"configuration: Server:UnixServer: '{value}' is not 'kestrel' or 'direct' (--unix-server, PCIEEMU_Server__UnixServer)");
         var paths = endpoints.Where(e => e.Kind == PcieEmu.Client.EndpointKind.Unix).Select(e => e.Path).ToList();

@@ -8,10 +8,11 @@ using PcieEmu.Server.Hosting;
 
 namespace PcieEmu.Server.Tests.Kestrel;
 
-/// <summary>Tiers 2 and 3: the real server (Kestrel, HTTP/2) on a free TCP port and on a Unix socket.</summary>
+/// <summary>Tiers 2 and 3: the real server on a free TCP port (Kestrel) and on a Unix socket served by the
+/// direct loop (the default) and by Kestrel (--unix-server kestrel).</summary>
 public sealed class EndToEndTests
 {
-    public static TheoryData<string> Transports => new() { "tcp", "unix" };
+    public static TheoryData<string> Transports => new() { "tcp", "unix", "kestrel-unix" };
 
     [Theory]
     [MemberData(nameof(Transports))]

@@ -127,7 +127,10 @@ internal sealed class DirectCall : ServerCallContext
             int length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(_partial.AsSpan(1));
             int need = 5 + length - _partialLength;
             int take = Math.Min(need, data.Length);
-            if (_partial.Length < 5 + length) Array.Resize(ref _partial, Math.Max(5 + length, Math.Min(_partial.Length * 2, maxMessageSize + 5)));
+            // Grown with what arrived (at most doubling), never to the length the prefix declares: a peer that
+            // declares 4 MiB and sends a few bytes on each of many streams costs what it sent, not 4 MiB each.
+            int want = _partialLength + take;
+            if (_partial.Length < want) Array.Resize(ref _partial, Math.Min(5 + length, Math.Max(want, _partial.Length * 2)));
             data[..take].CopyTo(_partial.AsSpan(_partialLength));
             _partialLength += take;
             data = data[take..];

@@ -9,6 +9,8 @@
 #   emu-direct-unary    the same ReadConfig on a second server with --unix-server direct (the default:
 #                       PcieEmu's own HTTP/2 loop, the handler on the connection's thread, one send)
 #   emu-direct-transact the same Transact ping-pong on that server
+#   emu-direct-transact-1t  the same ping-pong on the raw gRPC stream from one client thread (Write,
+#                       then Read): the server's side without the C++ Session API's receiver thread
 #   emu-vfu-read     PcieEmu's vfio-user endpoint (serve --vfio-user): REGION_READ, same C client
 #   emu-vfu-write    PcieEmu's vfio-user endpoint: posted REGION_WRITE, same C client
 #   ring-read        PcieEmu shared-memory ring: config read round trip (C++ client)
@@ -97,6 +99,7 @@ for round in $(seq "$ROUNDS"); do
   run emu-transact "$EMU" "$BENCH" "unix://$WORK/emu.sock" transact "$N"
   run emu-direct-unary "$DIRECT" "$BENCH" "unix://$WORK/direct.sock" unary "$N"
   run emu-direct-transact "$DIRECT" "$BENCH" "unix://$WORK/direct.sock" transact "$N"
+  run emu-direct-transact-1t "$DIRECT" "$BENCH" "unix://$WORK/direct.sock" transact-1t "$N"
   run emu-vfu-read "$EMU" "$WORK/peer" read "$WORK/vfu.sock" "$N"
   run emu-vfu-write "$EMU" "$WORK/peer" write "$WORK/vfu.sock" "$N" 0x3c
   run ring-read "$EMU" "$BENCH" "unix://$WORK/emu.sock" ring-read "$N"
@@ -133,6 +136,7 @@ what = {
     "emu-transact": "PcieEmu gRPC Transact ping-pong, 1 read/message, --unix-server kestrel (C++)",
     "emu-direct-unary": "PcieEmu gRPC ReadConfig unary, direct loop (the default; C++)",
     "emu-direct-transact": "PcieEmu gRPC Transact ping-pong, direct loop (the default; C++)",
+    "emu-direct-transact-1t": "PcieEmu gRPC Transact ping-pong, direct loop, one client thread (raw C++ stream)",
     "emu-vfu-read": "PcieEmu vfio-user endpoint: REGION_READ 4 B config",
     "emu-vfu-write": "PcieEmu vfio-user endpoint: posted REGION_WRITE 4 B",
     "ring-read": "PcieEmu shared-memory ring: config read round trip (C++)",

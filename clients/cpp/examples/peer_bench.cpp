@@ -4,6 +4,8 @@
 // Usage: pcieemu_peer_bench TARGET MODE N
 //   unary        ConfigService.ReadConfig, 4 bytes of PF0's config, one call at a time
 //   transact     SessionService.Transact ping-pong: one config read per message, wait, repeat
+//   transact-1t  the same ping-pong on the raw gRPC stream from one thread (Write, then Read): the
+//                server's side without the Session API's receiver thread (a diagnostic row)
 //   ring-read    shared-memory ring: config read round trip
 //   ring-write   shared-memory ring: N posted (unbatched) 4-byte RAM writes, then one read as a fence
 //   ring-idle    opens a ring, makes one read, then holds it open and idle for N ms (the caller
@@ -52,7 +54,7 @@ void Measure(int n, F op, const std::function<void()>& finish = nullptr) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: pcieemu_peer_bench TARGET unary|transact|ring-read|ring-write N\n");
+    std::fprintf(stderr, "usage: pcieemu_peer_bench TARGET unary|transact|transact-1t|ring-read|ring-write|ring-idle N\n");
     return 2;
   }
   std::string mode = argv[2];
@@ -80,6 +82,26 @@ int main(int argc, char** argv) {
         if (s->Wait(f).value != 0x10C98086u) throw std::runtime_error("unexpected ID");
       });
       s->Close();
+    } else if (mode == "transact-1t") {
+      // TARGET is unix:///path here (bench-peer's servers); the Session API's receiver thread is left out.
+      auto channel = grpc::CreateChannel(std::string(argv[1]), grpc::InsecureChannelCredentials());
+      auto stub = pcieemu::v1::SessionService::NewStub(channel);
+      grpc::ClientContext ctx;
+      auto stream = stub->Transact(&ctx);
+      pcieemu::v1::TransactRequest req;
+      auto* read = req.mutable_config_read();
+      read->set_rid(kPf0);
+      read->set_offset(0);
+      read->set_width(4);
+      pcieemu::v1::TransactResponse resp;
+      uint64_t tag = 0;
+      Measure(n, [&](int) {
+        req.set_tag(++tag);
+        if (!stream->Write(req) || !stream->Read(&resp) || resp.tag() != tag || resp.value() != 0x10C98086u)
+          throw std::runtime_error("Transact ping-pong failed");
+      });
+      stream->WritesDone();
+      stream->Finish();
     } else if (mode == "ring-read") {
       auto r = open_ring();
       Measure(n, [&](int) {

@@ -11,11 +11,23 @@ namespace PcieEmu.Core.Topology;
 public sealed class RootPort : PciBridge
 {
     private readonly ushort _rid;
+    private readonly string _description;
+
+    /// <inheritdoc/>
+    public override string Description => _description;
 
     /// <summary>Creates a root port at <paramref name="rid"/> on bus 0.</summary>
     public RootPort(Machine machine, ushort rid, HeaderIds ids, byte portNumber) : base(machine, $"root-port{portNumber}")
     {
+        ArgumentNullException.ThrowIfNull(ids);
         _rid = rid;
+        // pci.ids' names of the Xeon E5 IIO root ports 8086:3C02 and 3C04 (the default machine's and the tests' ids).
+        _description = ids switch
+        {
+            { VendorId: 0x8086, DeviceId: 0x3C02 } => "Intel Corporation Xeon E5/Core i7 IIO PCI Express Root Port 1a",
+            { VendorId: 0x8086, DeviceId: 0x3C04 } => "Intel Corporation Xeon E5/Core i7 IIO PCI Express Root Port 2a",
+            _ => "",
+        };
         Header.InstallType1(Config, ids, interruptPin: 1);
         var pcie = new PcieCapability(new PcieCapabilityValues
         {

@@ -44,7 +44,7 @@ public sealed class MachineServeTests
 
         string tree = LspciCommand.Tree(functions, p, verbose: true);
         Assert.Equal("""
-            -[0000:00]-+-00.0  Intel Corporation Device
+            -[0000:00]-+-00.0  Intel Corporation 82G33/G31/P35/P31 Express DRAM Controller
                        \-01.0-[01-06]----00.0-[02-06]--+-00.0-[03-04]--+-00.0  Intel Corporation 82576 Gigabit Network Connection
                                                        |               \-00.1  Intel Corporation 82576 Gigabit Network Connection
                                                        \-01.0-[05-06]--+-00.0  Intel Corporation 82576 Gigabit Network Connection

@@ -43,7 +43,7 @@ public sealed class VirtioServeTests
 
         string tree = LspciCommand.Tree(functions, p, verbose: true);
         Assert.Equal("""
-            -[0000:00]-+-00.0  Intel Corporation Device
+            -[0000:00]-+-00.0  Intel Corporation 82G33/G31/P35/P31 Express DRAM Controller
                        +-01.0-[01-02]--+-00.0  Intel Corporation 82576 Gigabit Network Connection
                        |               \-00.1  Intel Corporation 82576 Gigabit Network Connection
                        \-02.0-[03]----00.0  Red Hat, Inc. Virtio 1.0 network device

@@ -45,22 +45,6 @@ public sealed class CliTests
     public void Bad_pci_addresses_are_refused(string text) => Assert.False(PciAddress.TryParse(text, out _));
 
     [Theory]
-    [InlineData("4.W", 4, 2, null, 0xFFFFu)]
-    [InlineData("0x168.w=9", 0x168, 2, 9u, 0xFFFFu)]
-    [InlineData("3c.B=ff", 0x3C, 1, 0xFFu, 0xFFu)]
-    [InlineData("10=fee00000:ffff0000", 0x10, 4, 0xFEE00000u, 0xFFFF0000u)]
-    public void Setpci_operations_parse(string text, int offset, int width, uint? value, uint mask) =>
-        Assert.Equal(new SetpciCommand.Op(offset, width, value, mask), SetpciCommand.Parse(text));
-
-    [Theory]
-    [InlineData("5.W")]
-    [InlineData("1000.B")]
-    [InlineData("4.B=100")]
-    [InlineData("4.Q")]
-    [InlineData("zz")]
-    public void Bad_setpci_operations_are_refused(string text) => Assert.Throws<FormatException>(() => SetpciCommand.Parse(text));
-
-    [Theory]
     [InlineData("256M", 256ul << 20)]
     [InlineData("1G", 1ul << 30)]
     [InlineData("0x1000", 0x1000ul)]

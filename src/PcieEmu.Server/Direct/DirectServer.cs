@@ -24,11 +24,13 @@ internal sealed class DirectServer : IHostedService, IDisposable
     private readonly List<Socket> _listeners = [];
     private readonly HashSet<DirectConnection> _connections = [];
     private volatile bool _stopping;
+    private readonly int _maxConnections;
 
     public DirectServer(IServiceProvider services, IReadOnlyList<string> paths, ILogger<DirectServer> logger)
     {
         _services = services;
         _paths = paths;
+        _maxConnections = services.GetService<LimitsOptions>()?.MaxDirectConnections ?? new LimitsOptions().MaxDirectConnections;
         Logger = logger;
         Methods = new DirectMethods(services.GetService<MalformedRequestLog>());
     }
@@ -154,6 +156,7 @@ internal sealed class DirectServer : IHostedService, IDisposable
                 continue;
             }
             var connection = new DirectConnection(client, this, "unix:" + path);
+            bool refused;
             lock (_connections)
             {
                 if (_stopping)
@@ -161,11 +164,44 @@ internal sealed class DirectServer : IHostedService, IDisposable
                     client.Dispose();
                     return;
                 }
-                _connections.Add(connection);
+                refused = _connections.Count >= _maxConnections;
+                if (!refused) _connections.Add(connection);
             }
-            connection.Start();
+            if (refused) Refuse(client, path);
+            else connection.Start();
         }
     }
+
+    // Beyond Limits:MaxDirectConnections (each connection is a thread): the server's SETTINGS and a GOAWAY
+    // (ENHANCE_YOUR_CALM, last stream 0, the reason as debug data), then close; a client sees UNAVAILABLE with
+    // the reason. Logged at most once a second.
+    private void Refuse(Socket client, string path)
+    {
+        string reason = $"pcie-emu: more than {_maxConnections} connections on the Unix sockets (Limits:MaxDirectConnections)";
+        var debug = System.Text.Encoding.UTF8.GetBytes(reason);
+        var frames = new byte[2 * Http2.FrameHeaderSize + 8 + debug.Length];
+        Http2.WriteFrameHeader(frames, 0, FrameType.Settings, 0, 0);
+        var goAway = frames.AsSpan(Http2.FrameHeaderSize);
+        Http2.WriteFrameHeader(goAway, 8 + debug.Length, FrameType.GoAway, 0, 0);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(goAway[(Http2.FrameHeaderSize + 4)..], (uint)Http2Error.EnhanceYourCalm);
+        debug.CopyTo(goAway[(Http2.FrameHeaderSize + 8)..]);
+        try
+        {
+            client.SendTimeout = 1000;
+            client.Send(frames);
+            client.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException) { }
+        finally { client.Dispose(); }
+        long now = Environment.TickCount64;
+        if (now - Interlocked.Read(ref _lastRefusalLog) >= 1000)
+        {
+            Interlocked.Exchange(ref _lastRefusalLog, now);
+            DirectLog.Refused(Logger, path, _maxConnections);
+        }
+    }
+
+    private long _lastRefusalLog = long.MinValue / 2;
 
     /// <summary>A connection ended.</summary>
     public void Closed(DirectConnection connection)
@@ -232,6 +268,9 @@ internal static partial class DirectLog
 
     [LoggerMessage(EventId = 123, Level = LogLevel.Warning, Message = "direct: service {Service} has no generated BindService: not served on Unix sockets")]
     public static partial void NotBound(ILogger logger, string service);
+
+    [LoggerMessage(EventId = 125, Level = LogLevel.Warning, Message = "direct {Path}: connection refused: more than {Max} connections (Limits:MaxDirectConnections)")]
+    public static partial void Refused(ILogger logger, string path, int max);
 
     [LoggerMessage(EventId = 124, Level = LogLevel.Warning, Message = "direct {Path}: accept failed: {Reason}")]
     public static partial void AcceptFailed(ILogger logger, string path, string reason);

@@ -37,6 +37,8 @@ public sealed class LimitsOptions
     public int MaxViolations { get; set; } = 10000;
     /// <summary>Largest number of shared-memory rings (SessionService.OpenRing) open at once.</summary>
     public int MaxRings { get; set; } = 16;
+    /// <summary>Largest number of connections the direct gRPC loop serves at once per server (each has a thread); more are refused with GOAWAY.</summary>
+    public int MaxDirectConnections { get; set; } = 512;
 
     /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public void Validate()
@@ -52,6 +54,7 @@ public sealed class LimitsOptions
         if (CheckerQueueCapacity is < 1 or > 1 << 22) throw new ArgumentException("CheckerQueueCapacity must be 1..4194304", nameof(CheckerQueueCapacity));
         if (MaxViolations is < 1 or > 1 << 20) throw new ArgumentException("MaxViolations must be 1..1048576", nameof(MaxViolations));
         if (MaxRings is < 1 or > 256) throw new ArgumentException("MaxRings must be 1..256", nameof(MaxRings));
+        if (MaxDirectConnections is < 1 or > 65536) throw new ArgumentException("MaxDirectConnections must be 1..65536", nameof(MaxDirectConnections));
     }
 }
 

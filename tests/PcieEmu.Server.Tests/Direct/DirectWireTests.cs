@@ -45,6 +45,58 @@ public sealed class DirectWireTests
     }
 
     [Fact]
+    public async Task Connections_beyond_the_limit_get_GOAWAY_ENHANCE_YOUR_CALM_naming_it_and_a_freed_slot_serves_again()
+    {
+        await using var s = await TestServer.StartAsync("direct", new Dictionary<string, string?> { ["Limits:MaxDirectConnections"] = "2" });
+        static void Pings(RawHttp2 h)
+        {
+            h.SendFrame(FrameType.Ping, 0, 0, "pcie-emu"u8);
+            h.ReadUntil(f => f.Type == FrameType.Ping && f.Flags == Http2.FlagAck);
+        }
+        var a = RawHttp2.Open(s.SocketPath);
+        using var b = RawHttp2.Open(s.SocketPath);
+        Pings(a);
+        Pings(b);
+        // What a refused connection gets before the server closes it (closing with our preface unread may reset it).
+        static List<RawHttp2.Frame> UntilClosed(RawHttp2 h, Func<RawHttp2.Frame, bool>? stop = null)
+        {
+            var frames = new List<RawHttp2.Frame>();
+            try
+            {
+                while (h.Read() is { } f && !(stop?.Invoke(f) ?? false)) frames.Add(f);
+            }
+            catch (System.Net.Sockets.SocketException) { }
+            return frames;
+        }
+        using (var third = new RawHttp2(s.SocketPath))   // the server speaks first; nothing sent that it would leave unread
+        {
+            var goAway = UntilClosed(third).Single(f => f.Type == FrameType.GoAway);
+            Assert.Equal((uint)Http2Error.EnhanceYourCalm, goAway.ErrorCode);
+            Assert.Equal(0, BinaryPrimitives.ReadInt32BigEndian(goAway.Payload));   // last stream: none was processed
+            Assert.Contains("Limits:MaxDirectConnections", System.Text.Encoding.UTF8.GetString(goAway.Payload.AsSpan(8)), StringComparison.Ordinal);
+        }
+        Pings(b);   // the two served connections go on
+        a.Dispose();
+        // Once the server has seen the first one close, a new connection is served.
+        var deadline = DateTime.UtcNow + T.Timeout;
+        while (true)
+        {
+            using var again = new RawHttp2(s.SocketPath);
+            try
+            {
+                again.Send(Http2.Preface);
+                again.SendSettings();
+                again.SendFrame(FrameType.Ping, 0, 0, "pcie-emu"u8);
+            }
+            catch (System.Net.Sockets.SocketException) { }   // refused and closed already
+            if (!UntilClosed(again, f => f.Type == FrameType.Ping && f.Flags == Http2.FlagAck).Any(f => f.Type == FrameType.GoAway)) break;
+            Assert.True(DateTime.UtcNow < deadline, "a freed connection slot was never reused");
+            await Task.Delay(20);
+        }
+        Assert.Contains(s.Logs.Entries, e => e.Message.Contains("more than 2 connections", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_unary_call_with_padding_priority_and_CONTINUATION_gets_headers_message_and_trailers()
     {
         await using var s = await Start();

@@ -69,6 +69,9 @@ public static partial class SetpciCommand
         ("ECAP_IDE", 0, 0, 0, 0x20030), ("ECAP_64GT", 0, 0, 0, 0x20031),
     ];
 
+    /// <summary>All ones in <paramref name="width"/> bytes: a value (or mask) that covers the whole register.</summary>
+    private static uint FullMask(int width) => width == 4 ? uint.MaxValue : (1u << (8 * width)) - 1;
+
     private static bool TryHex(string s, out uint value)
     {
         if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) s = s[2..];
@@ -128,18 +131,19 @@ public static partial class SetpciCommand
         }
 
         var parsed = new List<Value>();
-        uint full = w == 4 ? uint.MaxValue : (1u << (8 * w)) - 1;
+        uint full = FullMask(w);
         if (values != null)
         {
             if (values.Length == 0) throw new FormatException($"'{text}': missing value after '='");
             foreach (string one in values.Split(','))
             {
-                string bits = one, mask = "";
+                string bits = one;
+                string? mask = null;
                 if (one.IndexOf(':', StringComparison.Ordinal) is var colon and >= 0) { bits = one[..colon]; mask = one[(colon + 1)..]; }
                 if (!TryHex(bits, out uint v)) throw new FormatException($"'{text}': invalid value '{one}'");
                 if (v > full) throw new FormatException($"'{text}': value '{bits}' does not fit in {w} byte(s)");
                 uint m = full;
-                if (mask.Length > 0 || one.Contains(':', StringComparison.Ordinal))
+                if (mask != null)
                 {
                     if (!TryHex(mask, out m)) throw new FormatException($"'{text}': invalid mask '{mask}'");
                     if (m > full) throw new FormatException($"'{text}': mask '{mask}' does not fit in {w} byte(s)");
@@ -212,9 +216,9 @@ public static partial class SetpciCommand
             try
             {
                 using var client = Commands.Connect(parse);
+                async Task<uint> Dword(int at) => (await client.ReadConfigAsync(rid, at, 4, ct).ConfigureAwait(false)).Value;
                 foreach (var op in parsed)
                 {
-                    async Task<uint> Dword(int at) => (await client.ReadConfigAsync(rid, at, 4, ct).ConfigureAwait(false)).Value;
                     int addr = op.Offset;
                     if (op.HeaderTypes != 0)
                     {
@@ -247,11 +251,10 @@ public static partial class SetpciCommand
                         await Console.Out.WriteLineAsync(r.Value.ToString($"x{2 * op.Width}", CultureInfo.InvariantCulture)).ConfigureAwait(false);
                         continue;
                     }
-                    uint full = op.Width == 4 ? uint.MaxValue : (1u << (8 * op.Width)) - 1;
                     foreach (var v in op.Values)
                     {
                         uint value = v.Bits;
-                        if (v.Mask != full)
+                        if (v.Mask != FullMask(op.Width))
                         {
                             uint old = (await client.ReadConfigAsync(rid, addr, op.Width, ct).ConfigureAwait(false)).Value;
                             value = (old & ~v.Mask) | v.Bits;

@@ -643,11 +643,7 @@ internal sealed class DirectConnection
         lock (_writeLock)
         {
             if (_closed) return;
-            var payload = new byte[8 + Math.Min(debug.Length, 256)];
-            BinaryPrimitives.WriteInt32BigEndian(payload, _lastStreamId);
-            BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4), (uint)code);
-            System.Text.Encoding.ASCII.GetBytes(debug.AsSpan(0, payload.Length - 8), payload.AsSpan(8));
-            AppendFrame(FrameType.GoAway, 0, 0, payload);
+            AppendFrame(FrameType.GoAway, 0, 0, Http2.GoAwayPayload(_lastStreamId, code, debug));
             Flush();
             _goAwaySent = true;
         }

@@ -178,13 +178,11 @@ internal sealed class DirectServer : IHostedService, IDisposable
     private void Refuse(Socket client, string path)
     {
         string reason = $"pcie-emu: more than {_maxConnections} connections on the Unix sockets (Limits:MaxDirectConnections)";
-        var debug = System.Text.Encoding.UTF8.GetBytes(reason);
-        var frames = new byte[2 * Http2.FrameHeaderSize + 8 + debug.Length];
+        var payload = Http2.GoAwayPayload(0, Http2Error.EnhanceYourCalm, reason);
+        var frames = new byte[2 * Http2.FrameHeaderSize + payload.Length];
         Http2.WriteFrameHeader(frames, 0, FrameType.Settings, 0, 0);
-        var goAway = frames.AsSpan(Http2.FrameHeaderSize);
-        Http2.WriteFrameHeader(goAway, 8 + debug.Length, FrameType.GoAway, 0, 0);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(goAway[(Http2.FrameHeaderSize + 4)..], (uint)Http2Error.EnhanceYourCalm);
-        debug.CopyTo(goAway[(Http2.FrameHeaderSize + 8)..]);
+        Http2.WriteFrameHeader(frames.AsSpan(Http2.FrameHeaderSize), payload.Length, FrameType.GoAway, 0, 0);
+        payload.CopyTo(frames.AsSpan(2 * Http2.FrameHeaderSize));
         try
         {
             client.SendTimeout = 1000;

@@ -76,6 +76,16 @@ internal static class Http2
         SettingsInitialWindowSize = 0x4, SettingsMaxFrameSize = 0x5, SettingsMaxHeaderListSize = 0x6;
 
     /// <summary>Writes a 9-octet frame header.</summary>
+    /// <summary>A GOAWAY payload: last stream id, error code, and <paramref name="debug"/> as ASCII debug data (at most 256 bytes).</summary>
+    public static byte[] GoAwayPayload(int lastStreamId, Http2Error code, string debug)
+    {
+        var payload = new byte[8 + Math.Min(debug.Length, 256)];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(payload, lastStreamId);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4), (uint)code);
+        System.Text.Encoding.ASCII.GetBytes(debug.AsSpan(0, payload.Length - 8), payload.AsSpan(8));
+        return payload;
+    }
+
     public static void WriteFrameHeader(Span<byte> destination, int length, FrameType type, byte flags, int streamId)
     {
         destination[0] = (byte)(length >> 16);
